@@ -1,0 +1,1 @@
+"""buildsync: keeps Buildbucket-style builds in sync with their backend tasks."""

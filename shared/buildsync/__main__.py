@@ -1,0 +1,5 @@
+import sys
+
+from buildsync.cli import main
+
+sys.exit(main())

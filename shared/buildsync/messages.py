@@ -1,0 +1,165 @@
+"""The Pub/Sub messages between the stages: identity only, never build state.
+
+Each message is a frozen dataclass carried as a JSON object with a schema
+`version`. A message names what to sync and when it was planned; the sync
+re-reads Datastore, so a late or repeated message cannot overwrite newer data.
+Decoding any bytes either returns a message or raises MessageError, a
+permanent error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+from typing import Any, ClassVar
+
+from buildsync.errors import MessageError
+
+SCHEMA_VERSION = 1
+
+# CONTRACT.md: FetchTasks takes at most 1000 ids, so a batch holds at most 1000.
+MAX_BATCH_SIZE = 1000
+
+
+def _decode_object(data: bytes | str, kind: str) -> dict[str, Any]:
+    try:
+        payload = json.loads(data)
+    except (ValueError, RecursionError) as error:  # bad UTF-8 or JSON, absurd nesting or numbers
+        raise MessageError(f"{kind} message is not JSON: {error}") from error
+    if not isinstance(payload, dict):
+        raise MessageError(f"{kind} message is a JSON {type(payload).__name__}, not an object")
+    version = payload.pop("version", None)
+    if version != SCHEMA_VERSION:
+        raise MessageError(f"{kind} message has schema version {version!r}; this code reads {SCHEMA_VERSION}")
+    return payload
+
+
+def _field(payload: dict[str, Any], name: str, kind: str, expected: type, optional: bool = False) -> Any:
+    value = payload.get(name)
+    if value is None and optional:
+        return None
+    # bool is an int in Python; a JSON true is never a shard index or an id.
+    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        what = "missing" if name not in payload else f"{type(value).__name__} {value!r}"
+        raise MessageError(f"{kind} message field {name!r}: expected {expected.__name__}, got {what}")
+    if expected is str and not value:
+        raise MessageError(f"{kind} message field {name!r} is empty")
+    return value
+
+
+def _time_field(payload: dict[str, Any], kind: str) -> datetime.datetime:
+    text = _field(payload, "planned_at", kind, str)
+    try:
+        moment = datetime.datetime.fromisoformat(text)
+    except ValueError as error:
+        raise MessageError(f"{kind} message field 'planned_at': {text!r} is not an ISO 8601 time") from error
+    if moment.tzinfo is None:
+        raise MessageError(f"{kind} message field 'planned_at': {text!r} has no timezone")
+    return moment
+
+
+def _reject_unknown(payload: dict[str, Any], cls: type, kind: str) -> None:
+    unknown = set(payload) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise MessageError(f"{kind} message has unknown fields {sorted(unknown)}")
+
+
+def _encode(kind_fields: dict[str, Any]) -> bytes:
+    return json.dumps({"version": SCHEMA_VERSION, **kind_fields}, separators=(",", ":")).encode()
+
+
+@dataclasses.dataclass(frozen=True)
+class SyncTrigger:
+    """trigger → planner: what to sync; None means every backend / every project."""
+
+    KIND: ClassVar[str] = "trigger"
+    backend: str | None = None
+    project: str | None = None
+
+    def to_json(self) -> bytes:
+        return _encode({k: v for k, v in dataclasses.asdict(self).items() if v is not None})
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> SyncTrigger:
+        payload = _decode_object(data, cls.KIND)
+        _reject_unknown(payload, cls, cls.KIND)
+        return cls(
+            backend=_field(payload, "backend", cls.KIND, str, optional=True),
+            project=_field(payload, "project", cls.KIND, str, optional=True),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardJob:
+    """planner → shard: one shard of one (backend, project), with the run's cut-off."""
+
+    KIND: ClassVar[str] = "shard"
+    backend: str
+    project: str
+    shard: int
+    shards: int
+    planned_at: datetime.datetime
+
+    def to_json(self) -> bytes:
+        return _encode(
+            {
+                "backend": self.backend,
+                "project": self.project,
+                "shard": self.shard,
+                "shards": self.shards,
+                "planned_at": self.planned_at.isoformat(),
+            }
+        )
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> ShardJob:
+        payload = _decode_object(data, cls.KIND)
+        _reject_unknown(payload, cls, cls.KIND)
+        job = cls(
+            backend=_field(payload, "backend", cls.KIND, str),
+            project=_field(payload, "project", cls.KIND, str),
+            shard=_field(payload, "shard", cls.KIND, int),
+            shards=_field(payload, "shards", cls.KIND, int),
+            planned_at=_time_field(payload, cls.KIND),
+        )
+        if not 0 <= job.shard < job.shards:
+            raise MessageError(f"shard message: shard {job.shard} is outside [0, {job.shards})")
+        return job
+
+
+@dataclasses.dataclass(frozen=True)
+class SyncBatch:
+    """shard → sync: up to 1000 build ids of one (backend, project)."""
+
+    KIND: ClassVar[str] = "sync"
+    backend: str
+    project: str
+    build_ids: tuple[int, ...]
+    planned_at: datetime.datetime
+
+    def to_json(self) -> bytes:
+        return _encode(
+            {
+                "backend": self.backend,
+                "project": self.project,
+                "build_ids": list(self.build_ids),
+                "planned_at": self.planned_at.isoformat(),
+            }
+        )
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> SyncBatch:
+        payload = _decode_object(data, cls.KIND)
+        _reject_unknown(payload, cls, cls.KIND)
+        ids = _field(payload, "build_ids", cls.KIND, list)
+        if not 0 < len(ids) <= MAX_BATCH_SIZE:
+            raise MessageError(f"sync message: {len(ids)} build ids; a batch holds 1 to {MAX_BATCH_SIZE}")
+        if not all(isinstance(i, int) and not isinstance(i, bool) and 0 < i < 2**63 for i in ids):
+            raise MessageError("sync message field 'build_ids': every id must be a positive 64-bit integer")
+        return cls(
+            backend=_field(payload, "backend", cls.KIND, str),
+            project=_field(payload, "project", cls.KIND, str),
+            build_ids=tuple(ids),
+            planned_at=_time_field(payload, cls.KIND),
+        )

@@ -1,0 +1,138 @@
+"""The Datastore entities Buildbucket writes, as far as the sync touches them.
+
+A sync reads an entity, changes the properties it owns and writes the same
+entity back, so every property and proto field it does not know survives (the
+client keeps unknown properties, their index flags and meanings; protobuf keeps
+unknown fields). Saving a Build recomputes the properties derived from its
+proto, in one place: `save_build`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+
+from google.cloud import datastore
+
+from buildsync import sync_time
+from buildsync.proto import buildbucket_pb2 as pb
+from buildsync.status_rules import is_ended
+
+BUILD_KIND = "Build"
+BUILD_INFRA_KIND = "BuildInfra"
+BUILD_STATUS_KIND = "BuildStatus"
+
+# CONTRACT.md: backend_sync_interval 0 (or absent) means five minutes.
+DEFAULT_SYNC_INTERVAL = datetime.timedelta(minutes=5)
+
+# Properties no query reads; leaving them out of indexes saves index writes.
+BUILD_UNINDEXED = ("proto", "backend_sync_interval")
+
+
+def build_key(client: datastore.Client, build_id: int) -> datastore.Key:
+    return client.key(BUILD_KIND, build_id)
+
+
+def infra_key(client: datastore.Client, build_id: int) -> datastore.Key:
+    return client.key(BUILD_KIND, build_id, BUILD_INFRA_KIND, 1)
+
+
+def status_key(client: datastore.Client, build_id: int) -> datastore.Key:
+    return client.key(BUILD_KIND, build_id, BUILD_STATUS_KIND, 1)
+
+
+def build_id_of(key: datastore.Key) -> int:
+    """The build id of a Build key or of one of its children."""
+    return key.flat_path[1]
+
+
+def read_build(entity: datastore.Entity) -> pb.Build:
+    return pb.Build.FromString(entity["proto"])
+
+
+def read_infra(entity: datastore.Entity) -> pb.BuildInfra:
+    return pb.BuildInfra.FromString(entity["infra"])
+
+
+def write_infra(entity: datastore.Entity, infra: pb.BuildInfra) -> None:
+    entity["infra"] = infra.SerializeToString()
+
+
+def sync_interval_of(entity: datastore.Entity) -> datetime.timedelta:
+    nanos = entity.get("backend_sync_interval") or 0
+    return datetime.timedelta(microseconds=nanos // 1000) if nanos > 0 else DEFAULT_SYNC_INTERVAL
+
+
+def save_build(entity: datastore.Entity, build: pb.Build, status_changed: bool) -> None:
+    """Writes `build` into `entity` with the properties derived from it.
+
+    `next_backend_sync_time` only ever moves forward, as in Buildbucket: a
+    build someone else pushed further out is not pulled back.
+    """
+    entity["proto"] = build.SerializeToString()
+    entity["status_v2"] = build.status
+    entity["incomplete"] = not is_ended(build.status)
+    if status_changed:
+        entity["status_changed_time"] = build.update_time.ToDatetime(datetime.timezone.utc)
+    current = entity.get("next_backend_sync_time")
+    if current and build.HasField("update_time"):
+        update_time = build.update_time.ToDatetime(datetime.timezone.utc)
+        candidate = sync_time.next_sync_unix(update_time, sync_interval_of(entity))
+        if candidate > sync_time.parse_time(current):
+            entity["next_backend_sync_time"] = sync_time.replace_time(current, candidate)
+
+
+@dataclasses.dataclass(frozen=True)
+class NewBuild:
+    """A build as Buildbucket would create it, for demos, tests and benchmarks."""
+
+    build_id: int
+    project: str
+    backend: str
+    task_id: str
+    status: int = pb.STARTED
+    update_time: datetime.datetime = dataclasses.field(
+        default_factory=lambda: datetime.datetime.now(datetime.timezone.utc)
+    )
+    shards: int = 1
+    sync_interval: datetime.timedelta = DEFAULT_SYNC_INTERVAL
+    task_update_id: int = 1
+    bucket: str = "ci"
+    builder: str = "builder"
+
+
+def new_build_entities(client: datastore.Client, spec: NewBuild, shard: int | None = None) -> list[datastore.Entity]:
+    """The Build, BuildInfra and BuildStatus entities of a freshly created build.
+
+    The shard is random unless given, as Buildbucket picks it at creation.
+    """
+    build = pb.Build(id=spec.build_id, number=spec.build_id % 100_000, status=spec.status)
+    build.builder.project, build.builder.bucket, build.builder.builder = spec.project, spec.bucket, spec.builder
+    build.create_time.FromDatetime(spec.update_time)
+    build.update_time.FromDatetime(spec.update_time)
+    key = sync_time.new_key(spec.backend, spec.project, spec.shards, spec.update_time, spec.sync_interval)
+    if shard is not None:
+        key = dataclasses.replace(key, shard=shard)
+    build_entity = datastore.Entity(build_key(client, spec.build_id), exclude_from_indexes=BUILD_UNINDEXED)
+    build_entity.update(
+        {
+            "proto": build.SerializeToString(),
+            "project": spec.project,
+            "status_v2": spec.status,
+            "incomplete": not is_ended(spec.status),
+            "status_changed_time": spec.update_time,
+            "backend_target": spec.backend,
+            "backend_sync_interval": int(spec.sync_interval.total_seconds()) * 1_000_000_000,
+            "next_backend_sync_time": str(key),
+        }
+    )
+    infra = pb.BuildInfra()
+    if spec.task_id:
+        task = infra.backend.task
+        task.id.target, task.id.id = spec.backend, spec.task_id
+        task.status, task.update_id = pb.SCHEDULED, spec.task_update_id
+    infra_entity = datastore.Entity(infra_key(client, spec.build_id), exclude_from_indexes=("infra",))
+    infra_entity["infra"] = infra.SerializeToString()
+    status_entity = datastore.Entity(status_key(client, spec.build_id), exclude_from_indexes=("status",))
+    status_entity.update({"status": spec.status, "build_address": f"{spec.project}/{spec.bucket}/{spec.builder}/b{spec.build_id}"})
+    return [build_entity, infra_entity, status_entity]

@@ -1,0 +1,88 @@
+"""The whole job in one process: plan, query every shard, sync every batch.
+
+The same three stages the Cloud Functions run, chained by thread pools instead
+of Pub/Sub: shard queries run side by side, and each batch they yield is synced
+while the queries go on. The CLI and the benchmarks use it.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import datetime
+
+from google.cloud import datastore
+
+from buildsync import logs
+from buildsync.backend import BackendPool
+from buildsync.errors import SyncError, TransientError
+from buildsync.messages import MAX_BATCH_SIZE, ShardJob, SyncBatch, SyncTrigger
+from buildsync.planner import plan
+from buildsync.report import SyncReport
+from buildsync.settings import Settings
+from buildsync.shard import due_batches
+from buildsync.sync import Clock, sync_batch, utc_now
+
+# Batches synced at once; each holds up to 1000 builds and a few transactions.
+DEFAULT_WORKERS = 4
+
+
+def run_pipeline(
+    client: datastore.Client,
+    settings: Settings,
+    backends: BackendPool,
+    trigger: SyncTrigger,
+    *,
+    planned_at: datetime.datetime | None = None,
+    dry_run: bool = False,
+    workers: int = DEFAULT_WORKERS,
+    batch_size: int = MAX_BATCH_SIZE,
+    clock: Clock = utc_now,
+) -> SyncReport:
+    """Runs one full sync of what `trigger` names and reports it.
+
+    Retry behaviour: raises only for bad settings or an unknown backend
+    (PermanentError) and when planning fails (TransientError); failures of
+    single shards and batches are in the report, with `report.retry` set when
+    running again may fix them.
+    """
+    planned_at = planned_at or clock()
+    jobs = plan(client, settings, trigger, planned_at)
+    report = SyncReport()
+
+    def sync_one(batch: SyncBatch) -> SyncReport:
+        backend = settings.backend(batch.backend)
+        fetcher = backends.get(backend.target, backend.hostname)
+        try:
+            return sync_batch(client, fetcher, backend, batch, dry_run=dry_run, clock=clock)
+        except SyncError as error:
+            logs.event("ERROR", "batch failed", backend=batch.backend, project=batch.project, builds=len(batch.build_ids), error=str(error))
+            failed = SyncReport(due=len(batch.build_ids), failed=len(batch.build_ids), errors=[str(error)])
+            failed.retry = isinstance(error, TransientError)
+            return failed
+
+    with (
+        concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="sync") as sync_pool,
+        concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(len(jobs), workers)), thread_name_prefix="shard") as shard_pool,
+    ):
+
+        def query_one(job: ShardJob) -> tuple[list[concurrent.futures.Future[SyncReport]], SyncError | None]:
+            submitted = []
+            try:
+                for batch in due_batches(client, job, batch_size):
+                    submitted.append(sync_pool.submit(sync_one, batch))
+            except SyncError as error:
+                # The batches found before the failure are still synced.
+                return submitted, error
+            return submitted, None
+
+        shard_futures = {shard_pool.submit(query_one, job): job for job in jobs}
+        for shard_future in concurrent.futures.as_completed(shard_futures):
+            batch_futures, error = shard_future.result()
+            if error is not None:
+                job = shard_futures[shard_future]
+                logs.event("ERROR", "shard query failed", backend=job.backend, project=job.project, shard=job.shard, error=str(error))
+                report.errors.append(str(error))
+                report.retry = report.retry or isinstance(error, TransientError)
+            for batch_future in batch_futures:
+                report.add(batch_future.result())
+    return report

@@ -1,0 +1,223 @@
+import datetime
+
+from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import struct_pb2 as _struct_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.rpc import status_pb2 as _status_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Status(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    STATUS_UNSPECIFIED: _ClassVar[Status]
+    SCHEDULED: _ClassVar[Status]
+    STARTED: _ClassVar[Status]
+    ENDED_MASK: _ClassVar[Status]
+    SUCCESS: _ClassVar[Status]
+    FAILURE: _ClassVar[Status]
+    INFRA_FAILURE: _ClassVar[Status]
+    CANCELED: _ClassVar[Status]
+STATUS_UNSPECIFIED: Status
+SCHEDULED: Status
+STARTED: Status
+ENDED_MASK: Status
+SUCCESS: Status
+FAILURE: Status
+INFRA_FAILURE: Status
+CANCELED: Status
+
+class StatusDetails(_message.Message):
+    __slots__ = ("resource_exhaustion", "timeout")
+    class ResourceExhaustion(_message.Message):
+        __slots__ = ()
+        def __init__(self) -> None: ...
+    class Timeout(_message.Message):
+        __slots__ = ()
+        def __init__(self) -> None: ...
+    RESOURCE_EXHAUSTION_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    resource_exhaustion: StatusDetails.ResourceExhaustion
+    timeout: StatusDetails.Timeout
+    def __init__(self, resource_exhaustion: _Optional[_Union[StatusDetails.ResourceExhaustion, _Mapping]] = ..., timeout: _Optional[_Union[StatusDetails.Timeout, _Mapping]] = ...) -> None: ...
+
+class TaskID(_message.Message):
+    __slots__ = ("target", "id")
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    target: str
+    id: str
+    def __init__(self, target: _Optional[str] = ..., id: _Optional[str] = ...) -> None: ...
+
+class Task(_message.Message):
+    __slots__ = ("id", "link", "status", "status_details", "summary_html", "details", "update_id", "summary_markdown")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    LINK_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    STATUS_DETAILS_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_HTML_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_ID_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_MARKDOWN_FIELD_NUMBER: _ClassVar[int]
+    id: TaskID
+    link: str
+    status: Status
+    status_details: StatusDetails
+    summary_html: str
+    details: _struct_pb2.Struct
+    update_id: int
+    summary_markdown: str
+    def __init__(self, id: _Optional[_Union[TaskID, _Mapping]] = ..., link: _Optional[str] = ..., status: _Optional[_Union[Status, str]] = ..., status_details: _Optional[_Union[StatusDetails, _Mapping]] = ..., summary_html: _Optional[str] = ..., details: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., update_id: _Optional[int] = ..., summary_markdown: _Optional[str] = ...) -> None: ...
+
+class BuilderID(_message.Message):
+    __slots__ = ("project", "bucket", "builder")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    BUCKET_FIELD_NUMBER: _ClassVar[int]
+    BUILDER_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    bucket: str
+    builder: str
+    def __init__(self, project: _Optional[str] = ..., bucket: _Optional[str] = ..., builder: _Optional[str] = ...) -> None: ...
+
+class Build(_message.Message):
+    __slots__ = ("id", "builder", "number", "create_time", "start_time", "end_time", "update_time", "status", "output", "infra", "summary_markdown", "status_details", "cancel_time")
+    class Output(_message.Message):
+        __slots__ = ("summary_markdown", "status", "status_details")
+        SUMMARY_MARKDOWN_FIELD_NUMBER: _ClassVar[int]
+        STATUS_FIELD_NUMBER: _ClassVar[int]
+        STATUS_DETAILS_FIELD_NUMBER: _ClassVar[int]
+        summary_markdown: str
+        status: Status
+        status_details: StatusDetails
+        def __init__(self, summary_markdown: _Optional[str] = ..., status: _Optional[_Union[Status, str]] = ..., status_details: _Optional[_Union[StatusDetails, _Mapping]] = ...) -> None: ...
+    ID_FIELD_NUMBER: _ClassVar[int]
+    BUILDER_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    INFRA_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_MARKDOWN_FIELD_NUMBER: _ClassVar[int]
+    STATUS_DETAILS_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_TIME_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    builder: BuilderID
+    number: int
+    create_time: _timestamp_pb2.Timestamp
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    update_time: _timestamp_pb2.Timestamp
+    status: Status
+    output: Build.Output
+    infra: BuildInfra
+    summary_markdown: str
+    status_details: StatusDetails
+    cancel_time: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[int] = ..., builder: _Optional[_Union[BuilderID, _Mapping]] = ..., number: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[_Union[Status, str]] = ..., output: _Optional[_Union[Build.Output, _Mapping]] = ..., infra: _Optional[_Union[BuildInfra, _Mapping]] = ..., summary_markdown: _Optional[str] = ..., status_details: _Optional[_Union[StatusDetails, _Mapping]] = ..., cancel_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class BuildInfra(_message.Message):
+    __slots__ = ("backend",)
+    class Backend(_message.Message):
+        __slots__ = ("config", "task", "hostname")
+        CONFIG_FIELD_NUMBER: _ClassVar[int]
+        TASK_FIELD_NUMBER: _ClassVar[int]
+        HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+        config: _struct_pb2.Struct
+        task: Task
+        hostname: str
+        def __init__(self, config: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., task: _Optional[_Union[Task, _Mapping]] = ..., hostname: _Optional[str] = ...) -> None: ...
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    backend: BuildInfra.Backend
+    def __init__(self, backend: _Optional[_Union[BuildInfra.Backend, _Mapping]] = ...) -> None: ...
+
+class FetchTasksRequest(_message.Message):
+    __slots__ = ("task_ids",)
+    TASK_IDS_FIELD_NUMBER: _ClassVar[int]
+    task_ids: _containers.RepeatedCompositeFieldContainer[TaskID]
+    def __init__(self, task_ids: _Optional[_Iterable[_Union[TaskID, _Mapping]]] = ...) -> None: ...
+
+class FetchTasksResponse(_message.Message):
+    __slots__ = ("responses",)
+    class Response(_message.Message):
+        __slots__ = ("task", "error")
+        TASK_FIELD_NUMBER: _ClassVar[int]
+        ERROR_FIELD_NUMBER: _ClassVar[int]
+        task: Task
+        error: _status_pb2.Status
+        def __init__(self, task: _Optional[_Union[Task, _Mapping]] = ..., error: _Optional[_Union[_status_pb2.Status, _Mapping]] = ...) -> None: ...
+    RESPONSES_FIELD_NUMBER: _ClassVar[int]
+    responses: _containers.RepeatedCompositeFieldContainer[FetchTasksResponse.Response]
+    def __init__(self, responses: _Optional[_Iterable[_Union[FetchTasksResponse.Response, _Mapping]]] = ...) -> None: ...
+
+class RunTaskRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RunTaskResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class CancelTasksRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class CancelTasksResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ValidateConfigsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ValidateConfigsResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SettingsCfg(_message.Message):
+    __slots__ = ("backends",)
+    BACKENDS_FIELD_NUMBER: _ClassVar[int]
+    backends: _containers.RepeatedCompositeFieldContainer[BackendSetting]
+    def __init__(self, backends: _Optional[_Iterable[_Union[BackendSetting, _Mapping]]] = ...) -> None: ...
+
+class BackendSetting(_message.Message):
+    __slots__ = ("target", "hostname", "full_mode", "lite_mode", "task_creating_timeout")
+    class BuildSyncSetting(_message.Message):
+        __slots__ = ("shards", "sync_interval_seconds")
+        SHARDS_FIELD_NUMBER: _ClassVar[int]
+        SYNC_INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+        shards: int
+        sync_interval_seconds: int
+        def __init__(self, shards: _Optional[int] = ..., sync_interval_seconds: _Optional[int] = ...) -> None: ...
+    class FullMode(_message.Message):
+        __slots__ = ("pubsub_id", "build_sync_setting", "redirect_to_task_page", "succeed_build_if_task_is_succeeded")
+        PUBSUB_ID_FIELD_NUMBER: _ClassVar[int]
+        BUILD_SYNC_SETTING_FIELD_NUMBER: _ClassVar[int]
+        REDIRECT_TO_TASK_PAGE_FIELD_NUMBER: _ClassVar[int]
+        SUCCEED_BUILD_IF_TASK_IS_SUCCEEDED_FIELD_NUMBER: _ClassVar[int]
+        pubsub_id: str
+        build_sync_setting: BackendSetting.BuildSyncSetting
+        redirect_to_task_page: bool
+        succeed_build_if_task_is_succeeded: bool
+        def __init__(self, pubsub_id: _Optional[str] = ..., build_sync_setting: _Optional[_Union[BackendSetting.BuildSyncSetting, _Mapping]] = ..., redirect_to_task_page: _Optional[bool] = ..., succeed_build_if_task_is_succeeded: _Optional[bool] = ...) -> None: ...
+    class LiteMode(_message.Message):
+        __slots__ = ()
+        def __init__(self) -> None: ...
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    FULL_MODE_FIELD_NUMBER: _ClassVar[int]
+    LITE_MODE_FIELD_NUMBER: _ClassVar[int]
+    TASK_CREATING_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    target: str
+    hostname: str
+    full_mode: BackendSetting.FullMode
+    lite_mode: BackendSetting.LiteMode
+    task_creating_timeout: _duration_pb2.Duration
+    def __init__(self, target: _Optional[str] = ..., hostname: _Optional[str] = ..., full_mode: _Optional[_Union[BackendSetting.FullMode, _Mapping]] = ..., lite_mode: _Optional[_Union[BackendSetting.LiteMode, _Mapping]] = ..., task_creating_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...

@@ -1,0 +1,145 @@
+"""Backend settings: read once from a file, validated, then looked up by target.
+
+The file holds a `SettingsCfg` in proto3 JSON (`.json`) or text format
+(`.textproto`, `.cfg`). Every problem is reported with the backend and field
+it is about, because an operator reads these errors in a log line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+import pathlib
+
+from google.protobuf import json_format, text_format
+
+from buildsync.errors import SettingsError, UnknownBackendError
+from buildsync.proto import buildbucket_pb2 as pb
+
+# The variable that names the settings file for the functions and the CLI.
+SETTINGS_ENV = "BUILDSYNC_SETTINGS"
+
+# CONTRACT.md: an unset interval means five minutes; shorter than a minute is
+# meaningless because sync times are kept at minute precision.
+DEFAULT_SYNC_INTERVAL = datetime.timedelta(seconds=300)
+MIN_SYNC_INTERVAL_SECONDS = 60
+
+_TEXT_SUFFIXES = (".textproto", ".cfg", ".txtpb", ".pbtxt")
+
+
+@dataclasses.dataclass(frozen=True)
+class BackendSettings:
+    """What the sync needs to know about one backend."""
+
+    target: str
+    hostname: str
+    lite_mode: bool
+    shards: int
+    sync_interval: datetime.timedelta
+    succeed_build_if_task_is_succeeded: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    backends: tuple[BackendSettings, ...]
+
+    def backend(self, target: str) -> BackendSettings:
+        """The settings of `target`; unknown targets are a permanent error."""
+        for backend in self.backends:
+            if backend.target == target:
+                return backend
+        known = ", ".join(b.target for b in self.backends) or "none"
+        raise UnknownBackendError(f"backend {target!r} is not in the settings (known: {known})")
+
+    def full_mode_backends(self) -> tuple[BackendSettings, ...]:
+        return tuple(b for b in self.backends if not b.lite_mode)
+
+
+def parse_settings(text: str, fmt: str) -> Settings:
+    """Parses and validates settings text; `fmt` is "json" or "text"."""
+    config = pb.SettingsCfg()
+    try:
+        if fmt == "json":
+            json_format.Parse(text, config)
+        elif fmt == "text":
+            text_format.Parse(text, config)
+        else:
+            raise SettingsError(f"unknown settings format {fmt!r}: use json or text")
+    except (json_format.ParseError, text_format.ParseError) as error:
+        raise SettingsError(f"settings do not parse as SettingsCfg ({fmt}): {error}") from error
+    return validate_settings(config)
+
+
+def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
+    """Reads the settings file at `path`, or the one `BUILDSYNC_SETTINGS` names."""
+    path = path or os.environ.get(SETTINGS_ENV)
+    if not path:
+        raise SettingsError(f"no settings file: pass --settings or set {SETTINGS_ENV}")
+    path = pathlib.Path(path)
+    fmt = "json" if path.suffix == ".json" else "text" if path.suffix in _TEXT_SUFFIXES else None
+    if fmt is None:
+        raise SettingsError(f"settings file {path}: unknown suffix {path.suffix!r}; use .json, .textproto or .cfg")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise SettingsError(f"settings file {path} cannot be read: {error}") from error
+    try:
+        return parse_settings(text, fmt)
+    except SettingsError as error:
+        raise SettingsError(f"settings file {path}: {error}") from error
+
+
+def validate_settings(config: pb.SettingsCfg) -> Settings:
+    """Checks every backend and returns the settings the sync uses."""
+    problems = []
+    seen: set[str] = set()
+    backends = []
+    for index, backend in enumerate(config.backends):
+        name = f"backends[{index}] ({backend.target!r})" if backend.target else f"backends[{index}]"
+        problems += [f"{name}: {problem}" for problem in _backend_problems(backend)]
+        if backend.target in seen:
+            problems.append(f"{name}: target: duplicate of an earlier backend")
+        seen.add(backend.target)
+        backends.append(_backend_settings(backend))
+    if problems:
+        raise SettingsError("invalid settings: " + "; ".join(problems))
+    return Settings(backends=tuple(backends))
+
+
+def _backend_problems(backend: pb.BackendSetting) -> list[str]:
+    problems = []
+    if not backend.target:
+        problems.append("target: must be set")
+    mode = backend.WhichOneof("mode")
+    if mode is None:
+        problems.append("mode: set full_mode or lite_mode")
+    if mode == "full_mode":
+        if not backend.hostname:
+            problems.append("hostname: must be set for a full_mode backend")
+        sync = backend.full_mode.build_sync_setting
+        if sync.shards < 0:
+            problems.append(f"full_mode.build_sync_setting.shards: {sync.shards} is negative")
+        if sync.sync_interval_seconds < 0 or 0 < sync.sync_interval_seconds < MIN_SYNC_INTERVAL_SECONDS:
+            problems.append(
+                "full_mode.build_sync_setting.sync_interval_seconds: "
+                f"{sync.sync_interval_seconds} is under {MIN_SYNC_INTERVAL_SECONDS} (leave it unset for 300)"
+            )
+    return problems
+
+
+def _backend_settings(backend: pb.BackendSetting) -> BackendSettings:
+    full = backend.full_mode
+    sync = full.build_sync_setting
+    return BackendSettings(
+        target=backend.target,
+        hostname=backend.hostname,
+        lite_mode=backend.WhichOneof("mode") != "full_mode",
+        shards=max(sync.shards, 1),
+        sync_interval=(
+            datetime.timedelta(seconds=sync.sync_interval_seconds)
+            if sync.sync_interval_seconds
+            else DEFAULT_SYNC_INTERVAL
+        ),
+        succeed_build_if_task_is_succeeded=full.succeed_build_if_task_is_succeeded,
+    )

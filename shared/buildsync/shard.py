@@ -1,0 +1,47 @@
+"""The shard stage: find one shard's due builds with a keys-only query.
+
+The sync-time key range selects the shard and the cut-off; the equality filters
+keep other projects and backends out even when their keys interleave.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from google.cloud import datastore
+from google.cloud.datastore.query import PropertyFilter
+
+from buildsync import model, sync_time
+from buildsync.errors import as_sync_error
+from buildsync.messages import MAX_BATCH_SIZE, ShardJob, SyncBatch
+
+
+def due_builds_query(client: datastore.Client, job: ShardJob) -> datastore.Query:
+    lower, upper = sync_time.shard_range(job.backend, job.project, job.shard, job.planned_at)
+    query = client.query(kind=model.BUILD_KIND)
+    query.add_filter(filter=PropertyFilter("incomplete", "=", True))
+    query.add_filter(filter=PropertyFilter("backend_target", "=", job.backend))
+    query.add_filter(filter=PropertyFilter("project", "=", job.project))
+    query.add_filter(filter=PropertyFilter("next_backend_sync_time", ">", lower))
+    query.add_filter(filter=PropertyFilter("next_backend_sync_time", "<", upper))
+    query.keys_only()
+    return query
+
+
+def due_batches(client: datastore.Client, job: ShardJob, batch_size: int = MAX_BATCH_SIZE) -> Iterator[SyncBatch]:
+    """Yields the due builds of `job` in batches of at most `batch_size` ids.
+
+    Retry behaviour: Datastore failures raise TransientError. Batches already
+    yielded stay valid; a rerun of the shard yields the builds still due.
+    """
+    ids: list[int] = []
+    try:
+        for entity in due_builds_query(client, job).fetch():
+            ids.append(entity.key.id)
+            if len(ids) == batch_size:
+                yield SyncBatch(job.backend, job.project, tuple(ids), job.planned_at)
+                ids = []
+    except Exception as error:  # sorted by the one table in errors.py
+        raise as_sync_error(error, f"querying shard {job.shard} of {job.backend}/{job.project}") from error
+    if ids:
+        yield SyncBatch(job.backend, job.project, tuple(ids), job.planned_at)

@@ -1,0 +1,76 @@
+"""Buildbucket's rules for a build's status once its task has moved on.
+
+Pure functions over status values and protos: the sync stage reads and writes,
+these decide. CONTRACT.md ("Build status derived from the task") is the spec.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import enum
+
+from buildsync.proto import buildbucket_pb2 as pb
+
+ENDED_MASK = pb.ENDED_MASK
+
+
+def is_ended(status: int) -> bool:
+    return status & ENDED_MASK == ENDED_MASK
+
+
+class DetailsSource(enum.Enum):
+    """Whose `status_details` the build takes along with a new status."""
+
+    TASK = "task"
+    OUTPUT = "output"
+
+
+@dataclasses.dataclass(frozen=True)
+class StatusDecision:
+    status: int
+    details_from: DetailsSource
+
+
+def derive_status(
+    build_status: int,
+    output_status: int,
+    task_status: int,
+    cancel_requested: bool,
+    task_success: bool,
+) -> StatusDecision | None:
+    """The build's new status, or None when the task does not change it.
+
+    `task_success` is the backend's `succeed_build_if_task_is_succeeded`.
+    """
+    if is_ended(build_status) or not is_ended(task_status):
+        return None
+    task = lambda status: StatusDecision(status, DetailsSource.TASK)  # noqa: E731
+    if not is_ended(output_status):
+        if task_status == pb.SUCCESS:
+            return task(pb.SUCCESS if task_success else pb.INFRA_FAILURE)
+        if build_status == pb.SCHEDULED:
+            return task(pb.INFRA_FAILURE)
+        return task(task_status)
+    if output_status == pb.SUCCESS:
+        return task(task_status)
+    if output_status == pb.CANCELED:
+        if cancel_requested:
+            return StatusDecision(pb.CANCELED, DetailsSource.OUTPUT)
+        return task(pb.INFRA_FAILURE if task_status == pb.SUCCESS else task_status)
+    return StatusDecision(output_status, DetailsSource.OUTPUT)
+
+
+def apply_status(build: pb.Build, decision: StatusDecision, task: pb.Task, now: datetime.datetime) -> bool:
+    """Sets the decided status on `build`; returns whether the status changed."""
+    if build.status == decision.status:
+        return False
+    build.status = decision.status
+    build.update_time.FromDatetime(now)
+    if decision.status == pb.STARTED and not build.HasField("start_time"):
+        build.start_time.FromDatetime(now)
+    if is_ended(decision.status) and not build.HasField("end_time"):
+        build.end_time.FromDatetime(now)
+    source = task.status_details if decision.details_from is DetailsSource.TASK else build.output.status_details
+    build.status_details.CopyFrom(source)
+    return True

@@ -1,0 +1,211 @@
+"""The sync stage: fetch the tasks of one batch of builds and bring the builds up to date.
+
+Reads BuildInfra to learn the task ids, makes one FetchTasks call for the whole
+batch, then updates the builds 25 to a transaction (the entity-group limit),
+re-reading and re-checking each build inside its transaction. A group whose
+transaction fails is reported with its own error and never stops the others.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import datetime
+from typing import Callable
+
+from google.cloud import datastore
+from google.protobuf.message import DecodeError
+
+from buildsync import logs, model
+from buildsync.backend import TaskFetcher
+from buildsync.build_update import Outcome, Update, decide_update, skip_reason
+from buildsync.errors import SyncError, TransientError, as_sync_error
+from buildsync.messages import SyncBatch
+from buildsync.proto import buildbucket_pb2 as pb
+from buildsync.report import CompletedBuild, SyncReport
+from buildsync.settings import BackendSettings
+from buildsync.sync_time import SyncTimeKeyError
+from buildsync.task_rules import FetchedTasks, sort_responses
+from buildsync.transactions import run_in_transaction
+
+# CONTRACT.md: a transaction touches at most 25 entity groups, one per build.
+BUILDS_PER_TRANSACTION = 25
+
+# Transactions of one batch run side by side; more would only queue on the
+# Datastore client's channel.
+DEFAULT_GROUP_WORKERS = 4
+
+# A build entity that cannot be decoded fails alone, not its whole group.
+_BAD_ENTITY_ERRORS = (DecodeError, SyncTimeKeyError, KeyError, TypeError)
+
+Clock = Callable[[], datetime.datetime]
+
+
+def utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def sync_batch(
+    client: datastore.Client,
+    fetcher: TaskFetcher,
+    backend: BackendSettings,
+    batch: SyncBatch,
+    *,
+    dry_run: bool = False,
+    group_workers: int = DEFAULT_GROUP_WORKERS,
+    clock: Clock = utc_now,
+) -> SyncReport:
+    """Syncs the builds of `batch` with their tasks.
+
+    Retry behaviour: raises TransientError when the whole batch failed in a way
+    a redelivery may fix (Datastore or the backend unreachable), and
+    PermanentError when it never will (a FetchTasks response with the wrong
+    number of entries). Failures of single groups or builds are counted in the
+    returned report instead; `report.retry` says whether redelivering the batch
+    may fix them (builds already synced are skipped on redelivery).
+    """
+    report = SyncReport(due=len(batch.build_ids))
+    task_ids, syncable = _read_task_ids(client, batch, report)
+    if not task_ids:
+        return report
+    response = fetcher.fetch_tasks(task_ids)
+    fetched = sort_responses(task_ids, response)
+    report.fetched = len(task_ids)
+    for task_id, reason in fetched.rejected.items():
+        logs.event("WARNING", "backend task rejected", backend=batch.backend, task_id=task_id, reason=reason)
+
+    groups = [syncable[i : i + BUILDS_PER_TRANSACTION] for i in range(0, len(syncable), BUILDS_PER_TRANSACTION)]
+    update_group = lambda ids: _update_group(client, ids, fetched, backend, batch.planned_at, dry_run, clock)  # noqa: E731
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, group_workers)) as pool:
+        for group_report in pool.map(update_group, groups):
+            report.add(group_report)
+    return report
+
+
+def _read_task_ids(client: datastore.Client, batch: SyncBatch, report: SyncReport) -> tuple[list[pb.TaskID], list[int]]:
+    """The distinct task ids to fetch and the builds worth a transaction."""
+    keys = [model.infra_key(client, build_id) for build_id in batch.build_ids]
+    try:
+        found = {model.build_id_of(e.key): e for e in client.get_multi(keys)}
+    except Exception as error:  # sorted by the one table in errors.py
+        raise as_sync_error(error, f"reading BuildInfra of {len(keys)} builds") from error
+    task_ids: dict[str, pb.TaskID] = {}
+    syncable = []
+    for build_id in batch.build_ids:
+        entity = found.get(build_id)
+        try:
+            task = model.read_infra(entity).backend.task if entity is not None else None
+        except _BAD_ENTITY_ERRORS as error:
+            _count(report, build_id, Update(Outcome.FAILED, f"BuildInfra does not decode: {error}"))
+            continue
+        if task is None or not task.id.id:
+            _count(report, build_id, Update(Outcome.SKIPPED, "no BuildInfra or no backend task"))
+            continue
+        task_ids.setdefault(task.id.id, pb.TaskID(target=task.id.target or batch.backend, id=task.id.id))
+        syncable.append(build_id)
+    return list(task_ids.values()), syncable
+
+
+def _update_group(
+    client: datastore.Client,
+    build_ids: list[int],
+    fetched: FetchedTasks,
+    backend: BackendSettings,
+    planned_at: datetime.datetime,
+    dry_run: bool,
+    clock: Clock,
+) -> SyncReport:
+    """One transaction over up to 25 builds; the report counts them once it committed."""
+
+    def work(_: datastore.Transaction) -> list[tuple[int, Update, pb.Build | None]]:
+        keys = [model.build_key(client, i) for i in build_ids] + [model.infra_key(client, i) for i in build_ids]
+        entities = {e.key.flat_path: e for e in client.get_multi(keys)}
+        now = clock()
+        results, to_put, new_statuses = [], [], {}
+        for build_id in build_ids:
+            build_entity = entities.get(model.build_key(client, build_id).flat_path)
+            infra_entity = entities.get(model.infra_key(client, build_id).flat_path)
+            try:
+                update, build = _update_build(build_entity, infra_entity, fetched, backend, planned_at, now)
+            except _BAD_ENTITY_ERRORS as error:
+                update, build = Update(Outcome.FAILED, f"entity does not decode: {error}"), None
+            if update.writes_build:
+                to_put.append(build_entity)
+            if update.writes_infra:
+                to_put.append(infra_entity)
+            if update.status_changed:
+                new_statuses[build_id] = build.status
+            results.append((build_id, update, build))
+        to_put += _status_entities(client, new_statuses)
+        if to_put and not dry_run:
+            client.put_multi(to_put)
+        return results
+
+    report = SyncReport()
+    try:
+        results = run_in_transaction(client, work, read_only=dry_run)
+    except SyncError as error:
+        logs.event("ERROR", "transaction for a group of builds failed", build_ids=build_ids, error=str(error))
+        report.failed = len(build_ids)
+        report.retry = isinstance(error, TransientError)
+        return report
+    # Counted only now, after the commit: a retried transaction counts once.
+    for build_id, update, build in results:
+        _count(report, build_id, update)
+        if update.status_changed and build.status & pb.ENDED_MASK == pb.ENDED_MASK:
+            report.completed += 1
+            report.completed_builds.append(CompletedBuild.from_proto(build))
+            logs.event("INFO", "build completed", build_id=build_id, status=pb.Status.Name(build.status), dry_run=dry_run)
+    return report
+
+
+def _update_build(
+    build_entity: datastore.Entity | None,
+    infra_entity: datastore.Entity | None,
+    fetched: FetchedTasks,
+    backend: BackendSettings,
+    planned_at: datetime.datetime,
+    now: datetime.datetime,
+) -> tuple[Update, pb.Build | None]:
+    """Decides one build and writes the decision into its entities (not yet to Datastore)."""
+    build = model.read_build(build_entity) if build_entity is not None else None
+    infra = model.read_infra(infra_entity) if infra_entity is not None else None
+    next_sync = build_entity.get("next_backend_sync_time", "") if build_entity is not None else ""
+    reason = skip_reason(build, infra, next_sync, planned_at)
+    if reason:
+        return Update(Outcome.SKIPPED, reason), build
+    task_id = infra.backend.task.id.id
+    update = decide_update(
+        build,
+        infra,
+        fetched.usable.get(task_id),
+        fetched.rejected.get(task_id),
+        now,
+        backend.succeed_build_if_task_is_succeeded,
+    )
+    if update.writes_build:
+        model.save_build(build_entity, build, update.status_changed)
+    if update.writes_infra:
+        model.write_infra(infra_entity, infra)
+    return update, build
+
+
+def _status_entities(client: datastore.Client, new_statuses: dict[int, int]) -> list[datastore.Entity]:
+    """The BuildStatus entities to mirror new statuses, read in the same transaction."""
+    if not new_statuses:
+        return []
+    keys = [model.status_key(client, build_id) for build_id in new_statuses]
+    entities = client.get_multi(keys)
+    for entity in entities:
+        entity["status"] = new_statuses[model.build_id_of(entity.key)]
+    missing = set(new_statuses) - {model.build_id_of(e.key) for e in entities}
+    if missing:
+        logs.event("WARNING", "BuildStatus entity missing; not created", build_ids=sorted(missing))
+    return entities
+
+
+def _count(report: SyncReport, build_id: int, update: Update) -> None:
+    name = update.outcome.value
+    setattr(report, name, getattr(report, name) + 1)
+    if update.outcome in (Outcome.INVALID, Outcome.STALE, Outcome.FAILED):
+        logs.event("WARNING" if update.outcome is Outcome.STALE else "ERROR", f"build {name}", build_id=build_id, reason=update.reason)
+

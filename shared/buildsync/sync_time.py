@@ -1,0 +1,117 @@
+"""The `next_backend_sync_time` key: its format, parsing, and shard ranges.
+
+The key is `<backend>--<project>--<shard>--<unix seconds>` and Datastore
+compares it as a string, so one shard's due builds are one key range. This
+module is the only place that knows the format: the shard query and the
+entity save both go through it.
+
+Backends and projects may themselves contain `--` (a project may be
+`chromium--beta`, a hostname `xn--…`), so a key is parsed from the right: the
+last two parts are always the shard and the time, and the backend, which every
+caller knows, is stripped from the left.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import random
+import re
+
+SEPARATOR = "--"
+
+# Unix seconds of 0001-01-01T00:00:00Z, the time part of every shard's lower
+# bound (Go's zero time, so keys written by Buildbucket compare the same way).
+ZERO_TIME_UNIX = -62135596800
+
+_SUFFIX = re.compile(r"--(?P<shard>\d+)--(?P<time>-?\d+)\Z")
+
+
+class SyncTimeKeyError(ValueError):
+    """A stored key that does not have the shape this module writes."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SyncTimeKey:
+    backend: str
+    project: str
+    shard: int
+    unix_seconds: int
+
+    def __str__(self) -> str:
+        return SEPARATOR.join((self.backend, self.project, str(self.shard), str(self.unix_seconds)))
+
+    def with_time(self, unix_seconds: int) -> SyncTimeKey:
+        return dataclasses.replace(self, unix_seconds=unix_seconds)
+
+
+def parse_key(value: str, backend: str) -> SyncTimeKey:
+    """Parses a stored key whose backend part is `backend`."""
+    match = _SUFFIX.search(value)
+    head = value[: match.start()] if match else ""
+    if not match or not head.startswith(backend + SEPARATOR):
+        raise SyncTimeKeyError(
+            f"next_backend_sync_time {value!r} is not <backend>--<project>--<shard>--<unix seconds> "
+            f"for backend {backend!r}"
+        )
+    project = head[len(backend) + len(SEPARATOR) :]
+    return SyncTimeKey(backend, project, int(match["shard"]), int(match["time"]))
+
+
+def parse_time(value: str) -> int:
+    """The time part of any key, without knowing its backend or project."""
+    match = _SUFFIX.search(value)
+    if not match:
+        raise SyncTimeKeyError(f"next_backend_sync_time {value!r} does not end in --<shard>--<unix seconds>")
+    return int(match["time"])
+
+
+def replace_time(value: str, unix_seconds: int) -> str:
+    """`value` with its time part replaced, everything before it untouched."""
+    match = _SUFFIX.search(value)
+    if not match:
+        raise SyncTimeKeyError(f"next_backend_sync_time {value!r} does not end in --<shard>--<unix seconds>")
+    return f"{value[: match.start('time')]}{unix_seconds}"
+
+
+def next_sync_unix(update_time: datetime.datetime, interval: datetime.timedelta) -> int:
+    """When a build updated at `update_time` is next due: rounded to the minute, plus the interval."""
+    return round_to_minute(update_time) + int(interval.total_seconds())
+
+
+def round_to_minute(moment: datetime.datetime) -> int:
+    """Unix seconds of `moment` rounded to the nearest minute, halves up (as Go's Time.Round)."""
+    seconds = _unix_micros(moment) / 1_000_000
+    return int((seconds + 30) // 60 * 60)
+
+
+def truncate_to_minute(moment: datetime.datetime) -> int:
+    """Unix seconds of `moment` truncated to the minute."""
+    return _unix_micros(moment) // 60_000_000 * 60
+
+
+def shard_range(backend: str, project: str, shard: int, now: datetime.datetime) -> tuple[str, str]:
+    """The exclusive (lower, upper) key bounds of the builds of `shard` due at `now`."""
+    lower = SyncTimeKey(backend, project, shard, ZERO_TIME_UNIX)
+    upper = SyncTimeKey(backend, project, shard, _unix_micros(now) // 1_000_000)
+    return str(lower), str(upper)
+
+
+def new_key(
+    backend: str,
+    project: str,
+    shards: int,
+    update_time: datetime.datetime,
+    interval: datetime.timedelta,
+    rng: random.Random | None = None,
+) -> SyncTimeKey:
+    """The key of a newly created build: a random shard, due one interval after `update_time`."""
+    shard = (rng or random).randrange(max(shards, 1))
+    return SyncTimeKey(backend, project, shard, next_sync_unix(update_time, interval))
+
+
+def _unix_micros(moment: datetime.datetime) -> int:
+    if moment.tzinfo is None:
+        raise ValueError(f"naive datetime {moment!r}: sync times need a timezone")
+    delta = moment - datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds

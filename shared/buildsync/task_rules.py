@@ -1,0 +1,86 @@
+"""What a fetched task is worth: validation, and how it compares to the stored one.
+
+Pure functions over protos, so every rule of CONTRACT.md ("Validating a fetched
+task", "Update rules for one build") is tested directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+
+from buildsync.errors import BackendResponseError
+from buildsync.proto import buildbucket_pb2 as pb
+
+# CONTRACT.md: a task whose details serialize to more than 50 KB is unusable.
+MAX_DETAILS_BYTES = 50 * 1000
+
+_USABLE_STATUSES = frozenset(pb.Status.values()) - {pb.STATUS_UNSPECIFIED, pb.ENDED_MASK}
+
+
+def task_problem(task: pb.Task) -> str | None:
+    """Why a fetched task cannot be used, or None when it can."""
+    if not task.id.id:
+        return "task id is empty"
+    if task.update_id == 0:
+        return "update_id is 0"
+    if task.status not in _USABLE_STATUSES:
+        return f"status {task.status} is not a usable task status"
+    details_size = task.details.ByteSize()
+    if details_size > MAX_DETAILS_BYTES:
+        return f"details are {details_size} bytes, over the {MAX_DETAILS_BYTES} byte limit"
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class FetchedTasks:
+    """A FetchTasks response sorted into usable tasks and rejected ids with reasons."""
+
+    usable: dict[str, pb.Task]
+    rejected: dict[str, str]
+
+
+def sort_responses(requested: list[pb.TaskID], response: pb.FetchTasksResponse) -> FetchedTasks:
+    """Pairs each response with the id asked for at its index.
+
+    Raises BackendResponseError when the response count is off, since then no
+    response can be trusted to belong to its id.
+    """
+    if len(response.responses) != len(requested):
+        raise BackendResponseError(
+            f"FetchTasks returned {len(response.responses)} responses for {len(requested)} task ids"
+        )
+    requested_ids = {task_id.id for task_id in requested}
+    usable: dict[str, pb.Task] = {}
+    rejected: dict[str, str] = {}
+    for task_id, item in zip(requested, response.responses):
+        # An error can only be matched by position; a task names itself, as
+        # the seed matched it.
+        kind = item.WhichOneof("response")
+        if kind == "error":
+            rejected[task_id.id] = f"backend error {item.error.code}: {item.error.message}"
+        elif kind is None:
+            rejected[task_id.id] = "response has neither task nor error"
+        elif item.task.id.id not in requested_ids:
+            rejected[task_id.id] = f"response is for task {item.task.id.id!r}, which was not asked for"
+        elif (problem := task_problem(item.task)) is not None:
+            rejected[item.task.id.id] = problem
+        else:
+            usable[item.task.id.id] = item.task
+    return FetchedTasks(usable=usable, rejected=rejected)
+
+
+class TaskChange(enum.Enum):
+    """How a fetched task relates to the one stored in BuildInfra."""
+
+    STALE = "stale"  # older than what we have: a backend replica lagging
+    UNCHANGED = "unchanged"  # the same update: the task is still running
+    NEWER = "newer"  # something happened: merge it and re-derive the status
+
+
+def compare_tasks(stored: pb.Task, fetched: pb.Task) -> TaskChange:
+    if fetched.update_id < stored.update_id:
+        return TaskChange.STALE
+    if fetched.update_id == stored.update_id:
+        return TaskChange.UNCHANGED
+    return TaskChange.NEWER
