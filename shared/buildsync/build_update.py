@@ -33,6 +33,7 @@ class Update:
     outcome: Outcome
     reason: str = ""
     status_changed: bool = False
+    ended: bool = False
 
     @property
     def writes_build(self) -> bool:
@@ -41,6 +42,11 @@ class Update:
     @property
     def writes_infra(self) -> bool:
         return self.outcome is Outcome.UPDATED
+
+    @property
+    def completed(self) -> bool:
+        """The build reached an ended status in this update."""
+        return self.status_changed and self.ended
 
 
 def skip_reason(build: pb.Build | None, infra: pb.BuildInfra | None, next_sync_key: str, planned_at: datetime.datetime) -> str | None:
@@ -89,4 +95,4 @@ def decide_update(
         task_success=task_success,
     )
     changed = decision is not None and apply_status(build, decision, fetched, now)
-    return Update(Outcome.UPDATED, status_changed=changed)
+    return Update(Outcome.UPDATED, status_changed=changed, ended=is_ended(build.status))

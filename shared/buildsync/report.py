@@ -3,35 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime
 
-from buildsync.proto import buildbucket_pb2 as pb
+from buildsync.messages import CompletedBuild
 
 # The counters in the order the CLI prints them.
 COUNTERS = ("due", "fetched", "updated", "unchanged", "stale", "invalid", "skipped", "completed", "failed")
-
-
-@dataclasses.dataclass(frozen=True)
-class CompletedBuild:
-    """A build the sync ended; what a completion notification says about it."""
-
-    build_id: int
-    project: str
-    bucket: str
-    builder: str
-    status: str
-    end_time: datetime.datetime
-
-    @classmethod
-    def from_proto(cls, build: pb.Build) -> CompletedBuild:
-        return cls(
-            build_id=build.id,
-            project=build.builder.project,
-            bucket=build.builder.bucket,
-            builder=build.builder.builder,
-            status=pb.Status.Name(build.status),
-            end_time=build.end_time.ToDatetime(datetime.timezone.utc),
-        )
 
 
 @dataclasses.dataclass

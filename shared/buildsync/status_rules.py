@@ -71,6 +71,10 @@ def apply_status(build: pb.Build, decision: StatusDecision, task: pb.Task, now: 
         build.start_time.FromDatetime(now)
     if is_ended(decision.status) and not build.HasField("end_time"):
         build.end_time.FromDatetime(now)
-    source = task.status_details if decision.details_from is DetailsSource.TASK else build.output.status_details
-    build.status_details.CopyFrom(source)
+    # Task and Build.Output both carry `status_details`; an unset one stays unset.
+    source = task if decision.details_from is DetailsSource.TASK else build.output
+    if source.HasField("status_details"):
+        build.status_details.CopyFrom(source.status_details)
+    else:
+        build.ClearField("status_details")
     return True

@@ -15,13 +15,14 @@ from typing import Callable
 from google.cloud import datastore
 from google.protobuf.message import DecodeError
 
-from buildsync import logs, model
+from buildsync import logs, model, notifications
 from buildsync.backend import TaskFetcher
 from buildsync.build_update import Outcome, Update, decide_update, skip_reason
 from buildsync.errors import SyncError, TransientError, as_sync_error
-from buildsync.messages import SyncBatch
+from buildsync.messages import CompletedBuild, SyncBatch
 from buildsync.proto import buildbucket_pb2 as pb
-from buildsync.report import CompletedBuild, SyncReport
+from buildsync.report import SyncReport
+from buildsync.runtime import Runtime
 from buildsync.settings import BackendSettings
 from buildsync.sync_time import SyncTimeKeyError
 from buildsync.task_rules import FetchedTasks, sort_responses
@@ -51,10 +52,14 @@ def sync_batch(
     batch: SyncBatch,
     *,
     dry_run: bool = False,
+    notify: bool = False,
     group_workers: int = DEFAULT_GROUP_WORKERS,
     clock: Clock = utc_now,
 ) -> SyncReport:
     """Syncs the builds of `batch` with their tasks.
+
+    With `notify`, each build ended gets an outbox entry in its transaction
+    (see notifications.py); publishing them is the caller's.
 
     Retry behaviour: raises TransientError when the whole batch failed in a way
     a redelivery may fix (Datastore or the backend unreachable), and
@@ -74,7 +79,7 @@ def sync_batch(
         logs.event("WARNING", "backend task rejected", backend=batch.backend, task_id=task_id, reason=reason)
 
     groups = [syncable[i : i + BUILDS_PER_TRANSACTION] for i in range(0, len(syncable), BUILDS_PER_TRANSACTION)]
-    update_group = lambda ids: _update_group(client, ids, fetched, backend, batch.planned_at, dry_run, clock)  # noqa: E731
+    update_group = lambda ids: _update_group(client, ids, fetched, backend, batch.planned_at, dry_run, notify, clock)  # noqa: E731
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, group_workers)) as pool:
         for group_report in pool.map(update_group, groups):
             report.add(group_report)
@@ -112,6 +117,7 @@ def _update_group(
     backend: BackendSettings,
     planned_at: datetime.datetime,
     dry_run: bool,
+    notify: bool,
     clock: Clock,
 ) -> SyncReport:
     """One transaction over up to 25 builds; the report counts them once it committed."""
@@ -134,6 +140,8 @@ def _update_group(
                 to_put.append(infra_entity)
             if update.status_changed:
                 new_statuses[build_id] = build.status
+                if notify and update.completed:
+                    to_put.append(notifications.outbox_entity(client, CompletedBuild.from_proto(build), now))
             results.append((build_id, update, build))
         to_put += _status_entities(client, new_statuses)
         if to_put and not dry_run:
@@ -151,7 +159,7 @@ def _update_group(
     # Counted only now, after the commit: a retried transaction counts once.
     for build_id, update, build in results:
         _count(report, build_id, update)
-        if update.status_changed and build.status & pb.ENDED_MASK == pb.ENDED_MASK:
+        if update.completed:
             report.completed += 1
             report.completed_builds.append(CompletedBuild.from_proto(build))
             logs.event("INFO", "build completed", build_id=build_id, status=pb.Status.Name(build.status), dry_run=dry_run)
@@ -209,3 +217,30 @@ def _count(report: SyncReport, build_id: int, update: Update) -> None:
     if update.outcome in (Outcome.INVALID, Outcome.STALE, Outcome.FAILED):
         logs.event("WARNING" if update.outcome is Outcome.STALE else "ERROR", f"build {name}", build_id=build_id, reason=update.reason)
 
+
+
+def handle_batch(runtime: Runtime, batch: SyncBatch, clock: Clock = utc_now) -> SyncReport:
+    """The sync function: sync one batch, then publish the notifications of the builds it ended.
+
+    Retry behaviour: an unknown backend or a broken FetchTasks response is
+    permanent; an unreachable backend or Datastore raises TransientError, and
+    so does a batch in which some transaction failed transiently (builds
+    already synced are skipped when it comes back). A failed notification
+    publish is left to the outbox sweep and does not fail the batch.
+    """
+    backend = runtime.settings.backend(batch.backend)
+    if backend.lite_mode:
+        logs.event("INFO", "backend is in lite mode; nothing to sync", backend=backend.target)
+        return SyncReport()
+    fetcher = runtime.backends.get(backend.target, backend.hostname)
+    notify = runtime.builds_topic is not None
+    report = sync_batch(runtime.datastore, fetcher, backend, batch, notify=notify, clock=clock)
+    logs.event("INFO", "synced batch", backend=batch.backend, project=batch.project, **report.counts())
+    if notify:
+        try:
+            notifications.publish(runtime.datastore, runtime.publisher, runtime.builds_topic, report.completed_builds)
+        except SyncError as error:
+            logs.event("WARNING", "notifications left for the outbox sweep", builds=report.completed, error=str(error))
+    if report.retry:
+        raise TransientError(f"{report.failed} of {report.due} builds failed to sync; retrying the batch")
+    return report

@@ -1,0 +1,15 @@
+"""Cloud Function `sync`: a batch of build ids → builds updated from their backend tasks."""
+
+import functions_framework
+
+from buildsync import events, logs
+from buildsync.messages import SyncBatch
+from buildsync.runtime import current_runtime
+from buildsync.sync import handle_batch
+
+logs.configure()
+
+
+@functions_framework.cloud_event
+def sync(event):
+    events.handle(event, "sync", lambda data: handle_batch(current_runtime(), SyncBatch.from_json(data)))

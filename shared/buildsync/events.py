@@ -1,0 +1,69 @@
+"""The edge between Pub/Sub and the core: unwrap an event, run a stage, map its errors.
+
+This is the only place that decides what a function answers:
+- success, or a PermanentError: return normally, so Pub/Sub drops the message
+  (a permanent error is first logged at ERROR, with the message id);
+- a TransientError or an unexpected exception: raise, so the function answers
+  500 and Pub/Sub redelivers (with backoff, then to the dead-letter topic).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime
+import os
+from typing import Any, Callable
+
+from cloudevents.http import CloudEvent
+
+from buildsync import logs
+from buildsync.errors import MessageError, PermanentError, TransientError
+
+# An event older than this is dropped: the scheduler has since planned newer
+# runs that cover the same builds (GCP_FACTS: the event-age check).
+DEFAULT_MAX_EVENT_AGE = datetime.timedelta(hours=1)
+
+
+def message_data(event: CloudEvent) -> bytes:
+    """The decoded `data` of the Pub/Sub message inside `event`."""
+    message = event.data.get("message") if isinstance(event.data, dict) else None
+    if not isinstance(message, dict) or not isinstance(message.get("data", ""), str):
+        raise MessageError("event carries no Pub/Sub message")
+    try:
+        return base64.b64decode(message.get("data", ""), validate=True)
+    except (binascii.Error, ValueError) as error:
+        raise MessageError(f"Pub/Sub message data is not base64: {error}") from error
+
+
+def event_age(event: CloudEvent, now: datetime.datetime) -> datetime.timedelta | None:
+    try:
+        published = datetime.datetime.fromisoformat(str(event["time"]).replace("Z", "+00:00"))
+    except (KeyError, ValueError):
+        return None
+    return now - published if published.tzinfo else None
+
+
+def max_event_age() -> datetime.timedelta:
+    seconds = os.environ.get("BUILDSYNC_MAX_EVENT_AGE_SECONDS")
+    return datetime.timedelta(seconds=float(seconds)) if seconds else DEFAULT_MAX_EVENT_AGE
+
+
+def handle(event: CloudEvent, stage: str, work: Callable[[bytes], Any]) -> None:
+    """Runs `work` on the message data of `event` and maps its outcome (see module doc)."""
+    fields = {"stage": stage, "message_id": event.get("id")}
+    age = event_age(event, datetime.datetime.now(datetime.timezone.utc))
+    if age is not None and age > max_event_age():
+        logs.event("WARNING", f"{stage}: event too old; dropped", age_seconds=age.total_seconds(), **fields)
+        return
+    try:
+        work(message_data(event))
+    except PermanentError as error:
+        logs.event("ERROR", f"{stage}: {error}", error_type=type(error).__name__, retry=False, **fields)
+    except TransientError as error:
+        logs.event("WARNING", f"{stage}: {error}", error_type=type(error).__name__, retry=True, **fields)
+        raise
+    except Exception as error:
+        # A bug, not a verdict on the message: retry, and let dead letters bound it.
+        logs.LOGGER.exception(f"{stage}: unexpected error", extra={"fields": {"retry": True, **fields}})
+        raise

@@ -1,0 +1,197 @@
+"""End to end: Pub/Sub emulator push into three functions-framework processes.
+
+Each test gets its own topics and function processes (tools/stack.py), the
+session's emulators, and a real gRPC TaskBackend.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import json
+import urllib.request
+
+import pytest
+
+from buildsync import model
+from buildsync.messages import CompletedBuild, ShardJob, SyncBatch, SyncTrigger
+from buildsync.proto import buildbucket_pb2 as pb
+from tests.builds import BACKEND, get_build, put_build
+from tests.conftest import PROJECT
+from tools.emulators import wait_until
+from tools.stack import LocalStack
+
+LONG_AGO = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=1)
+PROJECTS = ("alpha", "beta--two", "gamma")
+
+# Generous: three Python processes and two Java emulators share two cores.
+SETTLE_SECONDS = 90
+
+
+@pytest.fixture
+def stack(datastore_client, pubsub_emulator, datastore_emulator, settings_file, tmp_path):
+    the_stack = LocalStack(
+        PROJECT,
+        datastore_emulator.host,
+        pubsub_emulator.host,
+        settings_file,
+        log_dir=tmp_path,
+        extra_env={"BUILDSYNC_SWEEP_MIN_AGE_SECONDS": "0"},
+    ).start()
+    yield the_stack
+    the_stack.stop()
+
+
+def seed(client, task_backend, count: int = 12) -> dict[int, int]:
+    """Due builds over three projects and three shards; returns the expected final statuses."""
+    expected = {}
+    for build_id in range(1, count + 1):
+        put_build(client, build_id, project=PROJECTS[build_id % 3], updated=LONG_AGO, shard=build_id % 3, shards=3)
+        task_status = (pb.FAILURE, pb.STARTED, pb.CANCELED, pb.STARTED)[build_id % 4]
+        task_backend.backend.set_task(f"task-{build_id}", task_status, 2)
+        expected[build_id] = task_status
+    return expected
+
+
+def statuses(client, build_ids) -> dict[int, int]:
+    return {build_id: get_build(client, build_id)[1].status for build_id in build_ids}
+
+
+def end_state(client, build_ids) -> dict[int, tuple]:
+    """What must not depend on how often a message was delivered."""
+    state = {}
+    for build_id in build_ids:
+        entity, build, infra, status = get_build(client, build_id)
+        state[build_id] = (build.status, infra.backend.task.update_id, status["status"], entity["incomplete"], entity["status_v2"])
+    return state
+
+
+def wait_for_statuses(client, expected: dict[int, int]) -> None:
+    wait_until(lambda: statuses(client, expected) == expected, SETTLE_SECONDS, "builds to reach their task's status", interval=0.25)
+
+
+def collect_notifications(stack: LocalStack, build_ids: set[int]) -> list[CompletedBuild]:
+    received: list[CompletedBuild] = []
+
+    def all_arrived() -> bool:
+        received.extend(CompletedBuild.from_json(m.message.data) for m in stack.pull_notifications())
+        return {n.build_id for n in received} >= build_ids
+
+    wait_until(all_arrived, SETTLE_SECONDS, f"notifications for builds {sorted(build_ids)}", interval=0.25)
+    return received
+
+
+def ended_ids(expected: dict[int, int]) -> set[int]:
+    return {build_id for build_id, status in expected.items() if status & pb.ENDED_MASK}
+
+
+def test_one_empty_trigger_syncs_every_project_and_notifies_once_per_completed_build(datastore_client, task_backend, stack):
+    expected = seed(datastore_client, task_backend)
+
+    stack.publish(stack.topics.trigger, SyncTrigger().to_json())
+
+    wait_for_statuses(datastore_client, expected)
+    notifications = collect_notifications(stack, ended_ids(expected))
+    by_build = {n.build_id: n for n in notifications}
+    assert set(by_build) == ended_ids(expected)
+    assert all(by_build[i].status == pb.Status.Name(expected[i]) for i in by_build)
+    assert (by_build[6].project, by_build[4].project) == ("alpha", "beta--two")
+    assert sum(task_backend.backend.calls) == len(expected)  # one fetch per build, nothing wasted
+    assert list(datastore_client.query(kind="BuildsyncNotification").fetch()) == []
+
+
+def test_every_message_delivered_twice_leaves_the_same_end_state(datastore_client, task_backend, stack):
+    expected = seed(datastore_client, task_backend, count=6)
+    planned_at = datetime.datetime.now(datetime.timezone.utc)
+    by_project: dict[str, list[int]] = {}
+    for build_id in expected:
+        by_project.setdefault(PROJECTS[build_id % 3], []).append(build_id)
+
+    for _ in range(2):
+        stack.publish(stack.topics.trigger, SyncTrigger(BACKEND, "alpha").to_json())
+        for shard in range(3):
+            stack.publish(stack.topics.shard, ShardJob(BACKEND, "beta--two", shard, 3, planned_at).to_json())
+        stack.publish(stack.topics.sync, SyncBatch(BACKEND, "gamma", tuple(by_project["gamma"]), planned_at).to_json())
+
+    wait_for_statuses(datastore_client, expected)
+    collect_notifications(stack, ended_ids(expected))
+    twice = end_state(datastore_client, expected)
+    single = {  # what one delivery gives: each task applied once
+        build_id: (status, 2, status, not (status & pb.ENDED_MASK), status) for build_id, status in expected.items()
+    }
+    assert twice == single
+
+
+def push_envelope(data: bytes, message_id: str) -> bytes:
+    envelope = {
+        "message": {"data": base64.b64encode(data).decode(), "messageId": message_id, "attributes": {}},
+        "subscription": f"projects/{PROJECT}/subscriptions/direct",
+    }
+    return json.dumps(envelope).encode()
+
+
+MALFORMED = [
+    (b"not json", "not JSON"),
+    (b'{"version": 99}', "schema version 99"),
+    (b'{"version": 1, "backend": 7}', "expected"),
+    (b"\xff\xfe", "not JSON"),
+]
+
+
+def test_malformed_messages_are_acknowledged_and_logged_by_every_function(stack):
+    for function in ("planner", "shard", "sync"):
+        for index, (data, problem) in enumerate(MALFORMED):
+            message_id = f"bad-{function}-{index}"
+            request = urllib.request.Request(
+                stack.functions[function].url,
+                data=push_envelope(data, message_id),
+                headers={"Content-Type": "application/json"},
+            )
+
+            with urllib.request.urlopen(request, timeout=30) as response:
+                assert response.status == 200, message_id  # a 2xx is Pub/Sub's acknowledgement
+
+            errors = [e for e in stack.functions[function].log_events() if e.get("message_id") == message_id]
+            assert len(errors) == 1, message_id
+            assert errors[0]["severity"] == "ERROR" and problem in errors[0]["message"], errors[0]
+            assert errors[0]["retry"] is False
+
+
+def test_malformed_message_through_pubsub_is_logged_once(stack):
+    stack.publish(stack.topics.sync, b'{"version": 1, "build_ids": "all"}')
+
+    def logged() -> list[dict]:
+        return [e for e in stack.functions["sync"].log_events() if e.get("severity") == "ERROR"]
+
+    wait_until(lambda: logged(), SETTLE_SECONDS, "the sync function to log the malformed message")
+    assert "build_ids" in logged()[0]["message"] and len(logged()) == 1
+
+
+def test_unknown_backend_is_acknowledged_with_an_error_naming_it(stack):
+    stack.publish(stack.topics.trigger, SyncTrigger("swarming://nowhere").to_json())
+
+    def logged() -> list[dict]:
+        return [e for e in stack.functions["planner"].log_events() if "swarming://nowhere" in e.get("message", "")]
+
+    wait_until(lambda: logged(), SETTLE_SECONDS, "the planner to log the unknown backend")
+    assert logged()[0]["severity"] == "ERROR" and logged()[0]["retry"] is False
+
+
+def test_notifications_left_behind_by_a_dead_sync_are_swept(datastore_client, task_backend, stack):
+    expected = seed(datastore_client, task_backend, count=4)
+    stack.subscriber.delete_subscription(subscription=stack.builds_subscription)
+    stack.publisher.delete_topic(topic=stack.topic_path(stack.topics.builds))  # the publish after commit fails
+
+    stack.publish(stack.topics.trigger, SyncTrigger().to_json())
+    wait_for_statuses(datastore_client, expected)
+    outbox = lambda: {e.key.parent.id for e in datastore_client.query(kind="BuildsyncNotification").fetch()}  # noqa: E731
+    wait_until(lambda: outbox() == ended_ids(expected), SETTLE_SECONDS, "the outbox to hold the unsent notifications")
+    stack.functions["sync"].kill()  # the process that committed is gone for good
+    stack.publisher.create_topic(name=stack.topic_path(stack.topics.builds))
+    stack.subscriber.create_subscription(name=stack.builds_subscription, topic=stack.topic_path(stack.topics.builds))
+
+    stack.publish(stack.topics.trigger, SyncTrigger().to_json())
+
+    notifications = collect_notifications(stack, ended_ids(expected))
+    assert sorted(n.build_id for n in notifications) == sorted(ended_ids(expected))
+    wait_until(lambda: outbox() == set(), SETTLE_SECONDS, "the sweep to clear the outbox")

@@ -1,0 +1,70 @@
+"""The in-process pipeline and the planner, on the Datastore emulator with a real TaskBackend."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+
+from buildsync.backend import BackendPool
+from buildsync.errors import UnknownBackendError
+from buildsync.messages import ShardJob, SyncTrigger
+from buildsync.pipeline import run_pipeline
+from buildsync.planner import plan
+from buildsync.proto import buildbucket_pb2 as pb
+from tests.builds import BACKEND, get_build, put_build
+
+NOW = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+LONG_AGO = NOW - datetime.timedelta(hours=1)
+
+
+@pytest.fixture
+def backends():
+    pool = BackendPool(deadline_seconds=10)
+    yield pool
+    pool.close()
+
+
+def test_full_pipeline_with_batches_of_one_syncs_six_builds(datastore_client, task_backend, make_settings, backends):
+    settings = make_settings(shards=3)
+    for build_id in range(1, 7):
+        put_build(datastore_client, build_id, updated=LONG_AGO, shard=build_id % 3, shards=3)
+        task_backend.backend.set_task(f"task-{build_id}", pb.FAILURE if build_id % 2 else pb.STARTED, 2)
+
+    report = run_pipeline(datastore_client, settings, backends, SyncTrigger(BACKEND, "proj"), batch_size=1)
+
+    assert task_backend.backend.calls == [1] * 6
+    assert (report.due, report.updated, report.completed, report.failed) == (6, 6, 3, 0)
+    assert [get_build(datastore_client, i)[1].status for i in range(1, 7)] == [pb.FAILURE, pb.STARTED] * 3
+
+
+def test_second_run_finds_nothing_due(datastore_client, task_backend, make_settings, backends):
+    put_build(datastore_client, 1, updated=LONG_AGO)
+    task_backend.backend.set_task("task-1", pb.STARTED, 1)
+    settings = make_settings()
+    run_pipeline(datastore_client, settings, backends, SyncTrigger(BACKEND, "proj"))
+
+    report = run_pipeline(datastore_client, settings, backends, SyncTrigger(BACKEND, "proj"))
+
+    assert report.due == 0 and task_backend.backend.calls == [1]
+
+
+def test_lite_mode_backend_is_planned_to_nothing(datastore_client, make_settings):
+    assert plan(datastore_client, make_settings(), SyncTrigger("lite://backend", "proj"), NOW) == []
+
+
+def test_unknown_backend_is_a_permanent_error_naming_it(datastore_client, make_settings):
+    with pytest.raises(UnknownBackendError, match="swarming://nowhere"):
+        plan(datastore_client, make_settings(), SyncTrigger("swarming://nowhere", "proj"), NOW)
+
+
+def test_plan_without_project_covers_every_project_with_incomplete_builds(datastore_client, make_settings):
+    put_build(datastore_client, 1, updated=LONG_AGO, project="alpha")
+    put_build(datastore_client, 2, updated=LONG_AGO, project="beta--two")
+    put_build(datastore_client, 3, updated=LONG_AGO, project="beta--two")
+    put_build(datastore_client, 4, updated=LONG_AGO, project="done", status=pb.SUCCESS)
+    put_build(datastore_client, 5, updated=LONG_AGO, project="elsewhere", backend="swarming://other")
+
+    jobs = plan(datastore_client, make_settings(shards=2), SyncTrigger(), NOW)
+
+    assert jobs == [ShardJob(BACKEND, project, shard, 2, NOW) for project in ("alpha", "beta--two") for shard in (0, 1)]

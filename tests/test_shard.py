@@ -1,0 +1,65 @@
+"""The shard stage's keys-only query, on the Datastore emulator."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+
+from buildsync.messages import ShardJob
+from buildsync.proto import buildbucket_pb2 as pb
+from buildsync.shard import due_batches
+from tests.builds import BACKEND, put_build
+
+NOW = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+LONG_AGO = NOW - datetime.timedelta(hours=1)
+
+
+def job(project: str = "proj", shard: int = 0, shards: int = 1) -> ShardJob:
+    return ShardJob(BACKEND, project, shard, shards, NOW)
+
+
+def due_ids(client, the_job: ShardJob, batch_size: int = 1000) -> list[list[int]]:
+    return [list(batch.build_ids) for batch in due_batches(client, the_job, batch_size)]
+
+
+def test_query_returns_exactly_the_due_builds(datastore_client):
+    for build_id in range(1, 6):
+        put_build(datastore_client, build_id, updated=LONG_AGO)
+    put_build(datastore_client, 10, updated=NOW)  # just updated: due in five minutes
+    put_build(datastore_client, 11, updated=LONG_AGO, project="other")
+    put_build(datastore_client, 12, updated=LONG_AGO, backend="swarming://other-swarm")
+    put_build(datastore_client, 13, updated=LONG_AGO, status=pb.SUCCESS)
+    put_build(datastore_client, 14, updated=LONG_AGO, shard=1, shards=2)
+
+    assert due_ids(datastore_client, job(shards=2)) == [[1, 2, 3, 4, 5]]
+
+
+def test_shard_one_does_not_see_shard_ten(datastore_client):
+    put_build(datastore_client, 1, updated=LONG_AGO, shard=1, shards=11)
+    put_build(datastore_client, 10, updated=LONG_AGO, shard=10, shards=11)
+
+    assert due_ids(datastore_client, job(shard=1, shards=11)) == [[1]]
+    assert due_ids(datastore_client, job(shard=10, shards=11)) == [[10]]
+
+
+@pytest.mark.parametrize("project, other", [("chromium--beta", "chromium"), ("chromium", "chromium--beta"), ("a--0", "a")])
+def test_projects_with_double_dash_keep_their_own_builds(datastore_client, project, other):
+    put_build(datastore_client, 1, updated=LONG_AGO, project=project)
+    put_build(datastore_client, 2, updated=LONG_AGO, project=other)
+
+    assert due_ids(datastore_client, job(project)) == [[1]]
+    assert due_ids(datastore_client, job(other)) == [[2]]
+
+
+def test_due_builds_come_in_batches_of_the_batch_size(datastore_client):
+    for build_id in range(1, 6):
+        put_build(datastore_client, build_id, updated=LONG_AGO)
+
+    assert due_ids(datastore_client, job(), batch_size=2) == [[1, 2], [3, 4], [5]]
+
+
+def test_no_due_builds_yields_no_batch(datastore_client):
+    put_build(datastore_client, 1, updated=NOW)
+
+    assert due_ids(datastore_client, job()) == []

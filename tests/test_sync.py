@@ -1,0 +1,271 @@
+"""The sync stage on the Datastore emulator with a real gRPC TaskBackend server."""
+
+from __future__ import annotations
+
+import datetime
+import io
+import json
+
+import grpc
+import pytest
+from google.api_core import exceptions as api_exceptions
+from google.cloud import datastore
+
+from buildsync import logs, model, sync_time
+from buildsync.backend import GrpcTaskBackend
+from buildsync.errors import BackendResponseError, TransientError
+from buildsync.messages import SyncBatch
+from buildsync.proto import buildbucket_pb2 as pb
+from buildsync.sync import sync_batch
+from tests.builds import BACKEND, get_build, put_build
+
+PLANNED_AT = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+LONG_AGO = PLANNED_AT - datetime.timedelta(hours=1)
+LATER = PLANNED_AT + datetime.timedelta(seconds=10)
+
+
+@pytest.fixture
+def backend(make_settings):
+    return make_settings().backend(BACKEND)
+
+
+@pytest.fixture
+def fetcher(task_backend):
+    client = GrpcTaskBackend(BACKEND, task_backend.hostname, deadline_seconds=10)
+    yield client
+    client.close()
+
+
+def run(client, fetcher, backend, build_ids, **options):
+    batch = SyncBatch(BACKEND, "proj", tuple(build_ids), PLANNED_AT)
+    return sync_batch(client, fetcher, backend, batch, clock=lambda: LATER, **options)
+
+
+def snapshot(client, build_ids):
+    """Everything stored for the builds, to compare before and after."""
+    keys = []
+    for build_id in build_ids:
+        keys += [model.build_key(client, build_id), model.infra_key(client, build_id), model.status_key(client, build_id)]
+    return sorted((e.key.flat_path, dict(e)) for e in client.get_multi(keys))
+
+
+def test_nothing_to_update_leaves_builds_untouched(datastore_client, task_backend, fetcher, backend):
+    put_build(datastore_client, 1, updated=PLANNED_AT)  # updated since planning
+    put_build(datastore_client, 2, updated=LONG_AGO, status=pb.SUCCESS)
+    put_build(datastore_client, 3, updated=LONG_AGO, task_id="")
+    for build_id in (1, 2):
+        task_backend.backend.set_task(f"task-{build_id}", pb.SUCCESS, 9)
+    before = snapshot(datastore_client, [1, 2, 3])
+
+    report = run(datastore_client, fetcher, backend, [1, 2, 3])
+
+    assert snapshot(datastore_client, [1, 2, 3]) == before
+    assert (report.skipped, report.updated, report.completed) == (3, 0, 0)
+
+
+def test_running_tasks_with_newer_update_id_update_infra_not_status(datastore_client, task_backend, fetcher, backend):
+    put_build(datastore_client, 1, updated=LONG_AGO)
+    task_backend.backend.set_task("task-1", pb.STARTED, 2, link="https://task/1")
+
+    report = run(datastore_client, fetcher, backend, [1])
+
+    entity, build, infra, status = get_build(datastore_client, 1)
+    assert report.updated == 1 and report.completed == 0
+    assert build.status == pb.STARTED and status["status"] == pb.STARTED
+    assert (infra.backend.task.update_id, infra.backend.task.status, infra.backend.task.link) == (2, pb.STARTED, "https://task/1")
+    assert build.update_time.ToDatetime(datetime.timezone.utc) == LATER
+    assert sync_time.parse_time(entity["next_backend_sync_time"]) == sync_time.next_sync_unix(LATER, model.DEFAULT_SYNC_INTERVAL)
+
+
+@pytest.mark.parametrize(
+    "task_status, task_success, build_status",
+    [
+        (pb.SUCCESS, True, pb.SUCCESS),
+        (pb.SUCCESS, False, pb.INFRA_FAILURE),
+        (pb.FAILURE, False, pb.FAILURE),
+        (pb.CANCELED, False, pb.CANCELED),
+    ],
+)
+def test_ended_tasks_end_their_builds(datastore_client, task_backend, fetcher, make_settings, task_status, task_success, build_status):
+    put_build(datastore_client, 1, updated=LONG_AGO)
+    task_backend.backend.set_task("task-1", task_status, 2)
+    backend = make_settings(task_success=task_success).backend(BACKEND)
+
+    report = run(datastore_client, fetcher, backend, [1])
+
+    entity, build, infra, status = get_build(datastore_client, 1)
+    assert (build.status, entity["status_v2"], status["status"]) == (build_status, build_status, build_status)
+    assert entity["incomplete"] is False
+    assert build.end_time.ToDatetime(datetime.timezone.utc) == LATER
+    assert entity["status_changed_time"] == LATER
+    assert status["build_address"] == "proj/ci/builder/b1"
+    assert report.completed == 1
+    assert [(c.build_id, c.status) for c in report.completed_builds] == [(1, pb.Status.Name(build_status))]
+
+
+def test_mix_of_ok_error_stale_and_unchanged(datastore_client, task_backend, fetcher, backend):
+    for build_id in range(1, 5):
+        put_build(datastore_client, build_id, updated=LONG_AGO, task_update_id=5)
+    task_backend.backend.set_task("task-1", pb.SUCCESS, 6)  # ok
+    task_backend.backend.task_errors["task-2"] = (grpc.StatusCode.INTERNAL.value[0], "boom")  # per-task error
+    task_backend.backend.set_task("task-3", pb.STARTED, 4)  # stale
+    task_backend.backend.set_task("task-4", pb.STARTED, 5)  # unchanged
+    before = {i: get_build(datastore_client, i) for i in (2, 3, 4)}
+
+    report = run(datastore_client, fetcher, backend, [1, 2, 3, 4])
+
+    assert report.counts() | {"fetched": 4} == {
+        "due": 4, "fetched": 4, "updated": 1, "unchanged": 1, "stale": 1, "invalid": 1,
+        "skipped": 0, "completed": 1, "failed": 0,
+    }
+    assert get_build(datastore_client, 1)[1].status == pb.INFRA_FAILURE
+    for build_id in (2, 3):
+        assert get_build(datastore_client, build_id)[0] == before[build_id][0]
+    unchanged = get_build(datastore_client, 4)
+    assert sync_time.parse_time(unchanged[0]["next_backend_sync_time"]) > sync_time.parse_time(before[4][0]["next_backend_sync_time"])
+    assert unchanged[2] == before[4][2]  # BuildInfra not rewritten
+
+
+def test_fetch_tasks_failing_as_a_whole_changes_nothing(datastore_client, task_backend, fetcher, backend):
+    put_build(datastore_client, 1, updated=LONG_AGO)
+    task_backend.backend.set_task("task-1", pb.SUCCESS, 2)
+    task_backend.backend.fail_with = grpc.StatusCode.UNAVAILABLE
+    before = snapshot(datastore_client, [1])
+
+    with pytest.raises(TransientError, match="FetchTasks.*UNAVAILABLE"):
+        run(datastore_client, fetcher, backend, [1])
+
+    assert snapshot(datastore_client, [1]) == before
+
+
+def test_wrong_number_of_responses_rejects_the_batch(datastore_client, task_backend, fetcher, backend):
+    put_build(datastore_client, 1, updated=LONG_AGO)
+    put_build(datastore_client, 2, updated=LONG_AGO)
+    for build_id in (1, 2):
+        task_backend.backend.set_task(f"task-{build_id}", pb.SUCCESS, 2)
+    task_backend.backend.response_hook = lambda request, response: pb.FetchTasksResponse(responses=response.responses[:1])
+    before = snapshot(datastore_client, [1, 2])
+
+    with pytest.raises(BackendResponseError, match="1 responses for 2 task ids"):
+        run(datastore_client, fetcher, backend, [1, 2])
+
+    assert snapshot(datastore_client, [1, 2]) == before
+
+
+def test_a_task_with_a_bad_status_blocks_no_other_build(datastore_client, task_backend, fetcher, backend):
+    put_build(datastore_client, 1, updated=LONG_AGO)
+    put_build(datastore_client, 2, updated=LONG_AGO)
+    task_backend.backend.set_task("task-1", pb.ENDED_MASK, 2)
+    task_backend.backend.set_task("task-2", pb.FAILURE, 2)
+
+    report = run(datastore_client, fetcher, backend, [1, 2])
+
+    assert (report.invalid, report.updated) == (1, 1)
+    assert get_build(datastore_client, 1)[1].status == pb.STARTED
+    assert get_build(datastore_client, 2)[1].status == pb.FAILURE
+
+
+def test_an_undecodable_build_fails_alone(datastore_client, task_backend, fetcher, backend):
+    put_build(datastore_client, 1, updated=LONG_AGO)
+    put_build(datastore_client, 2, updated=LONG_AGO)
+    broken = datastore_client.get(model.build_key(datastore_client, 1))
+    broken["proto"] = b"\xff\xff not a proto"
+    datastore_client.put(broken)
+    for build_id in (1, 2):
+        task_backend.backend.set_task(f"task-{build_id}", pb.FAILURE, 2)
+
+    report = run(datastore_client, fetcher, backend, [1, 2])
+
+    assert (report.failed, report.completed) == (1, 1)
+    assert datastore_client.get(model.build_key(datastore_client, 1))["proto"] == b"\xff\xff not a proto"
+    assert get_build(datastore_client, 2)[1].status == pb.FAILURE
+
+
+class FailingPutClient(datastore.Client):
+    """The real client, except that writing any entity of `doomed` build ids fails."""
+
+    doomed: set[int] = set()
+
+    def put_multi(self, entities, *args, **kwargs):
+        if any(model.build_id_of(e.key) in self.doomed for e in entities):
+            raise api_exceptions.ServiceUnavailable("injected commit failure")
+        return super().put_multi(entities, *args, **kwargs)
+
+
+def test_a_failed_transaction_neither_stops_nor_hides_other_groups(datastore_emulator, datastore_client, task_backend, fetcher, backend):
+    build_ids = list(range(1, 51))  # two transactions of 25
+    for build_id in build_ids:
+        put_build(datastore_client, build_id, updated=LONG_AGO)
+        task_backend.backend.set_task(f"task-{build_id}", pb.FAILURE, 2)
+    client = FailingPutClient(project=datastore_client.project)
+    client.doomed = {3}
+    stream = io.StringIO()
+    logs.configure(stream)
+    try:
+        report = run(client, fetcher, backend, build_ids)
+    finally:
+        logs.LOGGER.handlers.clear()
+        logs.LOGGER.propagate = True
+
+    assert (report.failed, report.updated, report.completed, report.retry) == (25, 25, 25, True)
+    assert [get_build(datastore_client, i)[1].status for i in (1, 25, 26, 50)] == [pb.STARTED, pb.STARTED, pb.FAILURE, pb.FAILURE]
+    failures = [json.loads(line) for line in stream.getvalue().splitlines() if "group of builds failed" in line]
+    assert len(failures) == 1
+    assert failures[0]["severity"] == "ERROR" and failures[0]["build_ids"] == list(range(1, 26))
+    assert "injected commit failure" in failures[0]["error"]
+
+
+def test_dry_run_reports_and_writes_nothing(datastore_client, task_backend, fetcher, backend):
+    put_build(datastore_client, 1, updated=LONG_AGO)
+    task_backend.backend.set_task("task-1", pb.SUCCESS, 2)
+    before = snapshot(datastore_client, [1])
+
+    report = run(datastore_client, fetcher, backend, [1], dry_run=True)
+
+    assert (report.updated, report.completed) == (1, 1)
+    assert snapshot(datastore_client, [1]) == before
+
+
+def test_redelivered_batch_is_skipped(datastore_client, task_backend, fetcher, backend):
+    put_build(datastore_client, 1, updated=LONG_AGO)
+    task_backend.backend.set_task("task-1", pb.STARTED, 2)
+    run(datastore_client, fetcher, backend, [1])
+    after_first = snapshot(datastore_client, [1])
+    task_backend.backend.set_task("task-1", pb.SUCCESS, 3)
+
+    report = run(datastore_client, fetcher, backend, [1])
+
+    assert report.skipped == 1
+    assert snapshot(datastore_client, [1]) == after_first
+
+
+def test_sync_keeps_properties_and_proto_fields_it_does_not_declare(datastore_client, task_backend, fetcher, backend):
+    put_build(datastore_client, 1, updated=LONG_AGO)
+    entity = datastore_client.get(model.build_key(datastore_client, 1))
+    # Field 999 (varint 7) and field 40 (string) are not declared by our protos.
+    unknown = b"\xb8\x3e\x07" + b"\xc2\x02\x05hello"
+    entity["proto"] = entity["proto"] + unknown
+    entity.update({"tags": ["a:b", "c:d"], "experiments": ["+luci.x"], "bucket_id": "proj/ci", "note": "x" * 2000})
+    entity.exclude_from_indexes.add("note")
+    infra = datastore_client.get(model.infra_key(datastore_client, 1))
+    infra_proto = model.read_infra(infra)
+    infra_proto.backend.task.summary_html = "<b>hi</b>"
+    infra["infra"] = infra_proto.SerializeToString() + b"\x0a\x03abc"  # field 1: other infra
+    infra["extra"] = 42
+    datastore_client.put_multi([entity, infra])
+    task_backend.backend.set_task("task-1", pb.FAILURE, 2)
+
+    run(datastore_client, fetcher, backend, [1])
+
+    entity, build, infra_after, status = get_build(datastore_client, 1)
+    assert build.status == pb.FAILURE
+    assert unknown in build.SerializeToString()
+    assert {k: entity[k] for k in ("tags", "experiments", "bucket_id", "note")} == {
+        "tags": ["a:b", "c:d"], "experiments": ["+luci.x"], "bucket_id": "proj/ci", "note": "x" * 2000,
+    }
+    assert {"note", "proto", "backend_sync_interval"} <= set(entity.exclude_from_indexes)
+    stored_infra = datastore_client.get(model.infra_key(datastore_client, 1))
+    assert stored_infra["extra"] == 42
+    assert b"\x0a\x03abc" in stored_infra["infra"]
+    assert infra_after.backend.task.summary_html == "<b>hi</b>"
+    assert status["build_address"] == "proj/ci/builder/b1"
