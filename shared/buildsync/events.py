@@ -45,8 +45,12 @@ def event_age(event: CloudEvent, now: datetime.datetime) -> datetime.timedelta |
 
 
 def max_event_age() -> datetime.timedelta:
-    seconds = os.environ.get("BUILDSYNC_MAX_EVENT_AGE_SECONDS")
-    return datetime.timedelta(seconds=float(seconds)) if seconds else DEFAULT_MAX_EVENT_AGE
+    """BUILDSYNC_MAX_EVENT_AGE_SECONDS, or the default when unset or not a positive number."""
+    try:
+        seconds = float(os.environ.get("BUILDSYNC_MAX_EVENT_AGE_SECONDS", ""))
+    except ValueError:
+        return DEFAULT_MAX_EVENT_AGE
+    return datetime.timedelta(seconds=seconds) if seconds > 0 else DEFAULT_MAX_EVENT_AGE
 
 
 def handle(event: CloudEvent, stage: str, work: Callable[[bytes], Any]) -> None:

@@ -76,10 +76,11 @@ def save_build(entity: datastore.Entity, build: pb.Build, status_changed: bool) 
         entity["status_changed_time"] = build.update_time.ToDatetime(datetime.timezone.utc)
     current = entity.get("next_backend_sync_time")
     if current and build.HasField("update_time"):
+        key = sync_time.parse_key(current, entity["backend_target"])
         update_time = build.update_time.ToDatetime(datetime.timezone.utc)
         candidate = sync_time.next_sync_unix(update_time, sync_interval_of(entity))
-        if candidate > sync_time.parse_time(current):
-            entity["next_backend_sync_time"] = sync_time.replace_time(current, candidate)
+        if candidate > key.unix_seconds:
+            entity["next_backend_sync_time"] = str(key.with_time(candidate))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -66,14 +66,6 @@ def parse_time(value: str) -> int:
     return int(match["time"])
 
 
-def replace_time(value: str, unix_seconds: int) -> str:
-    """`value` with its time part replaced, everything before it untouched."""
-    match = _SUFFIX.search(value)
-    if not match:
-        raise SyncTimeKeyError(f"next_backend_sync_time {value!r} does not end in --<shard>--<unix seconds>")
-    return f"{value[: match.start('time')]}{unix_seconds}"
-
-
 def next_sync_unix(update_time: datetime.datetime, interval: datetime.timedelta) -> int:
     """When a build updated at `update_time` is next due: rounded to the minute, plus the interval."""
     return round_to_minute(update_time) + int(interval.total_seconds())

@@ -1,0 +1,111 @@
+"""The Pub/Sub edge: unwrapping events and mapping errors to acknowledge or retry."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import io
+import json
+
+import pytest
+from cloudevents.http import CloudEvent
+
+from buildsync import events, logs
+from buildsync.errors import MessageError, PermanentError, TransientError
+
+
+def pubsub_event(data: bytes, published: datetime.datetime | None = None, message_id: str = "m-1") -> CloudEvent:
+    published = published or datetime.datetime.now(datetime.timezone.utc)
+    attributes = {
+        "id": message_id,
+        "source": "//pubsub.googleapis.com/projects/p/topics/t",
+        "type": "google.cloud.pubsub.topic.v1.messagePublished",
+        "time": published.isoformat().replace("+00:00", "Z"),
+    }
+    return CloudEvent(attributes, {"message": {"data": base64.b64encode(data).decode(), "messageId": message_id}})
+
+
+@pytest.fixture
+def log_lines():
+    stream = io.StringIO()
+    logs.configure(stream)
+    yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
+    logs.LOGGER.handlers.clear()
+    logs.LOGGER.propagate = True
+
+
+def test_message_data_is_the_decoded_pubsub_data():
+    assert events.message_data(pubsub_event(b'{"version":1}')) == b'{"version":1}'
+
+
+@pytest.mark.parametrize(
+    "data, problem",
+    [
+        ({"message": {"data": "%%%not base64"}}, "not base64"),
+        ({"message": {"data": 7}}, "no Pub/Sub message"),
+        ({"nothing": 1}, "no Pub/Sub message"),
+        ("a string", "no Pub/Sub message"),
+    ],
+)
+def test_undecodable_envelopes_are_message_errors(data, problem):
+    event = CloudEvent({"id": "x", "source": "s", "type": "t"}, data)
+    with pytest.raises(MessageError, match=problem):
+        events.message_data(event)
+
+
+def test_success_returns_normally_with_the_data(log_lines):
+    seen = []
+
+    events.handle(pubsub_event(b"payload"), "sync", seen.append)
+
+    assert seen == [b"payload"] and log_lines() == []
+
+
+def test_permanent_error_is_logged_once_and_acknowledged(log_lines):
+    def work(_):
+        raise PermanentError("backend 'x' is not in the settings")
+
+    events.handle(pubsub_event(b"{}", message_id="m-7"), "planner", work)
+
+    [line] = log_lines()
+    assert (line["severity"], line["message_id"], line["retry"], line["stage"]) == ("ERROR", "m-7", False, "planner")
+    assert "backend 'x'" in line["message"]
+
+
+def test_transient_error_is_raised_for_redelivery(log_lines):
+    def work(_):
+        raise TransientError("FetchTasks: UNAVAILABLE")
+
+    with pytest.raises(TransientError):
+        events.handle(pubsub_event(b"{}"), "sync", work)
+
+    assert [(line["severity"], line["retry"]) for line in log_lines()] == [("WARNING", True)]
+
+
+def test_unexpected_error_is_raised_with_its_traceback_logged(log_lines):
+    def work(_):
+        raise ZeroDivisionError("a bug")
+
+    with pytest.raises(ZeroDivisionError):
+        events.handle(pubsub_event(b"{}"), "shard", work)
+
+    [line] = log_lines()
+    assert line["severity"] == "ERROR" and line["retry"] is True and "ZeroDivisionError" in line["exception"]
+
+
+def test_event_older_than_the_cut_off_is_dropped_without_work(log_lines, monkeypatch):
+    monkeypatch.setenv("BUILDSYNC_MAX_EVENT_AGE_SECONDS", "600")
+    old = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=11)
+    seen = []
+
+    events.handle(pubsub_event(b"{}", published=old), "sync", seen.append)
+
+    assert seen == []
+    [line] = log_lines()
+    assert line["severity"] == "WARNING" and line["age_seconds"] > 600
+
+
+@pytest.mark.parametrize("value", ["", "abc", "-5", "0"])
+def test_bad_max_event_age_falls_back_to_the_default(monkeypatch, value):
+    monkeypatch.setenv("BUILDSYNC_MAX_EVENT_AGE_SECONDS", value)
+    assert events.max_event_age() == events.DEFAULT_MAX_EVENT_AGE
