@@ -31,7 +31,7 @@ def _decode_object(data: bytes | str, kind: str) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise MessageError(f"{kind} message is a JSON {type(payload).__name__}, not an object")
     version = payload.pop("version", None)
-    if version != SCHEMA_VERSION:
+    if type(version) is not int or version != SCHEMA_VERSION:  # not True, not 1.0
         raise MessageError(f"{kind} message has schema version {version!r}; this code reads {SCHEMA_VERSION}")
     return payload
 

@@ -73,8 +73,7 @@ def next_sync_unix(update_time: datetime.datetime, interval: datetime.timedelta)
 
 def round_to_minute(moment: datetime.datetime) -> int:
     """Unix seconds of `moment` rounded to the nearest minute, halves up (as Go's Time.Round)."""
-    seconds = _unix_micros(moment) / 1_000_000
-    return int((seconds + 30) // 60 * 60)
+    return (_unix_micros(moment) + 30_000_000) // 60_000_000 * 60
 
 
 def truncate_to_minute(moment: datetime.datetime) -> int:

@@ -1,0 +1,109 @@
+"""The transient/permanent table: is_transient and as_sync_error."""
+
+import grpc
+import pytest
+from google.api_core import exceptions as api_exceptions
+
+from buildsync.errors import (
+    BackendResponseError,
+    MessageError,
+    PermanentError,
+    SettingsError,
+    SyncError,
+    TransientError,
+    UnknownBackendError,
+    as_sync_error,
+    is_transient,
+)
+
+
+class FakeRpcError(grpc.RpcError):
+    """What a grpcio call raises: an RpcError that is also a Call with a code()."""
+
+    def __init__(self, code):
+        super().__init__(f"rpc failed with {code.name}")
+        self._code = code
+
+    def code(self):
+        return self._code
+
+
+@pytest.mark.parametrize(
+    "error, transient",
+    [
+        # Our own errors say what they are.
+        (TransientError("backend restarting"), True),
+        (PermanentError("bad"), False),
+        (SettingsError("bad settings"), False),
+        (UnknownBackendError("who?"), False),
+        (MessageError("garbage"), False),
+        (BackendResponseError("2 responses for 3 ids"), False),
+        (SyncError("untagged"), False),
+        # gRPC errors from a task backend, by code.
+        (FakeRpcError(grpc.StatusCode.UNAVAILABLE), True),
+        (FakeRpcError(grpc.StatusCode.DEADLINE_EXCEEDED), True),
+        (FakeRpcError(grpc.StatusCode.RESOURCE_EXHAUSTED), True),
+        (FakeRpcError(grpc.StatusCode.ABORTED), True),
+        (FakeRpcError(grpc.StatusCode.INTERNAL), True),
+        (FakeRpcError(grpc.StatusCode.UNKNOWN), True),
+        (FakeRpcError(grpc.StatusCode.CANCELLED), True),
+        (FakeRpcError(grpc.StatusCode.INVALID_ARGUMENT), False),
+        (FakeRpcError(grpc.StatusCode.NOT_FOUND), False),
+        (FakeRpcError(grpc.StatusCode.PERMISSION_DENIED), False),
+        (FakeRpcError(grpc.StatusCode.UNAUTHENTICATED), False),
+        (FakeRpcError(grpc.StatusCode.UNIMPLEMENTED), False),
+        (FakeRpcError(grpc.StatusCode.FAILED_PRECONDITION), False),
+        (grpc.RpcError("no code at all"), False),
+        # Datastore / Pub/Sub client errors.
+        (api_exceptions.Aborted("contention"), True),
+        (api_exceptions.Conflict("emulator contention"), True),
+        (api_exceptions.ServiceUnavailable("down"), True),
+        (api_exceptions.DeadlineExceeded("slow"), True),
+        (api_exceptions.InternalServerError("oops"), True),
+        (api_exceptions.TooManyRequests("slow down"), True),
+        (api_exceptions.GatewayTimeout("gateway"), True),
+        (api_exceptions.BadGateway("gateway"), True),
+        (api_exceptions.Unknown("?"), True),
+        (api_exceptions.RetryError("gave up", cause=None), True),
+        (api_exceptions.InvalidArgument("bad request"), False),
+        (api_exceptions.NotFound("no topic"), False),
+        (api_exceptions.PermissionDenied("no access"), False),
+        (api_exceptions.Unauthenticated("who"), False),
+        (api_exceptions.FailedPrecondition("no index"), False),
+        # Plain Python errors.
+        (ConnectionResetError("reset"), True),
+        (ConnectionRefusedError("refused"), True),
+        (TimeoutError("timed out"), True),
+        (ValueError("bug"), False),
+        (KeyError("bug"), False),
+        (RuntimeError("bug"), False),
+    ],
+    ids=lambda value: type(value).__name__ if isinstance(value, BaseException) else str(value),
+)
+def test_is_transient_sorts_errors(error, transient):
+    assert is_transient(error) is transient
+
+
+def test_as_sync_error_keeps_a_sync_error_as_it_is():
+    for error in (TransientError("t"), PermanentError("p"), MessageError("m"), SyncError("s")):
+        assert as_sync_error(error, "context") is error
+
+
+@pytest.mark.parametrize(
+    "error, kind",
+    [
+        (api_exceptions.ServiceUnavailable("datastore down"), TransientError),
+        (api_exceptions.Aborted("contention"), TransientError),
+        (FakeRpcError(grpc.StatusCode.UNAVAILABLE), TransientError),
+        (TimeoutError("timed out"), TransientError),
+        (api_exceptions.PermissionDenied("no access"), PermanentError),
+        (FakeRpcError(grpc.StatusCode.INVALID_ARGUMENT), PermanentError),
+        (ValueError("bug"), PermanentError),
+    ],
+)
+def test_as_sync_error_wraps_others_with_the_context_and_tags_them(error, kind):
+    wrapped = as_sync_error(error, "fetching 3 tasks from swarming://s")
+
+    assert type(wrapped) is kind
+    assert str(wrapped) == f"fetching 3 tasks from swarming://s: {error}"
+    assert is_transient(wrapped) is (kind is TransientError)

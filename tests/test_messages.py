@@ -1,0 +1,277 @@
+"""Pub/Sub messages: round trips, every rejection, and decoding arbitrary input."""
+
+import datetime
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from buildsync.errors import MessageError, PermanentError
+from buildsync.messages import MAX_BATCH_SIZE, SCHEMA_VERSION, ShardJob, SyncBatch, SyncTrigger
+
+PLANNED = datetime.datetime(2024, 5, 17, 12, 0, 45, 123456, tzinfo=datetime.timezone.utc)
+PLANNED_TEXT = PLANNED.isoformat()
+MESSAGES = [SyncTrigger, ShardJob, SyncBatch]
+
+names = st.text(min_size=1, max_size=40)
+# Real UTC offsets are whole minutes.
+offsets = st.integers(min_value=-(24 * 60 - 1), max_value=24 * 60 - 1).map(
+    lambda minutes: datetime.timezone(datetime.timedelta(minutes=minutes))
+)
+aware_times = st.datetimes(timezones=offsets)
+
+
+def encode(**fields):
+    return json.dumps(fields).encode()
+
+
+def shard_fields(**overrides):
+    fields = {"version": 1, "backend": "b", "project": "p", "shard": 0, "shards": 2, "planned_at": PLANNED_TEXT}
+    fields.update(overrides)
+    return {k: v for k, v in fields.items() if v is not Ellipsis}
+
+
+def batch_fields(**overrides):
+    fields = {"version": 1, "backend": "b", "project": "p", "build_ids": [1, 2], "planned_at": PLANNED_TEXT}
+    fields.update(overrides)
+    return {k: v for k, v in fields.items() if v is not Ellipsis}
+
+
+# --- round trips ------------------------------------------------------------------------------
+
+
+@given(st.builds(SyncTrigger, st.none() | names, st.none() | names))
+def test_trigger_round_trips(trigger):
+    assert SyncTrigger.from_json(trigger.to_json()) == trigger
+
+
+@given(
+    st.builds(
+        lambda backend, project, shards, shard, planned_at: ShardJob(backend, project, shard % shards, shards, planned_at),
+        names,
+        names,
+        st.integers(min_value=1, max_value=10**6),
+        st.integers(min_value=0, max_value=10**6),
+        aware_times,
+    )
+)
+def test_shard_job_round_trips(job):
+    decoded = ShardJob.from_json(job.to_json())
+
+    assert decoded == job
+    assert decoded.planned_at.utcoffset() == job.planned_at.utcoffset()
+
+
+@given(
+    st.builds(
+        SyncBatch,
+        names,
+        names,
+        st.lists(st.integers(min_value=1, max_value=2**63 - 1), min_size=1, max_size=MAX_BATCH_SIZE).map(tuple),
+        aware_times,
+    )
+)
+def test_sync_batch_round_trips(batch):
+    assert SyncBatch.from_json(batch.to_json()) == batch
+
+
+def test_encoded_messages_carry_the_schema_version():
+    for message in (SyncTrigger(), ShardJob("b", "p", 0, 1, PLANNED), SyncBatch("b", "p", (1,), PLANNED)):
+        assert json.loads(message.to_json())["version"] == SCHEMA_VERSION == 1
+
+
+def test_trigger_leaves_out_unset_fields():
+    assert json.loads(SyncTrigger(backend="b").to_json()) == {"version": 1, "backend": "b"}
+    assert SyncTrigger.from_json(b'{"version": 1}') == SyncTrigger(None, None)
+
+
+def test_null_trigger_fields_mean_unset():
+    assert SyncTrigger.from_json(b'{"version": 1, "backend": null, "project": "p"}') == SyncTrigger(None, "p")
+
+
+def test_messages_decode_from_str_too():
+    assert ShardJob.from_json(json.dumps(shard_fields())) == ShardJob("b", "p", 0, 2, PLANNED)
+
+
+def test_batch_of_exactly_the_maximum_size_is_accepted():
+    ids = list(range(1, MAX_BATCH_SIZE + 1))
+
+    assert SyncBatch.from_json(encode(**batch_fields(build_ids=ids))).build_ids == tuple(ids)
+
+
+def test_largest_int64_id_is_accepted():
+    assert SyncBatch.from_json(encode(**batch_fields(build_ids=[2**63 - 1]))).build_ids == (2**63 - 1,)
+
+
+# --- rejections -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", MESSAGES)
+@pytest.mark.parametrize(
+    "data, problem",
+    [
+        (b"", "is not JSON"),
+        (b"{", "is not JSON"),
+        (b"\xff\xfe\xfd", "is not JSON"),
+        (b"not json", "is not JSON"),
+        (b"[" * 100_000, "is not JSON"),
+        (b"[]", "is a JSON list, not an object"),
+        (b'"text"', "is a JSON str, not an object"),
+        (b"1", "is a JSON int, not an object"),
+        (b"null", "is a JSON NoneType, not an object"),
+        (b"{}", "schema version None"),
+        (b'{"version": 2}', "schema version 2"),
+        (b'{"version": 0}', "schema version 0"),
+        (b'{"version": "1"}', "schema version '1'"),
+    ],
+)
+def test_undecodable_or_unversioned_messages_are_rejected(cls, data, problem):
+    with pytest.raises(MessageError, match="^" + cls.KIND + " message") as raised:
+        cls.from_json(data)
+
+    assert problem in str(raised.value)
+
+
+SHARD_REJECTIONS = [
+    ("missing backend", shard_fields(backend=...), "field 'backend': expected str, got missing"),
+    ("missing shard", shard_fields(shard=...), "field 'shard': expected int, got missing"),
+    ("missing planned_at", shard_fields(planned_at=...), "field 'planned_at': expected str, got missing"),
+    ("null project", shard_fields(project=None), "field 'project': expected str, got NoneType None"),
+    ("int backend", shard_fields(backend=5), "field 'backend': expected str, got int 5"),
+    ("bool shard", shard_fields(shard=True), "field 'shard': expected int, got bool True"),
+    ("bool shards", shard_fields(shards=False), "field 'shards': expected int, got bool False"),
+    ("float shard", shard_fields(shard=1.0), "field 'shard': expected int, got float 1.0"),
+    ("string shard", shard_fields(shard="1"), "field 'shard': expected int, got str '1'"),
+    ("empty backend", shard_fields(backend=""), "field 'backend' is empty"),
+    ("empty project", shard_fields(project=""), "field 'project' is empty"),
+    ("shard == shards", shard_fields(shard=2, shards=2), "shard 2 is outside [0, 2)"),
+    ("negative shard", shard_fields(shard=-1), "shard -1 is outside [0, 2)"),
+    ("zero shards", shard_fields(shard=0, shards=0), "shard 0 is outside [0, 0)"),
+    ("unknown field", shard_fields(extra=1), "unknown fields ['extra']"),
+    ("naive planned_at", shard_fields(planned_at="2024-05-17T12:00:00"), "'2024-05-17T12:00:00' has no timezone"),
+    ("bad planned_at", shard_fields(planned_at="yesterday"), "'yesterday' is not an ISO 8601 time"),
+    ("int planned_at", shard_fields(planned_at=1715947200), "field 'planned_at': expected str, got int"),
+]
+
+
+@pytest.mark.parametrize("fields, problem", [row[1:] for row in SHARD_REJECTIONS], ids=[row[0] for row in SHARD_REJECTIONS])
+def test_bad_shard_job_is_rejected_naming_the_problem(fields, problem):
+    with pytest.raises(MessageError) as raised:
+        ShardJob.from_json(json.dumps(fields))
+
+    assert problem in str(raised.value)
+
+
+BATCH_REJECTIONS = [
+    ("missing build_ids", batch_fields(build_ids=...), "field 'build_ids': expected list, got missing"),
+    ("build_ids not a list", batch_fields(build_ids=5), "field 'build_ids': expected list, got int 5"),
+    ("no ids", batch_fields(build_ids=[]), "0 build ids; a batch holds 1 to 1000"),
+    ("1001 ids", batch_fields(build_ids=list(range(1, 1002))), "1001 build ids; a batch holds 1 to 1000"),
+    ("zero id", batch_fields(build_ids=[1, 0]), "every id must be a positive 64-bit integer"),
+    ("negative id", batch_fields(build_ids=[-5]), "every id must be a positive 64-bit integer"),
+    ("id over int64", batch_fields(build_ids=[2**63]), "every id must be a positive 64-bit integer"),
+    ("bool id", batch_fields(build_ids=[True]), "every id must be a positive 64-bit integer"),
+    ("float id", batch_fields(build_ids=[1.0]), "every id must be a positive 64-bit integer"),
+    ("string id", batch_fields(build_ids=["1"]), "every id must be a positive 64-bit integer"),
+    ("missing project", batch_fields(project=...), "field 'project': expected str, got missing"),
+    ("empty backend", batch_fields(backend=""), "field 'backend' is empty"),
+    ("unknown fields", batch_fields(shard=0, zeta=1), "unknown fields ['shard', 'zeta']"),
+    ("naive planned_at", batch_fields(planned_at="2024-05-17 12:00"), "'2024-05-17 12:00' has no timezone"),
+]
+
+
+@pytest.mark.parametrize("fields, problem", [row[1:] for row in BATCH_REJECTIONS], ids=[row[0] for row in BATCH_REJECTIONS])
+def test_bad_sync_batch_is_rejected_naming_the_problem(fields, problem):
+    with pytest.raises(MessageError) as raised:
+        SyncBatch.from_json(json.dumps(fields))
+
+    assert problem in str(raised.value)
+
+
+TRIGGER_REJECTIONS = [
+    ("int backend", {"version": 1, "backend": 3}, "field 'backend': expected str, got int 3"),
+    ("bool project", {"version": 1, "project": True}, "field 'project': expected str, got bool True"),
+    ("empty backend", {"version": 1, "backend": ""}, "field 'backend' is empty"),
+    ("empty project", {"version": 1, "project": ""}, "field 'project' is empty"),
+    ("unknown field", {"version": 1, "shard": 1}, "unknown fields ['shard']"),
+]
+
+
+@pytest.mark.parametrize("fields, problem", [row[1:] for row in TRIGGER_REJECTIONS], ids=[row[0] for row in TRIGGER_REJECTIONS])
+def test_bad_trigger_is_rejected_naming_the_problem(fields, problem):
+    with pytest.raises(MessageError) as raised:
+        SyncTrigger.from_json(json.dumps(fields))
+
+    assert problem in str(raised.value)
+
+
+def test_a_message_of_one_kind_is_not_read_as_another():
+    with pytest.raises(MessageError, match="unknown fields"):
+        SyncBatch.from_json(ShardJob("b", "p", 0, 1, PLANNED).to_json())
+    with pytest.raises(MessageError, match="unknown fields"):
+        ShardJob.from_json(SyncBatch("b", "p", (1,), PLANNED).to_json())
+
+
+def test_message_errors_are_permanent():
+    assert issubclass(MessageError, PermanentError)
+
+
+# --- fuzzing: a message or a MessageError, never anything else -------------------------------------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda children: st.lists(children) | st.dictionaries(st.text(), children),
+    max_leaves=20,
+)
+field_names = st.sampled_from(["backend", "project", "shard", "shards", "build_ids", "planned_at"]) | st.text(max_size=5)
+field_values = (
+    json_values
+    | names
+    | st.integers(min_value=-2, max_value=2**64)
+    | st.lists(st.integers(min_value=-1, max_value=2**63), max_size=3)
+    | aware_times.map(datetime.datetime.isoformat)
+    | st.datetimes().map(datetime.datetime.isoformat)
+)
+versioned_objects = st.dictionaries(field_names, field_values).map(lambda fields: {**fields, "version": 1})
+
+
+def mutate(valid):
+    """A valid message's fields with some replaced by arbitrary values (Ellipsis drops one)."""
+    overrides = st.dictionaries(field_names, field_values | st.just(Ellipsis), max_size=2)
+    return overrides.map(lambda changes: {k: v for k, v in valid(**changes).items() if v is not Ellipsis})
+
+
+near_valid_objects = mutate(shard_fields) | mutate(batch_fields) | mutate(lambda **changes: {"version": 1, **changes})
+
+
+def decode_or_message_error(cls, data):
+    try:
+        message = cls.from_json(data)
+    except MessageError:
+        return
+    assert isinstance(message, cls)
+
+
+@pytest.mark.parametrize("cls", MESSAGES)
+@given(data=st.binary())
+def test_arbitrary_bytes_decode_or_raise_message_error(cls, data):
+    decode_or_message_error(cls, data)
+
+
+@pytest.mark.parametrize("cls", MESSAGES)
+@given(value=json_values)
+def test_arbitrary_json_values_decode_or_raise_message_error(cls, value):
+    decode_or_message_error(cls, json.dumps(value).encode())
+
+
+@pytest.mark.parametrize("cls", MESSAGES)
+@given(value=versioned_objects)
+def test_arbitrary_versioned_objects_decode_or_raise_message_error(cls, value):
+    decode_or_message_error(cls, json.dumps(value))
+
+
+@pytest.mark.parametrize("cls", MESSAGES)
+@given(value=near_valid_objects)
+def test_almost_valid_objects_decode_or_raise_message_error(cls, value):
+    decode_or_message_error(cls, json.dumps(value))

@@ -1,0 +1,337 @@
+"""Backend settings: parsing (json and text), loading from files, validation, defaults."""
+
+import datetime
+import json
+
+import pytest
+
+from buildsync.errors import PermanentError, SettingsError, UnknownBackendError
+from buildsync.settings import SETTINGS_ENV, BackendSettings, load_settings, parse_settings
+
+SWARM = "swarming://chromium-swarm"
+OTHER = "swarming://other-swarm"
+LITE = "lite://backend"
+
+TEXT = f"""
+backends {{
+  target: "{SWARM}"
+  hostname: "chromium-swarm.example.com"
+  full_mode {{
+    pubsub_id: "swarm-topic"
+    succeed_build_if_task_is_succeeded: true
+    build_sync_setting {{ shards: 4 sync_interval_seconds: 120 }}
+  }}
+}}
+backends {{ target: "{LITE}" lite_mode {{}} }}
+"""
+
+JSON = json.dumps(
+    {
+        "backends": [
+            {
+                "target": SWARM,
+                "hostname": "chromium-swarm.example.com",
+                "fullMode": {
+                    "pubsubId": "swarm-topic",
+                    "succeedBuildIfTaskIsSucceeded": True,
+                    "buildSyncSetting": {"shards": 4, "syncIntervalSeconds": 120},
+                },
+            },
+            {"target": LITE, "liteMode": {}},
+        ]
+    }
+)
+
+EXPECTED = (
+    BackendSettings(
+        target=SWARM,
+        hostname="chromium-swarm.example.com",
+        lite_mode=False,
+        shards=4,
+        sync_interval=datetime.timedelta(seconds=120),
+        succeed_build_if_task_is_succeeded=True,
+    ),
+    BackendSettings(
+        target=LITE,
+        hostname="",
+        lite_mode=True,
+        shards=1,
+        sync_interval=datetime.timedelta(seconds=300),
+        succeed_build_if_task_is_succeeded=False,
+    ),
+)
+
+
+def full(target=SWARM, hostname="h.example.com", shards=None, interval=None, task_success=None):
+    """One full-mode backend in text format."""
+    sync = "".join(
+        f"{name}: {value} "
+        for name, value in (("shards", shards), ("sync_interval_seconds", interval))
+        if value is not None
+    )
+    success = "" if task_success is None else f"succeed_build_if_task_is_succeeded: {str(task_success).lower()}"
+    host = f'hostname: "{hostname}"' if hostname else ""
+    return f'backends {{ target: "{target}" {host} full_mode {{ {success} build_sync_setting {{ {sync} }} }} }}\n'
+
+
+def rejection(text, fmt="text"):
+    with pytest.raises(SettingsError) as raised:
+        parse_settings(text, fmt)
+    return str(raised.value)
+
+
+# --- parsing ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, fmt", [(TEXT, "text"), (JSON, "json")], ids=["text", "json"])
+def test_both_formats_parse_to_the_same_settings(text, fmt):
+    assert parse_settings(text, fmt).backends == EXPECTED
+
+
+def test_json_accepts_proto_field_names_too():
+    text = json.dumps({"backends": [{"target": LITE, "lite_mode": {}}]})
+
+    assert parse_settings(text, "json").backends == (EXPECTED[1],)
+
+
+def test_empty_settings_have_no_backends():
+    assert parse_settings("", "text").backends == ()
+    assert parse_settings("{}", "json").backends == ()
+
+
+def test_unknown_format_is_rejected():
+    with pytest.raises(SettingsError, match="unknown settings format 'yaml'"):
+        parse_settings("backends: []", "yaml")
+
+
+@pytest.mark.parametrize("text, fmt", [("backends {", "text"), ("{", "json"), ("5", "json"), ("null", "json")])
+def test_text_that_does_not_parse_is_rejected_with_its_format(text, fmt):
+    assert f"do not parse as SettingsCfg ({fmt})" in rejection(text, fmt)
+
+
+# --- defaults and modes -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shards, expected", [(None, 1), (0, 1), (1, 1), (7, 7)])
+def test_zero_or_unset_shards_mean_one(shards, expected):
+    (backend,) = parse_settings(full(shards=shards), "text").backends
+
+    assert backend.shards == expected
+
+
+@pytest.mark.parametrize("interval, expected", [(None, 300), (0, 300), (60, 60), (61, 61), (3600, 3600)])
+def test_unset_interval_means_300_seconds_and_60_is_allowed(interval, expected):
+    (backend,) = parse_settings(full(interval=interval), "text").backends
+
+    assert backend.sync_interval == datetime.timedelta(seconds=expected)
+
+
+@pytest.mark.parametrize("task_success, expected", [(None, False), (False, False), (True, True)])
+def test_task_success_setting_is_read(task_success, expected):
+    (backend,) = parse_settings(full(task_success=task_success), "text").backends
+
+    assert backend.succeed_build_if_task_is_succeeded is expected
+
+
+def test_lite_mode_backend_needs_no_hostname_and_is_not_synced():
+    settings = parse_settings(TEXT, "text")
+
+    assert settings.backend(LITE).lite_mode is True
+    assert settings.full_mode_backends() == (EXPECTED[0],)
+
+
+def test_full_mode_without_sync_settings_gets_the_defaults():
+    (backend,) = parse_settings(f'backends {{ target: "{SWARM}" hostname: "h" full_mode {{}} }}', "text").backends
+
+    assert (backend.lite_mode, backend.shards, backend.sync_interval) == (False, 1, datetime.timedelta(seconds=300))
+
+
+def test_backend_looks_up_by_target():
+    settings = parse_settings(TEXT, "text")
+
+    assert settings.backend(SWARM) == EXPECTED[0]
+    assert settings.backend(LITE) == EXPECTED[1]
+
+
+def test_unknown_target_is_a_permanent_error_naming_the_target():
+    settings = parse_settings(TEXT, "text")
+
+    with pytest.raises(UnknownBackendError) as raised:
+        settings.backend(OTHER)
+
+    assert repr(OTHER) in str(raised.value)
+    assert SWARM in str(raised.value)  # and lists the known ones
+    assert isinstance(raised.value, PermanentError)
+
+
+def test_unknown_target_with_no_backends_says_none_are_known():
+    with pytest.raises(UnknownBackendError, match=r"known: none"):
+        parse_settings("", "text").backend(SWARM)
+
+
+# --- rejections: each names the backend and the field ----------------------------------------------
+
+
+def test_duplicate_target_is_rejected_naming_the_backend_and_field():
+    message = rejection(full() + full(hostname="other.example.com"))
+
+    assert f"backends[1] ('{SWARM}')" in message
+    assert "target: duplicate" in message
+    assert "backends[0]" not in message
+
+
+def test_duplicate_target_across_modes_is_rejected():
+    message = rejection(full(target=LITE) + f'backends {{ target: "{LITE}" lite_mode {{}} }}')
+
+    assert f"backends[1] ('{LITE}'): target: duplicate" in message
+
+
+@pytest.mark.parametrize("shards", [-1, -100])
+def test_negative_shards_are_rejected_naming_the_backend_and_field(shards):
+    message = rejection(full() + full(target=OTHER, shards=shards))
+
+    assert f"backends[1] ('{OTHER}')" in message
+    assert f"full_mode.build_sync_setting.shards: {shards} is negative" in message
+
+
+@pytest.mark.parametrize("interval", [1, 30, 59, -1, -300])
+def test_interval_under_a_minute_is_rejected_naming_the_backend_and_field(interval):
+    message = rejection(full(interval=interval))
+
+    assert f"backends[0] ('{SWARM}')" in message
+    assert f"full_mode.build_sync_setting.sync_interval_seconds: {interval} is under 60" in message
+
+
+def test_full_mode_backend_without_hostname_is_rejected_naming_the_backend_and_field():
+    message = rejection(full(hostname=""))
+
+    assert f"backends[0] ('{SWARM}')" in message
+    assert "hostname: must be set for a full_mode backend" in message
+
+
+def test_backend_without_target_is_rejected_by_index():
+    message = rejection('backends { hostname: "h" full_mode {} }')
+
+    assert "backends[0]: target: must be set" in message
+
+
+def test_backend_without_mode_is_rejected_naming_the_backend_and_field():
+    message = rejection(f'backends {{ target: "{SWARM}" hostname: "h" }}')
+
+    assert f"backends[0] ('{SWARM}'): mode: set full_mode or lite_mode" in message
+
+
+def test_every_problem_is_reported_at_once():
+    message = rejection(full(hostname="", shards=-2) + full(target=OTHER, interval=5))
+
+    assert f"backends[0] ('{SWARM}'): hostname" in message
+    assert f"backends[0] ('{SWARM}'): full_mode.build_sync_setting.shards" in message
+    assert f"backends[1] ('{OTHER}'): full_mode.build_sync_setting.sync_interval_seconds" in message
+
+
+def test_unknown_field_in_json_is_rejected_naming_the_backend_and_field():
+    text = json.dumps(
+        {
+            "backends": [
+                {"target": SWARM, "hostname": "h", "fullMode": {}},
+                {"target": OTHER, "hostname": "h", "fullMode": {"buildSyncSetting": {"shard": 3}}},
+            ]
+        }
+    )
+
+    message = rejection(text, "json")
+
+    assert '"shard"' in message
+    assert "backends[1]" in message
+
+
+def test_unknown_field_in_text_is_rejected_naming_the_field_and_where_it_is():
+    text = full() + f'backends {{ target: "{OTHER}" hostname: "h" full_mode {{ build_sync_setting {{ shard: 3 }} }} }}'
+
+    message = rejection(text)
+
+    assert '"shard"' in message
+    assert "BuildSyncSetting" in message
+    assert "2:" in message  # line 2: the second backend
+
+
+def test_unknown_top_level_field_is_rejected_in_both_formats():
+    assert '"backend"' in rejection('backend { target: "x" }')
+    assert '"backend"' in rejection('{"backend": []}', "json")
+
+
+# --- load_settings ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, text", [("s.json", JSON), ("s.textproto", TEXT), ("s.cfg", TEXT)])
+def test_load_settings_reads_the_format_of_the_suffix(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+
+    assert load_settings(path).backends == EXPECTED
+    assert load_settings(str(path)).backends == EXPECTED
+
+
+def test_load_settings_uses_the_environment_variable(tmp_path, monkeypatch):
+    path = tmp_path / "settings.cfg"
+    path.write_text(TEXT)
+    monkeypatch.setenv(SETTINGS_ENV, str(path))
+
+    assert SETTINGS_ENV == "BUILDSYNC_SETTINGS"
+    assert load_settings().backends == EXPECTED
+
+
+def test_an_explicit_path_wins_over_the_environment_variable(tmp_path, monkeypatch):
+    explicit = tmp_path / "explicit.json"
+    explicit.write_text(json.dumps({"backends": [{"target": LITE, "liteMode": {}}]}))
+    monkeypatch.setenv(SETTINGS_ENV, str(tmp_path / "missing.cfg"))
+
+    assert load_settings(explicit).backends == (EXPECTED[1],)
+
+
+def test_no_path_and_no_environment_variable_is_rejected(monkeypatch):
+    monkeypatch.delenv(SETTINGS_ENV, raising=False)
+
+    with pytest.raises(SettingsError, match=SETTINGS_ENV):
+        load_settings()
+
+
+def test_missing_file_is_rejected_naming_the_file(tmp_path):
+    path = tmp_path / "nope.cfg"
+
+    with pytest.raises(SettingsError) as raised:
+        load_settings(path)
+
+    assert str(path) in str(raised.value)
+    assert "cannot be read" in str(raised.value)
+
+
+@pytest.mark.parametrize("name", ["settings.yaml", "settings", "settings.JSON", "settings.txt"])
+def test_unknown_suffix_is_rejected_naming_the_suffix(tmp_path, name):
+    path = tmp_path / name
+    path.write_text(JSON)
+
+    with pytest.raises(SettingsError) as raised:
+        load_settings(path)
+
+    assert "unknown suffix" in str(raised.value)
+    assert repr(path.suffix) in str(raised.value)
+
+
+def test_invalid_file_is_rejected_naming_the_file_backend_and_field(tmp_path):
+    path = tmp_path / "settings.cfg"
+    path.write_text(full(shards=-1))
+
+    with pytest.raises(SettingsError) as raised:
+        load_settings(path)
+
+    assert str(path) in str(raised.value)
+    assert f"backends[0] ('{SWARM}'): full_mode.build_sync_setting.shards" in str(raised.value)
+
+
+def test_json_file_with_text_content_is_rejected(tmp_path):
+    path = tmp_path / "settings.json"
+    path.write_text(TEXT)
+
+    with pytest.raises(SettingsError, match=r"\(json\)"):
+        load_settings(path)

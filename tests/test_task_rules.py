@@ -1,0 +1,210 @@
+"""CONTRACT.md "Validating a fetched task": task_problem, sort_responses, compare_tasks."""
+
+import pytest
+from google.protobuf import struct_pb2
+from google.rpc import status_pb2
+
+from buildsync.errors import BackendResponseError
+from buildsync.proto import buildbucket_pb2 as pb
+from buildsync.task_rules import MAX_DETAILS_BYTES, TaskChange, compare_tasks, sort_responses, task_problem
+
+TARGET = "swarming://chromium-swarm"
+
+
+def task(task_id="t1", update_id=1, status=pb.STARTED, **fields):
+    return pb.Task(id=pb.TaskID(target=TARGET, id=task_id), update_id=update_id, status=status, **fields)
+
+
+def details_of_size(size):
+    """A Struct that serializes to exactly `size` bytes."""
+    details = struct_pb2.Struct()
+    details["k"] = ""
+    details["k"] = "x" * (size - details.ByteSize())
+    # The string's length prefix may grow by a byte; shrink to compensate.
+    while details.ByteSize() > size:
+        details["k"] = details["k"][:-1]
+    assert details.ByteSize() == size
+    return details
+
+
+# --- task_problem -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [pb.SCHEDULED, pb.STARTED, pb.SUCCESS, pb.FAILURE, pb.INFRA_FAILURE, pb.CANCELED])
+def test_task_with_id_update_id_and_defined_status_is_usable(status):
+    assert task_problem(task(status=status)) is None
+
+
+@pytest.mark.parametrize(
+    "bad_task, reason",
+    [
+        (task(task_id=""), "task id is empty"),
+        (pb.Task(update_id=1, status=pb.STARTED), "task id is empty"),
+        (task(update_id=0), "update_id is 0"),
+        (task(status=pb.STATUS_UNSPECIFIED), "status 0 is not a usable task status"),
+        (task(status=pb.ENDED_MASK), "status 4 is not a usable task status"),
+        (task(status=99), "status 99 is not a usable task status"),
+        (task(status=3), "status 3 is not a usable task status"),
+    ],
+    ids=["empty id", "no id", "update_id 0", "STATUS_UNSPECIFIED", "ENDED_MASK", "unknown 99", "unknown 3"],
+)
+def test_task_problem_names_what_is_wrong(bad_task, reason):
+    assert task_problem(bad_task) == reason
+
+
+def test_negative_update_id_is_not_zero_so_usable():
+    assert task_problem(task(update_id=-1)) is None
+
+
+def test_the_details_limit_is_fifty_thousand_bytes():
+    assert MAX_DETAILS_BYTES == 50_000
+
+
+@pytest.mark.parametrize("size", [MAX_DETAILS_BYTES - 1, MAX_DETAILS_BYTES])
+def test_details_up_to_fifty_thousand_bytes_are_usable(size):
+    assert task_problem(task(details=details_of_size(size))) is None
+
+
+@pytest.mark.parametrize("size", [MAX_DETAILS_BYTES + 1, MAX_DETAILS_BYTES + 2, 200_000])
+def test_details_over_fifty_thousand_bytes_are_rejected_with_their_size(size):
+    problem = task_problem(task(details=details_of_size(size)))
+
+    assert problem is not None
+    assert f"details are {size} bytes" in problem
+    assert "50000" in problem
+
+
+# --- sort_responses -------------------------------------------------------------------------
+
+
+def ids(*names):
+    return [pb.TaskID(target=TARGET, id=name) for name in names]
+
+
+def with_task(t):
+    return pb.FetchTasksResponse.Response(task=t)
+
+
+def with_error(code, message):
+    return pb.FetchTasksResponse.Response(error=status_pb2.Status(code=code, message=message))
+
+
+def response(*items):
+    return pb.FetchTasksResponse(responses=list(items))
+
+
+@pytest.mark.parametrize("asked, got", [(2, 1), (1, 2), (3, 0), (0, 1)])
+def test_response_count_mismatch_raises_naming_both_counts(asked, got):
+    requested = ids(*[f"t{i}" for i in range(asked)])
+    items = [with_task(task(f"t{i}")) for i in range(got)]
+
+    with pytest.raises(BackendResponseError) as raised:
+        sort_responses(requested, response(*items))
+
+    assert f"{got} responses for {asked} task ids" in str(raised.value)
+
+
+def test_no_ids_and_no_responses_is_empty():
+    fetched = sort_responses([], response())
+
+    assert fetched.usable == {}
+    assert fetched.rejected == {}
+
+
+def test_valid_tasks_are_usable_by_their_id():
+    t1, t2 = task("t1", update_id=5), task("t2", status=pb.SUCCESS)
+
+    fetched = sort_responses(ids("t1", "t2"), response(with_task(t1), with_task(t2)))
+
+    assert fetched.usable == {"t1": t1, "t2": t2}
+    assert fetched.rejected == {}
+
+
+def test_error_response_rejects_the_id_at_its_index_with_code_and_message():
+    fetched = sort_responses(ids("t1", "t2"), response(with_task(task("t1")), with_error(5, "no such task")))
+
+    assert set(fetched.usable) == {"t1"}
+    assert fetched.rejected == {"t2": "backend error 5: no such task"}
+
+
+def test_response_with_neither_task_nor_error_is_rejected():
+    fetched = sort_responses(ids("t1"), response(pb.FetchTasksResponse.Response()))
+
+    assert fetched.usable == {}
+    assert fetched.rejected == {"t1": "response has neither task nor error"}
+
+
+def test_task_for_an_id_not_asked_for_is_rejected_under_the_asked_id():
+    fetched = sort_responses(ids("t1"), response(with_task(task("intruder"))))
+
+    assert fetched.usable == {}
+    assert set(fetched.rejected) == {"t1"}
+    assert "'intruder'" in fetched.rejected["t1"]
+    assert "not asked for" in fetched.rejected["t1"]
+
+
+def test_invalid_task_is_rejected_with_its_problem():
+    fetched = sort_responses(ids("t1", "t2"), response(with_task(task("t1", update_id=0)), with_task(task("t2"))))
+
+    assert set(fetched.usable) == {"t2"}
+    assert fetched.rejected == {"t1": "update_id is 0"}
+
+
+def test_task_with_empty_id_is_rejected_under_the_asked_id():
+    fetched = sort_responses(ids("t1"), response(with_task(task(""))))
+
+    assert fetched.usable == {}
+    assert "t1" in fetched.rejected
+
+
+def test_tasks_name_themselves_so_order_does_not_matter():
+    t1, t2 = task("t1"), task("t2")
+
+    fetched = sort_responses(ids("t1", "t2"), response(with_task(t2), with_task(t1)))
+
+    assert fetched.usable == {"t1": t1, "t2": t2}
+    assert fetched.rejected == {}
+
+
+def test_mixed_batch_sorts_every_response():
+    requested = ids("ok", "err", "empty", "bad", "wrong")
+    fetched = sort_responses(
+        requested,
+        response(
+            with_task(task("ok")),
+            with_error(14, "unavailable"),
+            pb.FetchTasksResponse.Response(),
+            with_task(task("bad", status=pb.ENDED_MASK)),
+            with_task(task("elsewhere")),
+        ),
+    )
+
+    assert set(fetched.usable) == {"ok"}
+    assert set(fetched.rejected) == {"err", "empty", "bad", "wrong"}
+    assert all(reason for reason in fetched.rejected.values())
+
+
+# --- compare_tasks ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "stored, fetched, change",
+    [
+        (5, 4, TaskChange.STALE),
+        (5, 1, TaskChange.STALE),
+        (5, 5, TaskChange.UNCHANGED),
+        (0, 0, TaskChange.UNCHANGED),
+        (5, 6, TaskChange.NEWER),
+        (0, 1, TaskChange.NEWER),
+        (2**62, 2**62 + 1, TaskChange.NEWER),
+    ],
+)
+def test_compare_tasks_by_update_id(stored, fetched, change):
+    assert compare_tasks(task(update_id=stored), task(update_id=fetched)) is change
+
+
+def test_compare_tasks_ignores_everything_but_update_id():
+    stored = task(update_id=3, status=pb.STARTED)
+    fetched = task(update_id=3, status=pb.SUCCESS, summary_markdown="done")
+
+    assert compare_tasks(stored, fetched) is TaskChange.UNCHANGED
