@@ -34,8 +34,16 @@ ACK_DEADLINE_SECONDS = 60
 class FunctionProcess:
     """One function served by functions-framework on a free loopback port."""
 
-    def __init__(self, name: str, env: dict[str, str], log_dir: pathlib.Path, source: pathlib.Path | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        env: dict[str, str],
+        log_dir: pathlib.Path,
+        source: pathlib.Path | None = None,
+        python: str = sys.executable,
+    ) -> None:
         self.name = name
+        self._python = python
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.log_path = log_dir / f"{name}.log"
@@ -45,7 +53,7 @@ class FunctionProcess:
 
     def start(self) -> FunctionProcess:
         command = [
-            sys.executable, "-m", "functions_framework",
+            self._python, "-m", "functions_framework",
             f"--source={self._source}", f"--target={self.name}", "--signature-type=cloudevent",
             "--host=127.0.0.1", f"--port={self.port}",
         ]

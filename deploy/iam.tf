@@ -1,0 +1,183 @@
+# One runtime service account per function with only what it uses, a
+# push-invoker account that alone may call the functions, a build account for
+# Cloud Build, and the Pub/Sub service agent's grants. No public principal.
+
+resource "google_service_account" "planner" {
+  project      = var.project
+  account_id   = "buildsync-planner"
+  display_name = "buildsync planner function"
+}
+
+resource "google_service_account" "shard" {
+  project      = var.project
+  account_id   = "buildsync-shard"
+  display_name = "buildsync shard function"
+}
+
+resource "google_service_account" "sync" {
+  project      = var.project
+  account_id   = "buildsync-sync"
+  display_name = "buildsync sync function"
+}
+
+resource "google_service_account" "push_invoker" {
+  project      = var.project
+  account_id   = "buildsync-push"
+  display_name = "buildsync Pub/Sub push invoker"
+  description  = "Identity of the OIDC tokens on the buildsync push subscriptions; may only invoke the three functions."
+}
+
+resource "google_service_account" "build" {
+  project      = var.project
+  account_id   = "buildsync-build"
+  display_name = "buildsync function builds"
+  description  = "Cloud Build runs the buildsync function builds as this account."
+}
+
+# Datastore access (project level is the only level Datastore IAM has).
+resource "google_project_iam_member" "planner_datastore" {
+  project = var.project
+  role    = "roles/datastore.user"
+  member  = google_service_account.planner.member
+}
+
+resource "google_project_iam_member" "shard_datastore" {
+  project = var.project
+  role    = "roles/datastore.user"
+  member  = google_service_account.shard.member
+}
+
+resource "google_project_iam_member" "sync_datastore" {
+  project = var.project
+  role    = "roles/datastore.user"
+  member  = google_service_account.sync.member
+}
+
+# Function builds, with the roles the Cloud Functions documentation lists for
+# a user-specified build service account: build logs, images in Artifact
+# Registry, and objects in Cloud Storage. Object access is limited to the
+# zips in our bucket and to the gcf-v2-* buckets Cloud Functions keeps the
+# uploaded sources in.
+resource "google_project_iam_member" "build_logs" {
+  project = var.project
+  role    = "roles/logging.logWriter"
+  member  = google_service_account.build.member
+}
+
+resource "google_project_iam_member" "build_images" {
+  project = var.project
+  role    = "roles/artifactregistry.writer"
+  member  = google_service_account.build.member
+}
+
+resource "google_project_iam_member" "build_function_sources" {
+  project = var.project
+  role    = "roles/storage.objectAdmin"
+  member  = google_service_account.build.member
+
+  condition {
+    title       = "gcf-v2-buckets-only"
+    description = "Only the buckets Cloud Functions (2nd gen) keeps sources in."
+    expression  = "resource.name.startsWith(\"projects/_/buckets/gcf-v2-\")"
+  }
+}
+
+resource "google_storage_bucket_iam_member" "build_reads_zips" {
+  bucket = google_storage_bucket.source.name
+  role   = "roles/storage.objectViewer"
+  member = google_service_account.build.member
+}
+
+# Publishing: each function only on the topics it writes to.
+resource "google_pubsub_topic_iam_member" "planner_publishes_shard" {
+  project = var.project
+  topic   = google_pubsub_topic.shard.name
+  role    = "roles/pubsub.publisher"
+  member  = google_service_account.planner.member
+}
+
+resource "google_pubsub_topic_iam_member" "planner_publishes_builds" {
+  project = var.project
+  topic   = local.builds_topic_id
+  role    = "roles/pubsub.publisher"
+  member  = google_service_account.planner.member
+}
+
+resource "google_pubsub_topic_iam_member" "shard_publishes_sync" {
+  project = var.project
+  topic   = google_pubsub_topic.sync.name
+  role    = "roles/pubsub.publisher"
+  member  = google_service_account.shard.member
+}
+
+resource "google_pubsub_topic_iam_member" "sync_publishes_builds" {
+  project = var.project
+  topic   = local.builds_topic_id
+  role    = "roles/pubsub.publisher"
+  member  = google_service_account.sync.member
+}
+
+# Invoking: only the push-invoker account, on each function's Cloud Run
+# service (a 2nd gen function's service has the function's name).
+resource "google_cloud_run_v2_service_iam_member" "planner_invoker" {
+  project  = var.project
+  location = var.region
+  name     = google_cloudfunctions2_function.planner.name
+  role     = "roles/run.invoker"
+  member   = google_service_account.push_invoker.member
+}
+
+resource "google_cloud_run_v2_service_iam_member" "shard_invoker" {
+  project  = var.project
+  location = var.region
+  name     = google_cloudfunctions2_function.shard.name
+  role     = "roles/run.invoker"
+  member   = google_service_account.push_invoker.member
+}
+
+resource "google_cloud_run_v2_service_iam_member" "sync_invoker" {
+  project  = var.project
+  location = var.region
+  name     = google_cloudfunctions2_function.sync.name
+  role     = "roles/run.invoker"
+  member   = google_service_account.push_invoker.member
+}
+
+# The Pub/Sub service agent mints the push OIDC tokens (needed explicitly in
+# projects created before April 2021), granted on this one account rather
+# than the project (CKV_GCP_49).
+resource "google_service_account_iam_member" "pubsub_agent_mints_push_tokens" {
+  service_account_id = google_service_account.push_invoker.name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = local.pubsub_agent
+}
+
+# Dead letters: the service agent publishes to the dead-letter topic and must
+# be a subscriber of every subscription it moves messages from.
+resource "google_pubsub_topic_iam_member" "pubsub_agent_publishes_dead_letters" {
+  project = var.project
+  topic   = google_pubsub_topic.dead_letter.name
+  role    = "roles/pubsub.publisher"
+  member  = local.pubsub_agent
+}
+
+resource "google_pubsub_subscription_iam_member" "pubsub_agent_planner" {
+  project      = var.project
+  subscription = google_pubsub_subscription.planner.name
+  role         = "roles/pubsub.subscriber"
+  member       = local.pubsub_agent
+}
+
+resource "google_pubsub_subscription_iam_member" "pubsub_agent_shard" {
+  project      = var.project
+  subscription = google_pubsub_subscription.shard.name
+  role         = "roles/pubsub.subscriber"
+  member       = local.pubsub_agent
+}
+
+resource "google_pubsub_subscription_iam_member" "pubsub_agent_sync" {
+  project      = var.project
+  subscription = google_pubsub_subscription.sync.name
+  role         = "roles/pubsub.subscriber"
+  member       = local.pubsub_agent
+}

@@ -1,0 +1,583 @@
+"""Static checks of the Google Cloud deployment in deploy/.
+
+The Terraform files are parsed with python-hcl2 (no provider, no network), the
+Datastore queries are rebuilt from the code itself and matched against the
+composite indexes, and deploy/package.sh is run to check what the zips hold.
+"""
+
+from __future__ import annotations
+
+import ast
+import datetime
+import hashlib
+import json
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+import zipfile
+
+import hcl2
+import pytest
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import datastore
+
+from buildsync import notifications, planner, shard
+from buildsync.messages import ShardJob
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+DEPLOY = REPO / "deploy"
+FUNCTIONS = ("planner", "shard", "sync")
+# Which topic feeds which function (by Terraform resource name).
+FEEDS = {"trigger": "planner", "shard": "shard", "sync": "sync"}
+# Which topics each function publishes to, and the variable that tells it.
+PUBLISHES = {
+    "planner": {"BUILDSYNC_SHARD_TOPIC": "google_pubsub_topic.shard", "BUILDSYNC_BUILDS_TOPIC": "local.builds_topic_id"},
+    "shard": {"BUILDSYNC_SYNC_TOPIC": "google_pubsub_topic.sync"},
+    "sync": {"BUILDSYNC_BUILDS_TOPIC": "local.builds_topic_id"},
+}
+PUBLIC_PRINCIPALS = ("allusers", "allauthenticatedusers")
+
+
+# --- loading -----------------------------------------------------------------
+
+
+def _load_hcl(path: pathlib.Path) -> dict:
+    with path.open() as handle:
+        options_type = getattr(hcl2, "SerializationOptions", None)
+        if options_type is None:  # python-hcl2 < 8 gives plain values already
+            return hcl2.load(handle)
+        options = options_type(with_comments=False, explicit_blocks=False, strip_string_quotes=True)
+        return hcl2.load(handle, serialization_options=options)
+
+
+def _load_config() -> dict:
+    config: dict = {"resource": {}, "data": {}, "variable": {}, "output": {}, "locals": {}}
+    files = sorted(DEPLOY.glob("*.tf"))
+    assert files, "no Terraform files in deploy/"
+    for path in files:
+        doc = _load_hcl(path)
+        for section in ("resource", "data"):
+            for item in doc.get(section, []):
+                for kind, named in item.items():
+                    for name, body in named.items():
+                        assert name not in config[section].setdefault(kind, {}), f"{kind}.{name} declared twice"
+                        config[section][kind][name] = body
+        for section in ("variable", "output"):
+            for item in doc.get(section, []):
+                config[section].update(item)
+        for item in doc.get("locals", []):
+            config["locals"].update(item)
+    return config
+
+
+CONFIG = _load_config()
+
+
+def resources(kind: str) -> dict[str, dict]:
+    return CONFIG["resource"].get(kind, {})
+
+
+def block(body: dict, *path: str) -> dict:
+    """The one nested block at `path` (blocks parse as lists of dicts)."""
+    for name in path:
+        value = body.get(name)
+        assert isinstance(value, list) and len(value) == 1 and isinstance(value[0], dict), f"expected one {name} block"
+        body = value[0]
+    return body
+
+
+_REF = re.compile(r"\b((?:data\.)?google_[a-z0-9_]+\.[a-z0-9_]+|var\.[a-z0-9_]+|local\.[a-z0-9_]+)")
+
+
+def refs(value) -> set[str]:
+    """The resources, variables and locals an expression names (`google_x.y`, `var.z`, `local.w`)."""
+    return set(_REF.findall(str(value)))
+
+
+def ref(value) -> str:
+    found = refs(value)
+    assert len(found) == 1, f"expected one reference in {value!r}, found {sorted(found)}"
+    return found.pop()
+
+
+def default(variable: str):
+    return CONFIG["variable"][variable]["default"]
+
+
+def walk(value, path="") -> list[tuple[str, object]]:
+    """Every (path, leaf) in a parsed configuration, keys included as leaves."""
+    if isinstance(value, dict):
+        out = []
+        for key, item in value.items():
+            out.append((f"{path}/{key}", key))
+            out += walk(item, f"{path}/{key}")
+        return out
+    if isinstance(value, list):
+        return [leaf for index, item in enumerate(value) for leaf in walk(item, f"{path}[{index}]")]
+    return [(path, value)]
+
+
+def function_by_entry_point() -> dict[str, dict]:
+    functions = resources("google_cloudfunctions2_function")
+    found = {block(body, "build_config")["entry_point"]: body for body in functions.values()}
+    assert len(found) == len(functions), "two functions share an entry point"
+    return found
+
+
+def function_resource(name: str) -> str:
+    """The Terraform name of the function whose entry point is `name`."""
+    for resource, body in resources("google_cloudfunctions2_function").items():
+        if block(body, "build_config")["entry_point"] == name:
+            return resource
+    raise AssertionError(f"no google_cloudfunctions2_function with entry_point {name!r}")
+
+
+# --- functions ----------------------------------------------------------------
+
+
+def test_the_three_functions_are_deployed_on_python_312():
+    assert sorted(function_by_entry_point()) == sorted(FUNCTIONS)
+    for body in resources("google_cloudfunctions2_function").values():
+        assert block(body, "build_config")["runtime"] == "python312"
+    assert not resources("google_cloudfunctions_function"), "no 1st gen functions"
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_entry_point_names_a_cloud_event_handler_in_main_py(name):
+    body = function_by_entry_point()[name]
+    # The source zip the function is built from, and so the folder it comes from.
+    source = block(body, "build_config", "source", "storage_source")
+    object_ref = ref(source["object"])
+    assert object_ref.startswith("google_storage_bucket_object.")
+    zip_path = resources("google_storage_bucket_object")[object_ref.split(".")[1]]["source"]
+    folder = re.search(r"/(\w+)\.zip$", zip_path).group(1)
+    main = REPO / "functions" / folder / "main.py"
+    assert main.is_file(), f"{main} does not exist"
+    tree = ast.parse(main.read_text(), filename=str(main))
+    handlers = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
+    assert name in handlers, f"entry point {name!r} is not a top-level function of {main}"
+    decorators = {ast.unparse(decorator) for decorator in handlers[name].decorator_list}
+    assert "functions_framework.cloud_event" in decorators, f"{name} is not a CloudEvent handler: {decorators}"
+
+
+def test_functions_have_internal_ingress_and_no_event_trigger():
+    for name, body in resources("google_cloudfunctions2_function").items():
+        assert "event_trigger" not in body, f"{name}: the push subscriptions are ours, not Eventarc's"
+        assert block(body, "service_config")["ingress_settings"] == "ALLOW_INTERNAL_ONLY", name
+    # Nothing else serves HTTP with another ingress.
+    for kind in ("google_cloud_run_service", "google_cloud_run_v2_service"):
+        assert not resources(kind), f"unexpected {kind}"
+
+
+def test_each_function_has_its_own_service_account():
+    accounts = {
+        name: ref(block(body, "service_config")["service_account_email"])
+        for name, body in function_by_entry_point().items()
+    }
+    assert len(set(accounts.values())) == len(FUNCTIONS), accounts
+    assert all(account.startswith("google_service_account.") for account in accounts.values())
+
+
+def test_function_timeout_fits_in_the_ack_deadline():
+    assert default("function_timeout_seconds") <= 540
+    assert default("function_timeout_seconds") < default("ack_deadline_seconds") <= 600
+    for body in resources("google_cloudfunctions2_function").values():
+        assert block(body, "service_config")["timeout_seconds"] == "${var.function_timeout_seconds}"
+
+
+# --- topics and subscriptions ---------------------------------------------------
+
+
+def subscriptions_by_topic() -> dict[str, list[dict]]:
+    found: dict[str, list[dict]] = {}
+    for body in resources("google_pubsub_subscription").values():
+        found.setdefault(ref(body["topic"]), []).append(body)
+    return found
+
+
+@pytest.mark.parametrize("topic,function", FEEDS.items())
+def test_topic_feeds_the_function_that_reads_it(topic, function):
+    subscriptions = subscriptions_by_topic()[f"google_pubsub_topic.{topic}"]
+    assert len(subscriptions) == 1, f"{topic}: expected one subscription"
+    push = block(subscriptions[0], "push_config")
+    target = f"google_cloudfunctions2_function.{function_resource(function)}"
+    assert refs(push["push_endpoint"]) >= {target}, push["push_endpoint"]
+    assert not {r for r in refs(push["push_endpoint"]) if r.startswith("google_cloudfunctions2_function.")} - {target}
+    token = block(push, "oidc_token")
+    assert ref(token["service_account_email"]) == "google_service_account.push_invoker"
+    assert ref(token["audience"]) == target
+
+
+@pytest.mark.parametrize("topic", [*FEEDS, "builds", "dead_letter"])
+def test_topic_names_come_from_variables(topic):
+    body = resources("google_pubsub_topic")[topic]
+    assert body["name"] == f"${{var.{topic}_topic}}"
+    assert default(f"{topic}_topic") == f"buildsync-{topic.replace('_', '-')}"
+    assert f"{topic}_topic" in CONFIG["output"], f"no output for the {topic} topic"
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_functions_publish_where_the_next_stage_reads(function):
+    body = function_by_entry_point()[function]
+    env = block(body, "service_config")["environment_variables"]
+    assert isinstance(env, dict), "environment_variables must be a literal map"
+    assert env["GOOGLE_CLOUD_PROJECT"] == "${var.project}"
+    for variable, topic in PUBLISHES[function].items():
+        assert ref(env[variable]) == topic, f"{function}: {variable} = {env[variable]}"
+    others = {name for name in env if name.endswith("_TOPIC")} - set(PUBLISHES[function])
+    assert not others, f"{function} gets topics it does not publish to: {others}"
+
+
+def test_builds_topic_is_the_configured_one():
+    expression = CONFIG["locals"]["builds_topic_id"]
+    assert "google_pubsub_topic.builds" in refs(expression) and "var.builds_topic" in refs(expression)
+
+
+def test_every_subscription_has_retry_and_dead_letter_policies():
+    dead_letter = "google_pubsub_topic.dead_letter"
+    subscriptions = resources("google_pubsub_subscription")
+    assert subscriptions
+    for name, body in subscriptions.items():
+        retry = block(body, "retry_policy")
+        assert retry["minimum_backoff"] and retry["maximum_backoff"], name
+        if ref(body["topic"]) == dead_letter:
+            # The dead-letter topic's own subscription ends the chain: dead
+            # letters wait there for an operator, nothing pushes them on.
+            assert "push_config" not in body, f"{name}: the dead-letter subscription is a pull subscription"
+            continue
+        policy = block(body, "dead_letter_policy")
+        assert ref(policy["dead_letter_topic"]) == dead_letter, name
+        assert policy["max_delivery_attempts"] == "${var.max_delivery_attempts}", name
+        assert block(body, "expiration_policy")["ttl"] == "", f"{name} must never expire"
+    assert 5 <= default("max_delivery_attempts") <= 100
+
+
+def test_the_dead_letter_topic_has_its_own_subscription():
+    assert subscriptions_by_topic().get("google_pubsub_topic.dead_letter"), "dead letters would be lost"
+
+
+def test_topics_are_encrypted_with_a_rotated_customer_key():
+    for name, body in resources("google_pubsub_topic").items():
+        assert ref(body["kms_key_name"]).startswith("google_kms_crypto_key."), name
+    for name, body in resources("google_kms_crypto_key").items():
+        period = body["rotation_period"]
+        seconds = int(default("kms_rotation_period")[:-1]) if period == "${var.kms_rotation_period}" else int(period[:-1])
+        assert 86400 <= seconds <= 90 * 86400, name
+
+
+def test_scheduler_publishes_a_version_1_trigger_every_minute():
+    jobs = resources("google_cloud_scheduler_job")
+    assert len(jobs) == 1
+    target = block(next(iter(jobs.values())), "pubsub_target")
+    assert ref(target["topic_name"]) == "google_pubsub_topic.trigger"
+    data = re.sub(r"\s+", "", str(target["data"]))
+    assert re.fullmatch(r"\$\{base64encode\(jsonencode\(\{['\"]?version['\"]?[=:]1\}\)\)\}", data), target["data"]
+    assert default("schedule") == "* * * * *"
+
+
+# --- IAM ------------------------------------------------------------------------
+
+
+def test_no_public_principal_anywhere():
+    for section in ("resource", "data", "variable", "output", "locals"):
+        for path, leaf in walk(CONFIG[section]):
+            text = str(leaf).lower()
+            assert not any(p in text for p in PUBLIC_PRINCIPALS), f"public principal at {section}{path}: {leaf}"
+
+
+def members(kind: str, role: str) -> list[dict]:
+    return [body for body in resources(kind).values() if body.get("role") == role]
+
+
+def test_only_the_push_invoker_may_invoke_each_function():
+    grants = members("google_cloud_run_v2_service_iam_member", "roles/run.invoker")
+    invoked = {ref(body["name"]): ref(body["member"]) for body in grants}
+    expected = {f"google_cloudfunctions2_function.{function_resource(f)}" for f in FUNCTIONS}
+    assert set(invoked) == expected
+    assert set(invoked.values()) == {"google_service_account.push_invoker"}
+    for kind in CONFIG["resource"]:
+        assert not kind.endswith(("_iam_binding", "_iam_policy")), f"{kind} replaces grants made by others"
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_function_accounts_have_least_roles(function):
+    account = ref(block(function_by_entry_point()[function], "service_config")["service_account_email"])
+    project_roles = {body["role"] for body in resources("google_project_iam_member").values() if ref(body["member"]) == account}
+    assert project_roles == {"roles/datastore.user"}
+    published = {
+        ref(body["topic"])
+        for body in members("google_pubsub_topic_iam_member", "roles/pubsub.publisher")
+        if ref(body["member"]) == account
+    }
+    assert published == set(PUBLISHES[function].values())
+    for kind, named in CONFIG["resource"].items():
+        if kind.endswith("_iam_member") and kind not in ("google_project_iam_member", "google_pubsub_topic_iam_member"):
+            assert all(account not in refs(body.get("member")) for body in named.values()), f"{account} in {kind}"
+
+
+def test_pubsub_service_agent_can_move_dead_letters_and_use_the_key():
+    agent = CONFIG["locals"]["pubsub_agent"]
+    assert re.fullmatch(r"serviceAccount:service-\$\{data\.google_project\.this\.number\}@gcp-sa-pubsub\.iam\.gserviceaccount\.com", agent)
+    is_agent = lambda body: ref(body["member"]) == "local.pubsub_agent"  # noqa: E731
+    published = {ref(b["topic"]) for b in members("google_pubsub_topic_iam_member", "roles/pubsub.publisher") if is_agent(b)}
+    assert published == {"google_pubsub_topic.dead_letter"}
+    subscribed = {
+        ref(b["subscription"]) for b in members("google_pubsub_subscription_iam_member", "roles/pubsub.subscriber") if is_agent(b)
+    }
+    sources = {
+        f"google_pubsub_subscription.{name}"
+        for name, body in resources("google_pubsub_subscription").items()
+        if "dead_letter_policy" in body
+    }
+    assert subscribed == sources
+    keys = members("google_kms_crypto_key_iam_member", "roles/cloudkms.cryptoKeyEncrypterDecrypter")
+    assert any(is_agent(body) for body in keys)
+
+
+def test_no_project_level_impersonation_roles():
+    risky = ("roles/owner", "roles/editor", "roles/iam.serviceAccountUser", "roles/iam.serviceAccountTokenCreator")
+    for name, body in resources("google_project_iam_member").items():
+        assert body["role"] not in risky, name
+
+
+def test_checkov_skips_carry_a_reason():
+    for path in DEPLOY.glob("*.tf"):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if "checkov:skip" in line:
+                assert re.search(r"#\s*checkov:skip=CKV2?_[A-Z]+_\d+:\s*\S.{10,}", line), f"{path.name}:{number}: {line}"
+
+
+# --- Datastore indexes --------------------------------------------------------------
+
+
+class RecordingClient(datastore.Client):
+    """A client that records the queries the code builds and answers them with nothing."""
+
+    def __init__(self):
+        super().__init__(project="buildsync-test", credentials=AnonymousCredentials())
+        self.queries = []
+
+    def query(self, **kwargs):
+        query = super().query(**kwargs)
+        query.fetch = lambda *args, **kw: iter(())
+        self.queries.append(query)
+        return query
+
+
+def code_queries() -> dict[str, datastore.Query]:
+    now = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+    client = RecordingClient()
+    queries = {"shard": shard.due_builds_query(client, ShardJob("swarming://x", "chromium", 0, 1, now))}
+    del client.queries[:]
+    planner.projects_with_incomplete_builds(client, "swarming://x")
+    notifications.sweep(client, None, "projects/p/topics/t", now)
+    by_kind: dict[str, list[datastore.Query]] = {}
+    for query in client.queries:
+        by_kind.setdefault(query.kind, []).append(query)
+    (queries["planner"],) = by_kind.pop("Build")
+    (queries["outbox"],) = by_kind.pop(notifications.OUTBOX_KIND)
+    assert not by_kind, f"queries this test does not know: {by_kind}"
+    return queries
+
+
+_INEQUALITIES = {"<", "<=", ">", ">=", "!="}
+
+
+def needed_index(query: datastore.Query) -> tuple[str, frozenset[str], tuple[str, ...]] | None:
+    """The composite index `query` needs as (kind, equality properties, ordered tail), or None.
+
+    Datastore serves from built-in indexes a query on one property at most, and
+    a query of equality filters only (by merge join) without projection or
+    sort order; any other query needs a composite index whose properties are
+    the equality properties (in any order), then the inequality property, the
+    sort orders and the remaining projected properties.
+    """
+    equality = frozenset(f.property_name for f in query.filters if f.operator == "=")
+    inequality = [f.property_name for f in query.filters if f.operator in _INEQUALITIES]
+    assert all(f.operator in _INEQUALITIES | {"="} for f in query.filters), query.filters
+    orders = [order.lstrip("-") for order in query.order]
+    projected = [p for p in (*query.projection, *query.distinct_on) if p != "__key__"]
+    tail: list[str] = []
+    for name in (*inequality, *orders, *projected):
+        if name not in tail and name not in equality:
+            tail.append(name)
+    used = equality | set(tail)
+    if len(used) <= 1 or (not tail and not projected):
+        return None
+    return query.kind, equality, tuple(tail)
+
+
+def covers(index: tuple[str, list[str]], needed: tuple[str, frozenset[str], tuple[str, ...]]) -> bool:
+    kind, properties = index
+    needed_kind, equality, tail = needed
+    return (
+        kind == needed_kind
+        and len(properties) == len(equality) + len(tail)
+        and set(properties[: len(equality)]) == equality
+        and tuple(properties[len(equality) :]) == tail
+    )
+
+
+def terraform_indexes() -> list[tuple[str, list[str]]]:
+    found = []
+    for name, body in resources("google_firestore_index").items():
+        assert body["api_scope"] == "DATASTORE_MODE_API", name
+        assert body["query_scope"] == "COLLECTION_GROUP", f"{name}: Datastore's ancestor: none"
+        assert body["database"] == "${var.datastore_database}" and default("datastore_database") == "(default)"
+        fields = body["fields"]
+        assert all(field.get("order", "ASCENDING") == "ASCENDING" for field in fields), name
+        found.append((body["collection"], [field["field_path"] for field in fields]))
+    return found
+
+
+def yaml_indexes() -> list[tuple[str, list[str]]]:
+    """deploy/index.yaml, read by a parser for exactly the index.yaml subset it uses."""
+    found: list[tuple[str, list[str]]] = []
+    seen_header = False
+    for number, raw in enumerate((DEPLOY / "index.yaml").read_text().splitlines(), 1):
+        line = raw.split("#", 1)[0].rstrip()
+        where = f"index.yaml:{number}: {raw!r}"
+        if not line:
+            continue
+        if line == "indexes:":
+            seen_header = True
+        elif match := re.fullmatch(r"- kind: (\w+)", line):
+            found.append((match.group(1), []))
+        elif match := re.fullmatch(r"  ancestor: (\w+)", line):
+            assert match.group(1) in ("no", "false"), where
+        elif line == "  properties:":
+            pass
+        elif match := re.fullmatch(r"  - name: (\w+)", line):
+            found[-1][1].append(match.group(1))
+        elif match := re.fullmatch(r"    direction: (\w+)", line):
+            assert match.group(1) == "asc", where
+        else:
+            raise AssertionError(f"unexpected line {where}")
+    assert seen_header and found
+    return found
+
+
+@pytest.mark.parametrize("source", ["terraform", "index.yaml"])
+def test_composite_indexes_cover_the_code_queries(source):
+    indexes = terraform_indexes() if source == "terraform" else yaml_indexes()
+    queries = code_queries()
+    needed = {name: needed_index(query) for name, query in queries.items()}
+    # The queries this deployment was written for.
+    assert needed["shard"] == ("Build", frozenset({"incomplete", "backend_target", "project"}), ("next_backend_sync_time",))
+    assert queries["shard"].projection == ["__key__"], "the shard query is keys only"
+    assert needed["planner"] == ("Build", frozenset({"incomplete", "backend_target"}), ("project",))
+    assert needed["outbox"] is None, "the outbox sweep needs no composite index"
+    for name, index in needed.items():
+        if index is not None:
+            assert any(covers(candidate, index) for candidate in indexes), f"no {source} index serves the {name} query"
+    for query in queries.values():
+        assert query.namespace is None and query.ancestor is None
+
+
+def test_terraform_and_index_yaml_hold_the_same_indexes():
+    normal = lambda indexes: sorted((kind, tuple(properties)) for kind, properties in indexes)  # noqa: E731
+    assert normal(terraform_indexes()) == normal(yaml_indexes())
+
+
+# --- packaging ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_function_requirements_cover_the_vendored_package(function):
+    """The zip has no shared/: the function's requirements must bring the core package's dependencies."""
+    pyproject = tomllib.loads((REPO / "shared" / "pyproject.toml").read_text())
+    needed = {re.match(r"[A-Za-z0-9_.\-]+", dep).group(0).lower().replace("_", "-") for dep in pyproject["project"]["dependencies"]}
+    needed.add("functions-framework")
+    listed = set()
+    for line in (REPO / "functions" / function / "requirements.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        assert not line.startswith(("-e", "-r", ".", "/")) and "buildsync" not in line, f"{function}: {line!r} is not in the zip"
+        listed.add(re.match(r"[A-Za-z0-9_.\-]+", line).group(0).lower().replace("_", "-"))
+    assert needed <= listed, f"{function}/requirements.txt lacks {sorted(needed - listed)}"
+
+
+@pytest.fixture
+def repo_copy(tmp_path) -> pathlib.Path:
+    """The parts of the repository package.sh reads, with build litter planted in the package."""
+    copy = tmp_path / "repo"
+    (copy / "deploy").mkdir(parents=True)
+    shutil.copy2(DEPLOY / "package.sh", copy / "deploy" / "package.sh")
+    shutil.copytree(REPO / "functions", copy / "functions", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "shared" / "buildsync", copy / "shared" / "buildsync", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for litter in ("__pycache__/settings.cpython-312.pyc", "proto/__pycache__/buildbucket_pb2.cpython-312.pyc", "stale.pyc"):
+        path = copy / "shared" / "buildsync" / litter
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"litter")
+    return copy
+
+
+def _package(repo: pathlib.Path, outdir: pathlib.Path, settings: pathlib.Path, cwd: pathlib.Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHON=sys.executable)
+    return subprocess.run(
+        ["bash", str(repo / "deploy" / "package.sh"), str(outdir), str(settings)],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=300,
+    )
+
+
+def _package_files() -> set[str]:
+    """What the vendored package must hold: the source tree's files, without bytecode."""
+    root = REPO / "shared" / "buildsync"
+    return {
+        "buildsync/" + path.relative_to(root).as_posix()
+        for path in root.rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix not in (".pyc", ".pyo")
+    }
+
+
+@pytest.mark.parametrize("suffix,packaged_as", [(".cfg", "settings.cfg"), (".json", "settings.json")])
+def test_package_sh_builds_the_zips(tmp_path, repo_copy, suffix, packaged_as):
+    settings = tmp_path / f"my-settings{suffix}"
+    if suffix == ".json":
+        settings.write_text(json.dumps({"backends": [{"target": "swarming://x", "hostname": "x.example.com", "full_mode": {}}]}))
+    else:
+        settings.write_text((DEPLOY / "settings.example.cfg").read_text())
+    outdir = tmp_path / "out"
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    result = _package(repo_copy, pathlib.Path("out"), settings, cwd=tmp_path)  # relative OUTDIR, from another cwd
+    assert result.returncode == 0, result.stderr
+    assert "settings valid" in result.stderr
+    expected = {"main.py", "requirements.txt", packaged_as} | _package_files()
+    assert any(name.endswith("_pb2.py") for name in expected)
+    for function in FUNCTIONS:
+        with zipfile.ZipFile(outdir / f"{function}.zip") as archive:
+            assert set(archive.namelist()) == expected, function
+            assert archive.read("main.py") == (REPO / "functions" / function / "main.py").read_bytes()
+            assert archive.read("requirements.txt") == (REPO / "functions" / function / "requirements.txt").read_bytes()
+            assert archive.read(packaged_as) == settings.read_bytes()
+    assert (outdir / "settings.sha256").read_text().strip() == hashlib.sha256(settings.read_bytes()).hexdigest()
+    # Reproducible: the same tree gives the same bytes, so Terraform sees no change.
+    first = {f: (outdir / f"{f}.zip").read_bytes() for f in FUNCTIONS}
+    assert _package(repo_copy, outdir, settings, cwd=elsewhere).returncode == 0
+    assert first == {f: (outdir / f"{f}.zip").read_bytes() for f in FUNCTIONS}
+
+
+def test_package_sh_rejects_invalid_settings(tmp_path):
+    settings = tmp_path / "bad.cfg"
+    settings.write_text('backends { target: "swarming://x" }')  # no mode
+    result = _package(REPO, tmp_path / "out", settings, cwd=tmp_path)
+    assert result.returncode != 0 and "mode" in result.stderr
+    assert not (tmp_path / "out" / "planner.zip").exists()
+
+
+def test_functions_read_the_settings_where_package_sh_puts_them():
+    settings_name = CONFIG["locals"]["settings_name"]
+    assert "settings.json" in settings_name and "settings.cfg" in settings_name and "var.settings_file" in settings_name
+    assert CONFIG["locals"]["settings_path"] == "/workspace/${local.settings_name}"
+    for name, body in resources("google_cloudfunctions2_function").items():
+        assert block(body, "service_config")["environment_variables"]["BUILDSYNC_SETTINGS"] == "${local.settings_path}", name
+    for name, body in resources("google_storage_bucket_object").items():
+        assert "local.package_dir" in refs(body["source"]), name
+        condition = block(body, "lifecycle", "precondition")["condition"]
+        assert {"local.package_dir", "var.settings_file"} <= refs(condition), f"{name}: zips and settings_file may differ"

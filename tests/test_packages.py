@@ -1,0 +1,122 @@
+"""Each packaged function, unpacked alone with only its own requirements, serves real pushes.
+
+This is what Cloud Functions does with the zips deploy/package.sh builds: a
+fresh Python environment, `pip install -r requirements.txt`, and
+functions-framework pointed at `main.py`. If the zip leaned on anything from
+this repository, the function would fail here.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import os
+import pathlib
+import subprocess
+import sys
+import zipfile
+
+import pytest
+from google.cloud import pubsub_v1
+
+from buildsync.messages import ShardJob, SyncBatch, SyncTrigger
+from buildsync.proto import buildbucket_pb2 as pb
+from tests.builds import BACKEND, get_build, put_build
+from tests.conftest import PROJECT, settings_text
+from tools.emulators import wait_until
+from tools.stack import FUNCTIONS, FunctionProcess, Topics
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+LONG_AGO = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=1)
+
+
+@pytest.fixture(scope="session")
+def packaged(tmp_path_factory) -> dict[str, pathlib.Path]:
+    """The three zips, each unpacked into its own empty folder."""
+    root = tmp_path_factory.mktemp("packages")
+    settings = root / "settings.cfg"
+    settings.write_text(settings_text("127.0.0.1:1"))  # replaced per test with the live backend
+    subprocess.run(["bash", str(REPO / "deploy" / "package.sh"), str(root / "out"), str(settings)], check=True, capture_output=True)
+    folders = {}
+    for name in FUNCTIONS:
+        folder = root / name
+        with zipfile.ZipFile(root / "out" / f"{name}.zip") as archive:
+            archive.extractall(folder)
+        folders[name] = folder
+    return folders
+
+
+@pytest.fixture(scope="session")
+def bundle_python(packaged, tmp_path_factory) -> str:
+    """A virtualenv with nothing but one zip's requirements.txt (the three are the same)."""
+    requirements = {hashlib.sha256((packaged[n] / "requirements.txt").read_bytes()).hexdigest() for n in FUNCTIONS}
+    assert len(requirements) == 1, "the functions' requirements differ; give each its own virtualenv"
+    venv = tmp_path_factory.mktemp("bundle-venv")
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = str(venv / "bin" / "python")
+    subprocess.run(
+        [python, "-m", "pip", "install", "--quiet", "-r", str(packaged["sync"] / "requirements.txt")],
+        check=True, capture_output=True, timeout=900,
+    )
+    return python
+
+
+def serve(name: str, folder: pathlib.Path, python: str, env: dict[str, str], log_dir: pathlib.Path) -> FunctionProcess:
+    function = FunctionProcess(name, env, log_dir, source=folder / "main.py", python=python)
+    return function.start()
+
+
+def test_each_zip_alone_handles_a_pubsub_push(
+    packaged, bundle_python, datastore_client, datastore_emulator, pubsub_emulator, task_backend, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", pubsub_emulator.host)
+    for folder in packaged.values():  # point the packaged settings at this test's backend
+        (folder / "settings.cfg").write_text(settings_text(task_backend.hostname, shards=1))
+    put_build(datastore_client, 1, updated=LONG_AGO)
+    task_backend.backend.set_task("task-1", pb.SUCCESS, 2)
+    topics = Topics.unique()
+    publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
+    path = lambda topic: f"projects/{PROJECT}/topics/{topic}"  # noqa: E731
+    for topic in (topics.trigger, topics.shard, topics.sync, topics.builds):
+        publisher.create_topic(name=path(topic))
+    watch = {}
+    for topic in (topics.shard, topics.sync, topics.builds):
+        watch[topic] = f"projects/{PROJECT}/subscriptions/{topic}-watch"
+        subscriber.create_subscription(name=watch[topic], topic=path(topic))
+    env = {
+        "PATH": os.environ["PATH"],
+        "GOOGLE_CLOUD_PROJECT": PROJECT,
+        "DATASTORE_EMULATOR_HOST": datastore_emulator.host,
+        "PUBSUB_EMULATOR_HOST": pubsub_emulator.host,
+        "BUILDSYNC_SHARD_TOPIC": topics.shard,
+        "BUILDSYNC_SYNC_TOPIC": topics.sync,
+        "BUILDSYNC_BUILDS_TOPIC": topics.builds,
+    }
+    served = []
+    try:
+        for name, topic in (("planner", topics.trigger), ("shard", topics.shard), ("sync", topics.sync)):
+            function_env = env | {"BUILDSYNC_SETTINGS": str(packaged[name] / "settings.cfg")}
+            served.append(serve(name, packaged[name], bundle_python, function_env, tmp_path))
+            subscriber.create_subscription(
+                name=f"projects/{PROJECT}/subscriptions/{topic}-push", topic=path(topic),
+                push_config={"push_endpoint": served[-1].url},
+            )
+
+        def pulled(topic: str) -> list[bytes]:
+            response = subscriber.pull(subscription=watch[topic], max_messages=10, timeout=10)
+            return [m.message.data for m in response.received_messages]
+
+        publisher.publish(path(topics.trigger), SyncTrigger(BACKEND, "proj").to_json()).result(timeout=30)
+        shard_jobs, sync_batches, notifications = [], [], []
+        wait_until(lambda: shard_jobs.extend(pulled(topics.shard)) or shard_jobs, 120, "the packaged planner's shard job")
+        wait_until(lambda: sync_batches.extend(pulled(topics.sync)) or sync_batches, 120, "the packaged shard's batch")
+        wait_until(lambda: notifications.extend(pulled(topics.builds)) or notifications, 120, "the packaged sync's notification")
+    finally:
+        for function in served:
+            function.stop()
+        publisher.stop()
+        subscriber.close()
+
+    assert ShardJob.from_json(shard_jobs[0]).project == "proj"
+    assert SyncBatch.from_json(sync_batches[0]).build_ids == (1,)
+    assert get_build(datastore_client, 1)[1].status == pb.INFRA_FAILURE
