@@ -122,7 +122,7 @@ def _update_group(
 ) -> SyncReport:
     """One transaction over up to 25 builds; the report counts them once it committed."""
 
-    def work(_: datastore.Transaction) -> list[tuple[int, Update, pb.Build | None]]:
+    def work(_: datastore.Transaction) -> list[tuple[int, Update, CompletedBuild | None]]:
         keys = [model.build_key(client, i) for i in build_ids] + [model.infra_key(client, i) for i in build_ids]
         entities = {e.key.flat_path: e for e in client.get_multi(keys)}
         now = clock()
@@ -140,9 +140,10 @@ def _update_group(
                 to_put.append(infra_entity)
             if update.status_changed:
                 new_statuses[build_id] = build.status
-                if notify and update.completed:
-                    to_put.append(notifications.outbox_entity(client, CompletedBuild.from_proto(build), now))
-            results.append((build_id, update, build))
+            completed = CompletedBuild.from_proto(build) if update.completed else None
+            if completed and notify:
+                to_put.append(notifications.outbox_entity(client, completed, now))
+            results.append((build_id, update, completed))
         to_put += _status_entities(client, new_statuses)
         if to_put and not dry_run:
             client.put_multi(to_put)
@@ -157,12 +158,12 @@ def _update_group(
         report.retry = isinstance(error, TransientError)
         return report
     # Counted only now, after the commit: a retried transaction counts once.
-    for build_id, update, build in results:
+    for build_id, update, completed in results:
         _count(report, build_id, update)
-        if update.completed:
+        if completed:
             report.completed += 1
-            report.completed_builds.append(CompletedBuild.from_proto(build))
-            logs.event("INFO", "build completed", build_id=build_id, status=pb.Status.Name(build.status), dry_run=dry_run)
+            report.completed_builds.append(completed)
+            logs.event("INFO", "build completed", build_id=build_id, status=completed.status, dry_run=dry_run)
     return report
 
 
