@@ -2,22 +2,12 @@
 # push-invoker account that alone may call the functions, a build account for
 # Cloud Build, and the Pub/Sub service agent's grants. No public principal.
 
-resource "google_service_account" "planner" {
-  project      = var.project
-  account_id   = "buildsync-planner"
-  display_name = "buildsync planner function"
-}
+resource "google_service_account" "function" {
+  for_each = local.functions
 
-resource "google_service_account" "shard" {
   project      = var.project
-  account_id   = "buildsync-shard"
-  display_name = "buildsync shard function"
-}
-
-resource "google_service_account" "sync" {
-  project      = var.project
-  account_id   = "buildsync-sync"
-  display_name = "buildsync sync function"
+  account_id   = "buildsync-${each.key}"
+  display_name = "buildsync ${each.key} function"
 }
 
 resource "google_service_account" "push_invoker" {
@@ -35,22 +25,12 @@ resource "google_service_account" "build" {
 }
 
 # Datastore access (project level is the only level Datastore IAM has).
-resource "google_project_iam_member" "planner_datastore" {
-  project = var.project
-  role    = "roles/datastore.user"
-  member  = google_service_account.planner.member
-}
+resource "google_project_iam_member" "function_datastore" {
+  for_each = local.functions
 
-resource "google_project_iam_member" "shard_datastore" {
   project = var.project
   role    = "roles/datastore.user"
-  member  = google_service_account.shard.member
-}
-
-resource "google_project_iam_member" "sync_datastore" {
-  project = var.project
-  role    = "roles/datastore.user"
-  member  = google_service_account.sync.member
+  member  = google_service_account.function[each.key].member
 }
 
 # Function builds, with the roles the Cloud Functions documentation lists for
@@ -89,56 +69,25 @@ resource "google_storage_bucket_iam_member" "build_reads_zips" {
 }
 
 # Publishing: each function only on the topics it writes to.
-resource "google_pubsub_topic_iam_member" "planner_publishes_shard" {
-  project = var.project
-  topic   = google_pubsub_topic.shard.name
-  role    = "roles/pubsub.publisher"
-  member  = google_service_account.planner.member
-}
+# local.publisher_grants has one entry per (function, topic) of
+# local.functions[*].publishes.
+resource "google_pubsub_topic_iam_member" "function_publishes" {
+  for_each = local.publisher_grants
 
-resource "google_pubsub_topic_iam_member" "planner_publishes_builds" {
   project = var.project
-  topic   = local.builds_topic_id
+  topic   = each.value.topic
   role    = "roles/pubsub.publisher"
-  member  = google_service_account.planner.member
-}
-
-resource "google_pubsub_topic_iam_member" "shard_publishes_sync" {
-  project = var.project
-  topic   = google_pubsub_topic.sync.name
-  role    = "roles/pubsub.publisher"
-  member  = google_service_account.shard.member
-}
-
-resource "google_pubsub_topic_iam_member" "sync_publishes_builds" {
-  project = var.project
-  topic   = local.builds_topic_id
-  role    = "roles/pubsub.publisher"
-  member  = google_service_account.sync.member
+  member  = google_service_account.function[each.value.function].member
 }
 
 # Invoking: only the push-invoker account, on each function's Cloud Run
 # service (a 2nd gen function's service has the function's name).
-resource "google_cloud_run_v2_service_iam_member" "planner_invoker" {
-  project  = var.project
-  location = var.region
-  name     = google_cloudfunctions2_function.planner.name
-  role     = "roles/run.invoker"
-  member   = google_service_account.push_invoker.member
-}
+resource "google_cloud_run_v2_service_iam_member" "function_invoker" {
+  for_each = local.functions
 
-resource "google_cloud_run_v2_service_iam_member" "shard_invoker" {
   project  = var.project
   location = var.region
-  name     = google_cloudfunctions2_function.shard.name
-  role     = "roles/run.invoker"
-  member   = google_service_account.push_invoker.member
-}
-
-resource "google_cloud_run_v2_service_iam_member" "sync_invoker" {
-  project  = var.project
-  location = var.region
-  name     = google_cloudfunctions2_function.sync.name
+  name     = google_cloudfunctions2_function.function[each.key].name
   role     = "roles/run.invoker"
   member   = google_service_account.push_invoker.member
 }
@@ -156,28 +105,16 @@ resource "google_service_account_iam_member" "pubsub_agent_mints_push_tokens" {
 # be a subscriber of every subscription it moves messages from.
 resource "google_pubsub_topic_iam_member" "pubsub_agent_publishes_dead_letters" {
   project = var.project
-  topic   = google_pubsub_topic.dead_letter.name
+  topic   = google_pubsub_topic.topic["dead_letter"].name
   role    = "roles/pubsub.publisher"
   member  = local.pubsub_agent
 }
 
-resource "google_pubsub_subscription_iam_member" "pubsub_agent_planner" {
-  project      = var.project
-  subscription = google_pubsub_subscription.planner.name
-  role         = "roles/pubsub.subscriber"
-  member       = local.pubsub_agent
-}
+resource "google_pubsub_subscription_iam_member" "pubsub_agent_subscribes" {
+  for_each = local.functions
 
-resource "google_pubsub_subscription_iam_member" "pubsub_agent_shard" {
   project      = var.project
-  subscription = google_pubsub_subscription.shard.name
-  role         = "roles/pubsub.subscriber"
-  member       = local.pubsub_agent
-}
-
-resource "google_pubsub_subscription_iam_member" "pubsub_agent_sync" {
-  project      = var.project
-  subscription = google_pubsub_subscription.sync.name
+  subscription = google_pubsub_subscription.function[each.key].name
   role         = "roles/pubsub.subscriber"
   member       = local.pubsub_agent
 }

@@ -36,4 +36,60 @@ locals {
   labels = {
     app = "buildsync"
   }
+
+  # Topics by role, with their names (google_pubsub_topic.topic); the builds
+  # topic is apart since it is optional (google_pubsub_topic.builds).
+  topics = {
+    trigger     = var.trigger_topic
+    shard       = var.shard_topic
+    sync        = var.sync_topic
+    dead_letter = var.dead_letter_topic
+  }
+
+  # The three functions, one entry each: what the function does, the topic
+  # that feeds it (through its push subscription) and the topics it publishes
+  # to, by the environment variable that tells it. Every per-function resource
+  # (zip object, function, service account, grants, push subscription) is one
+  # resource with for_each over this map; the key is the entry point, the zip
+  # name (KEY.zip) and the suffix of every name (buildsync-KEY).
+  functions = {
+    planner = {
+      description = "buildsync planner: one trigger in, one shard job per (backend, project, shard) out."
+      topic       = google_pubsub_topic.topic["trigger"].id
+      publishes = {
+        BUILDSYNC_SHARD_TOPIC  = google_pubsub_topic.topic["shard"].id
+        BUILDSYNC_BUILDS_TOPIC = local.builds_topic_id
+      }
+    }
+    shard = {
+      description = "buildsync shard: one shard job in, batches of due build ids out."
+      topic       = google_pubsub_topic.topic["shard"].id
+      publishes = {
+        BUILDSYNC_SYNC_TOPIC = google_pubsub_topic.topic["sync"].id
+      }
+    }
+    sync = {
+      description = "buildsync sync: one batch of build ids in, builds updated from their backend tasks."
+      topic       = google_pubsub_topic.topic["sync"].id
+      publishes = {
+        BUILDSYNC_BUILDS_TOPIC = local.builds_topic_id
+      }
+    }
+  }
+
+  # Environment variables every function gets; each adds its publishes map.
+  function_env = {
+    GOOGLE_CLOUD_PROJECT            = var.project
+    BUILDSYNC_SETTINGS              = local.settings_path
+    BUILDSYNC_MAX_EVENT_AGE_SECONDS = var.max_event_age_seconds
+    LOG_EXECUTION_ID                = "true"
+  }
+
+  # One publisher grant per (function, topic it publishes to), keyed
+  # "FUNCTION/VARIABLE", e.g. "planner/BUILDSYNC_SHARD_TOPIC".
+  publisher_grants = merge([
+    for name, function in local.functions : {
+      for variable, topic in function.publishes : "${name}/${variable}" => { function = name, topic = topic }
+    }
+  ]...)
 }

@@ -2,9 +2,13 @@
 # that feed the functions. Every function subscription is a push subscription
 # with an OIDC token, a retry policy and a dead-letter policy.
 
-resource "google_pubsub_topic" "trigger" {
+# The topics this configuration always creates (local.topics: trigger,
+# shard, sync, dead_letter), one resource with for_each over them.
+resource "google_pubsub_topic" "topic" {
+  for_each = local.topics
+
   project      = var.project
-  name         = var.trigger_topic
+  name         = each.value
   kms_key_name = google_kms_crypto_key.pubsub.id
   labels       = local.labels
 
@@ -15,32 +19,9 @@ resource "google_pubsub_topic" "trigger" {
   depends_on = [google_kms_crypto_key_iam_member.pubsub_agent]
 }
 
-resource "google_pubsub_topic" "shard" {
-  project      = var.project
-  name         = var.shard_topic
-  kms_key_name = google_kms_crypto_key.pubsub.id
-  labels       = local.labels
-
-  message_storage_policy {
-    allowed_persistence_regions = [var.region]
-  }
-
-  depends_on = [google_kms_crypto_key_iam_member.pubsub_agent]
-}
-
-resource "google_pubsub_topic" "sync" {
-  project      = var.project
-  name         = var.sync_topic
-  kms_key_name = google_kms_crypto_key.pubsub.id
-  labels       = local.labels
-
-  message_storage_policy {
-    allowed_persistence_regions = [var.region]
-  }
-
-  depends_on = [google_kms_crypto_key_iam_member.pubsub_agent]
-}
-
+# The builds topic exists only with create_builds_topic and a bare name
+# (local.create_builds_topic); otherwise the functions publish to an existing
+# one. Same settings as the topics above.
 resource "google_pubsub_topic" "builds" {
   count = local.create_builds_topic ? 1 : 0
 
@@ -56,24 +37,14 @@ resource "google_pubsub_topic" "builds" {
   depends_on = [google_kms_crypto_key_iam_member.pubsub_agent]
 }
 
-resource "google_pubsub_topic" "dead_letter" {
-  project      = var.project
-  name         = var.dead_letter_topic
-  kms_key_name = google_kms_crypto_key.pubsub.id
-  labels       = local.labels
+# One push subscription per function, on the topic that feeds it
+# (local.functions): trigger -> planner, shard -> shard, sync -> sync.
+resource "google_pubsub_subscription" "function" {
+  for_each = local.functions
 
-  message_storage_policy {
-    allowed_persistence_regions = [var.region]
-  }
-
-  depends_on = [google_kms_crypto_key_iam_member.pubsub_agent]
-}
-
-# trigger -> planner
-resource "google_pubsub_subscription" "planner" {
   project                    = var.project
-  name                       = "buildsync-planner"
-  topic                      = google_pubsub_topic.trigger.id
+  name                       = "buildsync-${each.key}"
+  topic                      = each.value.topic
   ack_deadline_seconds       = var.ack_deadline_seconds
   message_retention_duration = var.message_retention_duration
   labels                     = local.labels
@@ -82,11 +53,11 @@ resource "google_pubsub_subscription" "planner" {
     # The topic path in the URL becomes the CloudEvent source
     # (//pubsub.googleapis.com/projects/P/topics/T) when the Functions
     # Framework turns the push body into a CloudEvent.
-    push_endpoint = "${google_cloudfunctions2_function.planner.service_config[0].uri}/${google_pubsub_topic.trigger.id}"
+    push_endpoint = "${google_cloudfunctions2_function.function[each.key].service_config[0].uri}/${each.value.topic}"
 
     oidc_token {
       service_account_email = google_service_account.push_invoker.email
-      audience              = google_cloudfunctions2_function.planner.service_config[0].uri
+      audience              = google_cloudfunctions2_function.function[each.key].service_config[0].uri
     }
   }
 
@@ -96,7 +67,7 @@ resource "google_pubsub_subscription" "planner" {
   }
 
   dead_letter_policy {
-    dead_letter_topic     = google_pubsub_topic.dead_letter.id
+    dead_letter_topic     = google_pubsub_topic.topic["dead_letter"].id
     max_delivery_attempts = var.max_delivery_attempts
   }
 
@@ -104,77 +75,7 @@ resource "google_pubsub_subscription" "planner" {
     ttl = "" # never expires
   }
 
-  depends_on = [google_cloud_run_v2_service_iam_member.planner_invoker]
-}
-
-# shard -> shard
-resource "google_pubsub_subscription" "shard" {
-  project                    = var.project
-  name                       = "buildsync-shard"
-  topic                      = google_pubsub_topic.shard.id
-  ack_deadline_seconds       = var.ack_deadline_seconds
-  message_retention_duration = var.message_retention_duration
-  labels                     = local.labels
-
-  push_config {
-    push_endpoint = "${google_cloudfunctions2_function.shard.service_config[0].uri}/${google_pubsub_topic.shard.id}"
-
-    oidc_token {
-      service_account_email = google_service_account.push_invoker.email
-      audience              = google_cloudfunctions2_function.shard.service_config[0].uri
-    }
-  }
-
-  retry_policy {
-    minimum_backoff = var.minimum_backoff
-    maximum_backoff = var.maximum_backoff
-  }
-
-  dead_letter_policy {
-    dead_letter_topic     = google_pubsub_topic.dead_letter.id
-    max_delivery_attempts = var.max_delivery_attempts
-  }
-
-  expiration_policy {
-    ttl = ""
-  }
-
-  depends_on = [google_cloud_run_v2_service_iam_member.shard_invoker]
-}
-
-# sync -> sync
-resource "google_pubsub_subscription" "sync" {
-  project                    = var.project
-  name                       = "buildsync-sync"
-  topic                      = google_pubsub_topic.sync.id
-  ack_deadline_seconds       = var.ack_deadline_seconds
-  message_retention_duration = var.message_retention_duration
-  labels                     = local.labels
-
-  push_config {
-    push_endpoint = "${google_cloudfunctions2_function.sync.service_config[0].uri}/${google_pubsub_topic.sync.id}"
-
-    oidc_token {
-      service_account_email = google_service_account.push_invoker.email
-      audience              = google_cloudfunctions2_function.sync.service_config[0].uri
-    }
-  }
-
-  retry_policy {
-    minimum_backoff = var.minimum_backoff
-    maximum_backoff = var.maximum_backoff
-  }
-
-  dead_letter_policy {
-    dead_letter_topic     = google_pubsub_topic.dead_letter.id
-    max_delivery_attempts = var.max_delivery_attempts
-  }
-
-  expiration_policy {
-    ttl = ""
-  }
-
-  depends_on = [google_cloud_run_v2_service_iam_member.sync_invoker]
+  depends_on = [google_cloud_run_v2_service_iam_member.function_invoker]
 }
 
 # The dead-letter topic's own subscription: without one its messages are
@@ -184,7 +85,7 @@ resource "google_pubsub_subscription" "sync" {
 resource "google_pubsub_subscription" "dead_letter" {
   project                    = var.project
   name                       = "${var.dead_letter_topic}-sub"
-  topic                      = google_pubsub_topic.dead_letter.id
+  topic                      = google_pubsub_topic.topic["dead_letter"].id
   ack_deadline_seconds       = 60
   message_retention_duration = var.dead_letter_retention_duration
   retain_acked_messages      = false

@@ -13,7 +13,7 @@ resource "google_cloud_scheduler_job" "trigger" {
   paused      = var.scheduler_paused
 
   pubsub_target {
-    topic_name = google_pubsub_topic.trigger.id
+    topic_name = google_pubsub_topic.topic["trigger"].id
     data       = base64encode(jsonencode({ version = 1 }))
   }
 }

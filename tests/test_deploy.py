@@ -31,14 +31,24 @@ from buildsync.messages import ShardJob
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"
 FUNCTIONS = ("planner", "shard", "sync")
-# Which topic feeds which function (by Terraform resource name).
+# Which topic feeds which function (by role: the key of local.topics).
 FEEDS = {"trigger": "planner", "shard": "shard", "sync": "sync"}
 # Which topics each function publishes to, and the variable that tells it.
 PUBLISHES = {
-    "planner": {"BUILDSYNC_SHARD_TOPIC": "google_pubsub_topic.shard", "BUILDSYNC_BUILDS_TOPIC": "local.builds_topic_id"},
-    "shard": {"BUILDSYNC_SYNC_TOPIC": "google_pubsub_topic.sync"},
+    "planner": {"BUILDSYNC_SHARD_TOPIC": 'google_pubsub_topic.topic["shard"]', "BUILDSYNC_BUILDS_TOPIC": "local.builds_topic_id"},
+    "shard": {"BUILDSYNC_SYNC_TOPIC": 'google_pubsub_topic.topic["sync"]'},
     "sync": {"BUILDSYNC_BUILDS_TOPIC": "local.builds_topic_id"},
 }
+# The builds topic is optional and a resource of its own; every other topic
+# is an instance of google_pubsub_topic.topic (for_each over local.topics).
+def topic_resource(role: str) -> str:
+    return "builds" if role == "builds" else f'topic["{role}"]'
+
+
+def topic_ref(role: str) -> str:
+    return f"google_pubsub_topic.{topic_resource(role)}"
+
+
 PUBLIC_PRINCIPALS = ("allusers", "allauthenticatedusers")
 
 
@@ -71,7 +81,90 @@ def _load_config() -> dict:
                 config[section].update(item)
         for item in doc.get("locals", []):
             config["locals"].update(item)
+    _expand_for_each(config)
     return config
+
+
+# --- for_each ----------------------------------------------------------------
+#
+# Per-function resources are one resource each with for_each over
+# local.functions (or over local.publisher_grants, derived from it). The checks
+# below address every instance as its own resource, named as Terraform names
+# it (`function["planner"]`), with each.key, each.value and each.value.*
+# substituted.
+
+_EACH_VALUE = re.compile(r"each\.value\.([a-z0-9_]+)")
+_MERGE = re.compile(r"\$\{merge\(((?:local|each\.value)\.[a-z0-9_]+), ((?:local|each\.value)\.[a-z0-9_]+)\)\}")
+# local.publisher_grants: one entry "FUNCTION/VARIABLE" per topic in each
+# function's publishes map.
+_PUBLISHER_GRANTS = (
+    '${merge([for name, function in local.functions : {for variable, topic in function.publishes : '
+    '"${name}/${variable}" => {function = name, topic = topic}}] ...)}'
+)
+
+
+def _for_each_map(config: dict, source: str) -> dict:
+    match = re.fullmatch(r"\$\{local\.([a-z0-9_]+)\}", source)
+    assert match, f"for_each must name a local: {source!r}"
+    value = config["locals"][match.group(1)]
+    if value == _PUBLISHER_GRANTS:
+        functions = config["locals"]["functions"]
+        return {
+            f"{name}/{variable}": {"function": name, "topic": topic}
+            for name, function in functions.items()
+            for variable, topic in function["publishes"].items()
+        }
+    assert isinstance(value, dict), f"local.{match.group(1)} is not a literal map: {value!r}"
+    return value
+
+
+def _substitute(value, key: str, each: dict, locals_: dict):
+    if isinstance(value, dict):
+        return {name: _substitute(item, key, each, locals_) for name, item in value.items()}
+    if isinstance(value, list):
+        return [_substitute(item, key, each, locals_) for item in value]
+    if not isinstance(value, str):
+        return value
+
+    def resolve(expression: str):
+        if expression.startswith("local."):
+            return locals_[expression.split(".", 1)[1]]
+        return each[expression.split(".", 2)[2]]
+
+    if match := _MERGE.fullmatch(value):
+        first, second = resolve(match.group(1)), resolve(match.group(2))
+        assert isinstance(first, dict) and isinstance(second, dict), value
+        return {**first, **second}
+    if value == "${each.value}":
+        return each
+    if match := re.fullmatch(r"\$\{each\.value\.([a-z0-9_]+)\}", value):
+        return each[match.group(1)]
+    value = value.replace("${each.key}", key)
+    value = re.sub(r"\$\{each\.value\.([a-z0-9_]+)\}", lambda m: str(each[m.group(1)]), value)
+
+    def bare(match: re.Match) -> str:
+        item = each[match.group(1)]
+        assert isinstance(item, str), f"each.value.{match.group(1)} is not a string"
+        inner = re.fullmatch(r"\$\{(.*)\}", item)
+        return inner.group(1) if inner else json.dumps(item)
+
+    value = value.replace("each.key", json.dumps(key))
+    value = _EACH_VALUE.sub(bare, value)
+    assert "each." not in value, value
+    return value
+
+
+def _expand_for_each(config: dict) -> None:
+    for kind, named in config["resource"].items():
+        for name, body in list(named.items()):
+            if "for_each" not in body:
+                continue
+            del named[name]
+            rest = {attribute: item for attribute, item in body.items() if attribute != "for_each"}
+            for key, each in _for_each_map(config, body["for_each"]).items():
+                instance = f'{name}["{key}"]'
+                assert instance not in named, f"{kind}.{instance} declared twice"
+                named[instance] = _substitute(rest, key, each, config["locals"])
 
 
 CONFIG = _load_config()
@@ -90,11 +183,11 @@ def block(body: dict, *path: str) -> dict:
     return body
 
 
-_REF = re.compile(r"\b((?:data\.)?google_[a-z0-9_]+\.[a-z0-9_]+|var\.[a-z0-9_]+|local\.[a-z0-9_]+)")
+_REF = re.compile(r"\b((?:data\.)?google_[a-z0-9_]+\.[a-z0-9_]+(?:\[\"[^\"\]]+\"\])?|var\.[a-z0-9_]+|local\.[a-z0-9_]+)")
 
 
 def refs(value) -> set[str]:
-    """The resources, variables and locals an expression names (`google_x.y`, `var.z`, `local.w`)."""
+    """The resources, variables and locals an expression names (`google_x.y`, `google_x.y["key"]`, `var.z`, `local.w`)."""
     return set(_REF.findall(str(value)))
 
 
@@ -182,6 +275,30 @@ def test_each_function_has_its_own_service_account():
     assert all(account.startswith("google_service_account.") for account in accounts.values())
 
 
+# Per-function resources: one resource each, for_each over local.functions.
+PER_FUNCTION = {
+    "google_storage_bucket_object": "zip",
+    "google_cloudfunctions2_function": "function",
+    "google_service_account": "function",
+    "google_pubsub_subscription": "function",
+    "google_project_iam_member": "function_datastore",
+    "google_cloud_run_v2_service_iam_member": "function_invoker",
+    "google_pubsub_subscription_iam_member": "pubsub_agent_subscribes",
+}
+
+
+def test_per_function_resources_are_one_resource_over_local_functions():
+    assert sorted(CONFIG["locals"]["functions"]) == sorted(FUNCTIONS)
+    for kind, name in PER_FUNCTION.items():
+        instances = {resource for resource in resources(kind) if resource.startswith(f"{name}[")}
+        assert instances == {f'{name}["{function}"]' for function in FUNCTIONS}, kind
+    for function, entry in CONFIG["locals"]["functions"].items():
+        assert set(entry["publishes"]) == set(PUBLISHES[function]), function
+    # The topics other than the optional builds topic are one resource too.
+    assert sorted(CONFIG["locals"]["topics"]) == sorted([*FEEDS, "dead_letter"])
+    assert set(resources("google_pubsub_topic")) == {topic_resource(role) for role in [*FEEDS, "builds", "dead_letter"]}
+
+
 def test_function_timeout_fits_in_the_ack_deadline():
     assert default("function_timeout_seconds") <= 540
     assert default("function_timeout_seconds") < default("ack_deadline_seconds") <= 600
@@ -201,7 +318,7 @@ def subscriptions_by_topic() -> dict[str, list[dict]]:
 
 @pytest.mark.parametrize("topic,function", FEEDS.items())
 def test_topic_feeds_the_function_that_reads_it(topic, function):
-    subscriptions = subscriptions_by_topic()[f"google_pubsub_topic.{topic}"]
+    subscriptions = subscriptions_by_topic()[topic_ref(topic)]
     assert len(subscriptions) == 1, f"{topic}: expected one subscription"
     push = block(subscriptions[0], "push_config")
     target = f"google_cloudfunctions2_function.{function_resource(function)}"
@@ -214,7 +331,7 @@ def test_topic_feeds_the_function_that_reads_it(topic, function):
 
 @pytest.mark.parametrize("topic", [*FEEDS, "builds", "dead_letter"])
 def test_topic_names_come_from_variables(topic):
-    body = resources("google_pubsub_topic")[topic]
+    body = resources("google_pubsub_topic")[topic_resource(topic)]
     assert body["name"] == f"${{var.{topic}_topic}}"
     assert default(f"{topic}_topic") == f"buildsync-{topic.replace('_', '-')}"
     assert f"{topic}_topic" in CONFIG["output"], f"no output for the {topic} topic"
@@ -238,7 +355,7 @@ def test_builds_topic_is_the_configured_one():
 
 
 def test_every_subscription_has_retry_and_dead_letter_policies():
-    dead_letter = "google_pubsub_topic.dead_letter"
+    dead_letter = topic_ref("dead_letter")
     subscriptions = resources("google_pubsub_subscription")
     assert subscriptions
     for name, body in subscriptions.items():
@@ -257,7 +374,7 @@ def test_every_subscription_has_retry_and_dead_letter_policies():
 
 
 def test_the_dead_letter_topic_has_its_own_subscription():
-    assert subscriptions_by_topic().get("google_pubsub_topic.dead_letter"), "dead letters would be lost"
+    assert subscriptions_by_topic().get(topic_ref("dead_letter")), "dead letters would be lost"
 
 
 def test_topics_are_encrypted_with_a_rotated_customer_key():
@@ -273,7 +390,7 @@ def test_scheduler_publishes_a_version_1_trigger_every_minute():
     jobs = resources("google_cloud_scheduler_job")
     assert len(jobs) == 1
     target = block(next(iter(jobs.values())), "pubsub_target")
-    assert ref(target["topic_name"]) == "google_pubsub_topic.trigger"
+    assert ref(target["topic_name"]) == topic_ref("trigger")
     data = re.sub(r"\s+", "", str(target["data"]))
     assert re.fullmatch(r"\$\{base64encode\(jsonencode\(\{['\"]?version['\"]?[=:]1\}\)\)\}", data), target["data"]
     assert default("schedule") == "* * * * *"
@@ -324,7 +441,7 @@ def test_pubsub_service_agent_can_move_dead_letters_and_use_the_key():
     assert re.fullmatch(r"serviceAccount:service-\$\{data\.google_project\.this\.number\}@gcp-sa-pubsub\.iam\.gserviceaccount\.com", agent)
     is_agent = lambda body: ref(body["member"]) == "local.pubsub_agent"  # noqa: E731
     published = {ref(b["topic"]) for b in members("google_pubsub_topic_iam_member", "roles/pubsub.publisher") if is_agent(b)}
-    assert published == {"google_pubsub_topic.dead_letter"}
+    assert published == {topic_ref("dead_letter")}
     subscribed = {
         ref(b["subscription"]) for b in members("google_pubsub_subscription_iam_member", "roles/pubsub.subscriber") if is_agent(b)
     }
