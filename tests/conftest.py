@@ -11,12 +11,17 @@ import datetime
 import os
 import warnings
 
+import hypothesis
 import pytest
 from google.cloud import datastore
 
 from buildsync.settings import parse_settings
 from tools.emulators import Emulator, EmulatorUnavailable
 from tools.task_backend import TaskBackendServer
+
+# Property tests share two cores with Java emulators: a slow example is not a failure.
+hypothesis.settings.register_profile("buildsync", deadline=None)
+hypothesis.settings.load_profile("buildsync")
 
 PROJECT = "buildsync-test"
 BACKEND = "swarming://test-swarm"
