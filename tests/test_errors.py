@@ -107,3 +107,9 @@ def test_as_sync_error_wraps_others_with_the_context_and_tags_them(error, kind):
     assert type(wrapped) is kind
     assert str(wrapped) == f"fetching 3 tasks from swarming://s: {error}"
     assert is_transient(wrapped) is (kind is TransientError)
+
+
+def test_an_expired_transaction_is_transient_but_other_invalid_arguments_are_not():
+    assert is_transient(api_exceptions.InvalidArgument("The referenced transaction has expired or is no longer valid."))
+    assert is_transient(api_exceptions.InvalidArgument("transaction has expired or is invalid"))
+    assert not is_transient(api_exceptions.InvalidArgument("property name is too long"))

@@ -87,6 +87,10 @@ class Emulator:
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             return False
 
+    def _port_open(self) -> bool:
+        with socket.socket() as sock:
+            return sock.connect_ex(("127.0.0.1", self.port)) == 0
+
     def log_text(self) -> str:
         try:
             with open(self._log_path, encoding="utf-8", errors="replace") as log:
@@ -111,6 +115,8 @@ class Emulator:
         except subprocess.TimeoutExpired:
             os.killpg(self._process.pid, signal.SIGKILL)
             self._process.wait(timeout=15)
+        # The wrapper exits before the Java server it started lets go of the port.
+        wait_until(lambda: not self._port_open(), 30, f"the {self.kind} emulator to release {self.host}")
         self._process = None
         shutil.rmtree(self._data_dir, ignore_errors=True)
 

@@ -80,7 +80,16 @@ def is_transient(error: BaseException) -> bool:
         return isinstance(error, TransientError)
     if isinstance(error, grpc.RpcError) and hasattr(error, "code"):
         return error.code() in TRANSIENT_GRPC_CODES
-    return isinstance(error, TRANSIENT_API_ERRORS)
+    return isinstance(error, TRANSIENT_API_ERRORS) or _is_expired_transaction(error)
+
+
+def _is_expired_transaction(error: BaseException) -> bool:
+    """Datastore's INVALID_ARGUMENT for a transaction that timed out (60 s idle, 270 s in all).
+
+    It blames the transaction, not the request: a fresh transaction succeeds.
+    """
+    text = str(error).lower()
+    return isinstance(error, api_exceptions.InvalidArgument) and "transaction" in text and "expired" in text
 
 
 def as_sync_error(error: BaseException, context: str) -> SyncError:
