@@ -8,7 +8,6 @@ that need it are skipped with a loud warning; every other test still runs.
 from __future__ import annotations
 
 import datetime
-import os
 import warnings
 
 import hypothesis
@@ -27,32 +26,27 @@ PROJECT = "buildsync-test"
 BACKEND = "swarming://test-swarm"
 
 
-def _start(kind: str) -> Emulator | str:
+def _running(kind: str):
+    """Starts the `kind` emulator for the session, or skips its tests loudly."""
     try:
-        return Emulator(kind, PROJECT).start()
+        emulator = Emulator(kind, PROJECT).start()
     except EmulatorUnavailable as error:
         message = f"THE {kind.upper()} EMULATOR IS NOT AVAILABLE; its tests are skipped: {error}"
         warnings.warn(message)
         print(f"\n\n!!! {message}\n", flush=True)
-        return message
+        pytest.skip(message)
+    yield emulator
+    emulator.stop()
 
 
 @pytest.fixture(scope="session")
 def datastore_emulator():
-    emulator = _start("datastore")
-    if isinstance(emulator, str):
-        pytest.skip(emulator)
-    yield emulator
-    emulator.stop()
+    yield from _running("datastore")
 
 
 @pytest.fixture(scope="session")
 def pubsub_emulator():
-    emulator = _start("pubsub")
-    if isinstance(emulator, str):
-        pytest.skip(emulator)
-    yield emulator
-    emulator.stop()
+    yield from _running("pubsub")
 
 
 @pytest.fixture

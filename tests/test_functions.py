@@ -13,7 +13,6 @@ import urllib.request
 
 import pytest
 
-from buildsync import model
 from buildsync.messages import CompletedBuild, ShardJob, SyncBatch, SyncTrigger
 from buildsync.proto import buildbucket_pb2 as pb
 from tests.builds import BACKEND, get_build, put_build

@@ -67,7 +67,7 @@ def handle(event: CloudEvent, stage: str, work: Callable[[bytes], Any]) -> None:
     except TransientError as error:
         logs.event("WARNING", f"{stage}: {error}", error_type=type(error).__name__, retry=True, **fields)
         raise
-    except Exception as error:
+    except Exception:
         # A bug, not a verdict on the message: retry, and let dead letters bound it.
         logs.LOGGER.exception(f"{stage}: unexpected error", extra={"fields": {"retry": True, **fields}})
         raise
