@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime
 
 import pytest
@@ -68,3 +69,20 @@ def test_plan_without_project_covers_every_project_with_incomplete_builds(datast
     jobs = plan(datastore_client, make_settings(shards=2), SyncTrigger(), NOW)
 
     assert jobs == [ShardJob(BACKEND, project, shard, 2, NOW) for project in ("alpha", "beta--two") for shard in (0, 1)]
+
+
+def test_concurrent_runs_split_the_work_and_fail_nothing(datastore_client, task_backend, make_settings, backends):
+    settings = make_settings(shards=4)
+    for build_id in range(1, 201):
+        put_build(datastore_client, build_id, updated=LONG_AGO, shard=build_id % 4, shards=4)
+        task_backend.backend.set_task(f"task-{build_id}", pb.SUCCESS if build_id % 2 else pb.STARTED, 2)
+    trigger = SyncTrigger(BACKEND, "proj")
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
+        reports = list(pool.map(lambda _: run_pipeline(datastore_client, settings, backends, trigger), range(3)))
+
+    assert sum(r.failed for r in reports) == 0
+    assert sum(r.updated for r in reports) == 200  # each build updated by exactly one run
+    assert sum(r.completed for r in reports) == 100
+    final = [get_build(datastore_client, i) for i in range(1, 201)]
+    assert all(build.status == status["status"] == entity["status_v2"] for entity, build, _, status in final)
