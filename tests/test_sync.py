@@ -146,7 +146,7 @@ def test_wrong_number_of_responses_rejects_the_batch(datastore_client, task_back
     task_backend.backend.response_hook = lambda request, response: pb.FetchTasksResponse(responses=response.responses[:1])
     before = snapshot(datastore_client, [1, 2])
 
-    with pytest.raises(BackendResponseError, match="1 responses for 2 task ids"):
+    with pytest.raises(BackendResponseError, match="swarming://test-swarm.*1 responses for 2 task ids"):
         run(datastore_client, fetcher, backend, [1, 2])
 
     assert snapshot(datastore_client, [1, 2]) == before
@@ -269,3 +269,23 @@ def test_sync_keeps_properties_and_proto_fields_it_does_not_declare(datastore_cl
     assert b"\x0a\x03abc" in stored_infra["infra"]
     assert infra_after.backend.task.summary_html == "<b>hi</b>"
     assert status["build_address"] == "proj/ci/builder/b1"
+
+
+@pytest.mark.parametrize("odd_output_status", [pb.ENDED_MASK, 100])
+def test_an_undefined_ended_output_status_is_not_copied_and_blocks_no_one(
+    datastore_client, task_backend, fetcher, backend, odd_output_status
+):
+    put_build(datastore_client, 1, updated=LONG_AGO)
+    put_build(datastore_client, 2, updated=LONG_AGO)
+    odd = datastore_client.get(model.build_key(datastore_client, 1))
+    proto = model.read_build(odd)
+    proto.output.status = odd_output_status
+    odd["proto"] = proto.SerializeToString()
+    datastore_client.put(odd)
+    for build_id in (1, 2):
+        task_backend.backend.set_task(f"task-{build_id}", pb.FAILURE, 2)
+
+    report = run(datastore_client, fetcher, backend, [1, 2])
+
+    assert (report.failed, report.completed) == (0, 2)
+    assert [get_build(datastore_client, i)[1].status for i in (1, 2)] == [pb.FAILURE, pb.FAILURE]

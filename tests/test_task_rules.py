@@ -208,3 +208,13 @@ def test_compare_tasks_ignores_everything_but_update_id():
     fetched = task(update_id=3, status=pb.SUCCESS, summary_markdown="done")
 
     assert compare_tasks(stored, fetched) is TaskChange.UNCHANGED
+
+
+def test_a_task_response_with_an_empty_id_is_rejected_as_such():
+    requested = [pb.TaskID(target="swarming://s", id="t1")]
+    response = pb.FetchTasksResponse()
+    response.responses.add().task.CopyFrom(pb.Task(status=pb.STARTED, update_id=1))
+
+    fetched = sort_responses(requested, response)
+
+    assert fetched.rejected == {"t1": "task id is empty"}

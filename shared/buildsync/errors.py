@@ -10,6 +10,7 @@ again.
 
 from __future__ import annotations
 
+import google.auth.exceptions
 import grpc
 from google.api_core import exceptions as api_exceptions
 
@@ -69,6 +70,8 @@ TRANSIENT_API_ERRORS = (
     api_exceptions.BadGateway,
     api_exceptions.Unknown,
     api_exceptions.RetryError,
+    api_exceptions.Cancelled,
+    google.auth.exceptions.TransportError,  # fetching an ID token: the metadata server hiccuped
     ConnectionError,
     TimeoutError,
 )

@@ -77,7 +77,10 @@ def sweep(
             builds.append(CompletedBuild.from_json(entity["payload"]))
         except SyncError as error:
             logs.event("ERROR", "dropping an unreadable outbox entry", key=str(entity.key.flat_path), error=str(error))
-            client.delete(entity.key)
+            try:
+                client.delete(entity.key)
+            except Exception as delete_error:  # sorted by the one table in errors.py
+                raise as_sync_error(delete_error, "deleting an unreadable outbox entry") from delete_error
     publish(client, publisher, topic, builds)
     if builds:
         logs.event("INFO", "swept leftover notifications", builds=len(builds))

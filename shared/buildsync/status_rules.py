@@ -14,6 +14,11 @@ from buildsync.proto import buildbucket_pb2 as pb
 
 ENDED_MASK = pb.ENDED_MASK
 
+# The ended statuses a build may take. A stored output status with the ended
+# bit but no defined value (ENDED_MASK itself, or a value from a newer
+# Buildbucket) is treated as not ended rather than copied into the build.
+ENDED_STATUSES = frozenset({pb.SUCCESS, pb.FAILURE, pb.INFRA_FAILURE, pb.CANCELED})
+
 
 def is_ended(status: int) -> bool:
     return status & ENDED_MASK == ENDED_MASK
@@ -46,7 +51,7 @@ def derive_status(
     if is_ended(build_status) or not is_ended(task_status):
         return None
     task = lambda status: StatusDecision(status, DetailsSource.TASK)  # noqa: E731
-    if not is_ended(output_status):
+    if output_status not in ENDED_STATUSES:
         if task_status == pb.SUCCESS:
             return task(pb.SUCCESS if task_success else pb.INFRA_FAILURE)
         if build_status == pb.SCHEDULED:

@@ -18,7 +18,7 @@ from google.protobuf.message import DecodeError
 from buildsync import logs, model, notifications
 from buildsync.backend import TaskFetcher
 from buildsync.build_update import Outcome, Update, decide_update, skip_reason
-from buildsync.errors import SyncError, TransientError, as_sync_error
+from buildsync.errors import BackendResponseError, SyncError, TransientError, as_sync_error
 from buildsync.messages import CompletedBuild, SyncBatch
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.report import SyncReport
@@ -36,7 +36,7 @@ BUILDS_PER_TRANSACTION = 25
 DEFAULT_GROUP_WORKERS = 4
 
 # A build entity that cannot be decoded fails alone, not its whole group.
-_BAD_ENTITY_ERRORS = (DecodeError, SyncTimeKeyError, KeyError, TypeError)
+_BAD_ENTITY_ERRORS = (DecodeError, SyncTimeKeyError, KeyError, TypeError, ValueError)
 
 Clock = Callable[[], datetime.datetime]
 
@@ -73,7 +73,10 @@ def sync_batch(
     if not task_ids:
         return report
     response = fetcher.fetch_tasks(task_ids)
-    fetched = sort_responses(task_ids, response)
+    try:
+        fetched = sort_responses(task_ids, response)
+    except BackendResponseError as error:
+        raise BackendResponseError(f"backend {batch.backend}, project {batch.project}: {error}") from error
     report.fetched = len(task_ids)
     for task_id, reason in fetched.rejected.items():
         logs.event("WARNING", "backend task rejected", backend=batch.backend, task_id=task_id, reason=reason)
@@ -132,15 +135,17 @@ def _update_group(
             infra_entity = entities.get(model.infra_key(client, build_id).flat_path)
             try:
                 update, build = _update_build(build_entity, infra_entity, fetched, backend, planned_at, now)
+                completed = CompletedBuild.from_proto(build) if update.completed else None
             except _BAD_ENTITY_ERRORS as error:
-                update, build = Update(Outcome.FAILED, f"entity does not decode: {error}"), None
+                # Nothing of this build is written; the rest of the group goes on.
+                results.append((build_id, Update(Outcome.FAILED, f"build cannot be synced: {error}"), None))
+                continue
             if update.writes_build:
                 to_put.append(build_entity)
             if update.writes_infra:
                 to_put.append(infra_entity)
             if update.status_changed:
                 new_statuses[build_id] = build.status
-            completed = CompletedBuild.from_proto(build) if update.completed else None
             if completed and notify:
                 to_put.append(notifications.outbox_entity(client, completed, now))
             results.append((build_id, update, completed))

@@ -61,10 +61,10 @@ def sort_responses(requested: list[pb.TaskID], response: pb.FetchTasksResponse) 
             rejected[task_id.id] = f"backend error {item.error.code}: {item.error.message}"
         elif kind is None:
             rejected[task_id.id] = "response has neither task nor error"
-        elif item.task.id.id not in requested_ids:
+        elif item.task.id.id and item.task.id.id not in requested_ids:
             rejected[task_id.id] = f"response is for task {item.task.id.id!r}, which was not asked for"
         elif (problem := task_problem(item.task)) is not None:
-            rejected[item.task.id.id] = problem
+            rejected[item.task.id.id or task_id.id] = problem
         else:
             usable[item.task.id.id] = item.task
     return FetchedTasks(usable=usable, rejected=rejected)
