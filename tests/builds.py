@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import datetime
 
-from google.cloud import datastore
-
 from buildsync import model
 from buildsync.proto import buildbucket_pb2 as pb
+from google.cloud import datastore
 
 BACKEND = "swarming://test-swarm"
 
@@ -38,7 +37,9 @@ def put_build(
     client.put_multi(model.new_build_entities(client, spec, shard=shard))
 
 
-def get_build(client: datastore.Client, build_id: int) -> tuple[datastore.Entity, pb.Build, pb.BuildInfra, datastore.Entity]:
+def get_build(
+    client: datastore.Client, build_id: int
+) -> tuple[datastore.Entity, pb.Build, pb.BuildInfra, datastore.Entity]:
     build, infra, status = (
         client.get(key)
         for key in (

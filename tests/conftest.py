@@ -12,9 +12,9 @@ import warnings
 
 import hypothesis
 import pytest
+from buildsync.settings import parse_settings
 from google.cloud import datastore
 
-from buildsync.settings import parse_settings
 from tools.emulators import Emulator, EmulatorUnavailable
 from tools.task_backend import TaskBackendServer
 
@@ -32,7 +32,7 @@ def _running(kind: str):
         emulator = Emulator(kind, PROJECT).start()
     except EmulatorUnavailable as error:
         message = f"THE {kind.upper()} EMULATOR IS NOT AVAILABLE; its tests are skipped: {error}"
-        warnings.warn(message)
+        warnings.warn(message, stacklevel=2)
         print(f"\n\n!!! {message}\n", flush=True)
         pytest.skip(message)
     yield emulator
@@ -71,7 +71,7 @@ def settings_text(hostname: str, **options) -> str:
     task_success = str(options.get("task_success", False)).lower()
     return f"""
 backends {{
-  target: "{options.get('target', BACKEND)}"
+  target: "{options.get("target", BACKEND)}"
   hostname: "{hostname}"
   full_mode {{
     succeed_build_if_task_is_succeeded: {task_success}

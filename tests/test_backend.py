@@ -1,7 +1,6 @@
 """The pure part of the backend client: which hostnames are loopback (plaintext, no token)."""
 
 import pytest
-
 from buildsync.backend import is_loopback_address
 
 

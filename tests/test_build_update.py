@@ -3,7 +3,6 @@
 import datetime
 
 import pytest
-
 from buildsync.build_update import Outcome, Update, decide_update, skip_reason
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.sync_time import SyncTimeKey
@@ -77,7 +76,17 @@ def test_build_due_before_planning_is_not_skipped():
         (make_build(), pb.BuildInfra(), "build has no backend task"),
         (make_build(), make_infra(make_task(task_id="")), "build has no backend task"),
     ],
-    ids=["no build", "no infra", "neither", "SUCCESS", "FAILURE", "INFRA_FAILURE", "CANCELED", "no task", "empty task id"],
+    ids=[
+        "no build",
+        "no infra",
+        "neither",
+        "SUCCESS",
+        "FAILURE",
+        "INFRA_FAILURE",
+        "CANCELED",
+        "no task",
+        "empty task id",
+    ],
 )
 def test_skip_reason_for_builds_the_sync_must_leave(build, infra, reason):
     assert skip_reason(build, infra, key_at(EARLIER), NOW) == reason
@@ -198,7 +207,9 @@ def test_newer_ended_task_ends_the_build_with_the_task_details():
 def test_task_success_setting_decides_a_successful_task_without_output(task_success, status):
     build, infra = make_build(status=pb.STARTED), make_infra(make_task(update_id=1))
 
-    update = decide_update(build, infra, make_task(update_id=2, status=pb.SUCCESS), None, NOW, task_success=task_success)
+    update = decide_update(
+        build, infra, make_task(update_id=2, status=pb.SUCCESS), None, NOW, task_success=task_success
+    )
 
     assert update.status_changed
     assert build.status == status

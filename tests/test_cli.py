@@ -8,8 +8,8 @@ import subprocess
 import sys
 
 import pytest
-
 from buildsync.proto import buildbucket_pb2 as pb
+
 from tests.builds import BACKEND, get_build, put_build
 
 LONG_AGO = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=1)
@@ -57,7 +57,9 @@ def test_unknown_backend_exits_two_naming_it(run_cli):
 
 def test_bad_settings_exit_two_naming_the_field(run_cli, tmp_path):
     bad = tmp_path / "bad.cfg"
-    bad.write_text('backends { target: "x" hostname: "h" full_mode { build_sync_setting { sync_interval_seconds: 30 } } }')
+    bad.write_text(
+        'backends { target: "x" hostname: "h" full_mode { build_sync_setting { sync_interval_seconds: 30 } } }'
+    )
 
     result = run_cli("--backend", "x", "--project", "proj", settings=bad)
 

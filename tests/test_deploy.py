@@ -22,11 +22,10 @@ import zipfile
 
 import hcl2
 import pytest
-from google.auth.credentials import AnonymousCredentials
-from google.cloud import datastore
-
 from buildsync import notifications, planner, shard
 from buildsync.messages import ShardJob
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import datastore
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"
@@ -35,10 +34,15 @@ FUNCTIONS = ("planner", "shard", "sync")
 FEEDS = {"trigger": "planner", "shard": "shard", "sync": "sync"}
 # Which topics each function publishes to, and the variable that tells it.
 PUBLISHES = {
-    "planner": {"BUILDSYNC_SHARD_TOPIC": 'google_pubsub_topic.topic["shard"]', "BUILDSYNC_BUILDS_TOPIC": "local.builds_topic_id"},
+    "planner": {
+        "BUILDSYNC_SHARD_TOPIC": 'google_pubsub_topic.topic["shard"]',
+        "BUILDSYNC_BUILDS_TOPIC": "local.builds_topic_id",
+    },
     "shard": {"BUILDSYNC_SYNC_TOPIC": 'google_pubsub_topic.topic["sync"]'},
     "sync": {"BUILDSYNC_BUILDS_TOPIC": "local.builds_topic_id"},
 }
+
+
 # The builds topic is optional and a resource of its own; every other topic
 # is an instance of google_pubsub_topic.topic (for_each over local.topics).
 def topic_resource(role: str) -> str:
@@ -98,7 +102,7 @@ _MERGE = re.compile(r"\$\{merge\(((?:local|each\.value)\.[a-z0-9_]+), ((?:local|
 # local.publisher_grants: one entry "FUNCTION/VARIABLE" per topic in each
 # function's publishes map.
 _PUBLISHER_GRANTS = (
-    '${merge([for name, function in local.functions : {for variable, topic in function.publishes : '
+    "${merge([for name, function in local.functions : {for variable, topic in function.publishes : "
     '"${name}/${variable}" => {function = name, topic = topic}}] ...)}'
 )
 
@@ -183,11 +187,16 @@ def block(body: dict, *path: str) -> dict:
     return body
 
 
-_REF = re.compile(r"\b((?:data\.)?google_[a-z0-9_]+\.[a-z0-9_]+(?:\[\"[^\"\]]+\"\])?|var\.[a-z0-9_]+|local\.[a-z0-9_]+)")
+_REF = re.compile(
+    r"\b((?:data\.)?google_[a-z0-9_]+\.[a-z0-9_]+(?:\[\"[^\"\]]+\"\])?|var\.[a-z0-9_]+|local\.[a-z0-9_]+)"
+)
 
 
 def refs(value) -> set[str]:
-    """The resources, variables and locals an expression names (`google_x.y`, `google_x.y["key"]`, `var.z`, `local.w`)."""
+    """The resources, variables and locals an expression names.
+
+    For example `google_x.y`, `google_x.y["key"]`, `var.z` and `local.w`.
+    """
     return set(_REF.findall(str(value)))
 
 
@@ -382,7 +391,9 @@ def test_topics_are_encrypted_with_a_rotated_customer_key():
         assert ref(body["kms_key_name"]).startswith("google_kms_crypto_key."), name
     for name, body in resources("google_kms_crypto_key").items():
         period = body["rotation_period"]
-        seconds = int(default("kms_rotation_period")[:-1]) if period == "${var.kms_rotation_period}" else int(period[:-1])
+        seconds = (
+            int(default("kms_rotation_period")[:-1]) if period == "${var.kms_rotation_period}" else int(period[:-1])
+        )
         assert 86400 <= seconds <= 90 * 86400, name
 
 
@@ -423,7 +434,9 @@ def test_only_the_push_invoker_may_invoke_each_function():
 @pytest.mark.parametrize("function", FUNCTIONS)
 def test_function_accounts_have_least_roles(function):
     account = ref(block(function_by_entry_point()[function], "service_config")["service_account_email"])
-    project_roles = {body["role"] for body in resources("google_project_iam_member").values() if ref(body["member"]) == account}
+    project_roles = {
+        body["role"] for body in resources("google_project_iam_member").values() if ref(body["member"]) == account
+    }
     assert project_roles == {"roles/datastore.user"}
     published = {
         ref(body["topic"])
@@ -438,12 +451,19 @@ def test_function_accounts_have_least_roles(function):
 
 def test_pubsub_service_agent_can_move_dead_letters_and_use_the_key():
     agent = CONFIG["locals"]["pubsub_agent"]
-    assert re.fullmatch(r"serviceAccount:service-\$\{data\.google_project\.this\.number\}@gcp-sa-pubsub\.iam\.gserviceaccount\.com", agent)
+    assert re.fullmatch(
+        r"serviceAccount:service-\$\{data\.google_project\.this\.number\}@gcp-sa-pubsub\.iam\.gserviceaccount\.com",
+        agent,
+    )
     is_agent = lambda body: ref(body["member"]) == "local.pubsub_agent"  # noqa: E731
-    published = {ref(b["topic"]) for b in members("google_pubsub_topic_iam_member", "roles/pubsub.publisher") if is_agent(b)}
+    published = {
+        ref(b["topic"]) for b in members("google_pubsub_topic_iam_member", "roles/pubsub.publisher") if is_agent(b)
+    }
     assert published == {topic_ref("dead_letter")}
     subscribed = {
-        ref(b["subscription"]) for b in members("google_pubsub_subscription_iam_member", "roles/pubsub.subscriber") if is_agent(b)
+        ref(b["subscription"])
+        for b in members("google_pubsub_subscription_iam_member", "roles/pubsub.subscriber")
+        if is_agent(b)
     }
     sources = {
         f"google_pubsub_subscription.{name}"
@@ -465,7 +485,9 @@ def test_checkov_skips_carry_a_reason():
     for path in DEPLOY.glob("*.tf"):
         for number, line in enumerate(path.read_text().splitlines(), 1):
             if "checkov:skip" in line:
-                assert re.search(r"#\s*checkov:skip=CKV2?_[A-Z]+_\d+:\s*\S.{10,}", line), f"{path.name}:{number}: {line}"
+                assert re.search(r"#\s*checkov:skip=CKV2?_[A-Z]+_\d+:\s*\S.{10,}", line), (
+                    f"{path.name}:{number}: {line}"
+                )
 
 
 # --- Datastore indexes --------------------------------------------------------------
@@ -584,7 +606,11 @@ def test_composite_indexes_cover_the_code_queries(source):
     queries = code_queries()
     needed = {name: needed_index(query) for name, query in queries.items()}
     # The queries this deployment was written for.
-    assert needed["shard"] == ("Build", frozenset({"incomplete", "backend_target", "project"}), ("next_backend_sync_time",))
+    assert needed["shard"] == (
+        "Build",
+        frozenset({"incomplete", "backend_target", "project"}),
+        ("next_backend_sync_time",),
+    )
     assert queries["shard"].projection == ["__key__"], "the shard query is keys only"
     assert needed["planner"] == ("Build", frozenset({"incomplete", "backend_target"}), ("project",))
     assert needed["outbox"] is None, "the outbox sweep needs no composite index"
@@ -607,14 +633,19 @@ def test_terraform_and_index_yaml_hold_the_same_indexes():
 def test_function_requirements_cover_the_vendored_package(function):
     """The zip has no shared/: the function's requirements must bring the core package's dependencies."""
     pyproject = tomllib.loads((REPO / "shared" / "pyproject.toml").read_text())
-    needed = {re.match(r"[A-Za-z0-9_.\-]+", dep).group(0).lower().replace("_", "-") for dep in pyproject["project"]["dependencies"]}
+    needed = {
+        re.match(r"[A-Za-z0-9_.\-]+", dep).group(0).lower().replace("_", "-")
+        for dep in pyproject["project"]["dependencies"]
+    }
     needed.add("functions-framework")
     listed = set()
     for line in (REPO / "functions" / function / "requirements.txt").read_text().splitlines():
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
-        assert not line.startswith(("-e", "-r", ".", "/")) and "buildsync" not in line, f"{function}: {line!r} is not in the zip"
+        assert not line.startswith(("-e", "-r", ".", "/")) and "buildsync" not in line, (
+            f"{function}: {line!r} is not in the zip"
+        )
         listed.add(re.match(r"[A-Za-z0-9_.\-]+", line).group(0).lower().replace("_", "-"))
     assert needed <= listed, f"{function}/requirements.txt lacks {sorted(needed - listed)}"
 
@@ -626,19 +657,33 @@ def repo_copy(tmp_path) -> pathlib.Path:
     (copy / "deploy").mkdir(parents=True)
     shutil.copy2(DEPLOY / "package.sh", copy / "deploy" / "package.sh")
     shutil.copytree(REPO / "functions", copy / "functions", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(REPO / "shared" / "buildsync", copy / "shared" / "buildsync", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    for litter in ("__pycache__/settings.cpython-312.pyc", "proto/__pycache__/buildbucket_pb2.cpython-312.pyc", "stale.pyc"):
+    shutil.copytree(
+        REPO / "shared" / "buildsync",
+        copy / "shared" / "buildsync",
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+    )
+    for litter in (
+        "__pycache__/settings.cpython-312.pyc",
+        "proto/__pycache__/buildbucket_pb2.cpython-312.pyc",
+        "stale.pyc",
+    ):
         path = copy / "shared" / "buildsync" / litter
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"litter")
     return copy
 
 
-def _package(repo: pathlib.Path, outdir: pathlib.Path, settings: pathlib.Path, cwd: pathlib.Path) -> subprocess.CompletedProcess:
+def _package(
+    repo: pathlib.Path, outdir: pathlib.Path, settings: pathlib.Path, cwd: pathlib.Path
+) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHON=sys.executable)
     return subprocess.run(
         ["bash", str(repo / "deploy" / "package.sh"), str(outdir), str(settings)],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=300,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -656,7 +701,9 @@ def _package_files() -> set[str]:
 def test_package_sh_builds_the_zips(tmp_path, repo_copy, suffix, packaged_as):
     settings = tmp_path / f"my-settings{suffix}"
     if suffix == ".json":
-        settings.write_text(json.dumps({"backends": [{"target": "swarming://x", "hostname": "x.example.com", "full_mode": {}}]}))
+        settings.write_text(
+            json.dumps({"backends": [{"target": "swarming://x", "hostname": "x.example.com", "full_mode": {}}]})
+        )
     else:
         settings.write_text((DEPLOY / "settings.example.cfg").read_text())
     outdir = tmp_path / "out"
@@ -693,8 +740,12 @@ def test_functions_read_the_settings_where_package_sh_puts_them():
     assert "settings.json" in settings_name and "settings.cfg" in settings_name and "var.settings_file" in settings_name
     assert CONFIG["locals"]["settings_path"] == "/workspace/${local.settings_name}"
     for name, body in resources("google_cloudfunctions2_function").items():
-        assert block(body, "service_config")["environment_variables"]["BUILDSYNC_SETTINGS"] == "${local.settings_path}", name
+        assert (
+            block(body, "service_config")["environment_variables"]["BUILDSYNC_SETTINGS"] == "${local.settings_path}"
+        ), name
     for name, body in resources("google_storage_bucket_object").items():
         assert "local.package_dir" in refs(body["source"]), name
         condition = block(body, "lifecycle", "precondition")["condition"]
-        assert {"local.package_dir", "var.settings_file"} <= refs(condition), f"{name}: zips and settings_file may differ"
+        assert {"local.package_dir", "var.settings_file"} <= refs(condition), (
+            f"{name}: zips and settings_file may differ"
+        )

@@ -2,8 +2,6 @@
 
 import grpc
 import pytest
-from google.api_core import exceptions as api_exceptions
-
 from buildsync.errors import (
     BackendResponseError,
     MessageError,
@@ -15,6 +13,7 @@ from buildsync.errors import (
     as_sync_error,
     is_transient,
 )
+from google.api_core import exceptions as api_exceptions
 
 
 class FakeRpcError(grpc.RpcError):

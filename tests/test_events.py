@@ -8,10 +8,9 @@ import io
 import json
 
 import pytest
-from cloudevents.http import CloudEvent
-
 from buildsync import events, logs
 from buildsync.errors import MessageError, PermanentError, TransientError
+from cloudevents.http import CloudEvent
 
 
 def pubsub_event(data: bytes, published: datetime.datetime | None = None, message_id: str = "m-1") -> CloudEvent:

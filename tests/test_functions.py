@@ -12,9 +12,9 @@ import json
 import urllib.request
 
 import pytest
-
 from buildsync.messages import CompletedBuild, ShardJob, SyncBatch, SyncTrigger
 from buildsync.proto import buildbucket_pb2 as pb
+
 from tests.builds import BACKEND, get_build, put_build
 from tests.conftest import PROJECT
 from tools.emulators import wait_until
@@ -61,12 +61,23 @@ def end_state(client, build_ids) -> dict[int, tuple]:
     state = {}
     for build_id in build_ids:
         entity, build, infra, status = get_build(client, build_id)
-        state[build_id] = (build.status, infra.backend.task.update_id, status["status"], entity["incomplete"], entity["status_v2"])
+        state[build_id] = (
+            build.status,
+            infra.backend.task.update_id,
+            status["status"],
+            entity["incomplete"],
+            entity["status_v2"],
+        )
     return state
 
 
 def wait_for_statuses(client, expected: dict[int, int]) -> None:
-    wait_until(lambda: statuses(client, expected) == expected, SETTLE_SECONDS, "builds to reach their task's status", interval=0.25)
+    wait_until(
+        lambda: statuses(client, expected) == expected,
+        SETTLE_SECONDS,
+        "builds to reach their task's status",
+        interval=0.25,
+    )
 
 
 def collect_notifications(stack: LocalStack, build_ids: set[int]) -> list[CompletedBuild]:
@@ -84,7 +95,9 @@ def ended_ids(expected: dict[int, int]) -> set[int]:
     return {build_id for build_id, status in expected.items() if status & pb.ENDED_MASK}
 
 
-def test_one_empty_trigger_syncs_every_project_and_notifies_once_per_completed_build(datastore_client, task_backend, stack):
+def test_one_empty_trigger_syncs_every_project_and_notifies_once_per_completed_build(
+    datastore_client, task_backend, stack
+):
     expected = seed(datastore_client, task_backend)
 
     stack.publish(stack.topics.trigger, SyncTrigger().to_json())

@@ -6,7 +6,6 @@ import json
 import logging
 
 import pytest
-
 from buildsync import logs
 
 
@@ -47,7 +46,10 @@ def test_each_event_is_its_own_line():
     logs.event("INFO", "first", n=1)
     logs.event("ERROR", "second", n=2)
 
-    assert [(e["severity"], e["message"], e["n"]) for e in lines(stream)] == [("INFO", "first", 1), ("ERROR", "second", 2)]
+    assert [(e["severity"], e["message"], e["n"]) for e in lines(stream)] == [
+        ("INFO", "first", 1),
+        ("ERROR", "second", 2),
+    ]
 
 
 @pytest.mark.parametrize("severity", ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])

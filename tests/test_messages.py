@@ -4,11 +4,10 @@ import datetime
 import json
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
 from buildsync.errors import MessageError, PermanentError
 from buildsync.messages import MAX_BATCH_SIZE, SCHEMA_VERSION, ShardJob, SyncBatch, SyncTrigger
+from hypothesis import given
+from hypothesis import strategies as st
 
 PLANNED = datetime.datetime(2024, 5, 17, 12, 0, 45, 123456, tzinfo=datetime.timezone.utc)
 PLANNED_TEXT = PLANNED.isoformat()
@@ -48,7 +47,9 @@ def test_trigger_round_trips(trigger):
 
 @given(
     st.builds(
-        lambda backend, project, shards, shard, planned_at: ShardJob(backend, project, shard % shards, shards, planned_at),
+        lambda backend, project, shards, shard, planned_at: ShardJob(
+            backend, project, shard % shards, shards, planned_at
+        ),
         names,
         names,
         st.integers(min_value=1, max_value=10**6),
@@ -155,7 +156,9 @@ SHARD_REJECTIONS = [
 ]
 
 
-@pytest.mark.parametrize("fields, problem", [row[1:] for row in SHARD_REJECTIONS], ids=[row[0] for row in SHARD_REJECTIONS])
+@pytest.mark.parametrize(
+    "fields, problem", [row[1:] for row in SHARD_REJECTIONS], ids=[row[0] for row in SHARD_REJECTIONS]
+)
 def test_bad_shard_job_is_rejected_naming_the_problem(fields, problem):
     with pytest.raises(MessageError) as raised:
         ShardJob.from_json(json.dumps(fields))
@@ -181,7 +184,9 @@ BATCH_REJECTIONS = [
 ]
 
 
-@pytest.mark.parametrize("fields, problem", [row[1:] for row in BATCH_REJECTIONS], ids=[row[0] for row in BATCH_REJECTIONS])
+@pytest.mark.parametrize(
+    "fields, problem", [row[1:] for row in BATCH_REJECTIONS], ids=[row[0] for row in BATCH_REJECTIONS]
+)
 def test_bad_sync_batch_is_rejected_naming_the_problem(fields, problem):
     with pytest.raises(MessageError) as raised:
         SyncBatch.from_json(json.dumps(fields))
@@ -198,7 +203,9 @@ TRIGGER_REJECTIONS = [
 ]
 
 
-@pytest.mark.parametrize("fields, problem", [row[1:] for row in TRIGGER_REJECTIONS], ids=[row[0] for row in TRIGGER_REJECTIONS])
+@pytest.mark.parametrize(
+    "fields, problem", [row[1:] for row in TRIGGER_REJECTIONS], ids=[row[0] for row in TRIGGER_REJECTIONS]
+)
 def test_bad_trigger_is_rejected_naming_the_problem(fields, problem):
     with pytest.raises(MessageError) as raised:
         SyncTrigger.from_json(json.dumps(fields))
@@ -224,7 +231,9 @@ json_values = st.recursive(
     lambda children: st.lists(children) | st.dictionaries(st.text(), children),
     max_leaves=20,
 )
-field_names = st.sampled_from(["backend", "project", "shard", "shards", "build_ids", "planned_at"]) | st.text(max_size=5)
+field_names = st.sampled_from(["backend", "project", "shard", "shards", "build_ids", "planned_at"]) | st.text(
+    max_size=5
+)
 field_values = (
     json_values
     | names

@@ -17,10 +17,10 @@ import sys
 import zipfile
 
 import pytest
-from google.cloud import pubsub_v1
-
 from buildsync.messages import ShardJob, SyncBatch, SyncTrigger
 from buildsync.proto import buildbucket_pb2 as pb
+from google.cloud import pubsub_v1
+
 from tests.builds import BACKEND, get_build, put_build
 from tests.conftest import PROJECT, settings_text
 from tools.emulators import wait_until
@@ -36,7 +36,9 @@ def packaged(tmp_path_factory) -> dict[str, pathlib.Path]:
     root = tmp_path_factory.mktemp("packages")
     settings = root / "settings.cfg"
     settings.write_text(settings_text("127.0.0.1:1"))  # replaced per test with the live backend
-    subprocess.run(["bash", str(REPO / "deploy" / "package.sh"), str(root / "out"), str(settings)], check=True, capture_output=True)
+    subprocess.run(
+        ["bash", str(REPO / "deploy" / "package.sh"), str(root / "out"), str(settings)], check=True, capture_output=True
+    )
     folders = {}
     for name in FUNCTIONS:
         folder = root / name
@@ -56,7 +58,9 @@ def bundle_python(packaged, tmp_path_factory) -> str:
     python = str(venv / "bin" / "python")
     subprocess.run(
         [python, "-m", "pip", "install", "--quiet", "-r", str(packaged["sync"] / "requirements.txt")],
-        check=True, capture_output=True, timeout=900,
+        check=True,
+        capture_output=True,
+        timeout=900,
     )
     return python
 
@@ -98,7 +102,8 @@ def test_each_zip_alone_handles_a_pubsub_push(
             function_env = env | {"BUILDSYNC_SETTINGS": str(packaged[name] / "settings.cfg")}
             served.append(serve(name, packaged[name], bundle_python, function_env, tmp_path))
             subscriber.create_subscription(
-                name=f"projects/{PROJECT}/subscriptions/{topic}-push", topic=path(topic),
+                name=f"projects/{PROJECT}/subscriptions/{topic}-push",
+                topic=path(topic),
                 push_config={"push_endpoint": served[-1].url},
             )
 
@@ -108,9 +113,15 @@ def test_each_zip_alone_handles_a_pubsub_push(
 
         publisher.publish(path(topics.trigger), SyncTrigger(BACKEND, "proj").to_json()).result(timeout=30)
         shard_jobs, sync_batches, notifications = [], [], []
-        wait_until(lambda: shard_jobs.extend(pulled(topics.shard)) or shard_jobs, 120, "the packaged planner's shard job")
+        wait_until(
+            lambda: shard_jobs.extend(pulled(topics.shard)) or shard_jobs, 120, "the packaged planner's shard job"
+        )
         wait_until(lambda: sync_batches.extend(pulled(topics.sync)) or sync_batches, 120, "the packaged shard's batch")
-        wait_until(lambda: notifications.extend(pulled(topics.builds)) or notifications, 120, "the packaged sync's notification")
+        wait_until(
+            lambda: notifications.extend(pulled(topics.builds)) or notifications,
+            120,
+            "the packaged sync's notification",
+        )
     finally:
         for function in served:
             function.stop()

@@ -6,13 +6,13 @@ import concurrent.futures
 import datetime
 
 import pytest
-
 from buildsync.backend import BackendPool
 from buildsync.errors import UnknownBackendError
 from buildsync.messages import ShardJob, SyncTrigger
 from buildsync.pipeline import run_pipeline
 from buildsync.planner import plan
 from buildsync.proto import buildbucket_pb2 as pb
+
 from tests.builds import BACKEND, get_build, put_build
 
 NOW = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime
 
 import pytest
-
 from buildsync.errors import SettingsError
 from buildsync.publishing import topic_path
 from buildsync.runtime import runtime_from_env
@@ -51,7 +50,9 @@ def test_topics_and_durations_come_from_the_environment(env, monkeypatch):
     runtime = runtime_from_env(env)
 
     assert (runtime.shard_topic, runtime.sync_topic, runtime.builds_topic) == (
-        "projects/proj/topics/s", "projects/other/topics/y", "projects/proj/topics/b",
+        "projects/proj/topics/s",
+        "projects/other/topics/y",
+        "projects/proj/topics/b",
     )
     assert runtime.sweep_min_age == datetime.timedelta(0)
     assert runtime.backends._deadline_seconds == 2.5

@@ -4,7 +4,6 @@ import datetime
 import json
 
 import pytest
-
 from buildsync.errors import PermanentError, SettingsError, UnknownBackendError
 from buildsync.settings import SETTINGS_ENV, BackendSettings, load_settings, parse_settings
 

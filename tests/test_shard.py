@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime
 
 import pytest
-
 from buildsync.messages import ShardJob
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.shard import due_batches
+
 from tests.builds import BACKEND, put_build
 
 NOW = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
@@ -43,7 +43,9 @@ def test_shard_one_does_not_see_shard_ten(datastore_client):
     assert due_ids(datastore_client, job(shard=10, shards=11)) == [[10]]
 
 
-@pytest.mark.parametrize("project, other", [("chromium--beta", "chromium"), ("chromium", "chromium--beta"), ("a--0", "a")])
+@pytest.mark.parametrize(
+    "project, other", [("chromium--beta", "chromium"), ("chromium", "chromium--beta"), ("a--0", "a")]
+)
 def test_projects_with_double_dash_keep_their_own_builds(datastore_client, project, other):
     put_build(datastore_client, 1, updated=LONG_AGO, project=project)
     put_build(datastore_client, 2, updated=LONG_AGO, project=other)

@@ -8,15 +8,15 @@ import json
 
 import grpc
 import pytest
-from google.api_core import exceptions as api_exceptions
-from google.cloud import datastore
-
 from buildsync import logs, model, sync_time
 from buildsync.backend import GrpcTaskBackend
 from buildsync.errors import BackendResponseError, TransientError
 from buildsync.messages import SyncBatch
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.sync import sync_batch
+from google.api_core import exceptions as api_exceptions
+from google.cloud import datastore
+
 from tests.builds import BACKEND, get_build, put_build
 
 PLANNED_AT = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
@@ -45,7 +45,11 @@ def snapshot(client, build_ids):
     """Everything stored for the builds, to compare before and after."""
     keys = []
     for build_id in build_ids:
-        keys += [model.build_key(client, build_id), model.infra_key(client, build_id), model.status_key(client, build_id)]
+        keys += [
+            model.build_key(client, build_id),
+            model.infra_key(client, build_id),
+            model.status_key(client, build_id),
+        ]
     return sorted((e.key.flat_path, dict(e)) for e in client.get_multi(keys))
 
 
@@ -72,9 +76,15 @@ def test_running_tasks_with_newer_update_id_update_infra_not_status(datastore_cl
     entity, build, infra, status = get_build(datastore_client, 1)
     assert report.updated == 1 and report.completed == 0
     assert build.status == pb.STARTED and status["status"] == pb.STARTED
-    assert (infra.backend.task.update_id, infra.backend.task.status, infra.backend.task.link) == (2, pb.STARTED, "https://task/1")
+    assert (infra.backend.task.update_id, infra.backend.task.status, infra.backend.task.link) == (
+        2,
+        pb.STARTED,
+        "https://task/1",
+    )
     assert build.update_time.ToDatetime(datetime.timezone.utc) == LATER
-    assert sync_time.parse_time(entity["next_backend_sync_time"]) == sync_time.next_sync_unix(LATER, model.DEFAULT_SYNC_INTERVAL)
+    assert sync_time.parse_time(entity["next_backend_sync_time"]) == sync_time.next_sync_unix(
+        LATER, model.DEFAULT_SYNC_INTERVAL
+    )
 
 
 @pytest.mark.parametrize(
@@ -86,7 +96,9 @@ def test_running_tasks_with_newer_update_id_update_infra_not_status(datastore_cl
         (pb.CANCELED, False, pb.CANCELED),
     ],
 )
-def test_ended_tasks_end_their_builds(datastore_client, task_backend, fetcher, make_settings, task_status, task_success, build_status):
+def test_ended_tasks_end_their_builds(
+    datastore_client, task_backend, fetcher, make_settings, task_status, task_success, build_status
+):
     put_build(datastore_client, 1, updated=LONG_AGO)
     task_backend.backend.set_task("task-1", task_status, 2)
     backend = make_settings(task_success=task_success).backend(BACKEND)
@@ -115,14 +127,23 @@ def test_mix_of_ok_error_stale_and_unchanged(datastore_client, task_backend, fet
     report = run(datastore_client, fetcher, backend, [1, 2, 3, 4])
 
     assert report.counts() | {"fetched": 4} == {
-        "due": 4, "fetched": 4, "updated": 1, "unchanged": 1, "stale": 1, "invalid": 1,
-        "skipped": 0, "completed": 1, "failed": 0,
+        "due": 4,
+        "fetched": 4,
+        "updated": 1,
+        "unchanged": 1,
+        "stale": 1,
+        "invalid": 1,
+        "skipped": 0,
+        "completed": 1,
+        "failed": 0,
     }
     assert get_build(datastore_client, 1)[1].status == pb.INFRA_FAILURE
     for build_id in (2, 3):
         assert get_build(datastore_client, build_id)[0] == before[build_id][0]
     unchanged = get_build(datastore_client, 4)
-    assert sync_time.parse_time(unchanged[0]["next_backend_sync_time"]) > sync_time.parse_time(before[4][0]["next_backend_sync_time"])
+    assert sync_time.parse_time(unchanged[0]["next_backend_sync_time"]) > sync_time.parse_time(
+        before[4][0]["next_backend_sync_time"]
+    )
     assert unchanged[2] == before[4][2]  # BuildInfra not rewritten
 
 
@@ -143,7 +164,9 @@ def test_wrong_number_of_responses_rejects_the_batch(datastore_client, task_back
     put_build(datastore_client, 2, updated=LONG_AGO)
     for build_id in (1, 2):
         task_backend.backend.set_task(f"task-{build_id}", pb.SUCCESS, 2)
-    task_backend.backend.response_hook = lambda request, response: pb.FetchTasksResponse(responses=response.responses[:1])
+    task_backend.backend.response_hook = lambda request, response: pb.FetchTasksResponse(
+        responses=response.responses[:1]
+    )
     before = snapshot(datastore_client, [1, 2])
 
     with pytest.raises(BackendResponseError, match="swarming://test-swarm.*1 responses for 2 task ids"):
@@ -192,7 +215,9 @@ class FailingPutClient(datastore.Client):
         return super().put_multi(entities, *args, **kwargs)
 
 
-def test_a_failed_transaction_neither_stops_nor_hides_other_groups(datastore_emulator, datastore_client, task_backend, fetcher, backend):
+def test_a_failed_transaction_neither_stops_nor_hides_other_groups(
+    datastore_emulator, datastore_client, task_backend, fetcher, backend
+):
     build_ids = list(range(1, 51))  # two transactions of 25
     for build_id in build_ids:
         put_build(datastore_client, build_id, updated=LONG_AGO)
@@ -208,7 +233,12 @@ def test_a_failed_transaction_neither_stops_nor_hides_other_groups(datastore_emu
         logs.LOGGER.propagate = True
 
     assert (report.failed, report.updated, report.completed, report.retry) == (25, 25, 25, True)
-    assert [get_build(datastore_client, i)[1].status for i in (1, 25, 26, 50)] == [pb.STARTED, pb.STARTED, pb.FAILURE, pb.FAILURE]
+    assert [get_build(datastore_client, i)[1].status for i in (1, 25, 26, 50)] == [
+        pb.STARTED,
+        pb.STARTED,
+        pb.FAILURE,
+        pb.FAILURE,
+    ]
     failures = [json.loads(line) for line in stream.getvalue().splitlines() if "group of builds failed" in line]
     assert len(failures) == 1
     assert failures[0]["severity"] == "ERROR" and failures[0]["build_ids"] == list(range(1, 26))
@@ -261,7 +291,10 @@ def test_sync_keeps_properties_and_proto_fields_it_does_not_declare(datastore_cl
     assert build.status == pb.FAILURE
     assert unknown in build.SerializeToString()
     assert {k: entity[k] for k in ("tags", "experiments", "bucket_id", "note")} == {
-        "tags": ["a:b", "c:d"], "experiments": ["+luci.x"], "bucket_id": "proj/ci", "note": "x" * 2000,
+        "tags": ["a:b", "c:d"],
+        "experiments": ["+luci.x"],
+        "bucket_id": "proj/ci",
+        "note": "x" * 2000,
     }
     assert {"note", "proto", "backend_sync_interval"} <= set(entity.exclude_from_indexes)
     stored_infra = datastore_client.get(model.infra_key(datastore_client, 1))

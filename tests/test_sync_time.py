@@ -3,11 +3,10 @@
 import datetime
 
 import pytest
-from hypothesis import example, given
-from hypothesis import strategies as st
-
 from buildsync import sync_time
 from buildsync.sync_time import ZERO_TIME_UNIX, SyncTimeKey, SyncTimeKeyError
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 UTC = datetime.timezone.utc
 NOW = datetime.datetime(2024, 5, 17, 12, 34, 56, tzinfo=UTC)

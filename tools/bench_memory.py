@@ -63,13 +63,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tracemalloc", action="store_true")
     args = parser.parse_args(argv)
 
-    from google.cloud import datastore
-
     from buildsync import model
     from buildsync.backend import GrpcTaskBackend
     from buildsync.messages import SyncBatch
-    from buildsync.settings import BackendSettings, DEFAULT_SYNC_INTERVAL
+    from buildsync.settings import DEFAULT_SYNC_INTERVAL, BackendSettings
     from buildsync.sync import sync_batch
+    from google.cloud import datastore
 
     after_imports = max_rss_mib()
     client = datastore.Client()

@@ -63,9 +63,6 @@ import tempfile
 import threading
 import time
 
-from google.cloud import datastore
-from google.cloud.datastore.query import PropertyFilter
-
 from buildsync import model, sync_time
 from buildsync.backend import BackendPool
 from buildsync.messages import MAX_BATCH_SIZE, SyncTrigger
@@ -73,6 +70,9 @@ from buildsync.pipeline import DEFAULT_WORKERS, run_pipeline
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.settings import parse_settings
 from buildsync.sync import BUILDS_PER_TRANSACTION, DEFAULT_GROUP_WORKERS
+from google.cloud import datastore
+from google.cloud.datastore.query import PropertyFilter
+
 from tools.emulators import Emulator, EmulatorUnavailable
 from tools.stack import FUNCTIONS, REPO, LocalStack
 from tools.task_backend import TaskBackendServer
@@ -165,10 +165,16 @@ class CountingDatastoreApi:
         keys = len(_field(request, "keys"))
         where = "txn" if in_transaction else "plain"
         begins = int(options is not None and "new_transaction" in options)
-        self._add(**{
-            "lookup_rpcs": 1, "entity_reads": keys, "entities_found": len(response.found),
-            f"{where}_entity_reads": keys, f"{where}_lookup_rpc_seconds": seconds, "transactions": begins,
-        })
+        self._add(
+            **{
+                "lookup_rpcs": 1,
+                "entity_reads": keys,
+                "entities_found": len(response.found),
+                f"{where}_entity_reads": keys,
+                f"{where}_lookup_rpc_seconds": seconds,
+                "transactions": begins,
+            }
+        )
         return response
 
     def run_query(self, request, **kwargs):
@@ -290,7 +296,14 @@ def build_ids(n: int, first: int = FIRST_BUILD_ID) -> range:
     return range(first, first + n)
 
 
-def seed(client: datastore.Client, layout: Layout, n: int, due_at: datetime.datetime, first: int = FIRST_BUILD_ID, project: str | None = None) -> None:
+def seed(
+    client: datastore.Client,
+    layout: Layout,
+    n: int,
+    due_at: datetime.datetime,
+    first: int = FIRST_BUILD_ID,
+    project: str | None = None,
+) -> None:
     """N due builds (tasks at update_id 1), written with put_multi in chunks; not timed."""
     entities = []
     for index, build_id in enumerate(build_ids(n, first)):
@@ -348,7 +361,9 @@ class Run:
         return self.builds / self.seconds if self.seconds > 0 else float("nan")
 
 
-def run_floor(client: datastore.Client, layout: Layout, planned_at: datetime.datetime, workers: int, group_workers: int) -> int:
+def run_floor(
+    client: datastore.Client, layout: Layout, planned_at: datetime.datetime, workers: int, group_workers: int
+) -> int:
     """The least Datastore work: query, read in 1000-key chunks, write back unchanged 25 builds a transaction.
 
     Same shape and concurrency as the pipeline (shard queries side by side,
@@ -475,7 +490,11 @@ class Bench:
         if full:
             log("starting the planner, shard and sync functions")
             self.stack = LocalStack(
-                PROJECT, self.datastore_emulator.host, self.pubsub_emulator.host, self.settings_path, log_dir=self.workdir
+                PROJECT,
+                self.datastore_emulator.host,
+                self.pubsub_emulator.host,
+                self.settings_path,
+                log_dir=self.workdir,
             )
             self.exit.callback(self.stack.stop)
             self.stack.start()
@@ -487,7 +506,9 @@ class Bench:
             if thing is not None and thing._process is not None:
                 groups[name] = thing._process.pid
         if self.stack is not None:
-            groups.update({f"function {n}": f._process.pid for n, f in self.stack.functions.items() if f._process is not None})
+            groups.update(
+                {f"function {n}": f._process.pid for n, f in self.stack.functions.items() if f._process is not None}
+            )
         return groups
 
     def pgids(self) -> dict[str, int]:
@@ -549,7 +570,12 @@ class Bench:
             started = time.perf_counter()
             with profiler:
                 report = run_pipeline(
-                    client, self.settings, backends, SyncTrigger(BACKEND), planned_at=planned_at, workers=self.args.workers
+                    client,
+                    self.settings,
+                    backends,
+                    SyncTrigger(BACKEND),
+                    planned_at=planned_at,
+                    workers=self.args.workers,
                 )
             seconds = time.perf_counter() - started
         counts = api.reset()
@@ -567,7 +593,8 @@ class Bench:
                 text = io.StringIO()
                 stats.stream = text
                 stats.sort_stats(order).print_stats(30)
-                log(f"  cProfile of the in-process run, every Python thread, by {order} ({profile_to}):\n{text.getvalue()}")
+                heading = f"  cProfile of the in-process run, every Python thread, by {order} ({profile_to}):"
+                log(f"{heading}\n{text.getvalue()}")
         return Run(seconds, report.updated, counts, fetch_calls, cpu.used, "; ".join(notes))
 
     def full(self, n: int) -> Run:
@@ -621,9 +648,15 @@ class Bench:
             due_at = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=1)
             seed(datastore.Client(project=PROJECT), self.layout, n, due_at, project="bench-memory")
             command = [
-                sys.executable, "-m", "tools.bench_memory",
-                f"--backend-host={self.server.hostname}", f"--backend={BACKEND}", "--project=bench-memory",
-                f"--first-id={FIRST_BUILD_ID}", f"--count={n}", f"--planned-at={utc_now().isoformat()}",
+                sys.executable,
+                "-m",
+                "tools.bench_memory",
+                f"--backend-host={self.server.hostname}",
+                f"--backend={BACKEND}",
+                "--project=bench-memory",
+                f"--first-id={FIRST_BUILD_ID}",
+                f"--count={n}",
+                f"--planned-at={utc_now().isoformat()}",
             ]
             if mode == "tracemalloc":
                 command.append("--tracemalloc")
@@ -660,7 +693,9 @@ def run_child(command: list[str], timeout: float) -> tuple[str, str, int]:
     with _CHILDREN_LOCK:
         if _STOPPING.is_set():
             raise RuntimeError("the benchmark is stopping")
-        process = subprocess.Popen(command, cwd=REPO, env=python_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        process = subprocess.Popen(
+            command, cwd=REPO, env=python_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         _CHILDREN.add(process)
     try:
         stdout, stderr = process.communicate(timeout=timeout)
@@ -761,7 +796,19 @@ def add_run(results: Results, kind: str, n: int, run: Run, floor: Run | None, ba
         results.add(f"{kind}_fetch_calls_per_1000_builds", n, run.fetch_calls * 1000 / n, "calls")
         results.add(f"{kind}_fetch_calls_per_batch", n, run.fetch_calls / batches, "calls")
     if run.counts:
-        for name in ("entity_reads", "plain_entity_reads", "txn_entity_reads", "entity_writes", "query_rpcs", "query_results", "lookup_rpcs", "transactions", "begin_rpcs", "commit_rpcs", "rollbacks"):
+        for name in (
+            "entity_reads",
+            "plain_entity_reads",
+            "txn_entity_reads",
+            "entity_writes",
+            "query_rpcs",
+            "query_results",
+            "lookup_rpcs",
+            "transactions",
+            "begin_rpcs",
+            "commit_rpcs",
+            "rollbacks",
+        ):
             results.add(f"{kind}_{name}_per_build", n, run.counts[name] / n, "per build")
         for name in ("plain_lookup", "txn_lookup", "begin", "commit", "query", "rollback"):
             results.add(f"{kind}_{name}_rpc_seconds", n, run.counts[f"{name}_rpc_seconds"], "s summed over threads")
@@ -794,8 +841,18 @@ TABLE_ROWS = [
     ("per build (floor): entity reads", "floor_entity_reads_per_build", "{:.2f}", None),
     ("  entity writes", "floor_entity_writes_per_build", "{:.2f}", None),
     ("  transactions", "floor_transactions_per_build", "{:.3f}", None),
-    ("FetchTasks calls / 1000 builds (in-process)", "inprocess_fetch_calls_per_1000_builds", "{:.1f}", "fetch_calls_per_1000_builds"),
-    ("FetchTasks calls / 1000 builds (full)", "full_fetch_calls_per_1000_builds", "{:.1f}", "fetch_calls_per_1000_builds"),
+    (
+        "FetchTasks calls / 1000 builds (in-process)",
+        "inprocess_fetch_calls_per_1000_builds",
+        "{:.1f}",
+        "fetch_calls_per_1000_builds",
+    ),
+    (
+        "FetchTasks calls / 1000 builds (full)",
+        "full_fetch_calls_per_1000_builds",
+        "{:.1f}",
+        "fetch_calls_per_1000_builds",
+    ),
     ("FetchTasks calls / minimum batches (in-proc)", "inprocess_fetch_calls_per_batch", "{:.2f}", None),
     ("FetchTasks calls / minimum batches (full)", "full_fetch_calls_per_batch", "{:.2f}", None),
     ("RPC s in-process (sum over threads): lookup", "inprocess_plain_lookup_rpc_seconds", "{:.1f}", None),
@@ -852,7 +909,8 @@ def print_singles(results: Results, memory: dict | None, colds: dict | None, out
             f"target < 256 MiB: {meets('sync_batch_peak_rss_mib', m['hwm_during_mib'])}):\n"
             f"  RSS just before the sync {m['rss_before_mib']:.1f} MiB (imports, clients, channels), "
             f"peak during it {m['hwm_during_mib']:.1f} MiB: the sync's own +{m['hwm_growth_mib']:.1f} MiB\n"
-            f"  tracemalloc peak (Python objects only; misses protobuf's and gRPC's C memory) {m['tracemalloc_peak_mib']:.1f} MiB\n"
+            "  tracemalloc peak (Python objects only; misses protobuf's and gRPC's C memory) "
+            f"{m['tracemalloc_peak_mib']:.1f} MiB\n"
             f"  ru_maxrss: after imports {m['rss_after_imports_mib']:.1f} MiB, peak {m['rss_peak_mib']:.1f} MiB "
             f"(+{m['rss_growth_mib']:.1f}); not used: on Linux it keeps the high-water mark of the forked parent",
             file=out,
@@ -862,7 +920,10 @@ def print_singles(results: Results, memory: dict | None, colds: dict | None, out
         for name, times in colds.items():
             median = statistics.median(times)
             spread = ", ".join(f"{t:.2f}" for t in times)
-            print(f"  {name:<8} median {median:.2f}s  ({spread})   target < 1.5 s: {meets('cold_start_seconds', median)}", file=out)
+            print(
+                f"  {name:<8} median {median:.2f}s  ({spread})   target < 1.5 s: {meets('cold_start_seconds', median)}",
+                file=out,
+            )
     for note in results.notes:
         print(f"NOTE {note}", file=out)
 
@@ -877,7 +938,11 @@ def plot(results: Results, sizes: list[int], path: pathlib.Path) -> bool:
         print(f"plot: SKIPPED, matplotlib is not installed (pip install -r requirements-bench.txt); no {path}")
         return False
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
-    for kind, label, style in (("inprocess", "in-process pipeline", "o-"), ("full", "Pub/Sub + functions", "s-"), ("floor", "Datastore floor", "^--")):
+    for kind, label, style in (
+        ("inprocess", "in-process pipeline", "o-"),
+        ("full", "Pub/Sub + functions", "s-"),
+        ("floor", "Datastore floor", "^--"),
+    ):
         points = [(n, results.get(f"{kind}_seconds", n), results.get(f"{kind}_builds_per_second", n)) for n in sizes]
         points = [p for p in points if p[1] is not None and not math.isnan(p[1])]
         if not points:
@@ -904,18 +969,28 @@ def plot(results: Results, sizes: list[int], path: pathlib.Path) -> bool:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="1000,5000,20000", help="comma-separated build counts (default 1000,5000,20000)")
+    parser.add_argument(
+        "--sizes", default="1000,5000,20000", help="comma-separated build counts (default 1000,5000,20000)"
+    )
     parser.add_argument("--out", default="bench-results", help="directory for benchmark.csv and sync_time.png")
     parser.add_argument("--projects", type=int, default=4, help="projects the builds are spread over (default 4)")
     parser.add_argument("--shards", type=int, default=4, help="shards per project (default 4)")
-    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="pipeline workers (default: the pipeline's)")
+    parser.add_argument(
+        "--workers", type=int, default=DEFAULT_WORKERS, help="pipeline workers (default: the pipeline's)"
+    )
     parser.add_argument("--skip-full", action="store_true", help="skip the Pub/Sub + functions pipeline")
-    parser.add_argument("--full-timeout", type=float, default=0, help="seconds to wait for a full run (default max(120, N/20))")
-    parser.add_argument("--repeats", type=int, default=3, help="runs of each kind per size; the median is reported (default 3)")
+    parser.add_argument(
+        "--full-timeout", type=float, default=0, help="seconds to wait for a full run (default max(120, N/20))"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="runs of each kind per size; the median is reported (default 3)"
+    )
     parser.add_argument("--warmup", type=int, default=500, help="builds for an untimed warm-up pass (0: none)")
     parser.add_argument("--memory-batch", type=int, default=MAX_BATCH_SIZE, help="builds in the memory run's batch")
     parser.add_argument("--cold-start-runs", type=int, default=3, help="timed imports per function (default 3)")
-    parser.add_argument("--profile", action="store_true", help="also cProfile an extra in-process run of the largest size")
+    parser.add_argument(
+        "--profile", action="store_true", help="also cProfile an extra in-process run of the largest size"
+    )
     args = parser.parse_args(argv)
     args.sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     if not args.sizes or min(args.sizes) <= 0:
@@ -939,18 +1014,24 @@ def measure(args: argparse.Namespace, bench: Bench, results: Results, out_dir: p
                 other = run.cpu.get("other processes", 0)
                 log(f"  {run.seconds:.2f}s = {run.rate:.0f} builds/s (other processes used {other:.1f} CPU s){note}")
         # The median run of each kind (by time) stands for it; a timed-out run counts as slowest.
-        chosen = {kind: sorted(rs, key=lambda r: (math.isnan(r.seconds), r.seconds))[len(rs) // 2] for kind, rs in runs.items()}
+        chosen = {
+            kind: sorted(rs, key=lambda r: (math.isnan(r.seconds), r.seconds))[len(rs) // 2]
+            for kind, rs in runs.items()
+        }
         batches = minimum_batches(bench.layout, n)
         for kind in kinds:
             run = chosen[kind]
             if kind == "full":
-                run.cpu["function shard+planner"] = run.cpu.pop("function shard", 0) + run.cpu.pop("function planner", 0)
+                run.cpu["function shard+planner"] = run.cpu.pop("function shard", 0) + run.cpu.pop(
+                    "function planner", 0
+                )
             add_run(results, kind, n, run, chosen["floor"] if kind != "floor" else None, batches)
             for index, r in enumerate(runs[kind], 1):
                 results.add(f"{kind}_seconds_run{index}", n, r.seconds, "s")
             results.spreads[(kind, n)] = ", ".join(f"{r.seconds:.2f}" for r in runs[kind])
         summary = ", ".join(
-            f"{labels[k]} {chosen[k].rate:.0f}/s" + ("" if k == "floor" else f" ({chosen[k].rate / chosen['floor'].rate:.2f} of floor)")
+            f"{labels[k]} {chosen[k].rate:.0f}/s"
+            + ("" if k == "floor" else f" ({chosen[k].rate / chosen['floor'].rate:.2f} of floor)")
             for k in kinds
         )
         log(f"N={n} medians: {summary}")
@@ -977,7 +1058,10 @@ def check_stopped(groups: dict[str, int]) -> bool:
             break
         time.sleep(0.2)
     if left:
-        log(f"WARNING: still running after the stop: {', '.join(f'{n} (process group {p}: pids {live_members(p)})' for n, p in left.items())}")
+        log(
+            "WARNING: still running after the stop: "
+            + ", ".join(f"{n} (process group {p}: pids {live_members(p)})" for n, p in left.items())
+        )
         return False
     log(f"checked: none of the {len(groups)} process groups this run started is still running")
     return True

@@ -75,7 +75,7 @@ class Emulator:
             wait_until(self._healthy, START_TIMEOUT_SECONDS, f"the {self.kind} emulator on {self.host}", interval=0.2)
         except TimeoutError:
             self.stop()
-            raise EmulatorUnavailable(f"the {self.kind} emulator did not start; its log:\n{self.log_text()}")
+            raise EmulatorUnavailable(f"the {self.kind} emulator did not start; its log:\n{self.log_text()}") from None
         return self
 
     def _healthy(self) -> bool:

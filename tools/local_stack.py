@@ -23,11 +23,11 @@ import tempfile
 import time
 
 import grpc
-from google.cloud import datastore
-
 from buildsync import model
 from buildsync.messages import CompletedBuild, SyncTrigger
 from buildsync.proto import buildbucket_pb2 as pb
+from google.cloud import datastore
+
 from tools.emulators import Emulator, EmulatorUnavailable
 from tools.stack import LocalStack
 from tools.task_backend import FakeTaskBackend, TaskBackendServer
@@ -73,7 +73,9 @@ class DemoTaskBackend(FakeTaskBackend):
                 self.set_task(task_id.id, final, update_id=1_000_000, target=task_id.target)
             else:
                 # A running task reports progress every 2 s: a newer update_id.
-                self.set_task(task_id.id, pb.STARTED, update_id=2 + int(min(elapsed, finish_after) // 2), target=task_id.target)
+                self.set_task(
+                    task_id.id, pb.STARTED, update_id=2 + int(min(elapsed, finish_after) // 2), target=task_id.target
+                )
         return super().FetchTasks(request, context)
 
 
@@ -178,8 +180,11 @@ def main(argv: list[str] | None = None) -> int:
         client = datastore.Client(project=PROJECT)
         build_ids = seed_builds(client, demo_backend, args.builds, rng)
         hanging = sum(1 for finish, final in demo_backend._plans.values() if final is None)
-        print(f"seeded {len(build_ids)} builds over {len(PROJECTS)} projects and {SHARDS} shards "
-              f"({hanging} of their tasks will hang); function logs in {workdir}", flush=True)
+        print(
+            f"seeded {len(build_ids)} builds over {len(PROJECTS)} projects and {SHARDS} shards "
+            f"({hanging} of their tasks will hang); function logs in {workdir}",
+            flush=True,
+        )
 
         notified: set[int] = set()
         deadline = time.monotonic() + args.timeout

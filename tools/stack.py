@@ -53,14 +53,24 @@ class FunctionProcess:
 
     def start(self) -> FunctionProcess:
         command = [
-            self._python, "-m", "functions_framework",
-            f"--source={self._source}", f"--target={self.name}", "--signature-type=cloudevent",
-            "--host=127.0.0.1", f"--port={self.port}",
+            self._python,
+            "-m",
+            "functions_framework",
+            f"--source={self._source}",
+            f"--target={self.name}",
+            "--signature-type=cloudevent",
+            "--host=127.0.0.1",
+            f"--port={self.port}",
         ]
         with open(self.log_path, "ab") as log:
             self._process = subprocess.Popen(
-                command, env=self._env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                cwd=self._source.parent, start_new_session=True,
+                command,
+                env=self._env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self._source.parent,
+                start_new_session=True,
             )
         wait_until(self._answers, 60, f"function {self.name} on port {self.port}", interval=0.1)
         return self

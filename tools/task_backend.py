@@ -12,10 +12,9 @@ from concurrent import futures
 from typing import Callable
 
 import grpc
-from google.rpc import status_pb2
-
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.proto import buildbucket_pb2_grpc as pb_grpc
+from google.rpc import status_pb2
 
 ResponseHook = Callable[[pb.FetchTasksRequest, pb.FetchTasksResponse], pb.FetchTasksResponse]
 
@@ -57,7 +56,9 @@ class FakeTaskBackend(pb_grpc.TaskBackendServicer):
                 elif task_id.id in self.tasks:
                     item.task.CopyFrom(self.tasks[task_id.id])
                 else:
-                    item.error.CopyFrom(status_pb2.Status(code=grpc.StatusCode.NOT_FOUND.value[0], message="no such task"))
+                    item.error.CopyFrom(
+                        status_pb2.Status(code=grpc.StatusCode.NOT_FOUND.value[0], message="no such task")
+                    )
         if self.response_hook is not None:
             response = self.response_hook(request, response)
         return response

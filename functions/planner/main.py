@@ -1,7 +1,6 @@
 """Cloud Function `planner`: a trigger message → one message per shard to sync."""
 
 import functions_framework
-
 from buildsync import events, logs
 from buildsync.messages import SyncTrigger
 from buildsync.planner import handle_trigger

@@ -1,7 +1,6 @@
 """Cloud Function `shard`: one shard's job → its due builds, published in batches of 1000."""
 
 import functions_framework
-
 from buildsync import events, logs
 from buildsync.messages import ShardJob
 from buildsync.runtime import current_runtime

@@ -1,7 +1,6 @@
 """Cloud Function `sync`: a batch of build ids → builds updated from their backend tasks."""
 
 import functions_framework
-
 from buildsync import events, logs
 from buildsync.messages import SyncBatch
 from buildsync.runtime import current_runtime

@@ -49,7 +49,9 @@ class Update:
         return self.status_changed and self.ended
 
 
-def skip_reason(build: pb.Build | None, infra: pb.BuildInfra | None, next_sync_key: str, planned_at: datetime.datetime) -> str | None:
+def skip_reason(
+    build: pb.Build | None, infra: pb.BuildInfra | None, next_sync_key: str, planned_at: datetime.datetime
+) -> str | None:
     """Why a build must be left alone whatever its task says, or None."""
     if build is None or infra is None:
         return "Build or BuildInfra entity is missing"

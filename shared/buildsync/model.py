@@ -135,5 +135,7 @@ def new_build_entities(client: datastore.Client, spec: NewBuild, shard: int | No
     infra_entity = datastore.Entity(infra_key(client, spec.build_id), exclude_from_indexes=("infra",))
     infra_entity["infra"] = infra.SerializeToString()
     status_entity = datastore.Entity(status_key(client, spec.build_id), exclude_from_indexes=("status",))
-    status_entity.update({"status": spec.status, "build_address": f"{spec.project}/{spec.bucket}/{spec.builder}/b{spec.build_id}"})
+    status_entity.update(
+        {"status": spec.status, "build_address": f"{spec.project}/{spec.bucket}/{spec.builder}/b{spec.build_id}"}
+    )
     return [build_entity, infra_entity, status_entity]

@@ -55,14 +55,23 @@ def run_pipeline(
         try:
             return sync_batch(client, fetcher, backend, batch, dry_run=dry_run, clock=clock)
         except SyncError as error:
-            logs.event("ERROR", "batch failed", backend=batch.backend, project=batch.project, builds=len(batch.build_ids), error=str(error))
+            logs.event(
+                "ERROR",
+                "batch failed",
+                backend=batch.backend,
+                project=batch.project,
+                builds=len(batch.build_ids),
+                error=str(error),
+            )
             failed = SyncReport(due=len(batch.build_ids), failed=len(batch.build_ids), errors=[str(error)])
             failed.retry = isinstance(error, TransientError)
             return failed
 
     with (
         concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="sync") as sync_pool,
-        concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(len(jobs), workers)), thread_name_prefix="shard") as shard_pool,
+        concurrent.futures.ThreadPoolExecutor(
+            max_workers=max(1, min(len(jobs), workers)), thread_name_prefix="shard"
+        ) as shard_pool,
     ):
 
         def query_one(job: ShardJob) -> tuple[list[concurrent.futures.Future[SyncReport]], SyncError | None]:
@@ -80,7 +89,14 @@ def run_pipeline(
             batch_futures, error = shard_future.result()
             if error is not None:
                 job = shard_futures[shard_future]
-                logs.event("ERROR", "shard query failed", backend=job.backend, project=job.project, shard=job.shard, error=str(error))
+                logs.event(
+                    "ERROR",
+                    "shard query failed",
+                    backend=job.backend,
+                    project=job.project,
+                    shard=job.shard,
+                    error=str(error),
+                )
                 report.errors.append(str(error))
                 report.retry = report.retry or isinstance(error, TransientError)
             for batch_future in batch_futures:

@@ -64,7 +64,9 @@ def plan(
     return jobs
 
 
-def handle_trigger(runtime: Runtime, trigger: SyncTrigger, planned_at: datetime.datetime | None = None) -> list[ShardJob]:
+def handle_trigger(
+    runtime: Runtime, trigger: SyncTrigger, planned_at: datetime.datetime | None = None
+) -> list[ShardJob]:
     """The planner function: publish one message per shard, then sweep the notification outbox.
 
     Retry behaviour: bad settings or an unknown backend are permanent;

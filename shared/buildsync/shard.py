@@ -61,5 +61,13 @@ def handle_job(runtime: Runtime, job: ShardJob) -> int:
     attributes = {"backend": job.backend, "project": job.project}
     publish_all(runtime.publisher, runtime.sync_topic, [(batch.to_json(), attributes) for batch in batches])
     due = sum(len(batch.build_ids) for batch in batches)
-    logs.event("INFO", "published due builds", backend=job.backend, project=job.project, shard=job.shard, builds=due, batches=len(batches))
+    logs.event(
+        "INFO",
+        "published due builds",
+        backend=job.backend,
+        project=job.project,
+        shard=job.shard,
+        builds=due,
+        batches=len(batches),
+    )
     return due

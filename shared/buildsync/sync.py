@@ -221,8 +221,12 @@ def _count(report: SyncReport, build_id: int, update: Update) -> None:
     name = update.outcome.value
     setattr(report, name, getattr(report, name) + 1)
     if update.outcome in (Outcome.INVALID, Outcome.STALE, Outcome.FAILED):
-        logs.event("WARNING" if update.outcome is Outcome.STALE else "ERROR", f"build {name}", build_id=build_id, reason=update.reason)
-
+        logs.event(
+            "WARNING" if update.outcome is Outcome.STALE else "ERROR",
+            f"build {name}",
+            build_id=build_id,
+            reason=update.reason,
+        )
 
 
 def handle_batch(runtime: Runtime, batch: SyncBatch, clock: Clock = utc_now) -> SyncReport:

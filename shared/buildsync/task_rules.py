@@ -53,7 +53,7 @@ def sort_responses(requested: list[pb.TaskID], response: pb.FetchTasksResponse) 
     requested_ids = {task_id.id for task_id in requested}
     usable: dict[str, pb.Task] = {}
     rejected: dict[str, str] = {}
-    for task_id, item in zip(requested, response.responses):
+    for task_id, item in zip(requested, response.responses, strict=True):
         # An error can only be matched by position; a task names itself, as
         # the seed matched it.
         kind = item.WhichOneof("response")
