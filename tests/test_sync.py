@@ -322,3 +322,13 @@ def test_an_undefined_ended_output_status_is_not_copied_and_blocks_no_one(
 
     assert (report.failed, report.completed) == (0, 2)
     assert [get_build(datastore_client, i)[1].status for i in (1, 2)] == [pb.FAILURE, pb.FAILURE]
+
+
+def test_a_repeated_build_id_is_synced_once(datastore_client, task_backend, fetcher, backend):
+    put_build(datastore_client, 1, updated=LONG_AGO)
+    task_backend.backend.set_task("task-1", pb.FAILURE, 2)
+
+    report = run(datastore_client, fetcher, backend, [1, 1])
+
+    assert (report.due, report.updated, report.failed) == (1, 1, 0)
+    assert get_build(datastore_client, 1)[1].status == pb.FAILURE

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import datetime
+import functools
 from typing import Callable
 
 from google.cloud import datastore
@@ -68,8 +69,9 @@ def sync_batch(
     returned report instead; `report.retry` says whether redelivering the batch
     may fix them (builds already synced are skipped on redelivery).
     """
-    report = SyncReport(due=len(batch.build_ids))
-    task_ids, syncable = _read_task_ids(client, batch, report)
+    build_ids = list(dict.fromkeys(batch.build_ids))  # a repeated id would be written twice in one commit
+    report = SyncReport(due=len(build_ids))
+    task_ids, syncable = _read_task_ids(client, batch.backend, build_ids, report)
     if not task_ids:
         return report
     response = fetcher.fetch_tasks(task_ids)
@@ -82,23 +84,34 @@ def sync_batch(
         logs.event("WARNING", "backend task rejected", backend=batch.backend, task_id=task_id, reason=reason)
 
     groups = [syncable[i : i + BUILDS_PER_TRANSACTION] for i in range(0, len(syncable), BUILDS_PER_TRANSACTION)]
-    update_group = lambda ids: _update_group(client, ids, fetched, backend, batch.planned_at, dry_run, notify, clock)  # noqa: E731
+    update_group = functools.partial(
+        _update_group,
+        client,
+        fetched=fetched,
+        backend=backend,
+        planned_at=batch.planned_at,
+        dry_run=dry_run,
+        notify=notify,
+        clock=clock,
+    )
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, group_workers)) as pool:
         for group_report in pool.map(update_group, groups):
             report.add(group_report)
     return report
 
 
-def _read_task_ids(client: datastore.Client, batch: SyncBatch, report: SyncReport) -> tuple[list[pb.TaskID], list[int]]:
+def _read_task_ids(
+    client: datastore.Client, backend_target: str, build_ids: list[int], report: SyncReport
+) -> tuple[list[pb.TaskID], list[int]]:
     """The distinct task ids to fetch and the builds worth a transaction."""
-    keys = [model.infra_key(client, build_id) for build_id in batch.build_ids]
+    keys = [model.infra_key(client, build_id) for build_id in build_ids]
     try:
         found = {model.build_id_of(e.key): e for e in client.get_multi(keys)}
     except Exception as error:  # sorted by the one table in errors.py
         raise as_sync_error(error, f"reading BuildInfra of {len(keys)} builds") from error
     task_ids: dict[str, pb.TaskID] = {}
     syncable = []
-    for build_id in batch.build_ids:
+    for build_id in build_ids:
         entity = found.get(build_id)
         try:
             task = model.read_infra(entity).backend.task if entity is not None else None
@@ -108,7 +121,7 @@ def _read_task_ids(client: datastore.Client, batch: SyncBatch, report: SyncRepor
         if task is None or not task.id.id:
             _count(report, build_id, Update(Outcome.SKIPPED, "no BuildInfra or no backend task"))
             continue
-        task_ids.setdefault(task.id.id, pb.TaskID(target=task.id.target or batch.backend, id=task.id.id))
+        task_ids.setdefault(task.id.id, pb.TaskID(target=task.id.target or backend_target, id=task.id.id))
         syncable.append(build_id)
     return list(task_ids.values()), syncable
 
