@@ -216,17 +216,22 @@ def counting_client() -> tuple[datastore.Client, CountingDatastoreApi]:
 # --- CPU attribution --------------------------------------------------------------
 
 
-def group_cpu_seconds(pgids: dict[str, int]) -> dict[str, float]:
-    """CPU seconds (user+system) used so far by the live processes of each process group."""
-    by_pgid = {pgid: 0 for pgid in pgids.values()}
+def proc_stats():
+    """(pid, the fields of /proc/PID/stat after the command name) of every live process."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/stat") as stat:
-                fields = stat.read().rpartition(")")[2].split()
+                yield int(entry), stat.read().rpartition(")")[2].split()
         except OSError:
             continue
+
+
+def group_cpu_seconds(pgids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds (user+system) used so far by the live processes of each process group."""
+    by_pgid = {pgid: 0 for pgid in pgids.values()}
+    for _, fields in proc_stats():
         pgrp = int(fields[2])
         if pgrp in by_pgid:
             by_pgid[pgrp] += int(fields[11]) + int(fields[12])
@@ -1068,18 +1073,7 @@ def check_stopped(groups: dict[str, int]) -> bool:
 
 
 def live_members(pgid: int) -> list[int]:
-    members = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as stat:
-                fields = stat.read().rpartition(")")[2].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            members.append(int(entry))
-    return members
+    return [pid for pid, fields in proc_stats() if int(fields[2]) == pgid and fields[0] != "Z"]
 
 
 def run_in_thread(work):
