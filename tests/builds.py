@@ -49,3 +49,20 @@ def get_build(
         )
     )
     return build, model.read_build(build), model.read_infra(infra), status
+
+
+def entity_keys(client: datastore.Client, build_ids) -> list[datastore.Key]:
+    """The Build, BuildInfra and BuildStatus keys of each build."""
+    keys = []
+    for build_id in build_ids:
+        keys += [
+            model.build_key(client, build_id),
+            model.infra_key(client, build_id),
+            model.status_key(client, build_id),
+        ]
+    return keys
+
+
+def snapshot(client: datastore.Client, build_ids) -> list:
+    """Every property of every entity of the builds, to compare before and after."""
+    return sorted((e.key.flat_path, dict(e)) for e in client.get_multi(entity_keys(client, build_ids)))

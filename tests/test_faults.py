@@ -38,7 +38,7 @@ from buildsync.transactions import run_in_transaction
 from google.cloud import datastore
 from google.protobuf import struct_pb2
 
-from tests.builds import BACKEND, put_build
+from tests.builds import BACKEND, entity_keys, put_build, snapshot
 from tests.conftest import PROJECT, settings_text
 from tools.emulators import Emulator, EmulatorUnavailable, wait_until
 from tools.stack import FunctionProcess, LocalStack
@@ -75,17 +75,6 @@ class Stored(NamedTuple):
     task_status: int  # BuildInfra.infra.backend.task.status
     update_id: int  # BuildInfra.infra.backend.task.update_id
     next_sync: str  # Build.next_backend_sync_time
-
-
-def entity_keys(client: datastore.Client, build_ids) -> list[datastore.Key]:
-    keys = []
-    for build_id in build_ids:
-        keys += [
-            model.build_key(client, build_id),
-            model.infra_key(client, build_id),
-            model.status_key(client, build_id),
-        ]
-    return keys
 
 
 def read_stored(client: datastore.Client, build_ids, consistent: bool = False) -> dict[int, Stored]:
@@ -133,11 +122,6 @@ def corruption(stored: dict[int, Stored]) -> dict[int, str]:
             # Only an ended task ends a build here, and an ended task always ends it.
             found[build_id] = f"task status {s.task_status} vs build status {s.status}"
     return found
-
-
-def snapshot(client: datastore.Client, build_ids) -> list:
-    """Every property of every entity of the builds, to compare before and after."""
-    return sorted((e.key.flat_path, dict(e)) for e in client.get_multi(entity_keys(client, build_ids)))
 
 
 def put_builds(client: datastore.Client, specs: list[model.NewBuild], shards: dict[int, int] | None = None) -> None:

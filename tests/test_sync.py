@@ -17,7 +17,7 @@ from buildsync.sync import sync_batch
 from google.api_core import exceptions as api_exceptions
 from google.cloud import datastore
 
-from tests.builds import BACKEND, get_build, put_build
+from tests.builds import BACKEND, get_build, put_build, snapshot
 
 PLANNED_AT = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
 LONG_AGO = PLANNED_AT - datetime.timedelta(hours=1)
@@ -39,18 +39,6 @@ def fetcher(task_backend):
 def run(client, fetcher, backend, build_ids, **options):
     batch = SyncBatch(BACKEND, "proj", tuple(build_ids), PLANNED_AT)
     return sync_batch(client, fetcher, backend, batch, clock=lambda: LATER, **options)
-
-
-def snapshot(client, build_ids):
-    """Everything stored for the builds, to compare before and after."""
-    keys = []
-    for build_id in build_ids:
-        keys += [
-            model.build_key(client, build_id),
-            model.infra_key(client, build_id),
-            model.status_key(client, build_id),
-        ]
-    return sorted((e.key.flat_path, dict(e)) for e in client.get_multi(keys))
 
 
 def test_nothing_to_update_leaves_builds_untouched(datastore_client, task_backend, fetcher, backend):
