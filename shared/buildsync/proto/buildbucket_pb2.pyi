@@ -84,17 +84,71 @@ class BuilderID(_message.Message):
     builder: str
     def __init__(self, project: _Optional[str] = ..., bucket: _Optional[str] = ..., builder: _Optional[str] = ...) -> None: ...
 
+class StringPair(_message.Message):
+    __slots__ = ("key", "value")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    value: str
+    def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+
+class Log(_message.Message):
+    __slots__ = ("name", "view_url", "url")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VIEW_URL_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    view_url: str
+    url: str
+    def __init__(self, name: _Optional[str] = ..., view_url: _Optional[str] = ..., url: _Optional[str] = ...) -> None: ...
+
+class Step(_message.Message):
+    __slots__ = ("name", "start_time", "end_time", "status", "logs", "merge_build", "summary_markdown", "tags")
+    class MergeBuild(_message.Message):
+        __slots__ = ("from_logdog_stream", "legacy_global_namespace", "merge_output_properties_to")
+        FROM_LOGDOG_STREAM_FIELD_NUMBER: _ClassVar[int]
+        LEGACY_GLOBAL_NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+        MERGE_OUTPUT_PROPERTIES_TO_FIELD_NUMBER: _ClassVar[int]
+        from_logdog_stream: str
+        legacy_global_namespace: bool
+        merge_output_properties_to: _containers.RepeatedScalarFieldContainer[str]
+        def __init__(self, from_logdog_stream: _Optional[str] = ..., legacy_global_namespace: _Optional[bool] = ..., merge_output_properties_to: _Optional[_Iterable[str]] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    LOGS_FIELD_NUMBER: _ClassVar[int]
+    MERGE_BUILD_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_MARKDOWN_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    status: Status
+    logs: _containers.RepeatedCompositeFieldContainer[Log]
+    merge_build: Step.MergeBuild
+    summary_markdown: str
+    tags: _containers.RepeatedCompositeFieldContainer[StringPair]
+    def __init__(self, name: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[_Union[Status, str]] = ..., logs: _Optional[_Iterable[_Union[Log, _Mapping]]] = ..., merge_build: _Optional[_Union[Step.MergeBuild, _Mapping]] = ..., summary_markdown: _Optional[str] = ..., tags: _Optional[_Iterable[_Union[StringPair, _Mapping]]] = ...) -> None: ...
+
 class Build(_message.Message):
-    __slots__ = ("id", "builder", "number", "create_time", "start_time", "end_time", "update_time", "status", "output", "infra", "summary_markdown", "status_details", "cancel_time")
+    __slots__ = ("id", "builder", "number", "create_time", "start_time", "end_time", "update_time", "status", "input", "output", "steps", "infra", "tags", "summary_markdown", "status_details", "cancel_time")
+    class Input(_message.Message):
+        __slots__ = ("properties",)
+        PROPERTIES_FIELD_NUMBER: _ClassVar[int]
+        properties: _struct_pb2.Struct
+        def __init__(self, properties: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
     class Output(_message.Message):
-        __slots__ = ("summary_markdown", "status", "status_details")
+        __slots__ = ("properties", "summary_markdown", "status", "status_details")
+        PROPERTIES_FIELD_NUMBER: _ClassVar[int]
         SUMMARY_MARKDOWN_FIELD_NUMBER: _ClassVar[int]
         STATUS_FIELD_NUMBER: _ClassVar[int]
         STATUS_DETAILS_FIELD_NUMBER: _ClassVar[int]
+        properties: _struct_pb2.Struct
         summary_markdown: str
         status: Status
         status_details: StatusDetails
-        def __init__(self, summary_markdown: _Optional[str] = ..., status: _Optional[_Union[Status, str]] = ..., status_details: _Optional[_Union[StatusDetails, _Mapping]] = ...) -> None: ...
+        def __init__(self, properties: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., summary_markdown: _Optional[str] = ..., status: _Optional[_Union[Status, str]] = ..., status_details: _Optional[_Union[StatusDetails, _Mapping]] = ...) -> None: ...
     ID_FIELD_NUMBER: _ClassVar[int]
     BUILDER_FIELD_NUMBER: _ClassVar[int]
     NUMBER_FIELD_NUMBER: _ClassVar[int]
@@ -103,8 +157,11 @@ class Build(_message.Message):
     END_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
+    INPUT_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
     INFRA_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
     SUMMARY_MARKDOWN_FIELD_NUMBER: _ClassVar[int]
     STATUS_DETAILS_FIELD_NUMBER: _ClassVar[int]
     CANCEL_TIME_FIELD_NUMBER: _ClassVar[int]
@@ -116,12 +173,15 @@ class Build(_message.Message):
     end_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
     status: Status
+    input: Build.Input
     output: Build.Output
+    steps: _containers.RepeatedCompositeFieldContainer[Step]
     infra: BuildInfra
+    tags: _containers.RepeatedCompositeFieldContainer[StringPair]
     summary_markdown: str
     status_details: StatusDetails
     cancel_time: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[int] = ..., builder: _Optional[_Union[BuilderID, _Mapping]] = ..., number: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[_Union[Status, str]] = ..., output: _Optional[_Union[Build.Output, _Mapping]] = ..., infra: _Optional[_Union[BuildInfra, _Mapping]] = ..., summary_markdown: _Optional[str] = ..., status_details: _Optional[_Union[StatusDetails, _Mapping]] = ..., cancel_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    def __init__(self, id: _Optional[int] = ..., builder: _Optional[_Union[BuilderID, _Mapping]] = ..., number: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[_Union[Status, str]] = ..., input: _Optional[_Union[Build.Input, _Mapping]] = ..., output: _Optional[_Union[Build.Output, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[Step, _Mapping]]] = ..., infra: _Optional[_Union[BuildInfra, _Mapping]] = ..., tags: _Optional[_Iterable[_Union[StringPair, _Mapping]]] = ..., summary_markdown: _Optional[str] = ..., status_details: _Optional[_Union[StatusDetails, _Mapping]] = ..., cancel_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class BuildInfra(_message.Message):
     __slots__ = ("backend",)
