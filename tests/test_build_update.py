@@ -1,4 +1,4 @@
-"""CONTRACT.md "Update rules for one build": skip_reason and decide_update, on protos only."""
+"""docs/rules.md "Updating one build": skip_reason and decide_update, on protos only."""
 
 import datetime
 

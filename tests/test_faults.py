@@ -140,7 +140,7 @@ def new_build(build_id: int, project: str = "proj", **fields) -> model.NewBuild:
 
 
 def expected_build_status(task_status: int, task_success: bool) -> int:
-    """CONTRACT.md for a STARTED build without output status: what an ended task makes of it."""
+    """docs/rules.md for a STARTED build without output status: what an ended task makes of it."""
     if task_status == pb.SUCCESS and not task_success:
         return pb.INFRA_FAILURE
     return task_status
@@ -285,7 +285,7 @@ def test_duplicate_deliveries_leave_the_same_end_state_as_one(
             errors_logged=len(errors),
         )
         assert divergent == []
-        assert duplicates == 0  # CONTRACT.md: a completed build is reported once
+        assert duplicates == 0  # docs/rules.md: a completed build is reported once
     assert corruption(stored) == {}
     assert ended - {n.build_id for n in received} == set()  # every ended build was reported
     assert errors == []  # a duplicate is skipped, never an error

@@ -1,4 +1,4 @@
-"""CONTRACT.md "Build status derived from the task": derive_status and apply_status."""
+"""docs/rules.md "The build's status from a newer task": derive_status and apply_status."""
 
 import datetime
 

@@ -1,4 +1,4 @@
-"""CONTRACT.md "Validating a fetched task": task_problem, sort_responses, compare_tasks."""
+"""docs/rules.md "Validating a fetched task": task_problem, sort_responses, compare_tasks."""
 
 import pytest
 from buildsync.errors import BackendResponseError

@@ -22,7 +22,7 @@ from buildsync.proto import buildbucket_pb2_grpc as pb_grpc
 # backend fails the batch well within a function's 540 s limit.
 DEFAULT_DEADLINE_SECONDS = 60.0
 
-# CONTRACT.md: FetchTasks never takes more than 1000 ids.
+# docs/rules.md "Limits": FetchTasks never takes more than 1000 ids.
 MAX_TASK_IDS = 1000
 
 

@@ -1,4 +1,4 @@
-"""What one build becomes given its freshly fetched task (CONTRACT.md update rules).
+"""What one build becomes given its freshly fetched task (docs/rules.md "Updating one build").
 
 `decide_update` works on decoded protos and plain values, no Datastore: the
 sync stage reads the entities inside the transaction, calls it, and writes back

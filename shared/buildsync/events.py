@@ -21,7 +21,7 @@ from buildsync import logs
 from buildsync.errors import MessageError, PermanentError, TransientError
 
 # An event older than this is dropped: the scheduler has since planned newer
-# runs that cover the same builds (GCP_FACTS: the event-age check).
+# runs that cover the same builds (docs/platform.md "Cloud Functions": the event-age check).
 DEFAULT_MAX_EVENT_AGE = datetime.timedelta(hours=1)
 
 

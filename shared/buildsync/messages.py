@@ -19,7 +19,7 @@ from buildsync.proto import buildbucket_pb2 as pb
 
 SCHEMA_VERSION = 1
 
-# CONTRACT.md: FetchTasks takes at most 1000 ids, so a batch holds at most 1000.
+# docs/rules.md "Limits": FetchTasks takes at most 1000 ids, so a batch holds at most 1000.
 MAX_BATCH_SIZE = 1000
 
 

@@ -22,7 +22,7 @@ BUILD_KIND = "Build"
 BUILD_INFRA_KIND = "BuildInfra"
 BUILD_STATUS_KIND = "BuildStatus"
 
-# CONTRACT.md: backend_sync_interval 0 (or absent) means five minutes.
+# docs/storage.md "Build": backend_sync_interval 0 (or absent) means five minutes.
 DEFAULT_SYNC_INTERVAL = datetime.timedelta(minutes=5)
 
 # Properties no query reads; leaving them out of indexes saves index writes.

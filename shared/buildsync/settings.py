@@ -20,7 +20,7 @@ from buildsync.proto import buildbucket_pb2 as pb
 # The variable that names the settings file for the functions and the CLI.
 SETTINGS_ENV = "BUILDSYNC_SETTINGS"
 
-# CONTRACT.md: an unset interval means five minutes; shorter than a minute is
+# docs/rules.md "Limits": an unset interval means five minutes; shorter than a minute is
 # meaningless because sync times are kept at minute precision.
 DEFAULT_SYNC_INTERVAL = datetime.timedelta(seconds=300)
 MIN_SYNC_INTERVAL_SECONDS = 60

@@ -1,7 +1,7 @@
 """Buildbucket's rules for a build's status once its task has moved on.
 
 Pure functions over status values and protos: the sync stage reads and writes,
-these decide. CONTRACT.md ("Build status derived from the task") is the spec.
+these decide. docs/rules.md ("The build's status from a newer task") is the spec.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from buildsync.sync_time import SyncTimeKeyError
 from buildsync.task_rules import FetchedTasks, sort_responses
 from buildsync.transactions import run_in_transaction
 
-# CONTRACT.md: a transaction touches at most 25 entity groups, one per build.
+# docs/rules.md "Limits": a transaction touches at most 25 entity groups, one per build.
 BUILDS_PER_TRANSACTION = 25
 
 # Transactions of one batch run side by side; more would only queue on the

@@ -1,7 +1,7 @@
 """What a fetched task is worth: validation, and how it compares to the stored one.
 
-Pure functions over protos, so every rule of CONTRACT.md ("Validating a fetched
-task", "Update rules for one build") is tested directly.
+Pure functions over protos, so every rule of docs/rules.md ("Validating a fetched
+task", "Updating one build") is tested directly.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import enum
 from buildsync.errors import BackendResponseError
 from buildsync.proto import buildbucket_pb2 as pb
 
-# CONTRACT.md: a task whose details serialize to more than 50 KB is unusable.
+# docs/rules.md "Validating a fetched task": a task whose details serialize to more than 50 KB is unusable.
 MAX_DETAILS_BYTES = 50 * 1000
 
 _USABLE_STATUSES = frozenset(pb.Status.values()) - {pb.STATUS_UNSPECIFIED, pb.ENDED_MASK}
