@@ -2,8 +2,8 @@
 
 import functions_framework
 from buildsync import events, logs
+from buildsync.handlers import handle_trigger
 from buildsync.messages import SyncTrigger
-from buildsync.planner import handle_trigger
 from buildsync.runtime import current_runtime
 
 logs.configure()

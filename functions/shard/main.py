@@ -2,9 +2,9 @@
 
 import functions_framework
 from buildsync import events, logs
+from buildsync.handlers import handle_job
 from buildsync.messages import ShardJob
 from buildsync.runtime import current_runtime
-from buildsync.shard import handle_job
 
 logs.configure()
 

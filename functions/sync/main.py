@@ -2,9 +2,9 @@
 
 import functions_framework
 from buildsync import events, logs
+from buildsync.handlers import handle_batch
 from buildsync.messages import SyncBatch
 from buildsync.runtime import current_runtime
-from buildsync.sync import handle_batch
 
 logs.configure()
 

@@ -11,13 +11,17 @@ by build id.
 from __future__ import annotations
 
 import datetime
+from typing import TYPE_CHECKING
 
-from google.cloud import datastore, pubsub_v1
+from google.cloud import datastore
 
 from buildsync import logs, model
 from buildsync.errors import SyncError, as_sync_error
 from buildsync.messages import CompletedBuild
 from buildsync.publishing import publish_all
+
+if TYPE_CHECKING:  # the client is the caller's; the sync stage and CLI never load it
+    from google.cloud import pubsub_v1
 
 OUTBOX_KIND = "BuildsyncNotification"
 

@@ -12,11 +12,9 @@ import datetime
 from google.cloud import datastore
 from google.cloud.datastore.query import PropertyFilter
 
-from buildsync import logs, model, notifications
-from buildsync.errors import SyncError, as_sync_error
+from buildsync import logs, model
+from buildsync.errors import as_sync_error
 from buildsync.messages import ShardJob, SyncTrigger
-from buildsync.publishing import publish_all
-from buildsync.runtime import Runtime
 from buildsync.settings import BackendSettings, Settings
 
 
@@ -61,30 +59,6 @@ def plan(
             projects = projects_with_incomplete_builds(client, backend.target)
         for project in projects:
             jobs += shard_jobs(backend, project, planned_at)
-    return jobs
-
-
-def handle_trigger(
-    runtime: Runtime, trigger: SyncTrigger, planned_at: datetime.datetime | None = None
-) -> list[ShardJob]:
-    """The planner function: publish one message per shard, then sweep the notification outbox.
-
-    Retry behaviour: bad settings or an unknown backend are permanent;
-    Datastore or publish failures raise TransientError, and the redelivered
-    trigger plans again (the sync skips builds a duplicate already synced).
-    A failed sweep is only logged: the next trigger sweeps again.
-    """
-    planned_at = planned_at or datetime.datetime.now(datetime.timezone.utc)
-    jobs = plan(runtime.datastore, runtime.settings, trigger, planned_at)
-    publish_all(runtime.publisher, runtime.shard_topic, [(job.to_json(), job_attributes(job)) for job in jobs])
-    logs.event("INFO", "planned shard jobs", jobs=len(jobs), backend=trigger.backend, project=trigger.project)
-    if runtime.builds_topic:
-        try:
-            notifications.sweep(
-                runtime.datastore, runtime.publisher, runtime.builds_topic, planned_at, runtime.sweep_min_age
-            )
-        except SyncError as error:
-            logs.event("WARNING", "notification sweep failed; the next trigger retries it", error=str(error))
     return jobs
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from google.cloud import pubsub_v1
+from typing import TYPE_CHECKING
 
 from buildsync.errors import as_sync_error
+
+if TYPE_CHECKING:  # the client is the caller's; the CLI never loads it
+    from google.cloud import pubsub_v1
 
 # Long enough for a publish of 1000 messages to the emulator or Pub/Sub.
 PUBLISH_TIMEOUT_SECONDS = 60.0

@@ -11,11 +11,9 @@ from typing import Iterator
 from google.cloud import datastore
 from google.cloud.datastore.query import PropertyFilter
 
-from buildsync import logs, model, sync_time
+from buildsync import model, sync_time
 from buildsync.errors import as_sync_error
 from buildsync.messages import MAX_BATCH_SIZE, ShardJob, SyncBatch
-from buildsync.publishing import publish_all
-from buildsync.runtime import Runtime
 
 
 def due_builds_query(client: datastore.Client, job: ShardJob) -> datastore.Query:
@@ -47,27 +45,3 @@ def due_batches(client: datastore.Client, job: ShardJob, batch_size: int = MAX_B
         raise as_sync_error(error, f"querying shard {job.shard} of {job.backend}/{job.project}") from error
     if ids:
         yield SyncBatch(job.backend, job.project, tuple(ids), job.planned_at)
-
-
-def handle_job(runtime: Runtime, job: ShardJob) -> int:
-    """The shard function: publish the shard's due builds in batches; returns how many builds.
-
-    Retry behaviour: an unknown backend is permanent; Datastore or publish
-    failures raise TransientError, and the redelivered job queries again (the
-    sync skips builds a duplicate batch already synced).
-    """
-    runtime.settings.backend(job.backend)
-    batches = list(due_batches(runtime.datastore, job))
-    attributes = {"backend": job.backend, "project": job.project}
-    publish_all(runtime.publisher, runtime.sync_topic, [(batch.to_json(), attributes) for batch in batches])
-    due = sum(len(batch.build_ids) for batch in batches)
-    logs.event(
-        "INFO",
-        "published due builds",
-        backend=job.backend,
-        project=job.project,
-        shard=job.shard,
-        builds=due,
-        batches=len(batches),
-    )
-    return due

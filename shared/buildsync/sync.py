@@ -23,7 +23,6 @@ from buildsync.errors import BackendResponseError, SyncError, TransientError, as
 from buildsync.messages import CompletedBuild, SyncBatch
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.report import SyncReport
-from buildsync.runtime import Runtime
 from buildsync.settings import BackendSettings
 from buildsync.sync_time import SyncTimeKeyError
 from buildsync.task_rules import FetchedTasks, sort_responses
@@ -240,30 +239,3 @@ def _count(report: SyncReport, build_id: int, update: Update) -> None:
             build_id=build_id,
             reason=update.reason,
         )
-
-
-def handle_batch(runtime: Runtime, batch: SyncBatch, clock: Clock = utc_now) -> SyncReport:
-    """The sync function: sync one batch, then publish the notifications of the builds it ended.
-
-    Retry behaviour: an unknown backend or a broken FetchTasks response is
-    permanent; an unreachable backend or Datastore raises TransientError, and
-    so does a batch in which some transaction failed transiently (builds
-    already synced are skipped when it comes back). A failed notification
-    publish is left to the outbox sweep and does not fail the batch.
-    """
-    backend = runtime.settings.backend(batch.backend)
-    if backend.lite_mode:
-        logs.event("INFO", "backend is in lite mode; nothing to sync", backend=backend.target)
-        return SyncReport()
-    fetcher = runtime.backends.get(backend.target, backend.hostname)
-    notify = runtime.builds_topic is not None
-    report = sync_batch(runtime.datastore, fetcher, backend, batch, notify=notify, clock=clock)
-    logs.event("INFO", "synced batch", backend=batch.backend, project=batch.project, **report.counts())
-    if notify:
-        try:
-            notifications.publish(runtime.datastore, runtime.publisher, runtime.builds_topic, report.completed_builds)
-        except SyncError as error:
-            logs.event("WARNING", "notifications left for the outbox sweep", builds=report.completed, error=str(error))
-    if report.retry:
-        raise TransientError(f"{report.failed} of {report.due} builds failed to sync; retrying the batch")
-    return report

@@ -1,0 +1,96 @@
+"""The three Cloud Functions' work: compose a Runtime with a stage, publish, decide retry.
+
+The stages (planner.py, shard.py, sync.py) only compute; this module gives
+them the clients and topics of the Runtime, publishes what they produce, and
+turns a partly failed batch into a retry. functions/*/main.py call these
+through events.handle, which alone decides acknowledge or retry.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+from buildsync import logs, notifications
+from buildsync.errors import SyncError, TransientError
+from buildsync.messages import ShardJob, SyncBatch, SyncTrigger
+from buildsync.planner import job_attributes, plan
+from buildsync.publishing import publish_all
+from buildsync.report import SyncReport
+from buildsync.runtime import Runtime
+from buildsync.shard import due_batches
+from buildsync.sync import Clock, sync_batch, utc_now
+
+
+def handle_trigger(
+    runtime: Runtime, trigger: SyncTrigger, planned_at: datetime.datetime | None = None
+) -> list[ShardJob]:
+    """The planner function: publish one message per shard, then sweep the notification outbox.
+
+    Retry behaviour: bad settings or an unknown backend are permanent;
+    Datastore or publish failures raise TransientError, and the redelivered
+    trigger plans again (the sync skips builds a duplicate already synced).
+    A failed sweep is only logged: the next trigger sweeps again.
+    """
+    planned_at = planned_at or datetime.datetime.now(datetime.timezone.utc)
+    jobs = plan(runtime.datastore, runtime.settings, trigger, planned_at)
+    publish_all(runtime.publisher, runtime.shard_topic, [(job.to_json(), job_attributes(job)) for job in jobs])
+    logs.event("INFO", "planned shard jobs", jobs=len(jobs), backend=trigger.backend, project=trigger.project)
+    if runtime.builds_topic:
+        try:
+            notifications.sweep(
+                runtime.datastore, runtime.publisher, runtime.builds_topic, planned_at, runtime.sweep_min_age
+            )
+        except SyncError as error:
+            logs.event("WARNING", "notification sweep failed; the next trigger retries it", error=str(error))
+    return jobs
+
+
+def handle_job(runtime: Runtime, job: ShardJob) -> int:
+    """The shard function: publish the shard's due builds in batches; returns how many builds.
+
+    Retry behaviour: an unknown backend is permanent; Datastore or publish
+    failures raise TransientError, and the redelivered job queries again (the
+    sync skips builds a duplicate batch already synced).
+    """
+    runtime.settings.backend(job.backend)
+    batches = list(due_batches(runtime.datastore, job))
+    attributes = {"backend": job.backend, "project": job.project}
+    publish_all(runtime.publisher, runtime.sync_topic, [(batch.to_json(), attributes) for batch in batches])
+    due = sum(len(batch.build_ids) for batch in batches)
+    logs.event(
+        "INFO",
+        "published due builds",
+        backend=job.backend,
+        project=job.project,
+        shard=job.shard,
+        builds=due,
+        batches=len(batches),
+    )
+    return due
+
+
+def handle_batch(runtime: Runtime, batch: SyncBatch, clock: Clock = utc_now) -> SyncReport:
+    """The sync function: sync one batch, then publish the notifications of the builds it ended.
+
+    Retry behaviour: an unknown backend or a broken FetchTasks response is
+    permanent; an unreachable backend or Datastore raises TransientError, and
+    so does a batch in which some transaction failed transiently (builds
+    already synced are skipped when it comes back). A failed notification
+    publish is left to the outbox sweep and does not fail the batch.
+    """
+    backend = runtime.settings.backend(batch.backend)
+    if backend.lite_mode:
+        logs.event("INFO", "backend is in lite mode; nothing to sync", backend=backend.target)
+        return SyncReport()
+    fetcher = runtime.backends.get(backend.target, backend.hostname)
+    notify = runtime.builds_topic is not None
+    report = sync_batch(runtime.datastore, fetcher, backend, batch, notify=notify, clock=clock)
+    logs.event("INFO", "synced batch", backend=batch.backend, project=batch.project, **report.counts())
+    if notify:
+        try:
+            notifications.publish(runtime.datastore, runtime.publisher, runtime.builds_topic, report.completed_builds)
+        except SyncError as error:
+            logs.event("WARNING", "notifications left for the outbox sweep", builds=report.completed, error=str(error))
+    if report.retry:
+        raise TransientError(f"{report.failed} of {report.due} builds failed to sync; retrying the batch")
+    return report
