@@ -1,45 +1,28 @@
 # Composite indexes for the Build queries (kind Build, default namespace, no
-# ancestor). deploy/index.yaml holds the same indexes for
-# `gcloud datastore indexes create`; use one or the other
-# (manage_datastore_indexes = false when gcloud made them).
+# ancestor), one resource over local.datastore_indexes. deploy/index.yaml
+# holds the same indexes for `gcloud datastore indexes create`; use one or
+# the other (manage_datastore_indexes = false when gcloud made them).
 #
 # Query scope COLLECTION_GROUP is Datastore's "ancestor: none".
 
-# Shard query (buildsync.shard.due_builds_query), keys only:
-#   incomplete = true AND backend_target = B AND project = P
-#   AND L < next_backend_sync_time < U
-resource "google_firestore_index" "build_due_for_sync" {
-  count = var.manage_datastore_indexes ? 1 : 0
+locals {
+  # Each index's properties in order, all ascending.
+  datastore_indexes = {
+    # Shard query (buildsync.shard.due_builds_query), keys only, and the
+    # shard's sync-lag query (projection on next_backend_sync_time, limit 1):
+    #   incomplete = true AND backend_target = B AND project = P
+    #   AND L < next_backend_sync_time < U
+    build_due_for_sync = ["incomplete", "backend_target", "project", "next_backend_sync_time"]
 
-  project     = var.project
-  database    = var.datastore_database
-  collection  = "Build"
-  api_scope   = "DATASTORE_MODE_API"
-  query_scope = "COLLECTION_GROUP"
-
-  fields {
-    field_path = "incomplete"
-    order      = "ASCENDING"
-  }
-  fields {
-    field_path = "backend_target"
-    order      = "ASCENDING"
-  }
-  fields {
-    field_path = "project"
-    order      = "ASCENDING"
-  }
-  fields {
-    field_path = "next_backend_sync_time"
-    order      = "ASCENDING"
+    # Planner query (buildsync.planner.projects_with_incomplete_builds):
+    #   projection project, distinct on project,
+    #   incomplete = true AND backend_target = B
+    build_projects_with_incomplete = ["incomplete", "backend_target", "project"]
   }
 }
 
-# Planner query (buildsync.planner.projects_with_incomplete_builds):
-#   projection project, distinct on project,
-#   incomplete = true AND backend_target = B
-resource "google_firestore_index" "build_projects_with_incomplete" {
-  count = var.manage_datastore_indexes ? 1 : 0
+resource "google_firestore_index" "build" {
+  for_each = var.manage_datastore_indexes ? local.datastore_indexes : {}
 
   project     = var.project
   database    = var.datastore_database
@@ -47,17 +30,12 @@ resource "google_firestore_index" "build_projects_with_incomplete" {
   api_scope   = "DATASTORE_MODE_API"
   query_scope = "COLLECTION_GROUP"
 
-  fields {
-    field_path = "incomplete"
-    order      = "ASCENDING"
-  }
-  fields {
-    field_path = "backend_target"
-    order      = "ASCENDING"
-  }
-  fields {
-    field_path = "project"
-    order      = "ASCENDING"
+  dynamic "fields" {
+    for_each = each.value
+    content {
+      field_path = fields.value
+      order      = "ASCENDING"
+    }
   }
 }
 

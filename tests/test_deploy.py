@@ -108,6 +108,10 @@ _PUBLISHER_GRANTS = (
 
 
 def _for_each_map(config: dict, source: str) -> dict:
+    # `var.FLAG ? local.NAME : {}` is evaluated with the flag's default.
+    if switched := re.fullmatch(r"\$\{var\.([a-z0-9_]+) \? local\.([a-z0-9_]+) : \{\}\}", source):
+        flag = config["variable"][switched.group(1)]["default"]
+        return _for_each_map(config, f"${{local.{switched.group(2)}}}") if flag else {}
     match = re.fullmatch(r"\$\{local\.([a-z0-9_]+)\}", source)
     assert match, f"for_each must name a local: {source!r}"
     value = config["locals"][match.group(1)]
@@ -567,10 +571,17 @@ def terraform_indexes() -> list[tuple[str, list[str]]]:
         assert body["api_scope"] == "DATASTORE_MODE_API", name
         assert body["query_scope"] == "COLLECTION_GROUP", f"{name}: Datastore's ancestor: none"
         assert body["database"] == "${var.datastore_database}" and default("datastore_database") == "(default)"
-        fields = body["fields"]
-        assert all(field.get("order", "ASCENDING") == "ASCENDING" for field in fields), name
-        found.append((body["collection"], [field["field_path"] for field in fields]))
+        (dynamic,) = body["dynamic"]
+        fields = dynamic["fields"]
+        assert block(fields, "content") == {"field_path": "${fields.value}", "order": "ASCENDING"}, name
+        found.append((body["collection"], list(fields["for_each"])))
     return found
+
+
+def test_composite_indexes_are_one_resource_over_local_datastore_indexes():
+    assert set(resources("google_firestore_index")) == {
+        f'build["{name}"]' for name in CONFIG["locals"]["datastore_indexes"]
+    }
 
 
 def yaml_indexes() -> list[tuple[str, list[str]]]:
