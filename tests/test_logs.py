@@ -125,3 +125,130 @@ def test_message_is_not_formatted_with_percent_arguments():
 
     (entry,) = lines(stream)
     assert (entry["message"], entry["ratio"]) == ("100% done", "50%")
+
+
+# --- correlation with the request -------------------------------------------
+
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+def test_traceparent_gives_trace_span_and_sampling():
+    fields = logs.trace_fields({"traceparent": f"00-{TRACE}-00f067aa0ba902b7-01"}, "my-project")
+
+    assert fields == {
+        logs.TRACE_FIELD: f"projects/my-project/traces/{TRACE}",
+        logs.SPAN_FIELD: "00f067aa0ba902b7",
+        logs.SAMPLED_FIELD: True,
+    }
+
+
+def test_cloud_trace_context_gives_trace_and_a_hex_span():
+    fields = logs.trace_fields({"X-Cloud-Trace-Context": f"{TRACE}/1;o=0"}, "p")
+
+    assert fields == {
+        logs.TRACE_FIELD: f"projects/p/traces/{TRACE}",
+        logs.SPAN_FIELD: "0000000000000001",
+        logs.SAMPLED_FIELD: False,
+    }
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"traceparent": "00-00000000000000000000000000000000-00f067aa0ba902b7-01"},
+        {"traceparent": "garbage"},
+        {"X-Cloud-Trace-Context": "not-a-trace"},
+    ],
+)
+def test_no_trace_without_a_valid_header(headers):
+    assert logs.trace_fields(headers, "p") == {}
+
+
+def test_no_trace_without_a_project():
+    assert logs.trace_fields({"traceparent": f"00-{TRACE}-00f067aa0ba902b7-01"}, None) == {}
+
+
+def test_line_logged_in_a_request_carries_its_trace_and_execution_id(monkeypatch):
+    flask = pytest.importorskip("flask")  # functions-framework's own dependency
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "my-project")
+    stream = io.StringIO()
+    logs.configure(stream)
+    app = flask.Flask("test")
+    headers = {"traceparent": f"00-{TRACE}-00f067aa0ba902b7-01", "Function-Execution-Id": "abc123"}
+
+    with app.test_request_context(headers=headers):
+        logs.event("INFO", "inside")
+    logs.event("INFO", "outside")
+
+    inside, outside = lines(stream)
+    assert inside[logs.TRACE_FIELD] == f"projects/my-project/traces/{TRACE}"
+    assert inside[logs.LABELS_FIELD] == {"execution_id": "abc123"}
+    assert logs.TRACE_FIELD not in outside and logs.LABELS_FIELD not in outside
+
+
+def test_pool_threads_log_with_the_trace_of_the_request_that_started_them(monkeypatch):
+    import concurrent.futures
+
+    flask = pytest.importorskip("flask")
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "p")
+    stream = io.StringIO()
+    logs.configure(stream)
+    app = flask.Flask("test")
+
+    with app.test_request_context(headers={"X-Cloud-Trace-Context": f"{TRACE}/7;o=1"}):
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            list(pool.map(logs.in_current_context(lambda n: logs.event("INFO", "group", n=n)), range(4)))
+
+    assert sorted(e["n"] for e in lines(stream)) == [0, 1, 2, 3]
+    assert {e[logs.TRACE_FIELD] for e in lines(stream)} == {f"projects/p/traces/{TRACE}"}
+
+
+def test_default_stream_is_stdout_at_the_time_of_the_line(monkeypatch):
+    logs.configure()
+    swapped = io.StringIO()  # as functions-framework swaps sys.stdout per request
+    monkeypatch.setattr("sys.stdout", swapped)
+
+    logs.event("INFO", "after the swap")
+
+    assert [e["message"] for e in lines(swapped)] == ["after the swap"]
+
+
+# --- size --------------------------------------------------------------------
+
+
+def test_long_fields_are_cut_and_say_so():
+    stream = io.StringIO()
+    logs.configure(stream)
+
+    logs.event("WARNING", "rejected", reason="x" * 100_000, ids=list(range(5_000)))
+
+    (entry,) = lines(stream)
+    assert entry["reason"].startswith("x" * logs.MAX_FIELD_CHARS)
+    assert entry["reason"].endswith(f"[{100_000 - logs.MAX_FIELD_CHARS} more characters]")
+    assert len(entry["ids"]) == logs.MAX_LIST_ITEMS + 1 and entry["ids"][-1] == "… [4000 more items]"
+    assert len(stream.getvalue()) < logs.MAX_LINE_BYTES
+
+
+def test_a_line_of_many_long_fields_stays_far_below_the_entry_limit():
+    stream = io.StringIO()
+    logs.configure(stream)
+
+    logs.event("ERROR", "m" * 300_000, **{f"field{i}": "é" * 50_000 for i in range(40)})
+
+    (entry,) = lines(stream)
+    assert entry["truncated"] is True
+    assert len(stream.getvalue().encode()) < logs.MAX_LINE_BYTES < 256_000
+
+
+def test_a_long_traceback_keeps_its_end():
+    stream = io.StringIO()
+    logs.configure(stream)
+
+    try:
+        raise RuntimeError(" " * 20_000 + "the cause at the end")
+    except RuntimeError:
+        logs.LOGGER.exception("failed")
+
+    (entry,) = lines(stream)
+    assert entry["exception"].startswith("… ") and "the cause at the end" in entry["exception"]
