@@ -1,9 +1,9 @@
 """Peak memory of the sync stage for one batch, measured in a fresh process.
 
-Run by tools/benchmark.py, not by hand: the benchmark seeds the builds and
+Run by tools/bench (singles.py), not by hand: the benchmark seeds the builds and
 starts the emulator and the TaskBackend, then runs
 
-    python -m tools.bench_memory --backend-host HOST --backend TARGET \
+    python -m tools.bench.memory_probe --backend-host HOST --backend TARGET \
         --project P --first-id ID --count 1000 --planned-at ISO [--tracemalloc]
 
 with DATASTORE_EMULATOR_HOST and GOOGLE_CLOUD_PROJECT set. It imports what the
