@@ -8,7 +8,7 @@ from buildsync import model
 from buildsync.proto import buildbucket_pb2 as pb
 from google.cloud import datastore
 
-BACKEND = "swarming://test-swarm"
+from tests.harness import BACKEND
 
 
 def put_build(

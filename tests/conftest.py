@@ -1,47 +1,49 @@
 """Session-wide emulators and a TaskBackend server; per-test clean state.
 
-Each emulator starts once per session on a free port and is stopped at the
-end. When an emulator cannot start (gcloud or its component missing) the tests
-that need it are skipped with a loud warning; every other test still runs.
+Each emulator starts once per session on a free port, when a test first needs
+it, and is stopped at the end. When an emulator cannot start (gcloud or its
+component missing) the tests that need it are skipped with a loud warning and
+the reason; every other test still runs. Nothing here writes os.environ:
+clients are made for the emulator's host, and child processes get
+`datastore_env`.
 """
 
 from __future__ import annotations
 
-import datetime
-import warnings
-
 import hypothesis
 import pytest
+from buildsync.backend import BackendPool
 from buildsync.settings import parse_settings
 from google.cloud import datastore
 
-from tools.emulators import Emulator, EmulatorUnavailable
+from tests.harness import PROJECT, settings_text, start_emulator
+from tools.emulators import Emulator
+from tools.emulators import datastore_client as emulator_client
+from tools.stack import LocalStack
 from tools.task_backend import TaskBackendServer
 
 # Property tests share two cores with Java emulators: a slow example is not a failure.
 hypothesis.settings.register_profile("buildsync", deadline=None)
 hypothesis.settings.load_profile("buildsync")
 
-PROJECT = "buildsync-test"
-BACKEND = "swarming://test-swarm"
+# The database of tests that do not choose one (see harness.DATASTORE_EMULATORS).
+DEFAULT_DATASTORE = "datastore"
 
 
 def _running(kind: str):
-    """Starts the `kind` emulator for the session, or skips its tests loudly."""
-    try:
-        emulator = Emulator(kind, PROJECT).start()
-    except EmulatorUnavailable as error:
-        message = f"THE {kind.upper()} EMULATOR IS NOT AVAILABLE; its tests are skipped: {error}"
-        warnings.warn(message, stacklevel=2)
-        print(f"\n\n!!! {message}\n", flush=True)
-        pytest.skip(message)
+    emulator = start_emulator(kind)
     yield emulator
     emulator.stop()
 
 
 @pytest.fixture(scope="session")
-def datastore_emulator():
+def legacy_datastore_emulator():
     yield from _running("datastore")
+
+
+@pytest.fixture(scope="session")
+def firestore_emulator():
+    yield from _running("firestore")
 
 
 @pytest.fixture(scope="session")
@@ -50,12 +52,28 @@ def pubsub_emulator():
 
 
 @pytest.fixture
-def datastore_client(datastore_emulator, monkeypatch) -> datastore.Client:
-    """A client on an emptied emulator; the environment points at it too."""
+def datastore_kind(request) -> str:
+    """Which Datastore emulator the test runs on."""
+    return getattr(request, "param", DEFAULT_DATASTORE)
+
+
+@pytest.fixture
+def datastore_emulator(request, datastore_kind) -> Emulator:
+    fixture = {"datastore": "legacy_datastore_emulator", "firestore": "firestore_emulator"}[datastore_kind]
+    return request.getfixturevalue(fixture)
+
+
+@pytest.fixture
+def datastore_env(datastore_emulator) -> dict[str, str]:
+    """What a child process (the CLI, a function) needs to use the test's Datastore."""
+    return {"GOOGLE_CLOUD_PROJECT": PROJECT, **datastore_emulator.env}
+
+
+@pytest.fixture
+def datastore_client(datastore_emulator) -> datastore.Client:
+    """A client on an emptied emulator."""
     datastore_emulator.reset()
-    monkeypatch.setenv("DATASTORE_EMULATOR_HOST", datastore_emulator.host)
-    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", PROJECT)
-    return datastore.Client(project=PROJECT)
+    return emulator_client(datastore_emulator.host, PROJECT)
 
 
 @pytest.fixture
@@ -66,20 +84,12 @@ def task_backend():
     server.stop()
 
 
-def settings_text(hostname: str, **options) -> str:
-    shards = options.get("shards", 1)
-    task_success = str(options.get("task_success", False)).lower()
-    return f"""
-backends {{
-  target: "{options.get("target", BACKEND)}"
-  hostname: "{hostname}"
-  full_mode {{
-    succeed_build_if_task_is_succeeded: {task_success}
-    build_sync_setting {{ shards: {shards} }}
-  }}
-}}
-backends {{ target: "lite://backend" lite_mode {{}} }}
-"""
+@pytest.fixture
+def pool():
+    """The BackendPool of in-process syncs, closed after the test."""
+    backends = BackendPool(deadline_seconds=20)
+    yield backends
+    backends.close()
 
 
 @pytest.fixture
@@ -97,5 +107,19 @@ def settings_file(tmp_path, task_backend):
     return path
 
 
-def utc(*args) -> datetime.datetime:
-    return datetime.datetime(*args, tzinfo=datetime.timezone.utc)
+@pytest.fixture
+def make_stack(datastore_emulator, datastore_env, pubsub_emulator, tmp_path):
+    """An unstarted LocalStack on the test's emulators; use it as `with make_stack(settings) as stack:`."""
+
+    def make(settings_path=None, *, datastore_host: str | None = None, extra_env=None, **options) -> LocalStack:
+        return LocalStack(
+            PROJECT,
+            datastore_host or datastore_emulator.host,
+            pubsub_emulator.host,
+            settings_path,
+            log_dir=options.pop("log_dir", tmp_path),
+            extra_env={**datastore_env, **(extra_env or {})},
+            **options,
+        )
+
+    return make

@@ -16,12 +16,12 @@ LONG_AGO = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hou
 
 
 @pytest.fixture
-def run_cli(datastore_client, settings_file):
+def run_cli(datastore_client, datastore_env, settings_file):
     def run(*args: str, settings=settings_file) -> subprocess.CompletedProcess:
         command = [sys.executable, "-m", "buildsync", "sync", *args]
         if settings is not None:
             command += ["--settings", str(settings)]
-        return subprocess.run(command, capture_output=True, text=True, env=os.environ.copy(), timeout=120)
+        return subprocess.run(command, capture_output=True, text=True, env={**os.environ, **datastore_env}, timeout=120)
 
     return run
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import base64
 import datetime
-import io
-import json
 
 import pytest
-from buildsync import events, logs
+from buildsync import events
 from buildsync.errors import MessageError, PermanentError, TransientError
 from cloudevents.http import CloudEvent
+
+from tests.harness import captured_logs
 
 
 def pubsub_event(data: bytes, published: datetime.datetime | None = None, message_id: str = "m-1") -> CloudEvent:
@@ -26,11 +26,8 @@ def pubsub_event(data: bytes, published: datetime.datetime | None = None, messag
 
 @pytest.fixture
 def log_lines():
-    stream = io.StringIO()
-    logs.configure(stream)
-    yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
-    logs.LOGGER.handlers.clear()
-    logs.LOGGER.propagate = True
+    with captured_logs() as captured:
+        yield captured.events
 
 
 def test_message_data_is_the_decoded_pubsub_data():

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import io
 import itertools
 import json
 import random
@@ -25,7 +24,7 @@ from typing import NamedTuple
 
 import grpc
 import pytest
-from buildsync import logs, model, notifications
+from buildsync import model, notifications
 from buildsync.backend import BackendPool, GrpcTaskBackend
 from buildsync.errors import TransientError
 from buildsync.messages import CompletedBuild, ShardJob, SyncBatch, SyncTrigger
@@ -38,20 +37,17 @@ from buildsync.transactions import run_in_transaction
 from google.cloud import datastore
 from google.protobuf import struct_pb2
 
-from tests.builds import BACKEND, entity_keys, put_build, snapshot
-from tests.conftest import PROJECT, settings_text
-from tools.emulators import Emulator, EmulatorUnavailable, wait_until
-from tools.stack import FunctionProcess, LocalStack
+from tests.builds import entity_keys, put_build, snapshot
+from tests.harness import BACKEND, LONG_AGO, PROJECT, SETTLE_SECONDS, captured_logs, settings_text, start_emulator
+from tools.delay_proxy import DelayProxy
+from tools.emulators import Emulator, wait_until
+from tools.emulators import datastore_client as emulator_client
 from tools.task_backend import FakeTaskBackend, TaskBackendServer
 
 T0 = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
-LONG_AGO = T0 - datetime.timedelta(hours=1)
 # A round's clock is this much later than the previous round's, so that every
 # build a round touched (next sync = its update time + 5 minutes) is due again.
 ROUND_STEP = datetime.timedelta(minutes=10)
-
-# Generous: three Python processes and two Java emulators share two cores.
-SETTLE_SECONDS = 90
 
 
 def utc_now() -> datetime.datetime:
@@ -147,45 +143,12 @@ def expected_build_status(task_status: int, task_success: bool) -> int:
 
 
 @contextlib.contextmanager
-def captured_logs():
-    stream = io.StringIO()
-    logs.configure(stream)
-    try:
-        yield stream
-    finally:
-        logs.LOGGER.handlers.clear()
-        logs.LOGGER.propagate = True
-
-
-def log_events(stream: io.StringIO) -> list[dict]:
-    return [json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]
-
-
-@contextlib.contextmanager
 def serving(backend: FakeTaskBackend):
     server = TaskBackendServer(backend).start()
     try:
         yield server
     finally:
         server.stop()
-
-
-@pytest.fixture
-def pool():
-    backends = BackendPool(deadline_seconds=20)
-    yield backends
-    backends.close()
-
-
-@contextlib.contextmanager
-def running_stack(datastore_host: str, pubsub_host: str, settings_path, log_dir, **extra_env):
-    stack = LocalStack(
-        PROJECT, datastore_host, pubsub_host, settings_path, log_dir=log_dir, extra_env=extra_env
-    ).start()
-    try:
-        yield stack
-    finally:
-        stack.stop()
 
 
 # --- 1. every Pub/Sub message delivered one, two and three times --------------
@@ -204,7 +167,7 @@ TASK_PATTERN = (
 
 
 def test_duplicate_deliveries_leave_the_same_end_state_as_one(
-    datastore_client, datastore_emulator, pubsub_emulator, task_backend, settings_file, tmp_path
+    datastore_client, make_stack, task_backend, settings_file
 ):
     # The same builds three times over: synced by 1, 2 and 3 copies of each
     # message, entering the stack at the planner, the shard or the sync stage.
@@ -228,7 +191,7 @@ def test_duplicate_deliveries_leave_the_same_end_state_as_one(
     ended = {i for i, status in expected.items() if is_ended(status)}
 
     planned_at = utc_now()
-    with running_stack(datastore_emulator.host, pubsub_emulator.host, settings_file, tmp_path) as stack:
+    with make_stack(settings_file) as stack:
         for copy in range(max(DELIVERIES)):  # copies of one message go out back to back
             for deliveries in DELIVERIES:
                 if copy >= deliveries:
@@ -509,11 +472,11 @@ def test_bad_answer_is_rejected_logged_and_not_written(
     rejected = ids if whole_batch else [2]
     before = snapshot(datastore_client, rejected)
 
-    with captured_logs() as stream:
+    with captured_logs() as captured:
         report = run_pipeline(
             datastore_client, make_settings(), pool, SyncTrigger(BACKEND, "proj"), planned_at=T0, clock=lambda: T0
         )
-    events = log_events(stream)
+    events = captured.events()
 
     unchanged = snapshot(datastore_client, rejected) == before
     logged = [e for e in events if reason in json.dumps(e)]
@@ -767,74 +730,12 @@ def test_concurrent_writer_loses_no_update_and_never_goes_backwards(
 # --- 6. the sync function killed in the middle of a batch ---------------------
 
 
-class SlowLink:
-    """A TCP proxy that holds each chunk the server sends for `delay` seconds.
-
-    A slow network between the sync function and Datastore, so that a batch's
-    eight transactions commit over seconds rather than a fraction of one. The
-    sleep is the injected latency itself, not a wait for anything.
-    """
-
-    def __init__(self, upstream: str, delay: float) -> None:
-        host, port = upstream.rsplit(":", 1)
-        self._upstream = (host, int(port))
-        self._delay = delay
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.host = f"127.0.0.1:{self._listener.getsockname()[1]}"
-        self._sockets: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True, name="slow-link").start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return  # closed
-            try:
-                server = socket.create_connection(self._upstream, timeout=10)
-            except OSError:
-                client.close()
-                continue
-            server.settimeout(None)
-            self._sockets += [client, server]
-            threading.Thread(target=self._pump, args=(client, server, 0.0), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client, self._delay), daemon=True).start()
-
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket, delay: float) -> None:
-        try:
-            while chunk := source.recv(65536):
-                if delay:
-                    time.sleep(delay)
-                sink.sendall(chunk)
-        except OSError:
-            pass
-        finally:
-            for sock in (source, sink):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-
-    def close(self) -> None:
-        self._listener.close()
-        for sock in self._sockets:
-            with contextlib.suppress(OSError):
-                sock.close()
-
-
-def restart_function(stack: LocalStack, name: str, env: dict[str, str]) -> None:
-    """A new process for `name` on the old port, where the push subscription points."""
-    old = stack.functions[name]
-    new = FunctionProcess(name, env, stack.log_dir)
-    new.port, new.url = old.port, old.url
-    stack.functions[name] = new.start()
-
-
 KILL_BUILDS = 200
 GROUP = 25
 
 
 def test_sync_killed_mid_batch_leaves_no_half_updated_build_and_redelivery_finishes(
-    datastore_client, datastore_emulator, pubsub_emulator, task_backend, settings_file, tmp_path
+    datastore_client, datastore_emulator, make_stack, task_backend, settings_file
 ):
     ids = list(range(1, KILL_BUILDS + 1))
     put_builds(datastore_client, [new_build(i) for i in ids])
@@ -845,9 +746,11 @@ def test_sync_killed_mid_batch_leaves_no_half_updated_build_and_redelivery_finis
     def ended_now() -> set[int]:
         return {e.key.id for e in datastore_client.get_multi(build_keys) if not e["incomplete"]}
 
-    link = SlowLink(datastore_emulator.host, delay=0.2)
+    # A slow network between the sync function and Datastore, so that a batch's
+    # eight transactions commit over seconds rather than a fraction of one.
+    link = DelayProxy(datastore_emulator.host, delay=0.2)
     try:
-        with running_stack(link.host, pubsub_emulator.host, settings_file, tmp_path) as stack:
+        with make_stack(settings_file, datastore_host=link.host) as stack:
             stack.publish(stack.topics.sync, SyncBatch(BACKEND, "proj", tuple(ids), utc_now()).to_json())
             wait_until(lambda: ended_now(), SETTLE_SECONDS, "the sync to commit its first transaction", interval=0.02)
             stack.functions["sync"].kill()
@@ -885,7 +788,7 @@ def test_sync_killed_mid_batch_leaves_no_half_updated_build_and_redelivery_finis
 
             # A fresh process on the same port, straight to Datastore: Pub/Sub's redelivery of the
             # unacknowledged batch finishes the job.
-            restart_function(stack, "sync", {**stack.env, "DATASTORE_EMULATOR_HOST": datastore_emulator.host})
+            stack.restart("sync", DATASTORE_EMULATOR_HOST=datastore_emulator.host)
             wait_until(
                 lambda: len(ended_now()) == len(ids), SETTLE_SECONDS, "redelivery to sync every build", interval=0.25
             )
@@ -930,15 +833,9 @@ RESTART_BUILDS = 60
 
 
 @pytest.fixture
-def own_datastore(monkeypatch):
+def own_datastore(datastore_kind):
     """A Datastore emulator of this test's own, to restart (the session's is shared)."""
-    emulator = Emulator("datastore", PROJECT)
-    try:
-        emulator.start()
-    except EmulatorUnavailable as error:
-        pytest.skip(str(error))
-    monkeypatch.setenv("DATASTORE_EMULATOR_HOST", emulator.host)
-    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", PROJECT)
+    emulator = start_emulator(datastore_kind)
     try:
         yield emulator
     finally:
@@ -974,7 +871,7 @@ def try_put_builds(client: datastore.Client, ids: list[int]) -> bool:
 
 
 def test_datastore_restart_mid_run_is_transient_and_later_rounds_converge(own_datastore, task_backend, make_settings):
-    client = datastore.Client(project=PROJECT)
+    client = emulator_client(own_datastore.host, PROJECT)
     ids = list(range(1, RESTART_BUILDS + 1))
     for i in ids:  # half end, half keep running (and are written every round)
         task_backend.backend.set_task(f"task-{i}", pb.FAILURE if i % 2 else pb.STARTED, 2)
@@ -1006,7 +903,7 @@ def test_datastore_restart_mid_run_is_transient_and_later_rounds_converge(own_da
         return all(stored[i].status == expected[i] and stored[i].update_id == 2 for i in ids)
 
     thread = threading.Thread(target=rounds, name="rounds")
-    with captured_logs() as stream:
+    with captured_logs() as captured:
         thread.start()
         try:
             wait_until(lambda: len(outcomes) >= 2, SETTLE_SECONDS, "two rounds before the restart")
@@ -1025,7 +922,7 @@ def test_datastore_restart_mid_run_is_transient_and_later_rounds_converge(own_da
     raised = [o for o in outcomes if isinstance(o, BaseException)]
     failing = [o for o in outcomes if not isinstance(o, BaseException) and (o.failed or o.errors)]
     not_retried = [r for r in failing if not r.retry]
-    failures_logged = sorted({e["error"] for e in log_events(stream) if e["severity"] == "ERROR" and "error" in e})
+    failures_logged = sorted({e["error"] for e in captured.events() if e["severity"] == "ERROR" and "error" in e})
     figure(
         "datastore-restart",
         downtime_seconds=f"{downtime:.1f}",
@@ -1048,7 +945,7 @@ def test_transaction_cut_off_by_a_datastore_restart_is_retryable(own_datastore, 
     the builds, restarts Datastore and re-seeds it; the transaction then goes on
     against a server that never heard of it.
     """
-    client = datastore.Client(project=PROJECT)
+    client = emulator_client(own_datastore.host, PROJECT)
     ids = [1, 2, 3]
     for i in ids:
         task_backend.backend.set_task(f"task-{i}", pb.FAILURE, 2)
@@ -1058,7 +955,7 @@ def test_transaction_cut_off_by_a_datastore_restart_is_retryable(own_datastore, 
     def clock() -> datetime.datetime:
         if not restarts:
             restarts.append(restart_datastore(own_datastore))
-            other = datastore.Client(project=PROJECT)  # not in the sync's transaction
+            other = emulator_client(own_datastore.host, PROJECT)  # not in the sync's transaction
             wait_until(
                 lambda: try_put_builds(other, ids), SETTLE_SECONDS, "Datastore to take the builds again", interval=0.2
             )
@@ -1066,9 +963,9 @@ def test_transaction_cut_off_by_a_datastore_restart_is_retryable(own_datastore, 
 
     backend = make_settings().backend(BACKEND)
     with contextlib.closing(GrpcTaskBackend(BACKEND, task_backend.hostname, deadline_seconds=20)) as fetcher:
-        with captured_logs() as stream:
+        with captured_logs() as captured:
             report = sync_batch(client, fetcher, backend, SyncBatch(BACKEND, "proj", tuple(ids), T0), clock=clock)
-        errors = [e["error"] for e in log_events(stream) if e["message"] == "transaction for a group of builds failed"]
+        errors = [e["error"] for e in captured.events() if e["message"] == "transaction for a group of builds failed"]
         # What a redelivery of the batch would do: a fresh transaction on the same server.
         again = sync_batch(client, fetcher, backend, SyncBatch(BACKEND, "proj", tuple(ids), T0), clock=lambda: T0)
     stored = read_stored(client, ids)

@@ -1,7 +1,7 @@
 """End to end: Pub/Sub emulator push into three functions-framework processes.
 
-Each test gets its own topics and function processes (tools/stack.py), the
-session's emulators, and a real gRPC TaskBackend.
+Each test gets its own topics and function processes (the `make_stack`
+fixture's LocalStack), the session's emulators, and a real gRPC TaskBackend.
 """
 
 from __future__ import annotations
@@ -15,30 +15,18 @@ import pytest
 from buildsync.messages import CompletedBuild, ShardJob, SyncBatch, SyncTrigger
 from buildsync.proto import buildbucket_pb2 as pb
 
-from tests.builds import BACKEND, get_build, put_build
-from tests.conftest import PROJECT
+from tests.builds import get_build, put_build
+from tests.harness import BACKEND, LONG_AGO, PROJECT, SETTLE_SECONDS
 from tools.emulators import wait_until
 from tools.stack import LocalStack
 
-LONG_AGO = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=1)
 PROJECTS = ("alpha", "beta--two", "gamma")
-
-# Generous: three Python processes and two Java emulators share two cores.
-SETTLE_SECONDS = 90
 
 
 @pytest.fixture
-def stack(datastore_client, pubsub_emulator, datastore_emulator, settings_file, tmp_path):
-    the_stack = LocalStack(
-        PROJECT,
-        datastore_emulator.host,
-        pubsub_emulator.host,
-        settings_file,
-        log_dir=tmp_path,
-        extra_env={"BUILDSYNC_SWEEP_MIN_AGE_SECONDS": "0"},
-    ).start()
-    yield the_stack
-    the_stack.stop()
+def stack(datastore_client, make_stack, settings_file):
+    with make_stack(settings_file, extra_env={"BUILDSYNC_SWEEP_MIN_AGE_SECONDS": "0"}) as the_stack:
+        yield the_stack
 
 
 def seed(client, task_backend, count: int = 12) -> dict[int, int]:

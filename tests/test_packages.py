@@ -8,7 +8,6 @@ this repository, the function would fail here.
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import os
 import pathlib
@@ -19,15 +18,11 @@ import zipfile
 import pytest
 from buildsync.messages import ShardJob, SyncBatch, SyncTrigger
 from buildsync.proto import buildbucket_pb2 as pb
-from google.cloud import pubsub_v1
 
-from tests.builds import BACKEND, get_build, put_build
-from tests.conftest import PROJECT, settings_text
+from tests.builds import get_build, put_build
+from tests.harness import BACKEND, LONG_AGO, settings_text
 from tools.emulators import wait_until
-from tools.stack import FUNCTIONS, FunctionProcess, Topics
-
-REPO = pathlib.Path(__file__).resolve().parent.parent
-LONG_AGO = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=1)
+from tools.stack import FUNCTIONS, REPO, Sources
 
 
 @pytest.fixture(scope="session")
@@ -65,53 +60,24 @@ def bundle_python(packaged, tmp_path_factory) -> str:
     return python
 
 
-def serve(name: str, folder: pathlib.Path, python: str, env: dict[str, str], log_dir: pathlib.Path) -> FunctionProcess:
-    function = FunctionProcess(name, env, log_dir, source=folder / "main.py", python=python)
-    return function.start()
-
-
-def test_each_zip_alone_handles_a_pubsub_push(
-    packaged, bundle_python, datastore_client, datastore_emulator, pubsub_emulator, task_backend, tmp_path, monkeypatch
-):
-    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", pubsub_emulator.host)
+def test_each_zip_alone_handles_a_pubsub_push(packaged, bundle_python, datastore_client, make_stack, task_backend):
     for folder in packaged.values():  # point the packaged settings at this test's backend
         (folder / "settings.cfg").write_text(settings_text(task_backend.hostname, shards=1))
     put_build(datastore_client, 1, updated=LONG_AGO)
     task_backend.backend.set_task("task-1", pb.SUCCESS, 2)
-    topics = Topics.unique()
-    publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
-    path = lambda topic: f"projects/{PROJECT}/topics/{topic}"  # noqa: E731
-    for topic in (topics.trigger, topics.shard, topics.sync, topics.builds):
-        publisher.create_topic(name=path(topic))
-    watch = {}
-    for topic in (topics.shard, topics.sync, topics.builds):
-        watch[topic] = f"projects/{PROJECT}/subscriptions/{topic}-watch"
-        subscriber.create_subscription(name=watch[topic], topic=path(topic))
-    env = {
-        "PATH": os.environ["PATH"],
-        "GOOGLE_CLOUD_PROJECT": PROJECT,
-        "DATASTORE_EMULATOR_HOST": datastore_emulator.host,
-        "PUBSUB_EMULATOR_HOST": pubsub_emulator.host,
-        "BUILDSYNC_SHARD_TOPIC": topics.shard,
-        "BUILDSYNC_SYNC_TOPIC": topics.sync,
-        "BUILDSYNC_BUILDS_TOPIC": topics.builds,
-    }
-    served = []
-    try:
-        for name, topic in (("planner", topics.trigger), ("shard", topics.shard), ("sync", topics.sync)):
-            function_env = env | {"BUILDSYNC_SETTINGS": str(packaged[name] / "settings.cfg")}
-            served.append(serve(name, packaged[name], bundle_python, function_env, tmp_path))
-            subscriber.create_subscription(
-                name=f"projects/{PROJECT}/subscriptions/{topic}-push",
-                topic=path(topic),
-                push_config={"push_endpoint": served[-1].url},
-            )
+    # Nothing from this repository's environment: only PATH, and what the stack sets.
+    stack = make_stack(
+        sources=Sources.unpacked_zips(packaged), python=bundle_python, base_env={"PATH": os.environ["PATH"]}
+    )
+    with stack:
+        topics = stack.topics
+        watch = {topic: stack.watch(topic) for topic in (topics.shard, topics.sync)}
+        watch[topics.builds] = stack.builds_subscription
 
         def pulled(topic: str) -> list[bytes]:
-            response = subscriber.pull(subscription=watch[topic], max_messages=10, timeout=10)
-            return [m.message.data for m in response.received_messages]
+            return [m.message.data for m in stack.pull(watch[topic], max_messages=10)]
 
-        publisher.publish(path(topics.trigger), SyncTrigger(BACKEND, "proj").to_json()).result(timeout=30)
+        stack.publish(topics.trigger, SyncTrigger(BACKEND, "proj").to_json())
         shard_jobs, sync_batches, notifications = [], [], []
         wait_until(
             lambda: shard_jobs.extend(pulled(topics.shard)) or shard_jobs, 120, "the packaged planner's shard job"
@@ -122,11 +88,6 @@ def test_each_zip_alone_handles_a_pubsub_push(
             120,
             "the packaged sync's notification",
         )
-    finally:
-        for function in served:
-            function.stop()
-        publisher.stop()
-        subscriber.close()
 
     assert ShardJob.from_json(shard_jobs[0]).project == "proj"
     assert SyncBatch.from_json(sync_batches[0]).build_ids == (1,)

@@ -6,7 +6,6 @@ import concurrent.futures
 import datetime
 
 import pytest
-from buildsync.backend import BackendPool
 from buildsync.errors import UnknownBackendError
 from buildsync.messages import ShardJob, SyncTrigger
 from buildsync.pipeline import run_pipeline
@@ -19,33 +18,26 @@ NOW = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
 LONG_AGO = NOW - datetime.timedelta(hours=1)
 
 
-@pytest.fixture
-def backends():
-    pool = BackendPool(deadline_seconds=10)
-    yield pool
-    pool.close()
-
-
-def test_full_pipeline_with_batches_of_one_syncs_six_builds(datastore_client, task_backend, make_settings, backends):
+def test_full_pipeline_with_batches_of_one_syncs_six_builds(datastore_client, task_backend, make_settings, pool):
     settings = make_settings(shards=3)
     for build_id in range(1, 7):
         put_build(datastore_client, build_id, updated=LONG_AGO, shard=build_id % 3, shards=3)
         task_backend.backend.set_task(f"task-{build_id}", pb.FAILURE if build_id % 2 else pb.STARTED, 2)
 
-    report = run_pipeline(datastore_client, settings, backends, SyncTrigger(BACKEND, "proj"), batch_size=1)
+    report = run_pipeline(datastore_client, settings, pool, SyncTrigger(BACKEND, "proj"), batch_size=1)
 
     assert task_backend.backend.calls == [1] * 6
     assert (report.due, report.updated, report.completed, report.failed) == (6, 6, 3, 0)
     assert [get_build(datastore_client, i)[1].status for i in range(1, 7)] == [pb.FAILURE, pb.STARTED] * 3
 
 
-def test_second_run_finds_nothing_due(datastore_client, task_backend, make_settings, backends):
+def test_second_run_finds_nothing_due(datastore_client, task_backend, make_settings, pool):
     put_build(datastore_client, 1, updated=LONG_AGO)
     task_backend.backend.set_task("task-1", pb.STARTED, 1)
     settings = make_settings()
-    run_pipeline(datastore_client, settings, backends, SyncTrigger(BACKEND, "proj"))
+    run_pipeline(datastore_client, settings, pool, SyncTrigger(BACKEND, "proj"))
 
-    report = run_pipeline(datastore_client, settings, backends, SyncTrigger(BACKEND, "proj"))
+    report = run_pipeline(datastore_client, settings, pool, SyncTrigger(BACKEND, "proj"))
 
     assert report.due == 0 and task_backend.backend.calls == [1]
 
@@ -71,15 +63,15 @@ def test_plan_without_project_covers_every_project_with_incomplete_builds(datast
     assert jobs == [ShardJob(BACKEND, project, shard, 2, NOW) for project in ("alpha", "beta--two") for shard in (0, 1)]
 
 
-def test_concurrent_runs_split_the_work_and_fail_nothing(datastore_client, task_backend, make_settings, backends):
+def test_concurrent_runs_split_the_work_and_fail_nothing(datastore_client, task_backend, make_settings, pool):
     settings = make_settings(shards=4)
     for build_id in range(1, 201):
         put_build(datastore_client, build_id, updated=LONG_AGO, shard=build_id % 4, shards=4)
         task_backend.backend.set_task(f"task-{build_id}", pb.SUCCESS if build_id % 2 else pb.STARTED, 2)
     trigger = SyncTrigger(BACKEND, "proj")
 
-    with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
-        reports = list(pool.map(lambda _: run_pipeline(datastore_client, settings, backends, trigger), range(3)))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=3) as executor:
+        reports = list(executor.map(lambda _: run_pipeline(datastore_client, settings, pool, trigger), range(3)))
 
     assert sum(r.failed for r in reports) == 0
     assert sum(r.updated for r in reports) == 200  # each build updated by exactly one run

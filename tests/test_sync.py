@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import datetime
-import io
-import json
 
 import grpc
 import pytest
-from buildsync import logs, model, sync_time
+from buildsync import model, sync_time
 from buildsync.backend import GrpcTaskBackend
 from buildsync.errors import BackendResponseError, TransientError
 from buildsync.messages import SyncBatch
@@ -17,7 +15,9 @@ from buildsync.sync import sync_batch
 from google.api_core import exceptions as api_exceptions
 from google.cloud import datastore
 
-from tests.builds import BACKEND, get_build, put_build, snapshot
+from tests.builds import get_build, put_build, snapshot
+from tests.harness import BACKEND, captured_logs
+from tools.emulators import datastore_client as emulator_client
 
 PLANNED_AT = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
 LONG_AGO = PLANNED_AT - datetime.timedelta(hours=1)
@@ -210,15 +210,10 @@ def test_a_failed_transaction_neither_stops_nor_hides_other_groups(
     for build_id in build_ids:
         put_build(datastore_client, build_id, updated=LONG_AGO)
         task_backend.backend.set_task(f"task-{build_id}", pb.FAILURE, 2)
-    client = FailingPutClient(project=datastore_client.project)
+    client = emulator_client(datastore_emulator.host, datastore_client.project, FailingPutClient)
     client.doomed = {3}
-    stream = io.StringIO()
-    logs.configure(stream)
-    try:
+    with captured_logs() as captured:
         report = run(client, fetcher, backend, build_ids)
-    finally:
-        logs.LOGGER.handlers.clear()
-        logs.LOGGER.propagate = True
 
     assert (report.failed, report.updated, report.completed, report.retry) == (25, 25, 25, True)
     assert [get_build(datastore_client, i)[1].status for i in (1, 25, 26, 50)] == [
@@ -227,7 +222,7 @@ def test_a_failed_transaction_neither_stops_nor_hides_other_groups(
         pb.FAILURE,
         pb.FAILURE,
     ]
-    failures = [json.loads(line) for line in stream.getvalue().splitlines() if "group of builds failed" in line]
+    failures = [e for e in captured.events() if "group of builds failed" in e["message"]]
     assert len(failures) == 1
     assert failures[0]["severity"] == "ERROR" and failures[0]["build_ids"] == list(range(1, 26))
     assert "injected commit failure" in failures[0]["error"]

@@ -2,10 +2,15 @@
 
 Each emulator runs in its own process group on a free loopback port, so that
 `stop` ends the gcloud wrapper and the Java server it spawns together.
+
+Nothing here writes os.environ: clients for an emulator are made from its
+host explicitly (`datastore_client`, `pubsub_clients`), and child processes
+get the variables in `Emulator.env`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import signal
@@ -15,6 +20,12 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+
+import grpc
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import datastore, pubsub_v1
+from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
+from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
 
 # The emulators are Java servers; a cold start takes a few seconds, more on a busy machine.
 START_TIMEOUT_SECONDS = 90.0
@@ -39,10 +50,19 @@ def wait_until(condition, timeout: float, what: str, interval: float = 0.05) -> 
         time.sleep(interval)
 
 
+# The databases a Datastore client can run against here. "datastore" is the
+# legacy Datastore emulator (optimistic locking); "firestore" is the Firestore
+# emulator in Datastore mode, which locks pessimistically like production.
+DATASTORE_KINDS = ("datastore", "firestore")
+KINDS = (*DATASTORE_KINDS, "pubsub")
+
+
 class Emulator:
-    """One running emulator: `kind` is "datastore" or "pubsub"."""
+    """One running emulator: `kind` is one of KINDS."""
 
     def __init__(self, kind: str, project: str = "buildsync-test", log_path: str | None = None) -> None:
+        if kind not in KINDS:
+            raise ValueError(f"unknown emulator kind {kind!r}; expected one of {', '.join(KINDS)}")
         self.kind = kind
         self.project = project
         self.port = free_port()
@@ -53,12 +73,26 @@ class Emulator:
 
     @property
     def env_var(self) -> str:
-        return "DATASTORE_EMULATOR_HOST" if self.kind == "datastore" else "PUBSUB_EMULATOR_HOST"
+        return "PUBSUB_EMULATOR_HOST" if self.kind == "pubsub" else "DATASTORE_EMULATOR_HOST"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What a child process needs to find this emulator."""
+        return {self.env_var: self.host}
 
     def command(self) -> list[str]:
         gcloud = shutil.which("gcloud")
         if gcloud is None:
             raise EmulatorUnavailable("gcloud is not on PATH; install the Google Cloud CLI")
+        if self.kind == "firestore":  # no --project or --data-dir: it keeps every project in memory
+            return [
+                gcloud,
+                "emulators",
+                "firestore",
+                "start",
+                "--database-mode=datastore-mode",
+                f"--host-port={self.host}",
+            ]
         args = [gcloud, "beta", "emulators", self.kind, "start", f"--project={self.project}"]
         args += [f"--host-port={self.host}", f"--data-dir={self._data_dir}"]
         if self.kind == "datastore":
@@ -99,7 +133,7 @@ class Emulator:
             return "(no log)"
 
     def reset(self) -> None:
-        """Deletes every entity (Datastore only; Pub/Sub tests use fresh names instead)."""
+        """Deletes every entity (Datastore and Firestore; Pub/Sub tests use fresh names instead)."""
         request = urllib.request.Request(f"http://{self.host}/reset", method="POST", data=b"")
         with urllib.request.urlopen(request, timeout=30) as response:
             response.read()
@@ -125,3 +159,32 @@ class Emulator:
         self.stop()
         self._data_dir = tempfile.mkdtemp(prefix=f"buildsync-{self.kind}-")
         self.start()
+
+
+def datastore_client(
+    host: str, project: str, client_class: type[datastore.Client] = datastore.Client
+) -> datastore.Client:
+    """A Datastore client (or one of `client_class`) on the emulator at `host`, whatever the environment says."""
+    return client_class(
+        project=project, credentials=AnonymousCredentials(), client_options={"api_endpoint": f"http://{host}"}
+    )
+
+
+@dataclasses.dataclass
+class PubSubClients:
+    """A publisher and a subscriber on the Pub/Sub emulator at one host."""
+
+    publisher: pubsub_v1.PublisherClient
+    subscriber: pubsub_v1.SubscriberClient
+
+    def close(self) -> None:
+        self.publisher.stop()
+        self.subscriber.close()
+
+
+def pubsub_clients(host: str) -> PubSubClients:
+    """Clients on the Pub/Sub emulator at `host` over plain gRPC, whatever the environment says."""
+    return PubSubClients(
+        publisher=pubsub_v1.PublisherClient(transport=PublisherGrpcTransport(channel=grpc.insecure_channel(host))),
+        subscriber=pubsub_v1.SubscriberClient(transport=SubscriberGrpcTransport(channel=grpc.insecure_channel(host))),
+    )

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import collections
 import datetime
-import os
 import pathlib
 import random
 import signal
@@ -28,7 +27,7 @@ from buildsync.messages import CompletedBuild, SyncTrigger
 from buildsync.proto import buildbucket_pb2 as pb
 from google.cloud import datastore
 
-from tools.emulators import Emulator, EmulatorUnavailable
+from tools.emulators import Emulator, EmulatorUnavailable, datastore_client
 from tools.stack import LocalStack
 from tools.task_backend import FakeTaskBackend, TaskBackendServer
 
@@ -164,11 +163,6 @@ def main(argv: list[str] | None = None) -> int:
         started.append(pubsub_emulator)
         datastore_emulator.start()
         pubsub_emulator.start()
-        os.environ.update(
-            DATASTORE_EMULATOR_HOST=datastore_emulator.host,
-            PUBSUB_EMULATOR_HOST=pubsub_emulator.host,
-            GOOGLE_CLOUD_PROJECT=PROJECT,
-        )
         demo_backend = DemoTaskBackend(rng)
         server = TaskBackendServer(demo_backend).start()
         started.append(server)
@@ -177,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         stack = LocalStack(PROJECT, datastore_emulator.host, pubsub_emulator.host, settings, log_dir=workdir)
         started.append(stack)
         stack.start()
-        client = datastore.Client(project=PROJECT)
+        client = datastore_client(datastore_emulator.host, PROJECT)
         build_ids = seed_builds(client, demo_backend, args.builds, rng)
         hanging = sum(1 for finish, final in demo_backend._plans.values() if final is None)
         print(

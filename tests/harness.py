@@ -1,0 +1,80 @@
+"""What the tests share: the constants, the settings they write, and the one way to capture logs.
+
+The fixtures that start things (emulators, the TaskBackend, the stack) are in
+conftest.py; this module holds what they and the tests import by name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import io
+import json
+import warnings
+from collections.abc import Iterator
+
+import pytest
+from buildsync import logs
+
+from tools.emulators import Emulator, EmulatorUnavailable
+
+PROJECT = "buildsync-test"
+BACKEND = "swarming://test-swarm"
+LONG_AGO = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=1)
+
+# Generous: three Python processes and two Java emulators share two cores.
+SETTLE_SECONDS = 90
+
+
+def utc(*args) -> datetime.datetime:
+    return datetime.datetime(*args, tzinfo=datetime.timezone.utc)
+
+
+def settings_text(hostname: str, **options) -> str:
+    """A SettingsCfg with one full-mode backend at `hostname` and one lite-mode backend."""
+    shards = options.get("shards", 1)
+    task_success = str(options.get("task_success", False)).lower()
+    return f"""
+backends {{
+  target: "{options.get("target", BACKEND)}"
+  hostname: "{hostname}"
+  full_mode {{
+    succeed_build_if_task_is_succeeded: {task_success}
+    build_sync_setting {{ shards: {shards} }}
+  }}
+}}
+backends {{ target: "lite://backend" lite_mode {{}} }}
+"""
+
+
+class CapturedLogs:
+    """The JSON log lines buildsync wrote while captured."""
+
+    def __init__(self) -> None:
+        self.stream = io.StringIO()
+
+    def events(self) -> list[dict]:
+        return [json.loads(line) for line in self.stream.getvalue().splitlines() if line.startswith("{")]
+
+
+@contextlib.contextmanager
+def captured_logs() -> Iterator[CapturedLogs]:
+    """Sends buildsync's logs to memory for the block, then restores the default."""
+    captured = CapturedLogs()
+    logs.configure(captured.stream)
+    try:
+        yield captured
+    finally:
+        logs.LOGGER.handlers.clear()
+        logs.LOGGER.propagate = True
+
+
+def start_emulator(kind: str) -> Emulator:
+    """Starts the `kind` emulator, or skips the calling test loudly: a warning and the reason."""
+    try:
+        return Emulator(kind, PROJECT).start()
+    except EmulatorUnavailable as error:
+        message = f"THE {kind.upper()} EMULATOR IS NOT AVAILABLE; its tests are skipped: {error}"
+        warnings.warn(message, stacklevel=2)
+        print(f"\n\n!!! {message}\n", flush=True)
+        pytest.skip(message)
