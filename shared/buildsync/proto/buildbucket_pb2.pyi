@@ -132,7 +132,7 @@ class Step(_message.Message):
     def __init__(self, name: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[_Union[Status, str]] = ..., logs: _Optional[_Iterable[_Union[Log, _Mapping]]] = ..., merge_build: _Optional[_Union[Step.MergeBuild, _Mapping]] = ..., summary_markdown: _Optional[str] = ..., tags: _Optional[_Iterable[_Union[StringPair, _Mapping]]] = ...) -> None: ...
 
 class Build(_message.Message):
-    __slots__ = ("id", "builder", "number", "create_time", "start_time", "end_time", "update_time", "status", "input", "output", "steps", "infra", "tags", "summary_markdown", "status_details", "cancel_time")
+    __slots__ = ("id", "builder", "number", "create_time", "start_time", "end_time", "update_time", "status", "input", "output", "steps", "infra", "tags", "summary_markdown", "status_details", "cancel_time", "cancellation_markdown")
     class Input(_message.Message):
         __slots__ = ("properties",)
         PROPERTIES_FIELD_NUMBER: _ClassVar[int]
@@ -165,6 +165,7 @@ class Build(_message.Message):
     SUMMARY_MARKDOWN_FIELD_NUMBER: _ClassVar[int]
     STATUS_DETAILS_FIELD_NUMBER: _ClassVar[int]
     CANCEL_TIME_FIELD_NUMBER: _ClassVar[int]
+    CANCELLATION_MARKDOWN_FIELD_NUMBER: _ClassVar[int]
     id: int
     builder: BuilderID
     number: int
@@ -181,10 +182,18 @@ class Build(_message.Message):
     summary_markdown: str
     status_details: StatusDetails
     cancel_time: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[int] = ..., builder: _Optional[_Union[BuilderID, _Mapping]] = ..., number: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[_Union[Status, str]] = ..., input: _Optional[_Union[Build.Input, _Mapping]] = ..., output: _Optional[_Union[Build.Output, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[Step, _Mapping]]] = ..., infra: _Optional[_Union[BuildInfra, _Mapping]] = ..., tags: _Optional[_Iterable[_Union[StringPair, _Mapping]]] = ..., summary_markdown: _Optional[str] = ..., status_details: _Optional[_Union[StatusDetails, _Mapping]] = ..., cancel_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    cancellation_markdown: str
+    def __init__(self, id: _Optional[int] = ..., builder: _Optional[_Union[BuilderID, _Mapping]] = ..., number: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[_Union[Status, str]] = ..., input: _Optional[_Union[Build.Input, _Mapping]] = ..., output: _Optional[_Union[Build.Output, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[Step, _Mapping]]] = ..., infra: _Optional[_Union[BuildInfra, _Mapping]] = ..., tags: _Optional[_Iterable[_Union[StringPair, _Mapping]]] = ..., summary_markdown: _Optional[str] = ..., status_details: _Optional[_Union[StatusDetails, _Mapping]] = ..., cancel_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cancellation_markdown: _Optional[str] = ...) -> None: ...
 
 class BuildInfra(_message.Message):
-    __slots__ = ("backend",)
+    __slots__ = ("resultdb", "backend")
+    class ResultDB(_message.Message):
+        __slots__ = ("hostname", "invocation")
+        HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+        INVOCATION_FIELD_NUMBER: _ClassVar[int]
+        hostname: str
+        invocation: str
+        def __init__(self, hostname: _Optional[str] = ..., invocation: _Optional[str] = ...) -> None: ...
     class Backend(_message.Message):
         __slots__ = ("config", "task", "hostname")
         CONFIG_FIELD_NUMBER: _ClassVar[int]
@@ -194,9 +203,11 @@ class BuildInfra(_message.Message):
         task: Task
         hostname: str
         def __init__(self, config: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., task: _Optional[_Union[Task, _Mapping]] = ..., hostname: _Optional[str] = ...) -> None: ...
+    RESULTDB_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
+    resultdb: BuildInfra.ResultDB
     backend: BuildInfra.Backend
-    def __init__(self, backend: _Optional[_Union[BuildInfra.Backend, _Mapping]] = ...) -> None: ...
+    def __init__(self, resultdb: _Optional[_Union[BuildInfra.ResultDB, _Mapping]] = ..., backend: _Optional[_Union[BuildInfra.Backend, _Mapping]] = ...) -> None: ...
 
 class FetchTasksRequest(_message.Message):
     __slots__ = ("task_ids",)
