@@ -1,0 +1,100 @@
+"""Child entities and Build properties written as Buildbucket's Go model writes them.
+
+For the completion tests: input and output properties (plain, or zstd chunks
+of at most 1,000,000 bytes), BuildSteps (plain or zlib), tags, the
+`pubsub_callback.*` struct flattened with dots, the ResultDB update token and
+the invocation in BuildInfra. Independent of build_reader.py on purpose: the
+tests prove the reader against this writer.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import zstandard
+from buildsync import model
+from buildsync.proto import buildbucket_pb2 as pb
+from google.cloud import datastore
+from google.protobuf import struct_pb2
+
+# Buildbucket's PropertyChunk limit.
+CHUNK_BYTES = 1_000_000
+
+
+def struct(values: dict) -> struct_pb2.Struct:
+    message = struct_pb2.Struct()
+    message.update(values)
+    return message
+
+
+def _child(client: datastore.Client, build_id: int, kind: str, **properties) -> datastore.Entity:
+    entity = datastore.Entity(client.key("Build", build_id, kind, 1), exclude_from_indexes=tuple(properties))
+    entity.update(properties)
+    return entity
+
+
+def put_input_properties(client: datastore.Client, build_id: int, values: dict) -> None:
+    client.put(_child(client, build_id, "BuildInputProperties", properties=struct(values).SerializeToString()))
+
+
+def put_output_properties(client: datastore.Client, build_id: int, values: dict, chunked: bool = False) -> int:
+    """Writes the output properties; returns how many PropertyChunk entities (0 when plain)."""
+    data = struct(values).SerializeToString()
+    if not chunked:
+        client.put(_child(client, build_id, "BuildOutputProperties", properties=data))
+        return 0
+    packed = zstandard.ZstdCompressor(write_content_size=False).compress(data)
+    pieces = [packed[i : i + CHUNK_BYTES] for i in range(0, len(packed), CHUNK_BYTES)]
+    parent = _child(client, build_id, "BuildOutputProperties", chunk_count=len(pieces))
+    chunks = []
+    for index, piece in enumerate(pieces, start=1):
+        chunk = datastore.Entity(client.key("PropertyChunk", index, parent=parent.key), exclude_from_indexes=("chunk",))
+        chunk["chunk"] = piece
+        chunks.append(chunk)
+    client.put_multi([parent, *chunks])
+    return len(pieces)
+
+
+def put_steps(client: datastore.Client, build_id: int, steps: list[pb.Step], zipped: bool = False) -> None:
+    data = pb.Build(steps=steps).SerializeToString()
+    if zipped:
+        data = zlib.compress(data)
+    client.put(_child(client, build_id, "BuildSteps", steps=data, step_container_bytes_zipped=zipped))
+
+
+def set_build_properties(
+    client: datastore.Client,
+    build_id: int,
+    *,
+    tags: list[str] = (),
+    callback_topic: str = "",
+    user_data: bytes = b"",
+    update_token: str = "",
+    summary: str = "",
+) -> None:
+    """Adds what Buildbucket's ScheduleBuild stores on the Build entity itself."""
+    entity = client.get(model.build_key(client, build_id))
+    entity.update({"tags": list(tags), "resultdb_update_token": update_token})
+    entity.exclude_from_indexes.update({"resultdb_update_token", "pubsub_callback.user_data"})
+    if callback_topic:
+        entity.update(
+            {
+                "pubsub_callback.topic": callback_topic,
+                "pubsub_callback.user_data": user_data,
+                "pubsub_callback.auth_token": "",
+            }
+        )
+        entity.exclude_from_indexes.update({"pubsub_callback.topic", "pubsub_callback.auth_token"})
+    build = model.read_build(entity)
+    build.summary_markdown = summary
+    build.tags.add(key="stale", value="tag in the proto, replaced by the entity's")
+    entity["proto"] = build.SerializeToString()
+    client.put(entity)
+
+
+def set_invocation(client: datastore.Client, build_id: int, host: str, invocation: str) -> None:
+    entity = client.get(model.infra_key(client, build_id))
+    infra = model.read_infra(entity)
+    infra.resultdb.hostname, infra.resultdb.invocation = host, invocation
+    model.write_infra(entity, infra)
+    client.put(entity)
