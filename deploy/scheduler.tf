@@ -1,4 +1,4 @@
-# Starts a full sync every minute: {"version":1} names no backend and no
+# Starts a full sync every minute: {} names no backend and no
 # project, so the planner plans every full-mode backend and every project with
 # incomplete builds. Cloud Scheduler publishes as its service agent, whose
 # role already allows publishing.
@@ -14,6 +14,6 @@ resource "google_cloud_scheduler_job" "trigger" {
 
   pubsub_target {
     topic_name = google_pubsub_topic.topic["trigger"].id
-    data       = base64encode(jsonencode({ version = 1 }))
+    data       = base64encode("{}")
   }
 }

@@ -121,17 +121,64 @@ def test_largest_int64_id_is_accepted():
         (b'"text"', "is a JSON str, not an object"),
         (b"1", "is a JSON int, not an object"),
         (b"null", "is a JSON NoneType, not an object"),
-        (b"{}", "schema version None"),
-        (b'{"version": 2}', "schema version 2"),
-        (b'{"version": 0}', "schema version 0"),
-        (b'{"version": "1"}', "schema version '1'"),
+        (b'{"version": 2}', 'schema version 2 is not one this code reads; write "version": 1'),
+        (b'{"version": 0}', "schema version 0 is not one this code reads"),
+        (b'{"version": "1"}', '"version" is the string "1", not a number; write "version": 1'),
+        (b'{"version": 1.0}', '"version" is 1.0, not a whole number; write "version": 1'),
+        (b'{"version": true}', '"version" is true, not a whole number'),
+        (b'{"version": [1]}', '"version" is a JSON list, not a number'),
     ],
 )
-def test_undecodable_or_unversioned_messages_are_rejected(cls, data, problem):
+def test_undecodable_or_wrongly_versioned_messages_are_rejected(cls, data, problem):
     with pytest.raises(MessageError, match="^" + cls.KIND + " message") as raised:
         cls.from_json(data)
 
     assert problem in str(raised.value)
+
+
+@pytest.mark.parametrize("cls", [ShardJob, SyncBatch])
+def test_shard_and_sync_messages_require_their_version(cls):
+    fields = shard_fields(version=...) if cls is ShardJob else batch_fields(version=...)
+
+    with pytest.raises(MessageError, match='"version" is missing; add "version": 1'):
+        cls.from_json(json.dumps(fields))
+
+
+# --- triggers as people type them -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "data, trigger",
+    [
+        (b"{}", SyncTrigger(None, None)),
+        (b" { } \n", SyncTrigger(None, None)),
+        (b'{"project": "chromium"}', SyncTrigger(None, "chromium")),
+        (b'{"backend": "swarming://x"}', SyncTrigger("swarming://x", None)),
+        (b'{"backend": "swarming://x", "project": "v8--beta"}', SyncTrigger("swarming://x", "v8--beta")),
+        (b'{"version": 1}', SyncTrigger(None, None)),
+        (b'{"version": null, "project": "p"}', SyncTrigger(None, "p")),
+    ],
+)
+def test_trigger_version_is_optional_and_empty_means_everything(data, trigger):
+    assert SyncTrigger.from_json(data) == trigger
+
+
+def test_trigger_rejection_lists_every_problem_at_once():
+    with pytest.raises(MessageError) as raised:
+        SyncTrigger.from_json(b'{"version": "1", "projects": "chromium", "backend": 7, "zzz": 1}')
+
+    message = str(raised.value)
+    assert '"version" is the string "1"' in message
+    assert 'unknown field "projects": did you mean "project"?' in message
+    assert 'unknown field "zzz": a trigger has only "backend" and "project"' in message
+    assert 'field "backend": expected a string such as "swarming://chromium-swarm", got number 7' in message
+    assert message.endswith('"version": 1 is optional'), message
+
+
+@pytest.mark.parametrize("data", [b"chromium", b'["chromium"]', b""])
+def test_a_trigger_that_is_no_object_says_what_to_write(data):
+    with pytest.raises(MessageError, match=r"\{\} syncs everything; \{\"backend\""):
+        SyncTrigger.from_json(data)
 
 
 SHARD_REJECTIONS = [
@@ -195,11 +242,27 @@ def test_bad_sync_batch_is_rejected_naming_the_problem(fields, problem):
 
 
 TRIGGER_REJECTIONS = [
-    ("int backend", {"version": 1, "backend": 3}, "field 'backend': expected str, got int 3"),
-    ("bool project", {"version": 1, "project": True}, "field 'project': expected str, got bool True"),
-    ("empty backend", {"version": 1, "backend": ""}, "field 'backend' is empty"),
-    ("empty project", {"version": 1, "project": ""}, "field 'project' is empty"),
-    ("unknown field", {"version": 1, "shard": 1}, "unknown fields ['shard']"),
+    (
+        "int backend",
+        {"backend": 3},
+        'field "backend": expected a string such as "swarming://chromium-swarm", got number 3; '
+        "leave it out to sync every full-mode backend",
+    ),
+    (
+        "bool project",
+        {"version": 1, "project": True},
+        'field "project": expected a string such as "chromium", got boolean true; leave it out to sync every project',
+    ),
+    (
+        "empty backend",
+        {"backend": ""},
+        'field "backend": expected a string such as "swarming://chromium-swarm", got an empty string',
+    ),
+    ("empty project", {"project": ""}, 'field "project": expected a string such as "chromium", got an empty string'),
+    ("list project", {"project": ["a"]}, 'got list ["a"]'),
+    ("unknown field", {"shard": 1}, 'unknown field "shard": a trigger has only "backend" and "project"'),
+    ("misspelt field", {"backends": "x"}, 'unknown field "backends": did you mean "backend"?'),
+    ("version 2", {"version": 2}, 'schema version 2 is not one this code reads; write "version": 1 or leave it out'),
 ]
 
 

@@ -5,12 +5,18 @@ Each message is a frozen dataclass carried as a JSON object with a schema
 re-reads Datastore, so a late or repeated message cannot overwrite newer data.
 Decoding any bytes either returns a message or raises MessageError, a
 permanent error.
+
+Triggers are typed by people (`gcloud pubsub topics publish … --message='{}'`),
+so a trigger's version is optional and its rejection lists every problem with
+what to write instead. The shard and sync messages are written by code and
+keep requiring their version.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
+import difflib
 import json
 from typing import Any, ClassVar
 
@@ -23,17 +29,45 @@ SCHEMA_VERSION = 1
 MAX_BATCH_SIZE = 1000
 
 
-def _decode_object(data: bytes | str, kind: str) -> dict[str, Any]:
+def _decode_object(data: bytes | str, kind: str, hint: str = "") -> dict[str, Any]:
+    """The JSON object in `data`; `hint` (what a valid message looks like) ends each rejection."""
     try:
         payload = json.loads(data)
     except (ValueError, RecursionError) as error:  # bad UTF-8 or JSON, absurd nesting or numbers
-        raise MessageError(f"{kind} message is not JSON: {error}") from error
+        raise MessageError(f"{kind} message is not JSON: {error}{hint}") from error
     if not isinstance(payload, dict):
-        raise MessageError(f"{kind} message is a JSON {type(payload).__name__}, not an object")
-    version = payload.pop("version", None)
-    if type(version) is not int or version != SCHEMA_VERSION:  # not True, not 1.0
-        raise MessageError(f"{kind} message has schema version {version!r}; this code reads {SCHEMA_VERSION}")
+        raise MessageError(f"{kind} message is a JSON {type(payload).__name__}, not an object{hint}")
     return payload
+
+
+def _version_problem(payload: dict[str, Any], required: bool) -> str | None:
+    """What is wrong with the popped `version` of `payload`, in words that show the fix."""
+    if "version" not in payload:
+        return f'"version" is missing; add "version": {SCHEMA_VERSION}' if required else None
+    version = payload.pop("version")
+    if version is None and not required:
+        return None
+    if type(version) is int and version == SCHEMA_VERSION:  # not True, not 1.0
+        return None
+    instead = f'write "version": {SCHEMA_VERSION}' + ("" if required else " or leave it out")
+    if isinstance(version, str):
+        return f'"version" is the string {json.dumps(version)}, not a number; {instead} (no quotes)'
+    if isinstance(version, (bool, float)) or version is None:
+        return f'"version" is {json.dumps(version)}, not a whole number; {instead}'
+    if isinstance(version, int):
+        return f"schema version {version} is not one this code reads; {instead}"
+    return f'"version" is a JSON {_json_type(version)}, not a number; {instead}'
+
+
+def _require_version(payload: dict[str, Any], kind: str) -> None:
+    problem = _version_problem(payload, required=True)
+    if problem:
+        raise MessageError(f"{kind} message: {problem}")
+
+
+def _json_type(value: Any) -> str:
+    names = {bool: "boolean", int: "number", float: "number", str: "string", list: "list", dict: "object"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
 def _field(payload: dict[str, Any], name: str, kind: str, expected: type, optional: bool = False) -> Any:
@@ -83,12 +117,41 @@ class SyncTrigger:
 
     @classmethod
     def from_json(cls, data: bytes | str) -> SyncTrigger:
-        payload = _decode_object(data, cls.KIND)
-        _reject_unknown(payload, cls, cls.KIND)
-        return cls(
-            backend=_field(payload, "backend", cls.KIND, str, optional=True),
-            project=_field(payload, "project", cls.KIND, str, optional=True),
-        )
+        """Decodes a trigger; `{}` means every backend and every project.
+
+        Raises MessageError listing every problem at once, each with what to
+        write instead.
+        """
+        payload = _decode_object(data, cls.KIND, hint=f"; {_TRIGGER_EXAMPLES}")
+        problems = [problem for problem in [_version_problem(payload, required=False)] if problem]
+        for name in sorted(set(payload) - set(_TRIGGER_FIELDS)):
+            close = difflib.get_close_matches(name, _TRIGGER_FIELDS, n=1)
+            guess = f'did you mean "{close[0]}"? ' if close else ""
+            problems.append(f'unknown field "{name}": {guess}a trigger has only "backend" and "project"')
+        values = {}
+        for name, (example, if_left_out) in _TRIGGER_FIELDS.items():
+            value = payload.get(name)
+            if value is not None and (not isinstance(value, str) or not value):
+                got = "an empty string" if value == "" else f"{_json_type(value)} {json.dumps(value)}"
+                problems.append(
+                    f'field "{name}": expected a string such as "{example}", got {got}; leave it out {if_left_out}'
+                )
+            else:
+                values[name] = value
+        if problems:
+            raise MessageError(f"trigger message: {'; '.join(problems)}. {_TRIGGER_EXAMPLES}")
+        return cls(**values)
+
+
+# A trigger's fields: an example value, and what leaving the field out means.
+_TRIGGER_FIELDS = {
+    "backend": ("swarming://chromium-swarm", "to sync every full-mode backend"),
+    "project": ("chromium", "to sync every project with incomplete builds"),
+}
+_TRIGGER_EXAMPLES = (
+    'A trigger is a JSON object: {} syncs everything; {"backend": "swarming://chromium-swarm"} one backend; '
+    '{"project": "chromium"} one project; "version": 1 is optional'
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,6 +179,7 @@ class ShardJob:
     @classmethod
     def from_json(cls, data: bytes | str) -> ShardJob:
         payload = _decode_object(data, cls.KIND)
+        _require_version(payload, cls.KIND)
         _reject_unknown(payload, cls, cls.KIND)
         job = cls(
             backend=_field(payload, "backend", cls.KIND, str),
@@ -152,6 +216,7 @@ class SyncBatch:
     @classmethod
     def from_json(cls, data: bytes | str) -> SyncBatch:
         payload = _decode_object(data, cls.KIND)
+        _require_version(payload, cls.KIND)
         _reject_unknown(payload, cls, cls.KIND)
         ids = _field(payload, "build_ids", cls.KIND, list)
         if not 0 < len(ids) <= MAX_BATCH_SIZE:
@@ -196,6 +261,7 @@ class CompletedBuild:
     @classmethod
     def from_json(cls, data: bytes | str) -> CompletedBuild:
         payload = _decode_object(data, cls.KIND)
+        _require_version(payload, cls.KIND)
         _reject_unknown(payload, cls, cls.KIND)
         end_time = _time_field(payload, cls.KIND, "end_time")
         return cls(
