@@ -203,6 +203,19 @@ def test_newer_ended_task_ends_the_build_with_the_task_details():
     assert infra.backend.task.status == pb.INFRA_FAILURE
 
 
+def test_task_ending_before_the_build_started_ends_it_without_the_task_details():
+    build, infra = make_build(status=pb.SCHEDULED), make_infra(make_task(update_id=1))
+    build.status_details.resource_exhaustion.SetInParent()
+    fetched = make_task(update_id=2, status=pb.INFRA_FAILURE)
+    fetched.status_details.timeout.SetInParent()
+
+    decide_update(build, infra, fetched, None, NOW, task_success=False)
+
+    assert build.status == pb.INFRA_FAILURE
+    assert not build.HasField("status_details")
+    assert infra.backend.task.status_details == fetched.status_details
+
+
 @pytest.mark.parametrize("task_success, status", [(True, pb.SUCCESS), (False, pb.INFRA_FAILURE)])
 def test_task_success_setting_decides_a_successful_task_without_output(task_success, status):
     build, infra = make_build(status=pb.STARTED), make_infra(make_task(update_id=1))

@@ -8,6 +8,7 @@ from buildsync.status_rules import DetailsSource, StatusDecision, apply_status, 
 
 TASK = DetailsSource.TASK
 OUTPUT = DetailsSource.OUTPUT
+NONE = DetailsSource.NONE
 UNSET = pb.STATUS_UNSPECIFIED
 ENDED = [pb.SUCCESS, pb.FAILURE, pb.INFRA_FAILURE, pb.CANCELED]
 
@@ -49,7 +50,7 @@ RULES = [
         for o, c in ((UNSET, False), (pb.SUCCESS, False), (pb.CANCELED, True))
     ],
     # 3a. Output unset or not ended.
-    ("3a output unset, task SUCCESS, task-success", pb.STARTED, UNSET, pb.SUCCESS, False, True, (pb.SUCCESS, TASK)),
+    ("3a output unset, task SUCCESS, task-success", pb.STARTED, UNSET, pb.SUCCESS, False, True, (pb.SUCCESS, NONE)),
     (
         "3a output unset, task SUCCESS, no task-success",
         pb.STARTED,
@@ -57,7 +58,7 @@ RULES = [
         pb.SUCCESS,
         False,
         False,
-        (pb.INFRA_FAILURE, TASK),
+        (pb.INFRA_FAILURE, NONE),
     ),
     (
         "3a output STARTED, task SUCCESS, task-success",
@@ -66,7 +67,7 @@ RULES = [
         pb.SUCCESS,
         False,
         True,
-        (pb.SUCCESS, TASK),
+        (pb.SUCCESS, NONE),
     ),
     (
         "3a output STARTED, task SUCCESS, no task-success",
@@ -75,7 +76,7 @@ RULES = [
         pb.SUCCESS,
         False,
         False,
-        (pb.INFRA_FAILURE, TASK),
+        (pb.INFRA_FAILURE, NONE),
     ),
     (
         "3a scheduled build, task SUCCESS, task-success",
@@ -84,7 +85,7 @@ RULES = [
         pb.SUCCESS,
         False,
         True,
-        (pb.SUCCESS, TASK),
+        (pb.SUCCESS, NONE),
     ),
     (
         "3a scheduled build, task SUCCESS, no task-success",
@@ -93,10 +94,10 @@ RULES = [
         pb.SUCCESS,
         False,
         False,
-        (pb.INFRA_FAILURE, TASK),
+        (pb.INFRA_FAILURE, NONE),
     ),
-    ("3a scheduled build, task FAILURE", pb.SCHEDULED, UNSET, pb.FAILURE, False, False, (pb.INFRA_FAILURE, TASK)),
-    ("3a scheduled build, task CANCELED", pb.SCHEDULED, UNSET, pb.CANCELED, True, True, (pb.INFRA_FAILURE, TASK)),
+    ("3a scheduled build, task FAILURE", pb.SCHEDULED, UNSET, pb.FAILURE, False, False, (pb.INFRA_FAILURE, NONE)),
+    ("3a scheduled build, task CANCELED", pb.SCHEDULED, UNSET, pb.CANCELED, True, True, (pb.INFRA_FAILURE, NONE)),
     (
         "3a scheduled build, output SCHEDULED, task INFRA_FAILURE",
         pb.SCHEDULED,
@@ -104,7 +105,7 @@ RULES = [
         pb.INFRA_FAILURE,
         False,
         True,
-        (pb.INFRA_FAILURE, TASK),
+        (pb.INFRA_FAILURE, NONE),
     ),
     ("3a started build, task FAILURE", pb.STARTED, UNSET, pb.FAILURE, False, False, (pb.FAILURE, TASK)),
     (
@@ -209,7 +210,7 @@ RULES = [
         pb.SUCCESS,
         False,
         False,
-        (pb.INFRA_FAILURE, TASK),
+        (pb.INFRA_FAILURE, NONE),
     ),
     (
         "3c output CANCELED, no cancel, task SUCCESS, task-success",
@@ -218,7 +219,7 @@ RULES = [
         pb.SUCCESS,
         False,
         True,
-        (pb.INFRA_FAILURE, TASK),
+        (pb.INFRA_FAILURE, NONE),
     ),
     (
         "3c output CANCELED, no cancel, task FAILURE",
@@ -426,6 +427,15 @@ def test_unset_details_of_the_source_clear_the_builds_details(source, build_kwar
 
     apply_status(build, StatusDecision(pb.FAILURE, source), make_task(pb.FAILURE, task_details), NOW)
 
+    assert not build.HasField("status_details")
+
+
+def test_a_status_the_rules_make_up_clears_details_that_task_and_output_carry():
+    build = make_build(status=pb.STARTED, output_details=exhaustion_details(), build_details=exhaustion_details())
+
+    apply_status(build, StatusDecision(pb.INFRA_FAILURE, NONE), make_task(pb.SUCCESS, timeout_details()), NOW)
+
+    assert build.status == pb.INFRA_FAILURE
     assert not build.HasField("status_details")
 
 

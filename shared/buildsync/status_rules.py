@@ -25,10 +25,16 @@ def is_ended(status: int) -> bool:
 
 
 class DetailsSource(enum.Enum):
-    """Whose `status_details` the build takes along with a new status."""
+    """Whose `status_details` the build takes along with a new status.
+
+    NONE is for a status the rules make up themselves (a successful task
+    without task-success, a task that ended before the build started): no
+    one reported details for it, so the build's are cleared, as upstream.
+    """
 
     TASK = "task"
     OUTPUT = "output"
+    NONE = "none"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,19 +56,19 @@ def derive_status(
     """
     if is_ended(build_status) or not is_ended(task_status):
         return None
-    task = lambda status: StatusDecision(status, DetailsSource.TASK)  # noqa: E731
+    from_task = StatusDecision(task_status, DetailsSource.TASK)
     if output_status not in ENDED_STATUSES:
         if task_status == pb.SUCCESS:
-            return task(pb.SUCCESS if task_success else pb.INFRA_FAILURE)
+            return StatusDecision(pb.SUCCESS if task_success else pb.INFRA_FAILURE, DetailsSource.NONE)
         if build_status == pb.SCHEDULED:
-            return task(pb.INFRA_FAILURE)
-        return task(task_status)
+            return StatusDecision(pb.INFRA_FAILURE, DetailsSource.NONE)
+        return from_task
     if output_status == pb.SUCCESS:
-        return task(task_status)
+        return from_task
     if output_status == pb.CANCELED:
         if cancel_requested:
             return StatusDecision(pb.CANCELED, DetailsSource.OUTPUT)
-        return task(pb.INFRA_FAILURE if task_status == pb.SUCCESS else task_status)
+        return StatusDecision(pb.INFRA_FAILURE, DetailsSource.NONE) if task_status == pb.SUCCESS else from_task
     return StatusDecision(output_status, DetailsSource.OUTPUT)
 
 
@@ -77,8 +83,9 @@ def apply_status(build: pb.Build, decision: StatusDecision, task: pb.Task, now: 
     if is_ended(decision.status) and not build.HasField("end_time"):
         build.end_time.FromDatetime(now)
     # Task and Build.Output both carry `status_details`; an unset one stays unset.
-    source = task if decision.details_from is DetailsSource.TASK else build.output
-    if source.HasField("status_details"):
+    sources = {DetailsSource.TASK: task, DetailsSource.OUTPUT: build.output}
+    source = sources.get(decision.details_from)
+    if source is not None and source.HasField("status_details"):
         build.status_details.CopyFrom(source.status_details)
     else:
         build.ClearField("status_details")
