@@ -14,7 +14,7 @@ import datetime
 
 from google.cloud import datastore
 
-from buildsync import sync_time
+from buildsync import legacy, sync_time
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.status_rules import is_ended
 
@@ -66,12 +66,17 @@ def sync_interval_of(entity: datastore.Entity) -> datetime.timedelta:
 def save_build(entity: datastore.Entity, build: pb.Build, status_changed: bool) -> None:
     """Writes `build` into `entity` with the properties derived from it.
 
-    `next_backend_sync_time` only ever moves forward, as in Buildbucket: a
-    build someone else pushed further out is not pulled back.
+    As Buildbucket's save does: the legacy v1 properties follow the status,
+    and an ended build holds no lease (legacy.py). `next_backend_sync_time`
+    only ever moves forward: a build someone else pushed further out is not
+    pulled back. Properties keep their index flags; new ones are indexed.
     """
     entity["proto"] = build.SerializeToString()
     entity["status_v2"] = build.status
     entity["incomplete"] = not is_ended(build.status)
+    entity.update(legacy.legacy_properties(build.status, build.status_details))
+    if is_ended(build.status):
+        entity.update(legacy.cleared_lease())
     if status_changed:
         entity["status_changed_time"] = build.update_time.ToDatetime(datetime.timezone.utc)
     current = entity.get("next_backend_sync_time")
@@ -125,6 +130,7 @@ def new_build_entities(client: datastore.Client, spec: NewBuild, shard: int | No
             "backend_target": spec.backend,
             "backend_sync_interval": int(spec.sync_interval.total_seconds()) * 1_000_000_000,
             "next_backend_sync_time": str(key),
+            **legacy.legacy_properties(spec.status, build.status_details),
         }
     )
     infra = pb.BuildInfra()
