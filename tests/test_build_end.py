@@ -1,13 +1,14 @@
-"""Ending a build on the Datastore emulator as Buildbucket does: legacy properties and lease.
+"""Ending a build on the Datastore emulator as Buildbucket does: legacy properties, lease, steps.
 
 The builds are written the way Buildbucket writes them: legacy v1 properties
-and an active lease on the Build entity, and other writers' properties with
-their own index flags.
+and an active lease on the Build entity, other writers' properties with their
+own index flags, and a BuildSteps child stored plain or zlib-compressed.
 """
 
 from __future__ import annotations
 
 import datetime
+import zlib
 
 import pytest
 from buildsync import legacy, model
@@ -17,13 +18,21 @@ from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.sync import sync_batch
 from google.cloud import datastore
 
+from tests.buildbucket_writer import put_steps
 from tests.builds import BACKEND, put_build
+from tests.harness import PROJECT, captured_logs
+from tools.emulators import datastore_client as emulator_client
 
 UTC = datetime.timezone.utc
 PLANNED_AT = datetime.datetime.now(UTC).replace(microsecond=0)
 LONG_AGO = PLANNED_AT - datetime.timedelta(hours=1)
 LATER = PLANNED_AT + datetime.timedelta(seconds=10)
 LEASE_EXPIRES = PLANNED_AT + datetime.timedelta(hours=2)
+STEP_STARTED = LONG_AGO + datetime.timedelta(minutes=1)
+STEP_ENDED = LONG_AGO + datetime.timedelta(minutes=2)
+
+# A Step field buildsync does not declare (99, varint 7), as a newer Buildbucket might write.
+UNKNOWN_STEP_FIELD = b"\x98\x06\x07"
 
 # Properties of other writers, indexed or not, that every save must keep as they are.
 OTHER_PROPERTIES = {
@@ -73,6 +82,38 @@ def put_leased_build(client: datastore.Client, build_id: int) -> datastore.Entit
     entity.exclude_from_indexes.update(OTHER_UNINDEXED)
     client.put(entity)
     return client.get(entity.key)
+
+
+def step(name: str, status: int, *, ended: bool = False, **fields) -> pb.Step:
+    message = pb.Step(name=name, status=status, **fields)
+    if status != pb.SCHEDULED:
+        message.start_time.FromDatetime(STEP_STARTED)
+    if ended:
+        message.end_time.FromDatetime(STEP_ENDED)
+    return message
+
+
+def get_steps(client: datastore.Client, build_id: int) -> datastore.Entity | None:
+    return client.get(client.key(model.BUILD_KIND, build_id, "BuildSteps", 1))
+
+
+def steps_of(entity: datastore.Entity) -> pb.Build:
+    data = entity["steps"]
+    return pb.Build.FromString(zlib.decompress(data) if entity["step_container_bytes_zipped"] else data)
+
+
+def incomplete_steps(summary_bytes: int = 0) -> list[pb.Step]:
+    running = step("compile", pb.STARTED, summary_markdown="compiling" + "x" * summary_bytes)
+    running.MergeFromString(UNKNOWN_STEP_FIELD)
+    return [
+        step("checkout", pb.SUCCESS, ended=True, logs=[pb.Log(name="stdout", url="logdog://h/p/+/s")]),
+        running,
+        step("test", pb.SCHEDULED),
+    ]
+
+
+def at(timestamp) -> datetime.datetime:
+    return timestamp.ToDatetime(UTC)
 
 
 @pytest.mark.parametrize(
@@ -129,3 +170,129 @@ def test_legacy_properties_a_build_lacked_are_added_indexed(datastore_client, ta
     assert (entity["status"], entity["result"], entity["failure_reason"]) == (3, 2, 1)
     assert "cancelation_reason" not in entity and "never_leased" not in entity
     assert not entity.exclude_from_indexes & {"status", "result", "failure_reason", "is_leased", "lease_key"}
+
+
+@pytest.mark.parametrize("zipped", [False, True], ids=["plain", "zlib"])
+def test_ending_a_build_cancels_its_incomplete_steps_in_the_stored_format(
+    datastore_client, task_backend, fetcher, backend, zipped
+):
+    put_leased_build(datastore_client, 1)
+    # Over a million bytes Buildbucket compresses the steps; under it, it stores them plain.
+    stored = incomplete_steps(summary_bytes=1_100_000 if zipped else 0)
+    put_steps(datastore_client, 1, stored, zipped=zipped)
+    task_backend.backend.set_task("task-1", pb.FAILURE, 2)
+
+    run(datastore_client, fetcher, backend, [1])
+
+    entity = get_steps(datastore_client, 1)
+    assert entity["step_container_bytes_zipped"] is zipped
+    assert entity.exclude_from_indexes == {"steps", "step_container_bytes_zipped"}
+    checkout, compile_step, test_step = steps_of(entity).steps
+    assert checkout == stored[0]
+    assert (compile_step.status, at(compile_step.end_time), at(compile_step.start_time)) == (
+        pb.CANCELED,
+        LATER,
+        STEP_STARTED,
+    )
+    assert compile_step.summary_markdown == stored[1].summary_markdown
+    assert UNKNOWN_STEP_FIELD in compile_step.SerializeToString()
+    assert (test_step.status, at(test_step.end_time), test_step.HasField("start_time")) == (pb.CANCELED, LATER, False)
+
+
+def test_steps_of_a_build_that_keeps_running_are_left_alone(datastore_client, task_backend, fetcher, backend):
+    put_leased_build(datastore_client, 1)
+    put_steps(datastore_client, 1, incomplete_steps(), zipped=False)
+    before = get_steps(datastore_client, 1)
+    task_backend.backend.set_task("task-1", pb.STARTED, 2)
+
+    run(datastore_client, fetcher, backend, [1])
+
+    assert get_steps(datastore_client, 1) == before
+
+
+def test_a_build_without_steps_ends_and_gets_no_steps_entity(datastore_client, task_backend, fetcher, backend):
+    put_leased_build(datastore_client, 1)
+    task_backend.backend.set_task("task-1", pb.SUCCESS, 2)
+
+    report = run(datastore_client, fetcher, backend, [1])
+
+    assert report.completed == 1
+    assert get_steps(datastore_client, 1) is None
+
+
+def test_undecodable_steps_are_logged_and_kept_and_the_build_still_ends(
+    datastore_client, task_backend, fetcher, backend
+):
+    put_leased_build(datastore_client, 1)
+    put_steps(datastore_client, 1, incomplete_steps(), zipped=False)
+    broken = get_steps(datastore_client, 1)
+    broken["step_container_bytes_zipped"] = True  # plain bytes marked as zlib
+    datastore_client.put(broken)
+    put_build(datastore_client, 2, updated=LONG_AGO)
+    put_steps(datastore_client, 2, incomplete_steps(), zipped=False)
+    for build_id in (1, 2):
+        task_backend.backend.set_task(f"task-{build_id}", pb.FAILURE, 2)
+    with captured_logs() as captured:
+        report = run(datastore_client, fetcher, backend, [1, 2])
+
+    assert report.completed == 2
+    assert datastore_client.get(model.build_key(datastore_client, 1))["status_v2"] == pb.FAILURE
+    assert get_steps(datastore_client, 1) == broken
+    assert {s.status for s in steps_of(get_steps(datastore_client, 2)).steps} == {pb.SUCCESS, pb.CANCELED}
+    errors = [event for event in captured.events() if "BuildSteps" in event["message"]]
+    assert len(errors) == 1 and errors[0]["severity"] == "ERROR" and errors[0]["build_id"] == 1
+    assert "do not inflate" in errors[0]["error"]
+
+
+class RecordingClient(datastore.Client):
+    """The real client, recording the kinds and build ids of every lookup and write."""
+
+    lookups: list[list[tuple[str, int]]]
+    writes: list[tuple[str, int]]
+
+    def get_multi(self, keys, *args, **kwargs):
+        self.lookups.append([(key.kind, model.build_id_of(key)) for key in keys])
+        return super().get_multi(keys, *args, **kwargs)
+
+    def put_multi(self, entities, *args, **kwargs):
+        self.writes += [(entity.key.kind, model.build_id_of(entity.key)) for entity in entities]
+        return super().put_multi(entities, *args, **kwargs)
+
+
+def recording_client(emulator) -> RecordingClient:
+    client = emulator_client(emulator.host, PROJECT, RecordingClient)
+    client.lookups, client.writes = [], []
+    return client
+
+
+def test_steps_are_read_only_for_builds_that_end_in_the_lookup_of_their_status(
+    datastore_emulator, datastore_client, task_backend, fetcher, backend
+):
+    for build_id in (1, 2, 3):
+        put_leased_build(datastore_client, build_id)
+        put_steps(datastore_client, build_id, incomplete_steps(), zipped=False)
+    task_backend.backend.set_task("task-1", pb.SUCCESS, 2)  # ends
+    task_backend.backend.set_task("task-2", pb.STARTED, 2)  # newer task, still running
+    task_backend.backend.set_task("task-3", pb.STARTED, 1)  # unchanged
+    client = recording_client(datastore_emulator)
+
+    report = run(client, fetcher, backend, [1, 2, 3])
+
+    assert (report.completed, report.updated, report.unchanged) == (1, 2, 1)
+    steps_lookups = [lookup for lookup in client.lookups if ("BuildSteps", 1) in lookup]
+    assert steps_lookups == [[("BuildStatus", 1), ("BuildSteps", 1)]]
+    assert sum(kind == "BuildSteps" for lookup in client.lookups for kind, _ in lookup) == 1
+
+
+def test_steps_that_had_all_ended_are_not_written_again(
+    datastore_emulator, datastore_client, task_backend, fetcher, backend
+):
+    put_leased_build(datastore_client, 1)
+    put_steps(datastore_client, 1, [step("checkout", pb.SUCCESS, ended=True)], zipped=False)
+    task_backend.backend.set_task("task-1", pb.SUCCESS, 2)
+    client = recording_client(datastore_emulator)
+
+    report = run(client, fetcher, backend, [1])
+
+    assert report.completed == 1
+    assert sorted(client.writes) == [("Build", 1), ("BuildInfra", 1), ("BuildStatus", 1)]

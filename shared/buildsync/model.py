@@ -14,13 +14,14 @@ import datetime
 
 from google.cloud import datastore
 
-from buildsync import legacy, sync_time
+from buildsync import legacy, steps, sync_time
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.status_rules import is_ended
 
 BUILD_KIND = "Build"
 BUILD_INFRA_KIND = "BuildInfra"
 BUILD_STATUS_KIND = "BuildStatus"
+BUILD_STEPS_KIND = "BuildSteps"
 
 # docs/storage.md "Build": backend_sync_interval 0 (or absent) means five minutes.
 DEFAULT_SYNC_INTERVAL = datetime.timedelta(minutes=5)
@@ -41,6 +42,10 @@ def status_key(client: datastore.Client, build_id: int) -> datastore.Key:
     return client.key(BUILD_KIND, build_id, BUILD_STATUS_KIND, 1)
 
 
+def steps_key(client: datastore.Client, build_id: int) -> datastore.Key:
+    return client.key(BUILD_KIND, build_id, BUILD_STEPS_KIND, 1)
+
+
 def build_id_of(key: datastore.Key) -> int:
     """The build id of a Build key or of one of its children."""
     return key.flat_path[1]
@@ -56,6 +61,16 @@ def read_infra(entity: datastore.Entity) -> pb.BuildInfra:
 
 def write_infra(entity: datastore.Entity, infra: pb.BuildInfra) -> None:
     entity["infra"] = infra.SerializeToString()
+
+
+def read_steps(entity: datastore.Entity) -> pb.Build:
+    """The step container of a BuildSteps entity; raises steps.StepsFormatError."""
+    return steps.decode_steps(entity.get("steps") or b"", bool(entity.get("step_container_bytes_zipped")))
+
+
+def write_steps(entity: datastore.Entity, container: pb.Build) -> None:
+    """Stores `container` in Buildbucket's format: plain, or zlib above a million bytes."""
+    entity["steps"], entity["step_container_bytes_zipped"] = steps.encode_steps(container)
 
 
 def sync_interval_of(entity: datastore.Entity) -> datetime.timedelta:

@@ -16,7 +16,7 @@ from typing import Callable
 from google.cloud import datastore
 from google.protobuf.message import DecodeError
 
-from buildsync import logs, model, notifications
+from buildsync import logs, model, notifications, status_change
 from buildsync.backend import TaskFetcher
 from buildsync.build_update import Outcome, Update, decide_update, skip_reason
 from buildsync.errors import BackendResponseError, SyncError, TransientError, as_sync_error
@@ -141,7 +141,7 @@ def _update_group(
         keys = [model.build_key(client, i) for i in build_ids] + [model.infra_key(client, i) for i in build_ids]
         entities = {e.key.flat_path: e for e in client.get_multi(keys)}
         now = clock()
-        results, to_put, new_statuses = [], [], {}
+        results, to_put, changed = [], [], {}
         for build_id in build_ids:
             build_entity = entities.get(model.build_key(client, build_id).flat_path)
             infra_entity = entities.get(model.infra_key(client, build_id).flat_path)
@@ -157,11 +157,11 @@ def _update_group(
             if update.writes_infra:
                 to_put.append(infra_entity)
             if update.status_changed:
-                new_statuses[build_id] = build.status
+                changed[build_id] = build
             if completed and notify:
                 to_put.append(notifications.outbox_entity(client, completed, now))
             results.append((build_id, update, completed))
-        to_put += _status_entities(client, new_statuses)
+        to_put += status_change.changed_children(client, changed)
         if to_put and not dry_run:
             client.put_multi(to_put)
         return results
@@ -213,20 +213,6 @@ def _update_build(
     if update.writes_infra:
         model.write_infra(infra_entity, infra)
     return update, build
-
-
-def _status_entities(client: datastore.Client, new_statuses: dict[int, int]) -> list[datastore.Entity]:
-    """The BuildStatus entities to mirror new statuses, read in the same transaction."""
-    if not new_statuses:
-        return []
-    keys = [model.status_key(client, build_id) for build_id in new_statuses]
-    entities = client.get_multi(keys)
-    for entity in entities:
-        entity["status"] = new_statuses[model.build_id_of(entity.key)]
-    missing = set(new_statuses) - {model.build_id_of(e.key) for e in entities}
-    if missing:
-        logs.event("WARNING", "BuildStatus entity missing; not created", build_ids=sorted(missing))
-    return entities
 
 
 def _count(report: SyncReport, build_id: int, update: Update) -> None:
