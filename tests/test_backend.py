@@ -1,7 +1,7 @@
-"""The pure part of the backend client: which hostnames are loopback (plaintext, no token)."""
+"""Which hostnames are loopback (plaintext, no token), for both transports."""
 
 import pytest
-from buildsync.backend import is_loopback_address
+from buildsync.prpc import is_loopback_address
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,6 @@ can hand it any object with `fetch_tasks`.
 
 from __future__ import annotations
 
-import ipaddress
 import threading
 from typing import Protocol
 
@@ -17,6 +16,7 @@ import grpc
 from buildsync.errors import PermanentError, TransientError, is_transient
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.proto import buildbucket_pb2_grpc as pb_grpc
+from buildsync.prpc import is_loopback_address
 
 # Long enough for a backend to look up 1000 tasks, short enough that a hung
 # backend fails the batch well within a function's 540 s limit.
@@ -28,19 +28,6 @@ MAX_TASK_IDS = 1000
 
 class TaskFetcher(Protocol):
     def fetch_tasks(self, task_ids: list[pb.TaskID]) -> pb.FetchTasksResponse: ...
-
-
-def is_loopback_address(hostname: str) -> bool:
-    """Whether `hostname` is `localhost:P`, `127.x.y.z:P` or `[::1]:P`."""
-    host, sep, port = hostname.rpartition(":")
-    if not sep or not port.isdigit() or not host:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.removeprefix("[").removesuffix("]")).is_loopback
-    except ValueError:
-        return False
 
 
 def open_channel(hostname: str) -> grpc.Channel:
