@@ -4,8 +4,8 @@ pRPC is how LUCI services (Swarming's TaskBackend, ResultDB's Recorder) are
 served: `POST /prpc/<service>/<method>` with the request in the body and the
 gRPC code in the `X-Prpc-Grpc-Code` answer header. This module knows nothing
 of the methods it calls; the caller passes the service, the method, the
-request message, the answer type and any extra headers (CONTRACT.md, "Calling
-a backend: pRPC", has the protocol).
+request message, the answer type and any extra headers. The protocol is in
+docs/protocols.md "pRPC: how Buildbucket calls a backend".
 
 One `PrpcClient` per host keeps one pooled HTTP session, so batches reuse
 connections. A loopback `host:port` is reached over plaintext HTTP and gets no
