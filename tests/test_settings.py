@@ -2,10 +2,16 @@
 
 import datetime
 import json
+import pathlib
 
 import pytest
 from buildsync.errors import PermanentError, SettingsError, UnknownBackendError
+from buildsync.proto import service_config_pb2
 from buildsync.settings import SETTINGS_ENV, BackendSettings, load_settings, parse_settings
+from google.protobuf import json_format, text_format
+
+# Buildbucket's settings.cfg as upstream accepts it, every section included.
+BUILDBUCKET_SAMPLE = pathlib.Path(__file__).parent / "data" / "buildbucket_settings.cfg"
 
 SWARM = "swarming://chromium-swarm"
 OTHER = "swarming://other-swarm"
@@ -106,6 +112,152 @@ def test_unknown_format_is_rejected():
 @pytest.mark.parametrize("text, fmt", [("backends {", "text"), ("{", "json"), ("5", "json"), ("null", "json")])
 def test_text_that_does_not_parse_is_rejected_with_its_format(text, fmt):
     assert f"do not parse as SettingsCfg ({fmt})" in rejection(text, fmt)
+
+
+# --- Buildbucket's own settings.cfg ----------------------------------------------------------------
+
+SAMPLE_BACKENDS = (
+    BackendSettings(
+        target="swarming://chromium-swarm",
+        hostname="chromium-swarm.appspot.com",
+        lite_mode=False,
+        shards=5,
+        sync_interval=datetime.timedelta(seconds=300),
+        succeed_build_if_task_is_succeeded=False,
+    ),
+    BackendSettings(
+        target="lite://foo-lite",
+        hostname="foo-hostname",
+        lite_mode=True,
+        shards=1,
+        sync_interval=datetime.timedelta(seconds=300),
+        succeed_build_if_task_is_succeeded=False,
+    ),
+)
+
+# Every section and field of SettingsCfg that buildsync does not read, as Buildbucket declares them.
+EVERY_SECTION = """
+swarming {
+  milo_hostname: "ci.chromium.org"
+  global_caches { name: "git" path: "git" wait_for_warm_cache_secs: 60 env_var: "GIT_CACHE" }
+  user_packages {
+    package_name: "infra/tools/git/${platform}"
+    version: "latest"
+    version_canary: "canary"
+    builders { regex: "chromium/.+" regex_exclude: "chromium/try/.+" }
+    subdir: "bin"
+    omit_on_experiment: "luci.no_git"
+    include_on_experiment: "luci.git"
+  }
+  bbagent_package { package_name: "infra/tools/luci/bbagent/${platform}" version: "latest" }
+  kitchen_package { package_name: "infra/tools/luci/kitchen/${platform}" version: "latest" }
+  alternative_agent_packages { package_name: "alt/${platform}" version: "1" include_on_experiment: "alt" }
+  bbagent_utility_packages { package_name: "util/${platform}" version: "2" }
+}
+logdog { hostname: "logs.chromium.org" }
+known_public_gerrit_hosts: "a.googlesource.com"
+known_public_gerrit_hosts: "b.googlesource.com"
+resultdb { hostname: "results.api.cr.dev" }
+experiment {
+  experiments {
+    name: "luci.buildbucket.canary"
+    default_value: 10
+    minimum_value: 1
+    builders { regex: ".*" }
+    inactive: true
+  }
+}
+cipd {
+  server: "https://chrome-infra-packages.appspot.com"
+  source { package_name: "cipd/${platform}" version: "1" version_canary: "2" }
+}
+swarming_backends { key: "chromium-swarm.appspot.com" value: "swarming://chromium-swarm" }
+custom_metrics { name: "/x/completed" description: "done" extra_fields: "os" metric_base: CUSTOM_METRIC_BASE_COMPLETED }
+custom_metrics { name: "/x/age" metric_base: CUSTOM_METRIC_BASE_AGE }
+"""
+
+
+def test_buildbuckets_sample_settings_cfg_loads_unchanged():
+    assert load_settings(BUILDBUCKET_SAMPLE).backends == SAMPLE_BACKENDS
+
+
+def test_buildbuckets_sample_loads_as_proto3_json_too(tmp_path):
+    config = text_format.Parse(BUILDBUCKET_SAMPLE.read_text(), service_config_pb2.SettingsCfg())
+    path = tmp_path / "settings.json"
+    path.write_text(json_format.MessageToJson(config))
+
+    assert load_settings(path).backends == SAMPLE_BACKENDS
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_every_section_buildsync_does_not_read_is_accepted(fmt):
+    text = EVERY_SECTION + full()
+    if fmt == "json":
+        text = json_format.MessageToJson(text_format.Parse(text, service_config_pb2.SettingsCfg()))
+
+    (backend,) = parse_settings(text, fmt).backends
+
+    assert backend.target == SWARM
+
+
+def test_deprecated_backend_fields_are_accepted_and_not_read():
+    text = f"""backends {{
+      target: "{SWARM}" hostname: "h"
+      pubsub_id: "old-topic"
+      build_sync_setting {{ shards: 9 sync_interval_seconds: 600 }}
+      full_mode {{ build_sync_setting {{ shards: 2 }} }}
+    }}"""
+
+    (backend,) = parse_settings(text, "text").backends
+
+    assert (backend.shards, backend.sync_interval) == (2, datetime.timedelta(seconds=300))
+
+
+def test_a_misspelt_field_inside_a_backend_names_the_backend_field_and_line():
+    text = full() + f'backends {{\n  target: "{OTHER}"\n  hostnme: "h"\n  full_mode {{}}\n}}\n'
+
+    message = rejection(text)
+
+    assert f"backends[1] ('{OTHER}')" in message
+    assert '"hostnme"' in message and "4:3" in message
+
+
+def test_a_misspelt_field_deep_inside_a_json_backend_names_the_backend():
+    text = json.dumps({"backends": [{"target": SWARM, "hostname": "h", "fullMode": {"redirectToTaskpage": True}}]})
+
+    message = rejection(text, "json")
+
+    assert f"backends[0] ('{SWARM}')" in message and '"redirectToTaskpage"' in message
+
+
+def test_a_misspelt_field_outside_backends_is_rejected_as_buildbucket_rejects_it():
+    message = rejection("swarming { milo_host: 'x' }\n" + full())
+
+    assert '"milo_host"' in message and "1:" in message
+    assert "backends[" not in message
+
+
+def test_a_backend_block_after_comments_and_strings_with_braces_is_found():
+    text = (
+        '# backends { not a block }\nswarming { milo_hostname: "a{b" }\n'
+        + full()
+        + f'backends {{ target: "{OTHER}" full_mode {{ shard: 1 }} }}\n'
+    )
+
+    assert f"backends[1] ('{OTHER}')" in rejection(text)
+
+
+@pytest.mark.parametrize("hostname", ["https://chromium-swarm.appspot.com", "http://127.0.0.1:8080"])
+def test_a_hostname_with_a_scheme_is_rejected_naming_the_backend(hostname):
+    message = rejection(full(hostname=hostname))
+
+    assert f"backends[0] ('{SWARM}'): hostname: {hostname!r} must be a bare host[:port], without '://'" in message
+
+
+def test_a_lite_backend_hostname_with_a_scheme_is_rejected_too():
+    message = rejection(f'backends {{ target: "{LITE}" hostname: "https://x" lite_mode {{}} }}')
+
+    assert f"backends[0] ('{LITE}'): hostname" in message
 
 
 # --- defaults and modes -------------------------------------------------------------------------

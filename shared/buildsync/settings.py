@@ -1,8 +1,12 @@
-"""Backend settings: read once from a file, validated, then looked up by target.
+"""Backend settings: Buildbucket's own settings.cfg, read once, validated, then looked up by target.
 
-The file holds a `SettingsCfg` in proto3 JSON (`.json`) or text format
-(`.textproto`, `.cfg`). Every problem is reported with the backend and field
-it is about, because an operator reads these errors in a log line.
+The file is Buildbucket's `SettingsCfg` as it is, in text format (`.cfg`,
+`.textproto`, as LUCI Config serves it) or proto3 JSON (`.json`). It is parsed
+as strictly as Buildbucket parses it, against every section
+(proto/service_config.proto); buildsync then reads and validates only
+`backends` (docs/protocols.md "Buildbucket's service config"). Every problem
+is reported with the backend and field it is about, because an operator reads
+these errors in a log line.
 """
 
 from __future__ import annotations
@@ -11,11 +15,12 @@ import dataclasses
 import datetime
 import os
 import pathlib
+import re
 
 from google.protobuf import json_format, text_format
 
 from buildsync.errors import SettingsError, UnknownBackendError
-from buildsync.proto import buildbucket_pb2 as pb
+from buildsync.proto import service_config_pb2 as pb
 
 # The variable that names the settings file for the functions and the CLI.
 SETTINGS_ENV = "BUILDSYNC_SETTINGS"
@@ -67,8 +72,58 @@ def parse_settings(text: str, fmt: str) -> Settings:
         else:
             raise SettingsError(f"unknown settings format {fmt!r}: use json or text")
     except (json_format.ParseError, text_format.ParseError) as error:
-        raise SettingsError(f"settings do not parse as SettingsCfg ({fmt}): {error}") from error
+        where = _backend_of_parse_error(text, fmt, error)
+        raise SettingsError(f"settings do not parse as SettingsCfg ({fmt}): {where}{error}") from error
     return validate_settings(config)
+
+
+def _backend_of_parse_error(text: str, fmt: str, error: Exception) -> str:
+    """`backends[i] ('target'): ` when the error lies inside a backend entry, else ""."""
+    if fmt == "json":
+        found = re.search(r"SettingsCfg\.backends\[(\d+)\]", str(error))
+        index = int(found[1]) if found else None
+    else:
+        line = error.GetLine() if isinstance(error, text_format.ParseError) else None
+        index = _text_block_index(text, "backends", line) if line else None
+    if index is None:
+        return ""
+    lenient = pb.SettingsCfg()
+    try:  # the entry's target, if the rest of the file can be read at all
+        if fmt == "json":
+            json_format.Parse(text, lenient, ignore_unknown_fields=True)
+        else:
+            text_format.Parse(text, lenient, allow_unknown_field=True)
+        target = lenient.backends[index].target
+    except (json_format.ParseError, text_format.ParseError, IndexError):
+        target = ""
+    return f"backends[{index}] ({target!r}): " if target else f"backends[{index}]: "
+
+
+def _text_block_index(text: str, field: str, line: int) -> int | None:
+    """Which top-level `field { ... }` block of text-format `text` holds `line` (1-based), if any."""
+    depth, count, start, index = 0, 0, 0, None
+    for number, content in enumerate(text.splitlines(), start=1):
+        for token in _TOKEN.finditer(content):
+            word = token[0]
+            if word.startswith(("#", '"', "'")):
+                continue
+            if depth == 0 and word == field:
+                index, start = count, number
+                count += 1
+            elif word in "{<":
+                depth += 1
+            elif word in "}>":
+                depth -= 1
+                if depth == 0 and index is not None and start <= line <= number:
+                    return index
+                index = None if depth == 0 else index
+        if number >= line and depth > 0 and index is not None:
+            return index
+    return None
+
+
+# A text-format token that matters for finding blocks: a comment or string (skipped), a name, a brace.
+_TOKEN = re.compile(r"#.*|\"(?:[^\"\\]|\\.)*\"?|'(?:[^'\\]|\\.)*'?|[A-Za-z_][A-Za-z0-9_]*|[{}<>]")
 
 
 def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
@@ -114,6 +169,8 @@ def _backend_problems(backend: pb.BackendSetting) -> list[str]:
     mode = backend.WhichOneof("mode")
     if mode is None:
         problems.append("mode: set full_mode or lite_mode")
+    if "://" in backend.hostname:
+        problems.append(f"hostname: {backend.hostname!r} must be a bare host[:port], without '://'")
     if mode == "full_mode":
         if not backend.hostname:
             problems.append("hostname: must be set for a full_mode backend")

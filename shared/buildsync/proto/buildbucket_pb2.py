@@ -22,81 +22,70 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
-from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!buildsync/proto/buildbucket.proto\x12\x0e\x62uildbucket.v2\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"\xc3\x01\n\rStatusDetails\x12M\n\x13resource_exhaustion\x18\x03 \x01(\x0b\x32\x30.buildbucket.v2.StatusDetails.ResourceExhaustion\x12\x36\n\x07timeout\x18\x04 \x01(\x0b\x32%.buildbucket.v2.StatusDetails.Timeout\x1a\x14\n\x12ResourceExhaustion\x1a\t\n\x07TimeoutJ\x04\x08\x01\x10\x02J\x04\x08\x02\x10\x03\"$\n\x06TaskID\x12\x0e\n\x06target\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\"\x84\x02\n\x04Task\x12\"\n\x02id\x18\x01 \x01(\x0b\x32\x16.buildbucket.v2.TaskID\x12\x0c\n\x04link\x18\x02 \x01(\t\x12&\n\x06status\x18\x03 \x01(\x0e\x32\x16.buildbucket.v2.Status\x12\x35\n\x0estatus_details\x18\x04 \x01(\x0b\x32\x1d.buildbucket.v2.StatusDetails\x12\x14\n\x0csummary_html\x18\x05 \x01(\t\x12(\n\x07\x64\x65tails\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x11\n\tupdate_id\x18\x07 \x01(\x03\x12\x18\n\x10summary_markdown\x18\x08 \x01(\t\"=\n\tBuilderID\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x0e\n\x06\x62ucket\x18\x02 \x01(\t\x12\x0f\n\x07\x62uilder\x18\x03 \x01(\t\"(\n\nStringPair\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"2\n\x03Log\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08view_url\x18\x02 \x01(\t\x12\x0b\n\x03url\x18\x03 \x01(\t\"\xa6\x03\n\x04Step\x12\x0c\n\x04name\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x06status\x18\x04 \x01(\x0e\x32\x16.buildbucket.v2.Status\x12!\n\x04logs\x18\x05 \x03(\x0b\x32\x13.buildbucket.v2.Log\x12\x34\n\x0bmerge_build\x18\x06 \x01(\x0b\x32\x1f.buildbucket.v2.Step.MergeBuild\x12\x18\n\x10summary_markdown\x18\x07 \x01(\t\x12(\n\x04tags\x18\x08 \x03(\x0b\x32\x1a.buildbucket.v2.StringPair\x1am\n\nMergeBuild\x12\x1a\n\x12\x66rom_logdog_stream\x18\x01 \x01(\t\x12\x1f\n\x17legacy_global_namespace\x18\x02 \x01(\x08\x12\"\n\x1amerge_output_properties_to\x18\x03 \x03(\t\"\x93\x07\n\x05\x42uild\x12\n\n\x02id\x18\x01 \x01(\x03\x12*\n\x07\x62uilder\x18\x02 \x01(\x0b\x32\x19.buildbucket.v2.BuilderID\x12\x0e\n\x06number\x18\x03 \x01(\x05\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x06status\x18\x0c \x01(\x0e\x32\x16.buildbucket.v2.Status\x12*\n\x05input\x18\x0f \x01(\x0b\x32\x1b.buildbucket.v2.Build.Input\x12,\n\x06output\x18\x10 \x01(\x0b\x32\x1c.buildbucket.v2.Build.Output\x12#\n\x05steps\x18\x11 \x03(\x0b\x32\x14.buildbucket.v2.Step\x12)\n\x05infra\x18\x12 \x01(\x0b\x32\x1a.buildbucket.v2.BuildInfra\x12(\n\x04tags\x18\x13 \x03(\x0b\x32\x1a.buildbucket.v2.StringPair\x12\x18\n\x10summary_markdown\x18\x14 \x01(\t\x12\x35\n\x0estatus_details\x18\x16 \x01(\x0b\x32\x1d.buildbucket.v2.StatusDetails\x12/\n\x0b\x63\x61ncel_time\x18  \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1d\n\x15\x63\x61ncellation_markdown\x18! \x01(\t\x1a\x34\n\x05Input\x12+\n\nproperties\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\x1a\xae\x01\n\x06Output\x12+\n\nproperties\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x18\n\x10summary_markdown\x18\x02 \x01(\t\x12&\n\x06status\x18\x06 \x01(\x0e\x32\x16.buildbucket.v2.Status\x12\x35\n\x0estatus_details\x18\x07 \x01(\x0b\x32\x1d.buildbucket.v2.StatusDetails\"\x94\x02\n\nBuildInfra\x12\x35\n\x08resultdb\x18\x05 \x01(\x0b\x32#.buildbucket.v2.BuildInfra.ResultDB\x12\x33\n\x07\x62\x61\x63kend\x18\x07 \x01(\x0b\x32\".buildbucket.v2.BuildInfra.Backend\x1a\x30\n\x08ResultDB\x12\x10\n\x08hostname\x18\x01 \x01(\t\x12\x12\n\ninvocation\x18\x02 \x01(\t\x1ah\n\x07\x42\x61\x63kend\x12\'\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\"\n\x04task\x18\x02 \x01(\x0b\x32\x14.buildbucket.v2.Task\x12\x10\n\x08hostname\x18\x06 \x01(\t\"=\n\x11\x46\x65tchTasksRequest\x12(\n\x08task_ids\x18\x01 \x03(\x0b\x32\x16.buildbucket.v2.TaskID\"\xb7\x01\n\x12\x46\x65tchTasksResponse\x12>\n\tresponses\x18\x01 \x03(\x0b\x32+.buildbucket.v2.FetchTasksResponse.Response\x1a\x61\n\x08Response\x12$\n\x04task\x18\x01 \x01(\x0b\x32\x14.buildbucket.v2.TaskH\x00\x12#\n\x05\x65rror\x18\x64 \x01(\x0b\x32\x12.google.rpc.StatusH\x00\x42\n\n\x08response\"\x10\n\x0eRunTaskRequest\"\x11\n\x0fRunTaskResponse\"\x14\n\x12\x43\x61ncelTasksRequest\"\x15\n\x13\x43\x61ncelTasksResponse\"\x18\n\x16ValidateConfigsRequest\"\x19\n\x17ValidateConfigsResponse\"?\n\x0bSettingsCfg\x12\x30\n\x08\x62\x61\x63kends\x18\x07 \x03(\x0b\x32\x1e.buildbucket.v2.BackendSetting\"\xf7\x03\n\x0e\x42\x61\x63kendSetting\x12\x0e\n\x06target\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12<\n\tfull_mode\x18\x05 \x01(\x0b\x32\'.buildbucket.v2.BackendSetting.FullModeH\x00\x12<\n\tlite_mode\x18\x06 \x01(\x0b\x32\'.buildbucket.v2.BackendSetting.LiteModeH\x00\x12\x38\n\x15task_creating_timeout\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x1a\x41\n\x10\x42uildSyncSetting\x12\x0e\n\x06shards\x18\x01 \x01(\x05\x12\x1d\n\x15sync_interval_seconds\x18\x02 \x01(\x05\x1a\xb5\x01\n\x08\x46ullMode\x12\x11\n\tpubsub_id\x18\x01 \x01(\t\x12K\n\x12\x62uild_sync_setting\x18\x02 \x01(\x0b\x32/.buildbucket.v2.BackendSetting.BuildSyncSetting\x12\x1d\n\x15redirect_to_task_page\x18\x03 \x01(\x08\x12*\n\"succeed_build_if_task_is_succeeded\x18\x04 \x01(\x08\x1a\n\n\x08LiteModeB\x06\n\x04mode*\x87\x01\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\r\n\tSCHEDULED\x10\x01\x12\x0b\n\x07STARTED\x10\x02\x12\x0e\n\nENDED_MASK\x10\x04\x12\x0b\n\x07SUCCESS\x10\x0c\x12\x0b\n\x07\x46\x41ILURE\x10\x14\x12\x11\n\rINFRA_FAILURE\x10$\x12\x0c\n\x08\x43\x41NCELED\x10\x44\x32\xea\x02\n\x0bTaskBackend\x12J\n\x07RunTask\x12\x1e.buildbucket.v2.RunTaskRequest\x1a\x1f.buildbucket.v2.RunTaskResponse\x12S\n\nFetchTasks\x12!.buildbucket.v2.FetchTasksRequest\x1a\".buildbucket.v2.FetchTasksResponse\x12V\n\x0b\x43\x61ncelTasks\x12\".buildbucket.v2.CancelTasksRequest\x1a#.buildbucket.v2.CancelTasksResponse\x12\x62\n\x0fValidateConfigs\x12&.buildbucket.v2.ValidateConfigsRequest\x1a\'.buildbucket.v2.ValidateConfigsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!buildsync/proto/buildbucket.proto\x12\x0e\x62uildbucket.v2\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"\xc3\x01\n\rStatusDetails\x12M\n\x13resource_exhaustion\x18\x03 \x01(\x0b\x32\x30.buildbucket.v2.StatusDetails.ResourceExhaustion\x12\x36\n\x07timeout\x18\x04 \x01(\x0b\x32%.buildbucket.v2.StatusDetails.Timeout\x1a\x14\n\x12ResourceExhaustion\x1a\t\n\x07TimeoutJ\x04\x08\x01\x10\x02J\x04\x08\x02\x10\x03\"$\n\x06TaskID\x12\x0e\n\x06target\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\"\x84\x02\n\x04Task\x12\"\n\x02id\x18\x01 \x01(\x0b\x32\x16.buildbucket.v2.TaskID\x12\x0c\n\x04link\x18\x02 \x01(\t\x12&\n\x06status\x18\x03 \x01(\x0e\x32\x16.buildbucket.v2.Status\x12\x35\n\x0estatus_details\x18\x04 \x01(\x0b\x32\x1d.buildbucket.v2.StatusDetails\x12\x14\n\x0csummary_html\x18\x05 \x01(\t\x12(\n\x07\x64\x65tails\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x11\n\tupdate_id\x18\x07 \x01(\x03\x12\x18\n\x10summary_markdown\x18\x08 \x01(\t\"=\n\tBuilderID\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x0e\n\x06\x62ucket\x18\x02 \x01(\t\x12\x0f\n\x07\x62uilder\x18\x03 \x01(\t\"(\n\nStringPair\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"2\n\x03Log\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08view_url\x18\x02 \x01(\t\x12\x0b\n\x03url\x18\x03 \x01(\t\"\xa6\x03\n\x04Step\x12\x0c\n\x04name\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x06status\x18\x04 \x01(\x0e\x32\x16.buildbucket.v2.Status\x12!\n\x04logs\x18\x05 \x03(\x0b\x32\x13.buildbucket.v2.Log\x12\x34\n\x0bmerge_build\x18\x06 \x01(\x0b\x32\x1f.buildbucket.v2.Step.MergeBuild\x12\x18\n\x10summary_markdown\x18\x07 \x01(\t\x12(\n\x04tags\x18\x08 \x03(\x0b\x32\x1a.buildbucket.v2.StringPair\x1am\n\nMergeBuild\x12\x1a\n\x12\x66rom_logdog_stream\x18\x01 \x01(\t\x12\x1f\n\x17legacy_global_namespace\x18\x02 \x01(\x08\x12\"\n\x1amerge_output_properties_to\x18\x03 \x03(\t\"\x93\x07\n\x05\x42uild\x12\n\n\x02id\x18\x01 \x01(\x03\x12*\n\x07\x62uilder\x18\x02 \x01(\x0b\x32\x19.buildbucket.v2.BuilderID\x12\x0e\n\x06number\x18\x03 \x01(\x05\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x06status\x18\x0c \x01(\x0e\x32\x16.buildbucket.v2.Status\x12*\n\x05input\x18\x0f \x01(\x0b\x32\x1b.buildbucket.v2.Build.Input\x12,\n\x06output\x18\x10 \x01(\x0b\x32\x1c.buildbucket.v2.Build.Output\x12#\n\x05steps\x18\x11 \x03(\x0b\x32\x14.buildbucket.v2.Step\x12)\n\x05infra\x18\x12 \x01(\x0b\x32\x1a.buildbucket.v2.BuildInfra\x12(\n\x04tags\x18\x13 \x03(\x0b\x32\x1a.buildbucket.v2.StringPair\x12\x18\n\x10summary_markdown\x18\x14 \x01(\t\x12\x35\n\x0estatus_details\x18\x16 \x01(\x0b\x32\x1d.buildbucket.v2.StatusDetails\x12/\n\x0b\x63\x61ncel_time\x18  \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1d\n\x15\x63\x61ncellation_markdown\x18! \x01(\t\x1a\x34\n\x05Input\x12+\n\nproperties\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\x1a\xae\x01\n\x06Output\x12+\n\nproperties\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x18\n\x10summary_markdown\x18\x02 \x01(\t\x12&\n\x06status\x18\x06 \x01(\x0e\x32\x16.buildbucket.v2.Status\x12\x35\n\x0estatus_details\x18\x07 \x01(\x0b\x32\x1d.buildbucket.v2.StatusDetails\"\x94\x02\n\nBuildInfra\x12\x35\n\x08resultdb\x18\x05 \x01(\x0b\x32#.buildbucket.v2.BuildInfra.ResultDB\x12\x33\n\x07\x62\x61\x63kend\x18\x07 \x01(\x0b\x32\".buildbucket.v2.BuildInfra.Backend\x1a\x30\n\x08ResultDB\x12\x10\n\x08hostname\x18\x01 \x01(\t\x12\x12\n\ninvocation\x18\x02 \x01(\t\x1ah\n\x07\x42\x61\x63kend\x12\'\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\"\n\x04task\x18\x02 \x01(\x0b\x32\x14.buildbucket.v2.Task\x12\x10\n\x08hostname\x18\x06 \x01(\t\"=\n\x11\x46\x65tchTasksRequest\x12(\n\x08task_ids\x18\x01 \x03(\x0b\x32\x16.buildbucket.v2.TaskID\"\xb7\x01\n\x12\x46\x65tchTasksResponse\x12>\n\tresponses\x18\x01 \x03(\x0b\x32+.buildbucket.v2.FetchTasksResponse.Response\x1a\x61\n\x08Response\x12$\n\x04task\x18\x01 \x01(\x0b\x32\x14.buildbucket.v2.TaskH\x00\x12#\n\x05\x65rror\x18\x64 \x01(\x0b\x32\x12.google.rpc.StatusH\x00\x42\n\n\x08response\"\x10\n\x0eRunTaskRequest\"\x11\n\x0fRunTaskResponse\"\x14\n\x12\x43\x61ncelTasksRequest\"\x15\n\x13\x43\x61ncelTasksResponse\"\x18\n\x16ValidateConfigsRequest\"\x19\n\x17ValidateConfigsResponse*\x87\x01\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\r\n\tSCHEDULED\x10\x01\x12\x0b\n\x07STARTED\x10\x02\x12\x0e\n\nENDED_MASK\x10\x04\x12\x0b\n\x07SUCCESS\x10\x0c\x12\x0b\n\x07\x46\x41ILURE\x10\x14\x12\x11\n\rINFRA_FAILURE\x10$\x12\x0c\n\x08\x43\x41NCELED\x10\x44\x32\xea\x02\n\x0bTaskBackend\x12J\n\x07RunTask\x12\x1e.buildbucket.v2.RunTaskRequest\x1a\x1f.buildbucket.v2.RunTaskResponse\x12S\n\nFetchTasks\x12!.buildbucket.v2.FetchTasksRequest\x1a\".buildbucket.v2.FetchTasksResponse\x12V\n\x0b\x43\x61ncelTasks\x12\".buildbucket.v2.CancelTasksRequest\x1a#.buildbucket.v2.CancelTasksResponse\x12\x62\n\x0fValidateConfigs\x12&.buildbucket.v2.ValidateConfigsRequest\x1a\'.buildbucket.v2.ValidateConfigsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'buildsync.proto.buildbucket_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_STATUS']._serialized_start=3407
-  _globals['_STATUS']._serialized_end=3542
-  _globals['_STATUSDETAILS']._serialized_start=174
-  _globals['_STATUSDETAILS']._serialized_end=369
-  _globals['_STATUSDETAILS_RESOURCEEXHAUSTION']._serialized_start=326
-  _globals['_STATUSDETAILS_RESOURCEEXHAUSTION']._serialized_end=346
-  _globals['_STATUSDETAILS_TIMEOUT']._serialized_start=348
-  _globals['_STATUSDETAILS_TIMEOUT']._serialized_end=357
-  _globals['_TASKID']._serialized_start=371
-  _globals['_TASKID']._serialized_end=407
-  _globals['_TASK']._serialized_start=410
-  _globals['_TASK']._serialized_end=670
-  _globals['_BUILDERID']._serialized_start=672
-  _globals['_BUILDERID']._serialized_end=733
-  _globals['_STRINGPAIR']._serialized_start=735
-  _globals['_STRINGPAIR']._serialized_end=775
-  _globals['_LOG']._serialized_start=777
-  _globals['_LOG']._serialized_end=827
-  _globals['_STEP']._serialized_start=830
-  _globals['_STEP']._serialized_end=1252
-  _globals['_STEP_MERGEBUILD']._serialized_start=1143
-  _globals['_STEP_MERGEBUILD']._serialized_end=1252
-  _globals['_BUILD']._serialized_start=1255
-  _globals['_BUILD']._serialized_end=2170
-  _globals['_BUILD_INPUT']._serialized_start=1941
-  _globals['_BUILD_INPUT']._serialized_end=1993
-  _globals['_BUILD_OUTPUT']._serialized_start=1996
-  _globals['_BUILD_OUTPUT']._serialized_end=2170
-  _globals['_BUILDINFRA']._serialized_start=2173
-  _globals['_BUILDINFRA']._serialized_end=2449
-  _globals['_BUILDINFRA_RESULTDB']._serialized_start=2295
-  _globals['_BUILDINFRA_RESULTDB']._serialized_end=2343
-  _globals['_BUILDINFRA_BACKEND']._serialized_start=2345
-  _globals['_BUILDINFRA_BACKEND']._serialized_end=2449
-  _globals['_FETCHTASKSREQUEST']._serialized_start=2451
-  _globals['_FETCHTASKSREQUEST']._serialized_end=2512
-  _globals['_FETCHTASKSRESPONSE']._serialized_start=2515
-  _globals['_FETCHTASKSRESPONSE']._serialized_end=2698
-  _globals['_FETCHTASKSRESPONSE_RESPONSE']._serialized_start=2601
-  _globals['_FETCHTASKSRESPONSE_RESPONSE']._serialized_end=2698
-  _globals['_RUNTASKREQUEST']._serialized_start=2700
-  _globals['_RUNTASKREQUEST']._serialized_end=2716
-  _globals['_RUNTASKRESPONSE']._serialized_start=2718
-  _globals['_RUNTASKRESPONSE']._serialized_end=2735
-  _globals['_CANCELTASKSREQUEST']._serialized_start=2737
-  _globals['_CANCELTASKSREQUEST']._serialized_end=2757
-  _globals['_CANCELTASKSRESPONSE']._serialized_start=2759
-  _globals['_CANCELTASKSRESPONSE']._serialized_end=2780
-  _globals['_VALIDATECONFIGSREQUEST']._serialized_start=2782
-  _globals['_VALIDATECONFIGSREQUEST']._serialized_end=2806
-  _globals['_VALIDATECONFIGSRESPONSE']._serialized_start=2808
-  _globals['_VALIDATECONFIGSRESPONSE']._serialized_end=2833
-  _globals['_SETTINGSCFG']._serialized_start=2835
-  _globals['_SETTINGSCFG']._serialized_end=2898
-  _globals['_BACKENDSETTING']._serialized_start=2901
-  _globals['_BACKENDSETTING']._serialized_end=3404
-  _globals['_BACKENDSETTING_BUILDSYNCSETTING']._serialized_start=3135
-  _globals['_BACKENDSETTING_BUILDSYNCSETTING']._serialized_end=3200
-  _globals['_BACKENDSETTING_FULLMODE']._serialized_start=3203
-  _globals['_BACKENDSETTING_FULLMODE']._serialized_end=3384
-  _globals['_BACKENDSETTING_LITEMODE']._serialized_start=3386
-  _globals['_BACKENDSETTING_LITEMODE']._serialized_end=3396
-  _globals['_TASKBACKEND']._serialized_start=3545
-  _globals['_TASKBACKEND']._serialized_end=3907
+  _globals['_STATUS']._serialized_start=2804
+  _globals['_STATUS']._serialized_end=2939
+  _globals['_STATUSDETAILS']._serialized_start=142
+  _globals['_STATUSDETAILS']._serialized_end=337
+  _globals['_STATUSDETAILS_RESOURCEEXHAUSTION']._serialized_start=294
+  _globals['_STATUSDETAILS_RESOURCEEXHAUSTION']._serialized_end=314
+  _globals['_STATUSDETAILS_TIMEOUT']._serialized_start=316
+  _globals['_STATUSDETAILS_TIMEOUT']._serialized_end=325
+  _globals['_TASKID']._serialized_start=339
+  _globals['_TASKID']._serialized_end=375
+  _globals['_TASK']._serialized_start=378
+  _globals['_TASK']._serialized_end=638
+  _globals['_BUILDERID']._serialized_start=640
+  _globals['_BUILDERID']._serialized_end=701
+  _globals['_STRINGPAIR']._serialized_start=703
+  _globals['_STRINGPAIR']._serialized_end=743
+  _globals['_LOG']._serialized_start=745
+  _globals['_LOG']._serialized_end=795
+  _globals['_STEP']._serialized_start=798
+  _globals['_STEP']._serialized_end=1220
+  _globals['_STEP_MERGEBUILD']._serialized_start=1111
+  _globals['_STEP_MERGEBUILD']._serialized_end=1220
+  _globals['_BUILD']._serialized_start=1223
+  _globals['_BUILD']._serialized_end=2138
+  _globals['_BUILD_INPUT']._serialized_start=1909
+  _globals['_BUILD_INPUT']._serialized_end=1961
+  _globals['_BUILD_OUTPUT']._serialized_start=1964
+  _globals['_BUILD_OUTPUT']._serialized_end=2138
+  _globals['_BUILDINFRA']._serialized_start=2141
+  _globals['_BUILDINFRA']._serialized_end=2417
+  _globals['_BUILDINFRA_RESULTDB']._serialized_start=2263
+  _globals['_BUILDINFRA_RESULTDB']._serialized_end=2311
+  _globals['_BUILDINFRA_BACKEND']._serialized_start=2313
+  _globals['_BUILDINFRA_BACKEND']._serialized_end=2417
+  _globals['_FETCHTASKSREQUEST']._serialized_start=2419
+  _globals['_FETCHTASKSREQUEST']._serialized_end=2480
+  _globals['_FETCHTASKSRESPONSE']._serialized_start=2483
+  _globals['_FETCHTASKSRESPONSE']._serialized_end=2666
+  _globals['_FETCHTASKSRESPONSE_RESPONSE']._serialized_start=2569
+  _globals['_FETCHTASKSRESPONSE_RESPONSE']._serialized_end=2666
+  _globals['_RUNTASKREQUEST']._serialized_start=2668
+  _globals['_RUNTASKREQUEST']._serialized_end=2684
+  _globals['_RUNTASKRESPONSE']._serialized_start=2686
+  _globals['_RUNTASKRESPONSE']._serialized_end=2703
+  _globals['_CANCELTASKSREQUEST']._serialized_start=2705
+  _globals['_CANCELTASKSREQUEST']._serialized_end=2725
+  _globals['_CANCELTASKSRESPONSE']._serialized_start=2727
+  _globals['_CANCELTASKSRESPONSE']._serialized_end=2748
+  _globals['_VALIDATECONFIGSREQUEST']._serialized_start=2750
+  _globals['_VALIDATECONFIGSREQUEST']._serialized_end=2774
+  _globals['_VALIDATECONFIGSRESPONSE']._serialized_start=2776
+  _globals['_VALIDATECONFIGSRESPONSE']._serialized_end=2801
+  _globals['_TASKBACKEND']._serialized_start=2942
+  _globals['_TASKBACKEND']._serialized_end=3304
 # @@protoc_insertion_point(module_scope)

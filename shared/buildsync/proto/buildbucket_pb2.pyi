@@ -1,6 +1,5 @@
 import datetime
 
-from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.rpc import status_pb2 as _status_pb2
@@ -251,44 +250,3 @@ class ValidateConfigsRequest(_message.Message):
 class ValidateConfigsResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
-
-class SettingsCfg(_message.Message):
-    __slots__ = ("backends",)
-    BACKENDS_FIELD_NUMBER: _ClassVar[int]
-    backends: _containers.RepeatedCompositeFieldContainer[BackendSetting]
-    def __init__(self, backends: _Optional[_Iterable[_Union[BackendSetting, _Mapping]]] = ...) -> None: ...
-
-class BackendSetting(_message.Message):
-    __slots__ = ("target", "hostname", "full_mode", "lite_mode", "task_creating_timeout")
-    class BuildSyncSetting(_message.Message):
-        __slots__ = ("shards", "sync_interval_seconds")
-        SHARDS_FIELD_NUMBER: _ClassVar[int]
-        SYNC_INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
-        shards: int
-        sync_interval_seconds: int
-        def __init__(self, shards: _Optional[int] = ..., sync_interval_seconds: _Optional[int] = ...) -> None: ...
-    class FullMode(_message.Message):
-        __slots__ = ("pubsub_id", "build_sync_setting", "redirect_to_task_page", "succeed_build_if_task_is_succeeded")
-        PUBSUB_ID_FIELD_NUMBER: _ClassVar[int]
-        BUILD_SYNC_SETTING_FIELD_NUMBER: _ClassVar[int]
-        REDIRECT_TO_TASK_PAGE_FIELD_NUMBER: _ClassVar[int]
-        SUCCEED_BUILD_IF_TASK_IS_SUCCEEDED_FIELD_NUMBER: _ClassVar[int]
-        pubsub_id: str
-        build_sync_setting: BackendSetting.BuildSyncSetting
-        redirect_to_task_page: bool
-        succeed_build_if_task_is_succeeded: bool
-        def __init__(self, pubsub_id: _Optional[str] = ..., build_sync_setting: _Optional[_Union[BackendSetting.BuildSyncSetting, _Mapping]] = ..., redirect_to_task_page: _Optional[bool] = ..., succeed_build_if_task_is_succeeded: _Optional[bool] = ...) -> None: ...
-    class LiteMode(_message.Message):
-        __slots__ = ()
-        def __init__(self) -> None: ...
-    TARGET_FIELD_NUMBER: _ClassVar[int]
-    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
-    FULL_MODE_FIELD_NUMBER: _ClassVar[int]
-    LITE_MODE_FIELD_NUMBER: _ClassVar[int]
-    TASK_CREATING_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
-    target: str
-    hostname: str
-    full_mode: BackendSetting.FullMode
-    lite_mode: BackendSetting.LiteMode
-    task_creating_timeout: _duration_pb2.Duration
-    def __init__(self, target: _Optional[str] = ..., hostname: _Optional[str] = ..., full_mode: _Optional[_Union[BackendSetting.FullMode, _Mapping]] = ..., lite_mode: _Optional[_Union[BackendSetting.LiteMode, _Mapping]] = ..., task_creating_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
