@@ -8,10 +8,11 @@ own index flags, and a BuildSteps child stored plain or zlib-compressed.
 from __future__ import annotations
 
 import datetime
+import random
 import zlib
 
 import pytest
-from buildsync import legacy, model
+from buildsync import commit_budget, legacy, model
 from buildsync.backend import GrpcTaskBackend
 from buildsync.messages import SyncBatch
 from buildsync.proto import buildbucket_pb2 as pb
@@ -249,6 +250,7 @@ class RecordingClient(datastore.Client):
 
     lookups: list[list[tuple[str, int]]]
     writes: list[tuple[str, int]]
+    commits: list[int]  # the encoded bytes of each put_multi
 
     def get_multi(self, keys, *args, **kwargs):
         self.lookups.append([(key.kind, model.build_id_of(key)) for key in keys])
@@ -256,12 +258,13 @@ class RecordingClient(datastore.Client):
 
     def put_multi(self, entities, *args, **kwargs):
         self.writes += [(entity.key.kind, model.build_id_of(entity.key)) for entity in entities]
+        self.commits.append(sum(commit_budget.encoded_size(entity) for entity in entities))
         return super().put_multi(entities, *args, **kwargs)
 
 
 def recording_client(emulator) -> RecordingClient:
     client = emulator_client(emulator.host, PROJECT, RecordingClient)
-    client.lookups, client.writes = [], []
+    client.lookups, client.writes, client.commits = [], [], []
     return client
 
 
@@ -296,3 +299,27 @@ def test_steps_that_had_all_ended_are_not_written_again(
 
     assert report.completed == 1
     assert sorted(client.writes) == [("Build", 1), ("BuildInfra", 1), ("BuildStatus", 1)]
+
+
+def test_a_group_whose_writes_exceed_one_commit_is_split_and_every_build_ends(
+    datastore_emulator, datastore_client, task_backend, fetcher, backend, monkeypatch
+):
+    # Production takes 10 MiB per commit; the emulator's client takes 4 MiB per
+    # answer, so here three builds that each rewrite ~900 KB of steps share a
+    # 2 MiB budget.
+    budget = 2 * 1024 * 1024
+    monkeypatch.setattr(commit_budget, "COMMIT_BUDGET_BYTES", budget)
+    build_ids = [1, 2, 3]
+    for build_id in build_ids:
+        put_build(datastore_client, build_id, updated=LONG_AGO)
+        noise = random.Random(build_id).randbytes(450_000).hex()  # incompressible: its size is real
+        put_steps(datastore_client, build_id, [step("big", pb.STARTED, summary_markdown=noise)], zipped=False)
+        task_backend.backend.set_task(f"task-{build_id}", pb.FAILURE, 2)
+    client = recording_client(datastore_emulator)
+
+    report = run(client, fetcher, backend, build_ids)
+
+    assert (report.completed, report.failed) == (3, 0)
+    for build_id in build_ids:
+        assert steps_of(get_steps(datastore_client, build_id)).steps[0].status == pb.CANCELED
+    assert len(client.commits) == 2 and all(size <= budget for size in client.commits), client.commits

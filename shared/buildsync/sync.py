@@ -16,7 +16,7 @@ from typing import Callable
 from google.cloud import datastore
 from google.protobuf.message import DecodeError
 
-from buildsync import logs, model, notifications, status_change
+from buildsync import commit_budget, logs, model, notifications, status_change
 from buildsync.backend import TaskFetcher
 from buildsync.build_update import Outcome, Update, decide_update, skip_reason
 from buildsync.errors import BackendResponseError, SyncError, TransientError, as_sync_error
@@ -125,7 +125,16 @@ def _read_task_ids(
     return list(task_ids.values()), syncable
 
 
-def _update_group(
+def _update_group(client: datastore.Client, build_ids: list[int], **options) -> SyncReport:
+    """Up to 25 builds, in one transaction unless their writes exceed one commit (commit_budget.py)."""
+    report = SyncReport()
+    while build_ids:
+        committed, build_ids = _commit_builds(client, build_ids, **options)
+        report.add(committed)
+    return report
+
+
+def _commit_builds(
     client: datastore.Client,
     build_ids: list[int],
     fetched: FetchedTasks,
@@ -134,10 +143,15 @@ def _update_group(
     dry_run: bool,
     notify: bool,
     clock: Clock,
-) -> SyncReport:
-    """One transaction over up to 25 builds; the report counts them once it committed."""
+) -> tuple[SyncReport, list[int]]:
+    """One transaction over `build_ids`; the report counts them once it committed.
 
-    def work(_: datastore.Transaction) -> list[tuple[int, Update, CompletedBuild | None]]:
+    Also returns the builds left out because their writes did not fit in
+    the commit: nothing of theirs was written, and they need a transaction
+    of their own.
+    """
+
+    def work(_: datastore.Transaction) -> tuple[list[tuple[int, Update, CompletedBuild | None]], list[int]]:
         keys = [model.build_key(client, i) for i in build_ids] + [model.infra_key(client, i) for i in build_ids]
         entities = {e.key.flat_path: e for e in client.get_multi(keys)}
         now = clock()
@@ -162,18 +176,19 @@ def _update_group(
                 to_put.append(notifications.outbox_entity(client, completed, now))
             results.append((build_id, update, completed))
         to_put += status_change.changed_children(client, changed)
+        to_put, left_out = commit_budget.split_writes(build_ids, to_put)
         if to_put and not dry_run:
             client.put_multi(to_put)
-        return results
+        return [result for result in results if result[0] not in left_out], left_out
 
     report = SyncReport()
     try:
-        results = run_in_transaction(client, work, read_only=dry_run)
+        results, left_out = run_in_transaction(client, work, read_only=dry_run)
     except SyncError as error:
         logs.event("ERROR", "transaction for a group of builds failed", build_ids=build_ids, error=str(error))
         report.failed = len(build_ids)
         report.retry = isinstance(error, TransientError)
-        return report
+        return report, []
     # Counted only now, after the commit: a retried transaction counts once.
     for build_id, update, completed in results:
         _count(report, build_id, update)
@@ -181,7 +196,7 @@ def _update_group(
             report.completed += 1
             report.completed_builds.append(completed)
             logs.event("INFO", "build completed", build_id=build_id, status=completed.status, dry_run=dry_run)
-    return report
+    return report, left_out
 
 
 def _update_build(
