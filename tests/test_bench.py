@@ -16,30 +16,30 @@ def test_cold_starts_of_every_function_are_judged_by_the_one_cold_start_target()
     assert verdict("cold_start_planner", 1.5) == "MISSED"
 
 
-def test_the_floor_fetches_nothing_so_its_fetch_calls_have_no_target():
-    assert target_key("floor_fetch_calls_per_1000_builds") == ""
+def test_only_the_pipelines_fetch_calls_are_judged_by_the_fetch_target():
+    assert target_key("backlog_fetch_calls_per_1000_builds") == ""
     assert target_text("full_fetch_calls_per_1000_builds") == "<= 1"
 
 
 def test_a_missing_or_nan_value_gets_no_verdict():
-    assert verdict("inprocess_floor_ratio", None) == ""
-    assert verdict("inprocess_floor_ratio", float("nan")) == ""
+    assert verdict("inprocess_tight_floor_ratio", None) == ""
+    assert verdict("inprocess_tight_floor_ratio", float("nan")) == ""
     assert verdict("inprocess_seconds", 3.0) == ""
 
 
 def test_every_target_the_table_shows_is_a_target_of_TARGETS():
     shown = {target_key(metric) for _, metric, _ in TABLE_ROWS} - {""}
     assert shown <= set(TARGETS)
-    assert "inprocess_floor_ratio" in shown
+    assert {"inprocess_tight_floor_ratio", "inprocess_contract_floor_ratio"} <= shown
 
 
 def test_the_table_marks_a_missed_target_and_prints_its_bound():
     results = Results()
-    results.add("inprocess_floor_ratio", 1000, 0.6, "ratio")
+    results.add("inprocess_tight_floor_ratio", 1000, 0.6, "ratio")
     results.add("inprocess_builds_per_second", 1000, 500.0, "builds/s")
     out = io.StringIO()
     print_table(results, [1000], out)
-    row = next(line for line in out.getvalue().splitlines() if "/ floor" in line)
+    row = next(line for line in out.getvalue().splitlines() if "/ tight floor" in line)
     assert "0.60!" in row and ">= 0.8" in row
     assert "full        builds/s" not in out.getvalue()  # rows without a value are left out
 

@@ -14,8 +14,8 @@ seeding) and measures:
 2. the full pipeline: a SyncTrigger published to the planner's topic, through
    Pub/Sub push into the planner, shard and sync functions, until the sync
    function's "synced batch" log events add up to N updated builds;
-3. the floor (floor.py): the least Datastore work the same builds need on the
-   same emulator;
+3. the tight and the contract floor (floor.py), each the best of 4, 8 and 16
+   threads, on the same seeded builds just before the in-process run;
 4. Datastore operations per build (datastore_calls.py) and FetchTasks calls
    per 1000 builds.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import math
 import os
@@ -17,6 +18,7 @@ from buildsync.pipeline import DEFAULT_WORKERS
 
 import tools.bench
 from tools.bench.environment import BenchEnvironment
+from tools.bench.floor import FLOORS
 from tools.bench.plot import plot
 from tools.bench.processes import Supervisor, run_in_thread
 from tools.bench.results import Results, Run
@@ -26,7 +28,12 @@ from tools.bench.singles import cold_starts, memory
 from tools.bench.table import print_singles, print_table
 from tools.emulators import EmulatorUnavailable
 
-LABELS = {"floor": "floor", "inprocess": "in-process", "full": "full (Pub/Sub + functions)"}
+LABELS = {
+    "tight": "tight floor",
+    "contract": "contract floor",
+    "inprocess": "in-process",
+    "full": "full (Pub/Sub + functions)",
+}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -70,30 +77,32 @@ def measure(args: argparse.Namespace, env: BenchEnvironment, supervisor: Supervi
     log = supervisor.log
     runs_of = Runs(env, args.workers, args.full_timeout)
     runs_of.warm_up(args.warmup)
-    kinds = {"floor": runs_of.floor, "inprocess": runs_of.in_process}
-    if not args.skip_full:
-        kinds["full"] = runs_of.full
     for n in args.sizes:
-        runs: dict[str, list[Run]] = {kind: [] for kind in kinds}
+        runs: dict[str, list[Run]] = collections.defaultdict(list)
         for repeat in range(args.repeats):
-            for kind, measure_one in kinds.items():  # interleaved, so that a burst of outside load hits each alike
-                log(f"N={n} run {repeat + 1}/{args.repeats}: {LABELS[kind]}")
-                run = measure_one(n)
+            # Interleaved, so that a burst of outside load hits each kind alike.
+            log(f"N={n} run {repeat + 1}/{args.repeats}: the floors, then the in-process pipeline")
+            measured = runs_of.floors_then_pipeline(n)
+            if not args.skip_full:
+                log(f"N={n} run {repeat + 1}/{args.repeats}: {LABELS['full']}")
+                measured["full"] = runs_of.full(n)
+            for kind, run in measured.items():
                 runs[kind].append(run)
                 note = f" [{run.note}]" if run.note else ""
                 other = run.cpu.get("other processes", 0)
-                log(f"  {run.seconds:.2f}s = {run.rate:.0f} builds/s (other processes used {other:.1f} CPU s){note}")
+                log(f"  {LABELS[kind]}: {run.seconds:.2f}s = {run.rate:.0f} builds/s (others: {other:.1f} CPU s){note}")
         chosen = {kind: median_run(rs) for kind, rs in runs.items()}
+        floors = {kind: chosen[kind] for kind in FLOORS}
         batches = env.layout.minimum_batches(n)
-        for kind in kinds:
-            results.add_run(kind, n, chosen[kind], chosen["floor"] if kind != "floor" else None, batches)
+        for kind, run in chosen.items():
+            results.add_run(kind, n, run, {} if kind in FLOORS else floors, batches)
             for index, r in enumerate(runs[kind], 1):
                 results.add(f"{kind}_seconds_run{index}", n, r.seconds, "s")
             results.spreads[(kind, n)] = ", ".join(f"{r.seconds:.2f}" for r in runs[kind])
         summary = ", ".join(
-            f"{LABELS[k]} {chosen[k].rate:.0f}/s"
-            + ("" if k == "floor" else f" ({chosen[k].rate / chosen['floor'].rate:.2f} of floor)")
-            for k in kinds
+            f"{LABELS[k]} {run.rate:.0f}/s"
+            + ("" if k in FLOORS else "".join(f" ({run.rate / floors[f].rate:.2f} of {f})" for f in FLOORS))
+            for k, run in chosen.items()
         )
         log(f"N={n} medians: {summary}")
     if args.profile:

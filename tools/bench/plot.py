@@ -11,7 +11,8 @@ from tools.bench.results import Results
 KINDS = (
     ("inprocess", "in-process pipeline", "o-"),
     ("full", "Pub/Sub + functions", "s-"),
-    ("floor", "Datastore floor", "^--"),
+    ("tight", "tight floor", "^--"),
+    ("contract", "contract floor", "v--"),
 )
 
 

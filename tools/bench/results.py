@@ -37,6 +37,8 @@ class Run:
     fetch_calls: int
     cpu: dict[str, float]
     note: str = ""
+    threads: int = 0  # a floor's thread count
+    tries: dict[int, float] = dataclasses.field(default_factory=dict)  # a floor's seconds by thread count
 
     @property
     def rate(self) -> float:
@@ -60,18 +62,22 @@ class Results:
                 return value
         return None
 
-    def add_run(self, kind: str, n: int, run: Run, floor: Run | None, batches: int) -> None:
-        """The figures of one run: time, throughput, CPU, its ratio to the floor, FetchTasks and Datastore work."""
+    def add_run(self, kind: str, n: int, run: Run, floors: dict[str, Run], batches: int) -> None:
+        """The figures of one run: time, throughput, CPU, its ratio to each floor, FetchTasks and Datastore work."""
         self.add(f"{kind}_seconds", n, run.seconds, "s")
         self.add(f"{kind}_builds_per_second", n, run.rate, "builds/s")
         used = own_cpu(run.cpu)
         self.add(f"{kind}_own_cpu_per_1000_builds", n, used * 1000 / n, "cpu s")
-        if floor is not None:
-            self.add(f"{kind}_floor_ratio", n, run.rate / floor.rate, "ratio")
-            self.add(f"{kind}_floor_cpu_ratio", n, own_cpu(floor.cpu) / used if used else float("nan"), "ratio")
+        for name, floor in floors.items():
+            self.add(f"{kind}_{name}_floor_ratio", n, run.rate / floor.rate, "ratio")
+            self.add(f"{kind}_{name}_floor_cpu_ratio", n, own_cpu(floor.cpu) / used if used else float("nan"), "ratio")
+        if run.threads:
+            self.add(f"{kind}_best_threads", n, run.threads, "threads")
+        for threads, seconds in run.tries.items():
+            self.add(f"{kind}_seconds_threads{threads}", n, seconds, "s")
         for name, seconds in run.cpu.items():
             self.add(f"{kind}_cpu_{name.replace(' ', '_')}", n, seconds, "cpu s")
-        if kind != "floor":
+        if not run.threads:  # the floors fetch nothing
             self.add(f"{kind}_fetch_calls", n, run.fetch_calls, "calls")
             self.add(f"{kind}_fetch_calls_per_1000_builds", n, run.fetch_calls * 1000 / n, "calls")
             self.add(f"{kind}_fetch_calls_per_batch", n, run.fetch_calls / batches, "calls")

@@ -1,4 +1,4 @@
-"""The measured runs: the floor, the in-process pipeline, and the full Pub/Sub + functions pipeline."""
+"""The measured runs: the two floors, the in-process pipeline, and the full Pub/Sub + functions pipeline."""
 
 from __future__ import annotations
 
@@ -11,11 +11,10 @@ import time
 from buildsync.backend import BackendPool
 from buildsync.messages import SyncTrigger
 from buildsync.pipeline import run_pipeline
-from buildsync.sync import DEFAULT_GROUP_WORKERS
 
 from tools.bench.cpu import CpuMeter
 from tools.bench.environment import BenchEnvironment
-from tools.bench.floor import run_floor
+from tools.bench.floor import FLOOR_THREADS, FLOORS, run_floor
 from tools.bench.profiler import ThreadsProfiler
 from tools.bench.results import Run
 from tools.bench.seeding import BACKEND, still_due
@@ -42,26 +41,45 @@ class Runs:
         if n <= 0:
             return
         self.env.log(f"warming up with {n} builds (not reported)")
-        self.floor(n)
-        self.in_process(n)
+        self.floors_then_pipeline(n)
         if self.env.stack is not None:
             run = self.full(n)
             if run.note:
                 self.env.log(f"  warm-up of the full pipeline: {run.note}")
 
-    def floor(self, n: int) -> Run:
+    def floors_then_pipeline(self, n: int) -> dict[str, Run]:
+        """Each floor with each thread count, then the in-process pipeline, on the same N seeded builds.
+
+        The floors write the builds back unchanged, so they stay due for the
+        next floor and for the pipeline. A floor's Run is its best thread count;
+        its other counts are in `tries`.
+        """
         self.env.fresh_builds(n)
+        runs: dict[str, Run] = {}
+        for kind in FLOORS:
+            tries = [self.floor(kind, n, threads) for threads in FLOOR_THREADS]
+            best = min(tries, key=lambda run: run.seconds)
+            best.tries = {run.threads: run.seconds for run in tries}
+            runs[kind] = best
+            self.env.log(f"  {kind} floor: " + ", ".join(f"{t} threads {s:.2f}s" for t, s in best.tries.items()))
+        runs["inprocess"] = self.in_process(n, seeded=True)
+        return runs
+
+    def floor(self, kind: str, n: int, threads: int) -> Run:
         client, counter = self.env.counting_client()
         planned_at = utc_now()
         with CpuMeter(self.env.process_groups()) as cpu:
             started = time.perf_counter()
-            written = run_floor(client, self.env.layout, planned_at, self.workers, DEFAULT_GROUP_WORKERS)
+            written = run_floor(kind, client, self.env.layout, planned_at, threads)
             seconds = time.perf_counter() - started
-        note = "" if written == n else f"floor wrote {written} of {n} builds"
-        return Run(seconds, n, counter.reset(), 0, cpu.used, note)
+        note = "" if written == n else f"{kind} floor wrote {written} of {n} builds"
+        return Run(seconds, n, counter.reset(), 0, cpu.used, note, threads=threads)
 
-    def in_process(self, n: int, profile_to: pathlib.Path | None = None) -> Run:
-        self.env.fresh_builds(n)
+    def in_process(self, n: int, profile_to: pathlib.Path | None = None, seeded: bool = False) -> Run:
+        """The in-process pipeline over N due builds (`seeded`: they are there already)."""
+        if not seeded:
+            self.env.fresh_builds(n)
+        self.env.server.backend.calls.clear()
         client, counter = self.env.counting_client()
         planned_at = utc_now()
         profiler = ThreadsProfiler() if profile_to else contextlib.nullcontext()
