@@ -1,9 +1,11 @@
-"""The benchmark's pure parts: targets, the table's use of them, the shard layout."""
+"""The benchmark's pure parts: targets, the table's use of them, the shard layout, the cost model."""
 
 from __future__ import annotations
 
 import io
 
+from tools.bench.cost import Measured, cost_table, monthly_units
+from tools.bench.prices import PRICES, PRICES_READ_ON
 from tools.bench.results import Results
 from tools.bench.seeding import Layout
 from tools.bench.table import TABLE_ROWS, print_table
@@ -49,3 +51,39 @@ def test_minimum_batches_counts_one_batch_per_shard_and_one_per_1000_builds():
     assert layout.minimum_batches(4) == 4
     assert layout.minimum_batches(3) == 3
     assert Layout(projects=1, shards=1).minimum_batches(2500) == 3
+
+
+def measured(**overrides) -> Measured:
+    figures = dict(
+        size=1000,
+        entity_reads_per_build=3.0,
+        entity_writes_per_build=2.0,
+        queries_per_trigger=17.0,
+        query_seconds=0.05,
+        shard_jobs=16,
+        batch_seconds_per_build=0.002,
+        trigger_bytes=20.0,
+        shard_job_bytes=150.0,
+        batch_bytes_fixed=100.0,
+        batch_bytes_per_build=20.0,
+    )
+    return Measured(**{**figures, **overrides})
+
+
+def test_datastore_work_grows_with_the_running_builds_and_queries_with_the_triggers():
+    small, large = (monthly_units(measured(), builds, 512) for builds in (1_000, 100_000))
+    assert large["entity_read"] == 100 * small["entity_read"]
+    assert small["entity_read"] == 1_000 / 5 * 43_200 * 3.0  # a fifth of the builds due each minute
+    assert large["query"] == small["query"] == 43_200 * 17.0
+
+
+def test_a_sync_invocation_carries_at_most_1000_builds_of_one_shard_job():
+    units = monthly_units(measured(shard_jobs=2), 100_000, 512)
+    # 20,000 due a minute over 2 shard jobs: 10 batches each, plus the planner and 2 shard invocations.
+    assert units["invocation"] == 43_200 * (1 + 2 + 20)
+
+
+def test_the_cost_table_prices_every_item_and_says_when_the_prices_were_read():
+    table = cost_table(measured(), 512)
+    assert all(what in table for _, what in PRICES.values())
+    assert PRICES_READ_ON[:4].isdigit()

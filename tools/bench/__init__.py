@@ -25,10 +25,18 @@ and the table shows how much CPU other processes took during each run (cpu.py).
 --profile adds a cProfile of every thread of an extra in-process run of the
 largest size (profiler.py).
 
+Then two scenarios, each skippable: the production-latency profile
+(latency.py: a delay proxy adds D = 0, 10, 30 ms to every Datastore RPC; one
+1000-build batch's time against group workers, the pipeline's builds/s
+against batches in flight) and the backlog (backlog.py: the sync stage held
+back while triggers keep coming, then let go; FetchTasks and Datastore work
+per build, time to converge, messages dropped as too old).
+
 Once per run (singles.py): the peak memory of `sync_batch` on one 1000-build
 batch in a fresh process (memory_probe.py), and each function's cold start.
 
 Prints a table (table.py), writes OUTDIR/benchmark.csv (results.py, one row per
 figure, judged by targets.py) and OUTDIR/sync_time.png (plot.py; needs
-matplotlib: pip install -r requirements-bench.txt).
+matplotlib: pip install -r requirements-bench.txt). `python -m tools.bench.cost`
+turns the CSV into the monthly cost table (cost.py, prices in prices.py).
 """

@@ -38,11 +38,12 @@ class BenchEnvironment:
         self.stack: LocalStack | None = None
         self.settings: Settings | None = None
 
-    def start(self, full: bool) -> None:
+    def start(self, full: bool, pubsub: bool) -> None:
+        """Starts the emulators, the TaskBackend and (`full`) the functions; `pubsub` also without functions."""
         self.datastore_emulator = Emulator("datastore", PROJECT)
         self.exit.callback(self.datastore_emulator.stop)
         emulators = [self.datastore_emulator]
-        if full:
+        if full or pubsub:
             self.pubsub_emulator = Emulator("pubsub", PROJECT)
             self.exit.callback(self.pubsub_emulator.stop)
             emulators.append(self.pubsub_emulator)
@@ -51,6 +52,8 @@ class BenchEnvironment:
             emulator.start()
         # This process's own clients (the in-process pipeline, the floor) find the emulator here.
         os.environ.update(DATASTORE_EMULATOR_HOST=self.datastore_emulator.host, GOOGLE_CLOUD_PROJECT=PROJECT)
+        if self.pubsub_emulator is not None:
+            os.environ["PUBSUB_EMULATOR_HOST"] = self.pubsub_emulator.host
         self.server = TaskBackendServer()
         self.exit.callback(self.server.stop)
         self.server.start()
@@ -92,8 +95,18 @@ class BenchEnvironment:
     def client(self) -> datastore.Client:
         return datastore.Client(project=PROJECT)
 
-    def counting_client(self) -> tuple[datastore.Client, DatastoreCallCounter]:
-        return counting_client(PROJECT, self.datastore_emulator.host)
+    def counting_client(self, host: str | None = None) -> tuple[datastore.Client, DatastoreCallCounter]:
+        """A client whose RPCs are counted, to the emulator or to `host` (a delay proxy in front of it)."""
+        return counting_client(PROJECT, host or self.datastore_emulator.host)
+
+    def seed_more(self, ids: range, project: str) -> None:
+        """Adds due builds with `ids` to `project`'s shard 0, and their tasks, without emptying Datastore."""
+        due_at = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=1)
+        started = time.perf_counter()
+        seed(self.client(), self.layout, len(ids), due_at, first=ids.start, project=project)
+        for build_id in ids:
+            self.server.backend.set_task(f"task-{build_id}", pb.STARTED, update_id=2, target=BACKEND)
+        self.log(f"  seeded {len(ids)} builds in {project} in {time.perf_counter() - started:.1f}s (not timed)")
 
     def fresh_builds(self, n: int, project: str | None = None) -> datetime.datetime:
         """Empties Datastore and seeds N due builds (untimed); returns when they became due."""

@@ -17,15 +17,18 @@ from buildsync.messages import MAX_BATCH_SIZE
 from buildsync.pipeline import DEFAULT_WORKERS
 
 import tools.bench
+from tools.bench.backlog import HOLD_SECONDS, TRIGGER_INTERVAL_SECONDS, add_backlog, run_backlog
+from tools.bench.cost import add_message_bytes
 from tools.bench.environment import BenchEnvironment
 from tools.bench.floor import FLOORS
+from tools.bench.latency import LatencyProfile, add_latency
 from tools.bench.plot import plot
 from tools.bench.processes import Supervisor, run_in_thread
 from tools.bench.results import Results, Run
 from tools.bench.runs import Runs
 from tools.bench.seeding import Layout
 from tools.bench.singles import cold_starts, memory
-from tools.bench.table import print_singles, print_table
+from tools.bench.table import print_scenarios, print_singles, print_table
 from tools.emulators import EmulatorUnavailable
 
 LABELS = {
@@ -48,6 +51,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--workers", type=int, default=DEFAULT_WORKERS, help="pipeline workers (default: the pipeline's)"
     )
     parser.add_argument("--skip-full", action="store_true", help="skip the Pub/Sub + functions pipeline")
+    parser.add_argument("--skip-latency", action="store_true", help="skip the production-latency profile")
+    parser.add_argument("--skip-backlog", action="store_true", help="skip the backlog scenario")
     parser.add_argument(
         "--full-timeout", type=float, default=0, help="seconds to wait for a full run (default max(120, N/20))"
     )
@@ -105,6 +110,14 @@ def measure(args: argparse.Namespace, env: BenchEnvironment, supervisor: Supervi
             for k, run in chosen.items()
         )
         log(f"N={n} medians: {summary}")
+    results.add("layout_shard_jobs", "", env.layout.projects * env.layout.shards, "shard jobs per trigger")
+    add_message_bytes(results)
+    if not args.skip_latency:
+        log("latency profile: a delay proxy in front of the Datastore emulator")
+        add_latency(results, LatencyProfile(env).measure())
+    if not args.skip_backlog:
+        log(f"backlog: the sync stage held {HOLD_SECONDS:.0f}s under a trigger every {TRIGGER_INTERVAL_SECONDS:.0f}s")
+        add_backlog(results, run_backlog(env))
     if args.profile:
         n = max(args.sizes)
         log(f"N={n}: profiled in-process run (not reported)")
@@ -146,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         exit_stack.callback(log, "stopped the emulators, the TaskBackend and the functions")
         env = BenchEnvironment(layout, exit_stack, supervisor, task_count=max(args.sizes + [args.memory_batch]))
         try:
-            env.start(full=not args.skip_full)
+            env.start(full=not args.skip_full, pubsub=not args.skip_backlog)
             started.update(env.process_groups())
             exit_stack.callback(_ignore_signals)  # runs first when the stack unwinds
             figures = run_in_thread(lambda: measure(args, env, supervisor, results))
@@ -185,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print()
     print_table(results, args.sizes)
+    print_scenarios(results)
     print_singles(results, figures, args.memory_batch, colds)
     results.write_csv(out_dir / "benchmark.csv")
     print(f"\nCSV: {out_dir / 'benchmark.csv'}")

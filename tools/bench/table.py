@@ -7,6 +7,7 @@ import statistics
 import sys
 from typing import TextIO
 
+from tools.bench.latency import BATCHES_IN_FLIGHT_CHOICES, GROUP_WORKER_CHOICES, LATENCY_DELAYS_MS
 from tools.bench.results import Results
 from tools.bench.targets import target_text, verdict
 
@@ -90,6 +91,39 @@ def print_table(results: Results, sizes: list[int], out: TextIO = sys.stdout) ->
         print("\nseconds of every run (median reported):", file=out)
         for (kind, n), spread in results.spreads.items():
             print(f"  N={n:<7} {kind:<10} {spread}", file=out)
+
+
+def print_scenarios(results: Results, out: TextIO = sys.stdout) -> None:
+    """The latency profile (one batch, and the pipeline, against D) and the backlog scenario."""
+    batch = {
+        d: [results.get(f"latency_batch_seconds_d{d}_g{g}", 1000) for g in GROUP_WORKER_CHOICES]
+        for d in LATENCY_DELAYS_MS
+    }
+    if any(v is not None for values in batch.values() for v in values):
+        print("\nlatency: seconds for one 1000-build batch (one sync instance), by group workers", file=out)
+        print(f"{'':<12}" + "".join(f"{g:>8}" for g in GROUP_WORKER_CHOICES), file=out)
+        for d, values in batch.items():
+            print(f"{f'D={d} ms':<12}" + "".join(f"{_cell('', v, '{:.2f}'):>8}" for v in values), file=out)
+        print(
+            f"  target at D=30 with the defaults: {target_text('latency_batch_seconds_d30')} s: "
+            f"{verdict('latency_batch_seconds_d30', results.get('latency_batch_seconds_d30', 1000))}",
+            file=out,
+        )
+        print("latency: in-process builds/s over 4 such batches, by batches in flight", file=out)
+        print(f"{'':<12}" + "".join(f"{w:>8}" for w in BATCHES_IN_FLIGHT_CHOICES), file=out)
+        for d in LATENCY_DELAYS_MS:
+            rates = [results.get(f"latency_builds_per_second_d{d}_w{w}", 4000) for w in BATCHES_IN_FLIGHT_CHOICES]
+            print(f"{f'D={d} ms':<12}" + "".join(f"{_cell('', v, '{:.0f}'):>8}" for v in rates), file=out)
+    backlog = [(metric, n, value, unit) for metric, n, value, unit in results.rows if metric.startswith("backlog_")]
+    if backlog:
+        print("\nbacklog (the sync stage held back while triggers keep coming):", file=out)
+        for metric, _, value, unit in backlog:
+            judged = verdict(metric, value)
+            print(
+                f"  {metric.removeprefix('backlog_'):<36}{value:>10.3g}  {unit}"
+                + (f"   target {target_text(metric)}: {judged}" if judged else ""),
+                file=out,
+            )
 
 
 def print_singles(
