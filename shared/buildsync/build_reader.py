@@ -1,0 +1,224 @@
+"""A build read back after its transaction, whole, the way Buildbucket's API returns it.
+
+The completion effects need more than Build.proto: Buildbucket keeps the
+build's infra, input and output properties and steps in child entities
+(docs/storage.md "Children of a Build"), and its API answer joins them and
+hides some tags. `read_builds` does the reads for a batch in few lookups;
+`api_build` (pure) joins what was read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from google.cloud import datastore
+from google.protobuf import struct_pb2
+from google.protobuf.message import DecodeError
+
+from buildsync import compression, model
+from buildsync.errors import PermanentError, as_sync_error
+from buildsync.proto import buildbucket_pb2 as pb
+from buildsync.proto import notification_pb2 as npb
+
+INPUT_PROPERTIES_KIND = "BuildInputProperties"
+OUTPUT_PROPERTIES_KIND = "BuildOutputProperties"
+PROPERTY_CHUNK_KIND = "PropertyChunk"
+STEPS_KIND = "BuildSteps"
+
+# Tags Buildbucket keeps on the entity for its own queries but leaves out of API answers.
+HIDDEN_TAG_KEYS = frozenset({"build_address", "builder", "gitiles_ref"})
+
+# Buildbucket cuts a merged summary to this many bytes (protoutil).
+SUMMARY_MARKDOWN_MAX_LENGTH = 4000
+
+# Datastore answers at most 1000 keys per lookup.
+KEYS_PER_LOOKUP = 1000
+
+
+class BuildReadError(PermanentError):
+    """A stored build or child entity that does not decode; rereading will not help."""
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredBuild:
+    """A Build entity and its children, as read; None where an entity is absent."""
+
+    entity: datastore.Entity
+    infra: datastore.Entity | None = None
+    input_properties: datastore.Entity | None = None
+    output_properties: datastore.Entity | None = None
+    output_chunks: tuple[bytes, ...] = ()
+    steps: datastore.Entity | None = None
+
+    @property
+    def build_id(self) -> int:
+        return model.build_id_of(self.entity.key)
+
+    @property
+    def project(self) -> str:
+        return self.entity.get("project") or ""
+
+    @property
+    def callback_topic(self) -> str:
+        return self.entity.get("pubsub_callback.topic") or ""
+
+    @property
+    def callback_user_data(self) -> bytes:
+        return self.entity.get("pubsub_callback.user_data") or b""
+
+    @property
+    def resultdb_update_token(self) -> str:
+        return self.entity.get("resultdb_update_token") or ""
+
+    def build_proto(self) -> pb.Build:
+        """Build.proto alone, as stored; raises BuildReadError."""
+        return _decode(pb.Build, self.entity.get("proto") or b"", self.build_id, "Build.proto")
+
+    def build_infra(self) -> pb.BuildInfra:
+        """BuildInfra's proto (empty when the entity is absent); raises BuildReadError."""
+        if self.infra is None:
+            return pb.BuildInfra()
+        return _decode(pb.BuildInfra, self.infra.get("infra") or b"", self.build_id, "BuildInfra")
+
+
+def _child_key(client: datastore.Client, build_id: int, kind: str) -> datastore.Key:
+    return client.key(model.BUILD_KIND, build_id, kind, 1)
+
+
+def _lookup(client: datastore.Client, keys: list[datastore.Key]) -> dict[tuple, datastore.Entity]:
+    found = {}
+    for start in range(0, len(keys), KEYS_PER_LOOKUP):
+        chunk = keys[start : start + KEYS_PER_LOOKUP]
+        try:
+            entities = client.get_multi(chunk)
+        except Exception as error:  # sorted by the one table in errors.py
+            raise as_sync_error(error, f"reading {len(chunk)} build entities after commit") from error
+        found.update((entity.key.flat_path, entity) for entity in entities)
+    return found
+
+
+def read_builds(client: datastore.Client, build_ids: list[int]) -> dict[int, StoredBuild]:
+    """The builds of `build_ids` with their child entities; a missing Build is left out.
+
+    Raises TransientError or PermanentError (errors.py) when Datastore fails.
+    """
+    kinds = (model.BUILD_INFRA_KIND, INPUT_PROPERTIES_KIND, OUTPUT_PROPERTIES_KIND, STEPS_KIND)
+    keys = []
+    for build_id in build_ids:
+        keys.append(model.build_key(client, build_id))
+        keys += [_child_key(client, build_id, kind) for kind in kinds]
+    found = _lookup(client, keys)
+    chunk_keys = []
+    for build_id in build_ids:
+        output = found.get(_child_key(client, build_id, OUTPUT_PROPERTIES_KIND).flat_path)
+        for index in range(1, _chunk_count(output) + 1):
+            chunk_keys.append(client.key(PROPERTY_CHUNK_KIND, index, parent=output.key))
+    chunks = _lookup(client, chunk_keys) if chunk_keys else {}
+    builds = {}
+    for build_id in build_ids:
+        entity = found.get(model.build_key(client, build_id).flat_path)
+        if entity is None:
+            continue
+        children = {kind: found.get(_child_key(client, build_id, kind).flat_path) for kind in kinds}
+        output = children[OUTPUT_PROPERTIES_KIND]
+        output_chunks = tuple(
+            (chunks.get(client.key(PROPERTY_CHUNK_KIND, i, parent=output.key).flat_path) or {}).get("chunk") or b""
+            for i in range(1, _chunk_count(output) + 1)
+        )
+        builds[build_id] = StoredBuild(
+            entity=entity,
+            infra=children[model.BUILD_INFRA_KIND],
+            input_properties=children[INPUT_PROPERTIES_KIND],
+            output_properties=output,
+            output_chunks=output_chunks,
+            steps=children[STEPS_KIND],
+        )
+    return builds
+
+
+def _chunk_count(output: datastore.Entity | None) -> int:
+    return int(output.get("chunk_count") or 0) if output is not None else 0
+
+
+def api_build(stored: StoredBuild) -> pb.Build:
+    """The build as Buildbucket's GetBuild answers it with every field asked for.
+
+    Raises BuildReadError naming the entity that does not decode.
+    """
+    build_id = stored.build_id
+    build = stored.build_proto()
+    del build.tags[:]
+    for tag in stored.entity.get("tags") or ():
+        key, _, value = str(tag).partition(":")
+        if key not in HIDDEN_TAG_KEYS:
+            build.tags.add(key=key, value=value)
+    build.ClearField("infra")
+    if stored.infra is not None:
+        build.infra.CopyFrom(stored.build_infra())
+    build.input.SetInParent()
+    build.input.ClearField("properties")
+    if stored.input_properties is not None:
+        properties = stored.input_properties.get("properties") or b""
+        build.input.properties.CopyFrom(_decode(struct_pb2.Struct, properties, build_id, INPUT_PROPERTIES_KIND))
+    build.output.SetInParent()
+    build.output.ClearField("properties")
+    output = _output_properties(stored)
+    if output is not None:
+        build.output.properties.CopyFrom(output)
+    del build.steps[:]
+    build.steps.extend(_steps(stored))
+    build.summary_markdown = merged_summary(build)
+    return build
+
+
+def _output_properties(stored: StoredBuild) -> struct_pb2.Struct | None:
+    entity = stored.output_properties
+    if entity is None:
+        return None
+    if not stored.output_chunks:
+        return _decode(struct_pb2.Struct, entity.get("properties") or b"", stored.build_id, OUTPUT_PROPERTIES_KIND)
+    if not all(stored.output_chunks):
+        raise BuildReadError(f"build {stored.build_id}: a {PROPERTY_CHUNK_KIND} of its output properties is missing")
+    try:
+        data = compression.decompress(b"".join(stored.output_chunks), npb.ZSTD)
+    except ValueError as error:
+        raise BuildReadError(f"build {stored.build_id}: chunked output properties: {error}") from error
+    return _decode(struct_pb2.Struct, data, stored.build_id, f"chunked {OUTPUT_PROPERTIES_KIND}")
+
+
+def _steps(stored: StoredBuild) -> list[pb.Step]:
+    entity = stored.steps
+    if entity is None or not entity.get("steps"):
+        return []
+    data = entity["steps"]
+    if entity.get("step_container_bytes_zipped"):
+        try:
+            data = compression.decompress(data, npb.ZLIB)
+        except ValueError as error:
+            raise BuildReadError(f"build {stored.build_id}: {STEPS_KIND}: {error}") from error
+    return list(_decode(pb.Build, data, stored.build_id, STEPS_KIND).steps)
+
+
+def merged_summary(build: pb.Build) -> str:
+    """The build's summary with the output's, the task's and the cancellation's appended (protoutil)."""
+    parts = [build.summary_markdown] if build.summary_markdown.strip() else []
+    others = (
+        build.output.summary_markdown,
+        build.infra.backend.task.summary_markdown,
+        build.cancellation_markdown,
+    )
+    for text in others:
+        if text.strip() and text.strip() not in build.summary_markdown:
+            parts.append(text)
+    summary = "\n".join(parts).encode()
+    if len(summary) > SUMMARY_MARKDOWN_MAX_LENGTH:
+        # Cut in bytes, as upstream does, without leaving half a character.
+        return summary[: SUMMARY_MARKDOWN_MAX_LENGTH - 3].decode(errors="ignore") + "..."
+    return summary.decode()
+
+
+def _decode(message_type, data: bytes, build_id: int, what: str):
+    try:
+        return message_type.FromString(data)
+    except DecodeError as error:
+        raise BuildReadError(f"build {build_id}: {what} does not decode: {error}") from error

@@ -1,0 +1,68 @@
+"""The outbox: identity and the effects left, read back by the sweep, settled after the effects."""
+
+from __future__ import annotations
+
+import datetime
+
+from buildsync import outbox
+from buildsync.outbox import Completion, Effect
+from google.cloud import datastore
+
+NOW = datetime.datetime(2026, 3, 1, 12, 0, tzinfo=datetime.timezone.utc)
+MINUTE = datetime.timedelta(minutes=1)
+
+
+def put(client, build_id: int, effects, created: datetime.datetime, attempts: int = 0) -> Completion:
+    completion = Completion(build_id, frozenset(effects), created, attempts)
+    client.put(outbox.entry_entity(client, completion))
+    return completion
+
+
+def test_an_entry_holds_identity_and_effects_only_and_reads_back(datastore_client):
+    written = put(datastore_client, 5, {Effect.BUILDS_TOPIC, Effect.RESULTDB}, NOW - 2 * MINUTE, attempts=2)
+    entity = datastore_client.get(outbox.entry_key(datastore_client, 5))
+    assert set(entity) == {"effects", "created", "attempts"}
+    assert entity.key.parent.flat_path == ("Build", 5), "a child of the Build: same entity group"
+    assert outbox.due(datastore_client, NOW) == [written]
+
+
+def test_the_sweep_reads_only_entries_older_than_the_minimum_age_oldest_first(datastore_client):
+    old = put(datastore_client, 1, {Effect.METRICS}, NOW - 5 * MINUTE)
+    older = put(datastore_client, 2, {Effect.METRICS}, NOW - 9 * MINUTE)
+    put(datastore_client, 3, {Effect.METRICS}, NOW - datetime.timedelta(seconds=10))
+    assert outbox.due(datastore_client, NOW) == [older, old]
+    assert [c.build_id for c in outbox.due(datastore_client, NOW, limit=1)] == [2]
+
+
+def test_an_entry_of_the_json_era_needs_every_effect(datastore_client):
+    key = outbox.entry_key(datastore_client, 9)
+    legacy = datastore.Entity(key, exclude_from_indexes=("payload",))
+    legacy.update({"payload": b'{"version":1,"build_id":9}', "created": NOW - 5 * MINUTE})
+    datastore_client.put(legacy)
+    (completion,) = outbox.due(datastore_client, NOW)
+    assert completion.effects == outbox.ALL_EFFECTS
+
+
+def test_unknown_effect_names_are_ignored_not_fatal(datastore_client):
+    key = outbox.entry_key(datastore_client, 4)
+    entity = datastore.Entity(key)
+    entity.update({"effects": ["metrics", "teleport"], "created": NOW - 5 * MINUTE})
+    datastore_client.put(entity)
+    (completion,) = outbox.due(datastore_client, NOW)
+    assert completion.effects == {Effect.METRICS}
+
+
+def test_settle_deletes_what_is_done_and_rewrites_what_is_left(datastore_client):
+    done = put(datastore_client, 1, {Effect.METRICS}, NOW - 5 * MINUTE)
+    left = put(datastore_client, 2, {Effect.METRICS, Effect.CALLBACK}, NOW - 5 * MINUTE)
+    shrunk = Completion(2, frozenset({Effect.CALLBACK}), left.created, attempts=1)
+    outbox.settle(datastore_client, [done], [shrunk])
+    assert outbox.due(datastore_client, NOW) == [shrunk]
+
+
+def test_settle_handles_more_entries_than_one_commit_takes(datastore_client):
+    many = [Completion(i, frozenset({Effect.METRICS}), NOW - 5 * MINUTE) for i in range(1, 1202)]
+    outbox.settle(datastore_client, [], many)
+    assert len(outbox.due(datastore_client, NOW, limit=2000)) == 1201
+    outbox.settle(datastore_client, many, [])
+    assert outbox.due(datastore_client, NOW) == []
