@@ -8,8 +8,10 @@ import subprocess
 import sys
 
 import pytest
+from buildsync import outbox
 from buildsync.proto import buildbucket_pb2 as pb
 
+from tests import buildbucket_writer as bb
 from tests.builds import BACKEND, get_build, put_build
 
 LONG_AGO = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=1)
@@ -35,17 +37,34 @@ def test_sync_prints_summary_and_exits_zero(datastore_client, task_backend, run_
     assert result.returncode == 0, result.stderr
     assert "completed  1" in result.stdout and "due        1" in result.stdout
     assert get_build(datastore_client, 1)[1].status == pb.CANCELED
+    # The completion work of the functions, done here too: the metrics, and the outbox emptied.
+    assert '"metric": "build_completed"' in result.stderr
+    assert list(datastore_client.query(kind=outbox.OUTBOX_KIND).fetch()) == []
 
 
-def test_dry_run_writes_nothing(datastore_client, task_backend, run_cli):
+def test_dry_run_writes_nothing_and_lists_the_effects_it_would_have(
+    datastore_client, task_backend, run_cli, monkeypatch
+):
     put_build(datastore_client, 1, updated=LONG_AGO)
+    bb.set_build_properties(datastore_client, 1, callback_topic="projects/p/topics/callback")
+    bb.set_invocation(datastore_client, 1, "results.example", "invocations/build-1")
     task_backend.backend.set_task("task-1", pb.CANCELED, 2)
+    monkeypatch.setenv("BUILDSYNC_BUILDS_TOPIC", "projects/p/topics/builds")
+    monkeypatch.setenv("BUILDSYNC_BUILDS_TOPIC_COMPRESSION", "ZSTD")
 
     result = run_cli("--backend", BACKEND, "--project", "proj", "--dry-run")
 
     assert result.returncode == 0, result.stderr
     assert "would sync summary" in result.stdout and "completed  1" in result.stdout
     assert get_build(datastore_client, 1)[1].status == pb.STARTED
+    assert result.stdout.split("would complete:\n", 1)[1].splitlines() == [
+        "  build 1:",
+        "    publish BuildsV2PubSub (ZSTD) to projects/p/topics/builds",
+        "    publish PubSubCallBack (ZLIB) to projects/p/topics/callback",
+        "    finalize ResultDB invocation invocations/build-1 on results.example",
+        "    record the completed-build metrics",
+    ]
+    assert list(datastore_client.query(kind=outbox.OUTBOX_KIND).fetch()) == []
 
 
 def test_unknown_backend_exits_two_naming_it(run_cli):

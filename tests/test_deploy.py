@@ -22,7 +22,7 @@ import zipfile
 
 import hcl2
 import pytest
-from buildsync import notifications, planner, shard
+from buildsync import outbox, planner, shard
 from buildsync.messages import ShardJob
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import datastore
@@ -517,12 +517,12 @@ def code_queries() -> dict[str, datastore.Query]:
     queries = {"shard": shard.due_builds_query(client, ShardJob("swarming://x", "chromium", 0, 1, now))}
     del client.queries[:]
     planner.projects_with_incomplete_builds(client, "swarming://x")
-    notifications.sweep(client, None, "projects/p/topics/t", now)
+    outbox.due(client, now)
     by_kind: dict[str, list[datastore.Query]] = {}
     for query in client.queries:
         by_kind.setdefault(query.kind, []).append(query)
     (queries["planner"],) = by_kind.pop("Build")
-    (queries["outbox"],) = by_kind.pop(notifications.OUTBOX_KIND)
+    (queries["outbox"],) = by_kind.pop(outbox.OUTBOX_KIND)
     assert not by_kind, f"queries this test does not know: {by_kind}"
     return queries
 

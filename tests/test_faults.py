@@ -24,10 +24,12 @@ from typing import NamedTuple
 
 import grpc
 import pytest
-from buildsync import model, notifications
+from buildsync import model
 from buildsync.backend import BackendPool, GrpcTaskBackend
 from buildsync.errors import TransientError
-from buildsync.messages import CompletedBuild, ShardJob, SyncBatch, SyncTrigger
+from buildsync.messages import ShardJob, SyncBatch, SyncTrigger
+from buildsync.notification_format import from_pubsub_data
+from buildsync.outbox import OUTBOX_KIND
 from buildsync.pipeline import run_pipeline
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.settings import parse_settings
@@ -209,15 +211,15 @@ def test_duplicate_deliveries_leave_the_same_end_state_as_one(
 
         with contextlib.suppress(TimeoutError):  # the assertions below say what is missing
             wait_until(settled, SETTLE_SECONDS, "every build to reach its task's status", interval=0.25)
-        received: list[CompletedBuild] = []
+        received: list[pb.Build] = []
 
         def all_notified() -> bool:
-            received.extend(CompletedBuild.from_json(m.message.data) for m in stack.pull_notifications())
-            return {n.build_id for n in received} >= ended
+            received.extend(from_pubsub_data(m.message.data).build for m in stack.pull_notifications())
+            return {n.id for n in received} >= ended
 
         with contextlib.suppress(TimeoutError):
             wait_until(all_notified, SETTLE_SECONDS, "a notification for every ended build", interval=0.25)
-        received.extend(CompletedBuild.from_json(m.message.data) for m in stack.pull_notifications())
+        received.extend(from_pubsub_data(m.message.data).build for m in stack.pull_notifications())
         events = stack.log_events()
     errors = [e for e in events if e.get("severity") == "ERROR"]
     retried = [e for e in events if e.get("retry") is True]
@@ -235,7 +237,7 @@ def test_duplicate_deliveries_leave_the_same_end_state_as_one(
             for index, (one, many) in enumerate(zip(groups[(1, path)], groups[(deliveries, path)], strict=True))
             if end_state[one] != end_state[many]
         ]
-        duplicates = sum(1 for n in received if n.build_id in groups_of(groups, deliveries)) - len(
+        duplicates = sum(1 for n in received if n.id in groups_of(groups, deliveries)) - len(
             ended & set(groups_of(groups, deliveries))
         )
         figure(
@@ -250,7 +252,7 @@ def test_duplicate_deliveries_leave_the_same_end_state_as_one(
         assert divergent == []
         assert duplicates == 0  # docs/rules.md: a completed build is reported once
     assert corruption(stored) == {}
-    assert ended - {n.build_id for n in received} == set()  # every ended build was reported
+    assert ended - {n.id for n in received} == set()  # every ended build was reported
     assert errors == []  # a duplicate is skipped, never an error
 
 
@@ -755,7 +757,7 @@ def test_sync_killed_mid_batch_leaves_no_half_updated_build_and_redelivery_finis
             wait_until(lambda: ended_now(), SETTLE_SECONDS, "the sync to commit its first transaction", interval=0.02)
             stack.functions["sync"].kill()
             link.close()  # nothing more from the dead process reaches Datastore
-            outbox_keys = [datastore_client.key(model.BUILD_KIND, i, notifications.OUTBOX_KIND, 1) for i in ids]
+            outbox_keys = [datastore_client.key(model.BUILD_KIND, i, OUTBOX_KIND, 1) for i in ids]
             # Requests the dead process sent just before the kill may still be landing:
             # take the state once two reads in a row agree.
             reads: list[tuple] = [()]

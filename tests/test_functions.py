@@ -12,7 +12,8 @@ import json
 import urllib.request
 
 import pytest
-from buildsync.messages import CompletedBuild, ShardJob, SyncBatch, SyncTrigger
+from buildsync.messages import ShardJob, SyncBatch, SyncTrigger
+from buildsync.notification_format import from_pubsub_data
 from buildsync.proto import buildbucket_pb2 as pb
 
 from tests.builds import get_build, put_build
@@ -68,12 +69,12 @@ def wait_for_statuses(client, expected: dict[int, int]) -> None:
     )
 
 
-def collect_notifications(stack: LocalStack, build_ids: set[int]) -> list[CompletedBuild]:
-    received: list[CompletedBuild] = []
+def collect_notifications(stack: LocalStack, build_ids: set[int]) -> list[pb.Build]:
+    received: list[pb.Build] = []
 
     def all_arrived() -> bool:
-        received.extend(CompletedBuild.from_json(m.message.data) for m in stack.pull_notifications())
-        return {n.build_id for n in received} >= build_ids
+        received.extend(from_pubsub_data(m.message.data).build for m in stack.pull_notifications())
+        return {n.id for n in received} >= build_ids
 
     wait_until(all_arrived, SETTLE_SECONDS, f"notifications for builds {sorted(build_ids)}", interval=0.25)
     return received
@@ -92,10 +93,10 @@ def test_one_empty_trigger_syncs_every_project_and_notifies_once_per_completed_b
 
     wait_for_statuses(datastore_client, expected)
     notifications = collect_notifications(stack, ended_ids(expected))
-    by_build = {n.build_id: n for n in notifications}
+    by_build = {n.id: n for n in notifications}
     assert set(by_build) == ended_ids(expected)
-    assert all(by_build[i].status == pb.Status.Name(expected[i]) for i in by_build)
-    assert (by_build[6].project, by_build[4].project) == ("alpha", "beta--two")
+    assert all(by_build[i].status == expected[i] for i in by_build)
+    assert (by_build[6].builder.project, by_build[4].builder.project) == ("alpha", "beta--two")
     assert sum(task_backend.backend.calls) == len(expected)  # one fetch per build, nothing wasted
     assert list(datastore_client.query(kind="BuildsyncNotification").fetch()) == []
 
@@ -193,5 +194,5 @@ def test_notifications_left_behind_by_a_dead_sync_are_swept(datastore_client, ta
     stack.publish(stack.topics.trigger, SyncTrigger().to_json())
 
     notifications = collect_notifications(stack, ended_ids(expected))
-    assert sorted(n.build_id for n in notifications) == sorted(ended_ids(expected))
+    assert sorted(n.id for n in notifications) == sorted(ended_ids(expected))
     wait_until(lambda: outbox() == set(), SETTLE_SECONDS, "the sweep to clear the outbox")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import datetime
 
 import pytest
+from buildsync.completion import Targets
 from buildsync.errors import SettingsError
+from buildsync.proto import notification_pb2 as npb
 from buildsync.publishing import topic_path
 from buildsync.runtime import runtime_from_env
 
@@ -31,7 +33,7 @@ def test_defaults_name_the_standard_topics_and_no_notifications(env, monkeypatch
 
     assert runtime.shard_topic == "projects/proj/topics/buildsync-shard"
     assert runtime.sync_topic == "projects/proj/topics/buildsync-sync"
-    assert runtime.builds_topic is None
+    assert runtime.completer.targets == Targets(builds_topic=None, builds_compression=npb.ZLIB)
     assert runtime.sweep_min_age == datetime.timedelta(minutes=1)
     assert runtime.settings.backend("swarming://s").hostname == "localhost:1"
 
@@ -41,6 +43,7 @@ def test_topics_and_durations_come_from_the_environment(env, monkeypatch):
         "BUILDSYNC_SHARD_TOPIC": "s",
         "BUILDSYNC_SYNC_TOPIC": "projects/other/topics/y",
         "BUILDSYNC_BUILDS_TOPIC": "b",
+        "BUILDSYNC_BUILDS_TOPIC_COMPRESSION": "zstd",
         "BUILDSYNC_SWEEP_MIN_AGE_SECONDS": "0",
         "BUILDSYNC_FETCH_DEADLINE_SECONDS": "2.5",
     }
@@ -49,11 +52,12 @@ def test_topics_and_durations_come_from_the_environment(env, monkeypatch):
 
     runtime = runtime_from_env(env)
 
-    assert (runtime.shard_topic, runtime.sync_topic, runtime.builds_topic) == (
+    assert (runtime.shard_topic, runtime.sync_topic, runtime.completer.targets.builds_topic) == (
         "projects/proj/topics/s",
         "projects/other/topics/y",
         "projects/proj/topics/b",
     )
+    assert runtime.completer.targets.builds_compression == npb.ZSTD
     assert runtime.sweep_min_age == datetime.timedelta(0)
     assert runtime.backends._deadline_seconds == 2.5
 

@@ -6,10 +6,12 @@ import datetime
 
 import grpc
 import pytest
-from buildsync import model, sync_time
+from buildsync import model, outbox, sync_time
 from buildsync.backend import GrpcTaskBackend
+from buildsync.completion import Targets
 from buildsync.errors import BackendResponseError, TransientError
 from buildsync.messages import SyncBatch
+from buildsync.outbox import Effect
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.sync import sync_batch
 from google.api_core import exceptions as api_exceptions
@@ -59,7 +61,7 @@ def test_running_tasks_with_newer_update_id_update_infra_not_status(datastore_cl
     put_build(datastore_client, 1, updated=LONG_AGO)
     task_backend.backend.set_task("task-1", pb.STARTED, 2, link="https://task/1")
 
-    report = run(datastore_client, fetcher, backend, [1])
+    report = run(datastore_client, fetcher, backend, [1], targets=Targets())
 
     entity, build, infra, status = get_build(datastore_client, 1)
     assert report.updated == 1 and report.completed == 0
@@ -91,7 +93,7 @@ def test_ended_tasks_end_their_builds(
     task_backend.backend.set_task("task-1", task_status, 2)
     backend = make_settings(task_success=task_success).backend(BACKEND)
 
-    report = run(datastore_client, fetcher, backend, [1])
+    report = run(datastore_client, fetcher, backend, [1], targets=Targets())
 
     entity, build, infra, status = get_build(datastore_client, 1)
     assert (build.status, entity["status_v2"], status["status"]) == (build_status, build_status, build_status)
@@ -100,7 +102,8 @@ def test_ended_tasks_end_their_builds(
     assert entity["status_changed_time"] == LATER
     assert status["build_address"] == "proj/ci/builder/b1"
     assert report.completed == 1
-    assert [(c.build_id, c.status) for c in report.completed_builds] == [(1, pb.Status.Name(build_status))]
+    assert [(c.build_id, c.effects, c.created) for c in report.completions] == [(1, {Effect.METRICS}, LATER)]
+    assert outbox.due(datastore_client, LATER + datetime.timedelta(minutes=2)) == report.completions
 
 
 def test_mix_of_ok_error_stale_and_unchanged(datastore_client, task_backend, fetcher, backend):
@@ -246,7 +249,7 @@ def test_redelivered_batch_is_skipped(datastore_client, task_backend, fetcher, b
     after_first = snapshot(datastore_client, [1])
     task_backend.backend.set_task("task-1", pb.SUCCESS, 3)
 
-    report = run(datastore_client, fetcher, backend, [1])
+    report = run(datastore_client, fetcher, backend, [1], targets=Targets())
 
     assert report.skipped == 1
     assert snapshot(datastore_client, [1]) == after_first

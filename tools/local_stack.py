@@ -23,7 +23,8 @@ import time
 
 import grpc
 from buildsync import model
-from buildsync.messages import CompletedBuild, SyncTrigger
+from buildsync.messages import SyncTrigger
+from buildsync.notification_format import from_pubsub_data
 from buildsync.proto import buildbucket_pb2 as pb
 from google.cloud import datastore
 
@@ -187,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
             stack.publish(stack.topics.trigger, SyncTrigger().to_json())
             next_trigger = time.monotonic() + TRIGGER_EVERY_SECONDS
             while time.monotonic() < next_trigger:
-                notified |= {CompletedBuild.from_json(m.message.data).build_id for m in stack.pull_notifications()}
+                notified |= {from_pubsub_data(m.message.data).build.id for m in stack.pull_notifications()}
                 time.sleep(0.5)
             table = status_table(client, build_ids)
             ended = sum(c[s] for c in table.values() for s in ("SUCCESS", "FAILURE", "INFRA_FAILURE", "CANCELED"))

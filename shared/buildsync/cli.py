@@ -1,5 +1,10 @@
 """`buildsync sync`: one full sync from the command line, on the Datastore the environment names.
 
+Builds it ends get the same completion effects as in the functions
+(completion.py), sent where the same environment variables say
+(BUILDSYNC_BUILDS_TOPIC, BUILDSYNC_BUILDS_TOPIC_COMPRESSION); a dry run lists
+them instead.
+
 Exit codes: 0 success (a lite-mode backend included), 1 a failure worth
 retrying, 2 bad input or configuration.
 """
@@ -25,7 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--backend", required=True, help="backend target, e.g. swarming://chromium-swarm")
     sync.add_argument("--project", required=True, help="LUCI project whose builds to sync")
     sync.add_argument("--settings", help="SettingsCfg file (.json, .textproto, .cfg); default $BUILDSYNC_SETTINGS")
-    sync.add_argument("--dry-run", action="store_true", help="report what would change; write nothing")
+    sync.add_argument(
+        "--dry-run", action="store_true", help="report what would change and the effects it would have; do nothing"
+    )
     sync.add_argument("--workers", type=int, default=4, help="batches synced at once (default 4)")
     return parser
 
@@ -35,6 +42,11 @@ def format_summary(report: SyncReport, dry_run: bool) -> str:
     lines = [f"{'would ' if dry_run else ''}sync summary:"]
     lines += [f"  {name:<{width}}  {value}" for name, value in report.counts().items()]
     lines += [f"  error: {error}" for error in report.errors]
+    if dry_run and report.planned_effects:
+        lines.append("would complete:")
+        for build_id, effects in sorted(report.planned_effects.items()):
+            lines.append(f"  build {build_id}:")
+            lines += [f"    {effect}" for effect in effects]
     return "\n".join(lines)
 
 
@@ -44,8 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     # Imported after parsing so that --help answers without loading the clients.
     from google.cloud import datastore
 
+    from buildsync import resultdb
     from buildsync.backend import BackendPool
+    from buildsync.completion import Completer
     from buildsync.pipeline import run_pipeline
+    from buildsync.runtime import completion_targets
     from buildsync.settings import load_settings
 
     backends = BackendPool()
@@ -55,7 +70,11 @@ def main(argv: list[str] | None = None) -> int:
         if backend.lite_mode:
             print(f"backend {args.backend} is in lite mode: nothing to sync")
             return EXIT_OK
-        client = datastore.Client(project=os.environ.get("GOOGLE_CLOUD_PROJECT"))
+        project = os.environ.get("GOOGLE_CLOUD_PROJECT")
+        client = datastore.Client(project=project)
+        completer = Completer(
+            client, completion_targets(os.environ, project), resultdb.prpc_finalizer(), make_publisher=_publisher
+        )
         report = run_pipeline(
             client,
             settings,
@@ -63,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             SyncTrigger(args.backend, args.project),
             dry_run=args.dry_run,
             workers=args.workers,
+            completer=completer,
         )
     except PermanentError as error:
         print(f"buildsync: {error}", file=sys.stderr)
@@ -74,6 +94,13 @@ def main(argv: list[str] | None = None) -> int:
         backends.close()
     print(format_summary(report, args.dry_run))
     return EXIT_RETRY if report.failed or report.errors else EXIT_OK
+
+
+def _publisher():
+    """The Pub/Sub publisher, made only when a build has a notification to send."""
+    from google.cloud import pubsub_v1
+
+    return pubsub_v1.PublisherClient()
 
 
 if __name__ == "__main__":

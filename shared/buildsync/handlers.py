@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime
 
-from buildsync import logs, notifications
+from buildsync import logs
 from buildsync.errors import SyncError, TransientError
 from buildsync.messages import ShardJob, SyncBatch, SyncTrigger
 from buildsync.planner import job_attributes, plan
@@ -24,7 +24,7 @@ from buildsync.sync import Clock, sync_batch, utc_now
 def handle_trigger(
     runtime: Runtime, trigger: SyncTrigger, planned_at: datetime.datetime | None = None
 ) -> list[ShardJob]:
-    """The planner function: publish one message per shard, then sweep the notification outbox.
+    """The planner function: publish one message per shard, then redo completion effects left over.
 
     Retry behaviour: bad settings or an unknown backend are permanent;
     Datastore or publish failures raise TransientError, and the redelivered
@@ -35,13 +35,10 @@ def handle_trigger(
     jobs = plan(runtime.datastore, runtime.settings, trigger, planned_at)
     publish_all(runtime.publisher, runtime.shard_topic, [(job.to_json(), job_attributes(job)) for job in jobs])
     logs.event("INFO", "planned shard jobs", jobs=len(jobs), backend=trigger.backend, project=trigger.project)
-    if runtime.builds_topic:
-        try:
-            notifications.sweep(
-                runtime.datastore, runtime.publisher, runtime.builds_topic, planned_at, runtime.sweep_min_age
-            )
-        except SyncError as error:
-            logs.event("WARNING", "notification sweep failed; the next trigger retries it", error=str(error))
+    try:
+        runtime.completer.sweep(planned_at, runtime.sweep_min_age)
+    except SyncError as error:
+        logs.event("WARNING", "completion sweep failed; the next trigger retries it", error=str(error))
     return jobs
 
 
@@ -70,27 +67,23 @@ def handle_job(runtime: Runtime, job: ShardJob) -> int:
 
 
 def handle_batch(runtime: Runtime, batch: SyncBatch, clock: Clock = utc_now) -> SyncReport:
-    """The sync function: sync one batch, then publish the notifications of the builds it ended.
+    """The sync function: sync one batch, then do the completion effects of the builds it ended.
 
     Retry behaviour: an unknown backend or a broken FetchTasks response is
     permanent; an unreachable backend or Datastore raises TransientError, and
     so does a batch in which some transaction failed transiently (builds
-    already synced are skipped when it comes back). A failed notification
-    publish is left to the outbox sweep and does not fail the batch.
+    already synced are skipped when it comes back). Completion effects that
+    fail stay in the outbox for the planner's sweep and do not fail the batch.
     """
     backend = runtime.settings.backend(batch.backend)
     if backend.lite_mode:
         logs.event("INFO", "backend is in lite mode; nothing to sync", backend=backend.target)
         return SyncReport()
     fetcher = runtime.backends.get(backend.target, backend.hostname)
-    notify = runtime.builds_topic is not None
-    report = sync_batch(runtime.datastore, fetcher, backend, batch, notify=notify, clock=clock)
+    completer = runtime.completer
+    report = sync_batch(runtime.datastore, fetcher, backend, batch, targets=completer.targets, clock=clock)
     logs.event("INFO", "synced batch", backend=batch.backend, project=batch.project, **report.counts())
-    if notify:
-        try:
-            notifications.publish(runtime.datastore, runtime.publisher, runtime.builds_topic, report.completed_builds)
-        except SyncError as error:
-            logs.event("WARNING", "notifications left for the outbox sweep", builds=report.completed, error=str(error))
+    completer.complete_after_commit(report.completions)
     if report.retry:
         raise TransientError(f"{report.failed} of {report.due} builds failed to sync; retrying the batch")
     return report

@@ -21,7 +21,6 @@ import json
 from typing import Any, ClassVar
 
 from buildsync.errors import MessageError
-from buildsync.proto import buildbucket_pb2 as pb
 
 SCHEMA_VERSION = 1
 
@@ -228,47 +227,4 @@ class SyncBatch:
             project=_field(payload, "project", cls.KIND, str),
             build_ids=tuple(ids),
             planned_at=_time_field(payload, cls.KIND),
-        )
-
-
-@dataclasses.dataclass(frozen=True)
-class CompletedBuild:
-    """sync → subscribers: a build the sync ended. Delivered at least once;
-    subscribers de-duplicate by `build_id` (also an attribute of the message)."""
-
-    KIND: ClassVar[str] = "build"
-    build_id: int
-    project: str
-    bucket: str
-    builder: str
-    status: str
-    end_time: datetime.datetime
-
-    @classmethod
-    def from_proto(cls, build: pb.Build) -> CompletedBuild:
-        return cls(
-            build_id=build.id,
-            project=build.builder.project,
-            bucket=build.builder.bucket,
-            builder=build.builder.builder,
-            status=pb.Status.Name(build.status),
-            end_time=build.end_time.ToDatetime(datetime.timezone.utc),
-        )
-
-    def to_json(self) -> bytes:
-        return _encode({**dataclasses.asdict(self), "end_time": self.end_time.isoformat()})
-
-    @classmethod
-    def from_json(cls, data: bytes | str) -> CompletedBuild:
-        payload = _decode_object(data, cls.KIND)
-        _require_version(payload, cls.KIND)
-        _reject_unknown(payload, cls, cls.KIND)
-        end_time = _time_field(payload, cls.KIND, "end_time")
-        return cls(
-            build_id=_field(payload, "build_id", cls.KIND, int),
-            project=_field(payload, "project", cls.KIND, str),
-            bucket=_field(payload, "bucket", cls.KIND, str),
-            builder=_field(payload, "builder", cls.KIND, str),
-            status=_field(payload, "status", cls.KIND, str),
-            end_time=end_time,
         )

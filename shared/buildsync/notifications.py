@@ -1,91 +1,92 @@
-"""Build-completion notifications, delivered at least once through an outbox.
+"""Publishing Buildbucket's notifications of ended builds: the builds topic and callbacks.
 
-The sync writes an outbox entity beside each build it ends, in the same
-transaction (a child of the Build, so the transaction still touches one entity
-group per build). After the commit it publishes the notifications and deletes
-their outbox entities. If the process dies in between, or the publish fails,
-the planner's sweep publishes what was left behind. Subscribers de-duplicate
-by build id.
+Two effects of the outbox (outbox.py): `BuildsV2PubSub` to the deployment's
+builds topic, compressed as that topic is configured, and `PubSubCallBack` to
+the build's own `pubsub_callback.topic`, always ZLIB (as upstream). Each
+message succeeds or fails alone, so one bad callback topic never holds back
+the others.
 """
 
 from __future__ import annotations
 
-import datetime
+import dataclasses
+import re
 from typing import TYPE_CHECKING
 
-from google.cloud import datastore
-
-from buildsync import logs, model
+from buildsync import notification_format
 from buildsync.errors import SyncError, as_sync_error
-from buildsync.messages import CompletedBuild
-from buildsync.publishing import publish_all
+from buildsync.outbox import Effect
+from buildsync.proto import buildbucket_pb2 as pb
+from buildsync.proto import notification_pb2 as npb
+from buildsync.publishing import PUBLISH_TIMEOUT_SECONDS
 
-if TYPE_CHECKING:  # the client is the caller's; the sync stage and CLI never load it
+if TYPE_CHECKING:  # the client is the caller's
     from google.cloud import pubsub_v1
 
-OUTBOX_KIND = "BuildsyncNotification"
+    from buildsync.build_reader import StoredBuild
 
-# A notification younger than this may still be published by the sync that
-# wrote it; the sweep leaves it alone to avoid most double sends.
-SWEEP_MIN_AGE = datetime.timedelta(minutes=1)
-
-# At most this many leftovers per sweep: one publish request holds 1000.
-SWEEP_LIMIT = 1000
+# What Pub/Sub accepts as a full topic name.
+_TOPIC_NAME = re.compile(r"^projects/[^/]+/topics/[^/]+$")
 
 
-def outbox_entity(client: datastore.Client, build: CompletedBuild, now: datetime.datetime) -> datastore.Entity:
-    key = client.key(model.BUILD_KIND, build.build_id, OUTBOX_KIND, 1)
-    entity = datastore.Entity(key, exclude_from_indexes=("payload",))
-    entity.update({"payload": build.to_json(), "created": now})
-    return entity
+@dataclasses.dataclass(frozen=True)
+class Outgoing:
+    """One notification to publish, and the effect it fulfils."""
+
+    build_id: int
+    effect: Effect
+    topic: str
+    data: bytes
+    attributes: dict[str, str]
 
 
-def publish(
-    client: datastore.Client, publisher: pubsub_v1.PublisherClient, topic: str, builds: list[CompletedBuild]
-) -> None:
-    """Publishes `builds`, then clears their outbox entries.
+def messages_for(
+    stored: StoredBuild,
+    build: pb.Build,
+    effects: frozenset[Effect],
+    builds_topic: str | None,
+    builds_compression: int = npb.ZLIB,
+) -> list[Outgoing]:
+    """The notifications `build` (read whole after the commit) still needs.
 
-    Raises TransientError or PermanentError when either step fails; the
-    entries left in the outbox are then the sweep's.
+    A callback topic that is not a full topic name gets none (see
+    `callback_topic_problem`).
     """
-    if not builds:
-        return
-    publish_all(publisher, topic, [(b.to_json(), {"build_id": str(b.build_id)}) for b in builds])
-    try:
-        client.delete_multi([client.key(model.BUILD_KIND, b.build_id, OUTBOX_KIND, 1) for b in builds])
-    except Exception as error:  # sorted by the one table in errors.py
-        raise as_sync_error(error, f"clearing {len(builds)} published outbox entries") from error
+    outgoing = []
+    attributes = notification_format.attributes(build)
+    if Effect.BUILDS_TOPIC in effects and builds_topic:
+        message = notification_format.builds_v2_pubsub(build, builds_compression)
+        data = notification_format.to_pubsub_data(message)
+        outgoing.append(Outgoing(stored.build_id, Effect.BUILDS_TOPIC, builds_topic, data, attributes))
+    if Effect.CALLBACK in effects and stored.callback_topic and not callback_topic_problem(stored):
+        notification = notification_format.builds_v2_pubsub(build, npb.ZLIB)
+        message = notification_format.callback_message(notification, stored.callback_user_data)
+        data = notification_format.to_pubsub_data(message)
+        outgoing.append(Outgoing(stored.build_id, Effect.CALLBACK, stored.callback_topic, data, attributes))
+    return outgoing
 
 
-def sweep(
-    client: datastore.Client,
-    publisher: pubsub_v1.PublisherClient,
-    topic: str,
-    now: datetime.datetime,
-    min_age: datetime.timedelta = SWEEP_MIN_AGE,
-) -> int:
-    """Publishes notifications older than `min_age`; returns how many.
+def callback_topic_problem(stored: StoredBuild) -> str | None:
+    """Why the build's callback topic can never be published to, or None."""
+    if stored.callback_topic and not _TOPIC_NAME.match(stored.callback_topic):
+        return (
+            f"build {stored.build_id}: pubsub_callback.topic {stored.callback_topic!r} "
+            "is not of the form projects/<project>/topics/<topic>"
+        )
+    return None
 
-    Raises TransientError when the outbox cannot be read or the publish fails,
-    so the planner's trigger is retried.
+
+def publish_each(publisher: pubsub_v1.PublisherClient, outgoing: list[Outgoing]) -> list[SyncError | None]:
+    """Publishes every message; returns, in order, None for each accepted and the error of each not.
+
+    The errors are TransientError or PermanentError, as errors.py sorts them.
     """
-    query = client.query(kind=OUTBOX_KIND)
-    query.add_filter(filter=datastore.query.PropertyFilter("created", "<", now - min_age))
-    try:
-        entities = list(query.fetch(limit=SWEEP_LIMIT))
-    except Exception as error:  # sorted by the one table in errors.py
-        raise as_sync_error(error, "reading the notification outbox") from error
-    builds = []
-    for entity in entities:
+    futures = [publisher.publish(o.topic, o.data, **o.attributes) for o in outgoing]
+    results: list[SyncError | None] = []
+    for message, future in zip(outgoing, futures, strict=True):
         try:
-            builds.append(CompletedBuild.from_json(entity["payload"]))
-        except SyncError as error:
-            logs.event("ERROR", "dropping an unreadable outbox entry", key=str(entity.key.flat_path), error=str(error))
-            try:
-                client.delete(entity.key)
-            except Exception as delete_error:  # sorted by the one table in errors.py
-                raise as_sync_error(delete_error, "deleting an unreadable outbox entry") from delete_error
-    publish(client, publisher, topic, builds)
-    if builds:
-        logs.event("INFO", "swept leftover notifications", builds=len(builds))
-    return len(builds)
+            future.result(timeout=PUBLISH_TIMEOUT_SECONDS)
+            results.append(None)
+        except Exception as error:  # sorted by the one table in errors.py
+            results.append(as_sync_error(error, f"publishing build {message.build_id} to {message.topic}"))
+    return results

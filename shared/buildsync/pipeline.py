@@ -2,7 +2,9 @@
 
 The same three stages the Cloud Functions run, chained by thread pools instead
 of Pub/Sub: shard queries run side by side, and each batch they yield is synced
-while the queries go on. The CLI and the benchmarks use it.
+while the queries go on; with a Completer, the builds ended get the same
+completion effects as in the functions, and leftovers are swept at the end.
+The CLI and the benchmarks use it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from google.cloud import datastore
 
 from buildsync import logs
 from buildsync.backend import BackendPool
+from buildsync.completion import Completer
 from buildsync.errors import SyncError, TransientError
 from buildsync.messages import MAX_BATCH_SIZE, ShardJob, SyncBatch, SyncTrigger
 from buildsync.planner import plan
@@ -37,13 +40,15 @@ def run_pipeline(
     workers: int = DEFAULT_WORKERS,
     batch_size: int = MAX_BATCH_SIZE,
     clock: Clock = utc_now,
+    completer: Completer | None = None,
 ) -> SyncReport:
     """Runs one full sync of what `trigger` names and reports it.
 
     Retry behaviour: raises only for bad settings or an unknown backend
     (PermanentError) and when planning fails (TransientError); failures of
     single shards and batches are in the report, with `report.retry` set when
-    running again may fix them.
+    running again may fix them. Without `completer`, ended builds get no
+    outbox entry and no completion effects (the benchmarks).
     """
     planned_at = planned_at or clock()
     jobs = plan(client, settings, trigger, planned_at)
@@ -52,8 +57,12 @@ def run_pipeline(
     def sync_one(batch: SyncBatch) -> SyncReport:
         backend = settings.backend(batch.backend)
         fetcher = backends.get(backend.target, backend.hostname)
+        targets = completer.targets if completer is not None else None
         try:
-            return sync_batch(client, fetcher, backend, batch, dry_run=dry_run, clock=clock)
+            report = sync_batch(client, fetcher, backend, batch, dry_run=dry_run, targets=targets, clock=clock)
+            if completer is not None:
+                completer.complete_after_commit(report.completions)
+            return report
         except SyncError as error:
             logs.event(
                 "ERROR",
@@ -101,4 +110,10 @@ def run_pipeline(
                 report.retry = report.retry or isinstance(error, TransientError)
             for batch_future in batch_futures:
                 report.add(batch_future.result())
+    if completer is not None and not dry_run:
+        try:
+            completer.sweep(planned_at)
+        except SyncError as error:
+            report.errors.append(f"completion sweep: {error}")
+            report.retry = report.retry or isinstance(error, TransientError)
     return report

@@ -1,10 +1,10 @@
-"""What a sync did, counted per outcome, and the builds it completed."""
+"""What a sync did, counted per outcome, and the completion effects of the builds it ended."""
 
 from __future__ import annotations
 
 import dataclasses
 
-from buildsync.messages import CompletedBuild
+from buildsync.outbox import Completion
 
 # The counters in the order the CLI prints them.
 COUNTERS = ("due", "fetched", "updated", "unchanged", "stale", "invalid", "skipped", "completed", "failed")
@@ -23,7 +23,10 @@ class SyncReport:
     failed: int = 0
     # True when some failure may clear on a retry, so the message should come back.
     retry: bool = False
-    completed_builds: list[CompletedBuild] = dataclasses.field(default_factory=list)
+    # The outbox entries the sync wrote, for the completion effects after the commit.
+    completions: list[Completion] = dataclasses.field(default_factory=list)
+    # In a dry run, what each ended build's completion would do, one line per effect.
+    planned_effects: dict[int, list[str]] = dataclasses.field(default_factory=dict)
     # Failures of whole batches or shards, one line each, for the summary.
     errors: list[str] = dataclasses.field(default_factory=list)
 
@@ -31,7 +34,8 @@ class SyncReport:
         for name in COUNTERS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.retry = self.retry or other.retry
-        self.completed_builds.extend(other.completed_builds)
+        self.completions.extend(other.completions)
+        self.planned_effects.update(other.planned_effects)
         self.errors.extend(other.errors)
 
     def counts(self) -> dict[str, int]:

@@ -13,9 +13,12 @@ import os
 
 from google.cloud import datastore, pubsub_v1
 
+from buildsync import resultdb
 from buildsync.backend import DEFAULT_DEADLINE_SECONDS, BackendPool
+from buildsync.completion import Completer, Targets
 from buildsync.errors import SettingsError
-from buildsync.notifications import SWEEP_MIN_AGE
+from buildsync.outbox import SWEEP_MIN_AGE
+from buildsync.proto import notification_pb2 as npb
 from buildsync.publishing import topic_path
 from buildsync.settings import Settings, load_settings
 
@@ -31,9 +34,9 @@ class Runtime:
     backends: BackendPool
     shard_topic: str
     sync_topic: str
-    # None when no one wants build-completion notifications.
-    builds_topic: str | None
-    # How old an outbox entry must be before the planner's sweep sends it.
+    # What ending a build does after the commit: notifications, ResultDB, metrics.
+    completer: Completer
+    # How old an outbox entry must be before the planner's sweep redoes it.
     sweep_min_age: datetime.timedelta = SWEEP_MIN_AGE
 
 
@@ -42,18 +45,38 @@ def runtime_from_env(env: dict[str, str] | os._Environ = os.environ) -> Runtime:
     project = env.get("GOOGLE_CLOUD_PROJECT")
     if not project:
         raise SettingsError("GOOGLE_CLOUD_PROJECT is not set")
-    builds_topic = env.get("BUILDSYNC_BUILDS_TOPIC")
+    client = datastore.Client(project=project)
+    publisher = pubsub_v1.PublisherClient()
     deadline = _seconds(env, "BUILDSYNC_FETCH_DEADLINE_SECONDS", DEFAULT_DEADLINE_SECONDS)
     sweep_min_age = _seconds(env, "BUILDSYNC_SWEEP_MIN_AGE_SECONDS", SWEEP_MIN_AGE.total_seconds())
     return Runtime(
-        datastore=datastore.Client(project=project),
-        publisher=pubsub_v1.PublisherClient(),
+        datastore=client,
+        publisher=publisher,
         settings=load_settings(env.get("BUILDSYNC_SETTINGS")),
         backends=BackendPool(deadline_seconds=deadline),
         shard_topic=topic_path(project, env.get("BUILDSYNC_SHARD_TOPIC") or DEFAULT_SHARD_TOPIC),
         sync_topic=topic_path(project, env.get("BUILDSYNC_SYNC_TOPIC") or DEFAULT_SYNC_TOPIC),
-        builds_topic=topic_path(project, builds_topic) if builds_topic else None,
+        completer=Completer(client, completion_targets(env, project), resultdb.prpc_finalizer(), publisher),
         sweep_min_age=datetime.timedelta(seconds=sweep_min_age),
+    )
+
+
+def completion_targets(env: dict[str, str] | os._Environ, project: str | None) -> Targets:
+    """BUILDSYNC_BUILDS_TOPIC (unset: no builds topic) and BUILDSYNC_BUILDS_TOPIC_COMPRESSION (ZLIB or ZSTD).
+
+    The functions and the CLI both read them here, so both end builds alike.
+    """
+    builds_topic = env.get("BUILDSYNC_BUILDS_TOPIC")
+    if builds_topic and not project and not builds_topic.startswith("projects/"):
+        raise SettingsError(f"BUILDSYNC_BUILDS_TOPIC={builds_topic!r} needs GOOGLE_CLOUD_PROJECT or a full path")
+    name = (env.get("BUILDSYNC_BUILDS_TOPIC_COMPRESSION") or "ZLIB").upper()
+    if name not in npb.Compression.keys():
+        raise SettingsError(
+            f"BUILDSYNC_BUILDS_TOPIC_COMPRESSION={name!r}: expected one of {', '.join(npb.Compression.keys())}"
+        )
+    return Targets(
+        builds_topic=topic_path(project or "", builds_topic) if builds_topic else None,
+        builds_compression=npb.Compression.Value(name),
     )
 
 

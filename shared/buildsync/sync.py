@@ -9,6 +9,7 @@ transaction fails is reported with its own error and never stops the others.
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import datetime
 import functools
 from typing import Callable
@@ -16,11 +17,13 @@ from typing import Callable
 from google.cloud import datastore
 from google.protobuf.message import DecodeError
 
-from buildsync import commit_budget, logs, model, notifications, status_change
+from buildsync import commit_budget, logs, model, outbox, status_change
 from buildsync.backend import TaskFetcher
 from buildsync.build_update import Outcome, Update, decide_update, skip_reason
+from buildsync.completion import Targets
 from buildsync.errors import BackendResponseError, SyncError, TransientError, as_sync_error
-from buildsync.messages import CompletedBuild, SyncBatch
+from buildsync.messages import SyncBatch
+from buildsync.outbox import Completion
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.report import SyncReport
 from buildsync.settings import BackendSettings
@@ -52,14 +55,16 @@ def sync_batch(
     batch: SyncBatch,
     *,
     dry_run: bool = False,
-    notify: bool = False,
+    targets: Targets | None = None,
     group_workers: int = DEFAULT_GROUP_WORKERS,
     clock: Clock = utc_now,
 ) -> SyncReport:
     """Syncs the builds of `batch` with their tasks.
 
-    With `notify`, each build ended gets an outbox entry in its transaction
-    (see notifications.py); publishing them is the caller's.
+    With `targets`, each build ended gets an outbox entry in its transaction
+    naming the completion effects it needs (outbox.py); doing them is the
+    caller's (completion.Completer). A dry run writes nothing and reports the
+    effects it would have instead.
 
     Retry behaviour: raises TransientError when the whole batch failed in a way
     a redelivery may fix (Datastore or the backend unreachable), and
@@ -90,7 +95,7 @@ def sync_batch(
         backend=backend,
         planned_at=batch.planned_at,
         dry_run=dry_run,
-        notify=notify,
+        targets=targets,
         clock=clock,
     )
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, group_workers)) as pool:
@@ -141,7 +146,7 @@ def _commit_builds(
     backend: BackendSettings,
     planned_at: datetime.datetime,
     dry_run: bool,
-    notify: bool,
+    targets: Targets | None,
     clock: Clock,
 ) -> tuple[SyncReport, list[int]]:
     """One transaction over `build_ids`; the report counts them once it committed.
@@ -151,7 +156,7 @@ def _commit_builds(
     of their own.
     """
 
-    def work(_: datastore.Transaction) -> tuple[list[tuple[int, Update, CompletedBuild | None]], list[int]]:
+    def work(_: datastore.Transaction) -> tuple[list[tuple[int, Update, pb.Build | None, _Ending | None]], list[int]]:
         keys = [model.build_key(client, i) for i in build_ids] + [model.infra_key(client, i) for i in build_ids]
         entities = {e.key.flat_path: e for e in client.get_multi(keys)}
         now = clock()
@@ -160,11 +165,10 @@ def _commit_builds(
             build_entity = entities.get(model.build_key(client, build_id).flat_path)
             infra_entity = entities.get(model.infra_key(client, build_id).flat_path)
             try:
-                update, build = _update_build(build_entity, infra_entity, fetched, backend, planned_at, now)
-                completed = CompletedBuild.from_proto(build) if update.completed else None
+                update, build, infra = _update_build(build_entity, infra_entity, fetched, backend, planned_at, now)
             except _BAD_ENTITY_ERRORS as error:
                 # Nothing of this build is written; the rest of the group goes on.
-                results.append((build_id, Update(Outcome.FAILED, f"build cannot be synced: {error}"), None))
+                results.append((build_id, Update(Outcome.FAILED, f"build cannot be synced: {error}"), None, None))
                 continue
             if update.writes_build:
                 to_put.append(build_entity)
@@ -172,9 +176,12 @@ def _commit_builds(
                 to_put.append(infra_entity)
             if update.status_changed:
                 changed[build_id] = build
-            if completed and notify:
-                to_put.append(notifications.outbox_entity(client, completed, now))
-            results.append((build_id, update, completed))
+            ending = None
+            if update.completed and targets is not None:
+                completion = Completion(build_id, targets.effects_for(build_entity, infra), now)
+                ending = _Ending(completion, targets.describe(build_entity, infra) if dry_run else [])
+                to_put.append(outbox.entry_entity(client, completion))
+            results.append((build_id, update, build if update.completed else None, ending))
         to_put += status_change.changed_children(client, changed)
         to_put, left_out = commit_budget.split_writes(build_ids, to_put)
         if to_put and not dry_run:
@@ -190,13 +197,26 @@ def _commit_builds(
         report.retry = isinstance(error, TransientError)
         return report, []
     # Counted only now, after the commit: a retried transaction counts once.
-    for build_id, update, completed in results:
+    for build_id, update, completed, ending in results:
         _count(report, build_id, update)
-        if completed:
-            report.completed += 1
-            report.completed_builds.append(completed)
-            logs.event("INFO", "build completed", build_id=build_id, status=completed.status, dry_run=dry_run)
+        if completed is None:
+            continue
+        report.completed += 1
+        status = pb.Status.Name(completed.status)
+        logs.event("INFO", "build completed", build_id=build_id, status=status, dry_run=dry_run)
+        if ending is not None and dry_run:
+            report.planned_effects[build_id] = ending.described
+        elif ending is not None:
+            report.completions.append(ending.completion)
     return report, left_out
+
+
+@dataclasses.dataclass(frozen=True)
+class _Ending:
+    """A build ended in the transaction: its outbox entry, and in a dry run what it would do."""
+
+    completion: Completion
+    described: list[str]
 
 
 def _update_build(
@@ -206,14 +226,14 @@ def _update_build(
     backend: BackendSettings,
     planned_at: datetime.datetime,
     now: datetime.datetime,
-) -> tuple[Update, pb.Build | None]:
+) -> tuple[Update, pb.Build | None, pb.BuildInfra | None]:
     """Decides one build and writes the decision into its entities (not yet to Datastore)."""
     build = model.read_build(build_entity) if build_entity is not None else None
     infra = model.read_infra(infra_entity) if infra_entity is not None else None
     next_sync = build_entity.get("next_backend_sync_time", "") if build_entity is not None else ""
     reason = skip_reason(build, infra, next_sync, planned_at)
     if reason:
-        return Update(Outcome.SKIPPED, reason), build
+        return Update(Outcome.SKIPPED, reason), build, infra
     task_id = infra.backend.task.id.id
     update = decide_update(
         build,
@@ -227,7 +247,7 @@ def _update_build(
         model.save_build(build_entity, build, update.status_changed)
     if update.writes_infra:
         model.write_infra(infra_entity, infra)
-    return update, build
+    return update, build, infra
 
 
 def _count(report: SyncReport, build_id: int, update: Update) -> None:

@@ -1,0 +1,124 @@
+"""Finalizing an ended build's ResultDB invocation, as Buildbucket does.
+
+Only a build whose BuildInfra names both a ResultDB host and an invocation
+has one. The call is `luci.resultdb.v1.Recorder/FinalizeInvocation` over
+pRPC with the build's update token and on behalf of the build's project
+(docs/rules.md "ResultDB"). It is safe to repeat: an invocation that
+is already final answers FAILED_PRECONDITION, which counts as done.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from typing import Callable
+
+import google.auth
+import google.auth.transport.requests
+import grpc
+
+from buildsync import logs
+from buildsync.errors import as_sync_error
+from buildsync.proto import buildbucket_pb2 as pb
+from buildsync.proto import resultdb_pb2 as rpb
+from buildsync.prpc import PrpcClient
+
+SERVICE = "luci.resultdb.v1.Recorder"
+METHOD = "FinalizeInvocation"
+UPDATE_TOKEN_HEADER = "Update-Token"
+PROJECT_HEADER = "X-Luci-Project"
+
+# One call finalizes one invocation; ResultDB answers in well under this.
+DEFAULT_TIMEOUT_SECONDS = 30.0
+
+# Codes after which the invocation needs nothing more from us (upstream's fatal pair).
+_FINAL_CODES = {
+    grpc.StatusCode.FAILED_PRECONDITION: "already finalized",
+    grpc.StatusCode.PERMISSION_DENIED: "permission denied; the invocation stays open",
+}
+
+
+class Outcome(enum.Enum):
+    DONE = "done"  # finalized now or before, or nothing to finalize
+    GAVE_UP = "gave_up"  # a permanent error, logged; retrying will not help
+    RETRY = "retry"  # a transient error; the outbox keeps the effect
+
+
+def invocation_of(infra: pb.BuildInfra) -> tuple[str, str] | None:
+    """(host, invocation name), or None when the build has no invocation to finalize."""
+    if infra.resultdb.hostname and infra.resultdb.invocation:
+        return infra.resultdb.hostname, infra.resultdb.invocation
+    return None
+
+
+class Finalizer:
+    """Finalizes invocations, keeping one pRPC client per ResultDB host; thread-safe."""
+
+    def __init__(self, make_client: Callable[[str], PrpcClient], timeout: float = DEFAULT_TIMEOUT_SECONDS) -> None:
+        self._make_client = make_client
+        self._timeout = timeout
+        self._clients: dict[str, PrpcClient] = {}
+        self._lock = threading.Lock()
+
+    def _client(self, host: str) -> PrpcClient:
+        with self._lock:
+            if host not in self._clients:
+                self._clients[host] = self._make_client(host)
+            return self._clients[host]
+
+    def finalize(self, build_id: int, project: str, infra: pb.BuildInfra, update_token: str) -> Outcome:
+        """Finalizes the build's invocation; never raises a SyncError, it returns its verdict."""
+        target = invocation_of(infra)
+        if target is None:
+            return Outcome.DONE
+        host, invocation = target
+        headers = {UPDATE_TOKEN_HEADER: update_token, PROJECT_HEADER: project}
+        fields = {"build_id": build_id, "host": host, "invocation": invocation}
+        try:
+            self._client(host).call(
+                SERVICE,
+                METHOD,
+                rpb.FinalizeInvocationRequest(name=invocation),
+                rpb.Invocation,
+                timeout=self._timeout,
+                headers=headers,
+            )
+        except Exception as sync_error:  # sorted by the one table in errors.py (a token refresh, too)
+            error = as_sync_error(sync_error, f"finalizing {invocation} on {host}")
+            code = getattr(error, "code", None)
+            if code in _FINAL_CODES:
+                severity = "INFO" if code is grpc.StatusCode.FAILED_PRECONDITION else "ERROR"
+                logs.event(severity, f"invocation {_FINAL_CODES[code]}", error=str(error), **fields)
+                return Outcome.DONE if code is grpc.StatusCode.FAILED_PRECONDITION else Outcome.GAVE_UP
+            logs.event("WARNING", "finalizing the invocation failed; retried later", error=str(error), **fields)
+            return Outcome.RETRY
+        logs.event("INFO", "invocation finalized", **fields)
+        return Outcome.DONE
+
+
+class AccessToken:
+    """pRPC credentials: an OAuth2 access token of this process's service account, refreshed as it expires.
+
+    Buildbucket calls ResultDB with its own account's token and the build's
+    project in X-Luci-Project (docs/protocols.md "Identity: who a backend lets in").
+    """
+
+    SCOPES = ("https://www.googleapis.com/auth/userinfo.email",)
+
+    def __init__(self) -> None:
+        self._credentials = None
+        self._lock = threading.Lock()
+
+    def headers(self) -> dict[str, str]:
+        with self._lock:
+            if self._credentials is None:
+                self._credentials, _ = google.auth.default(scopes=self.SCOPES)
+            if not self._credentials.valid:
+                self._credentials.refresh(google.auth.transport.requests.Request())
+            return {"Authorization": f"Bearer {self._credentials.token}"}
+
+
+def prpc_finalizer(timeout: float = DEFAULT_TIMEOUT_SECONDS) -> Finalizer:
+    """A Finalizer over pRPC; loopback hosts (tests, the local stack) get no credentials."""
+    credentials = AccessToken()
+    return Finalizer(lambda host: PrpcClient(host, credentials=credentials), timeout)

@@ -1,0 +1,375 @@
+"""Completion effects on the emulators, a real ResultDB pRPC server and real Pub/Sub subscribers.
+
+Builds are written the way Buildbucket writes them (tests/buildbucket_writer.py),
+ended by the sync function's own handler, and every published message is
+decoded with the upstream-shaped protos and checked field by field.
+"""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+import zlib
+
+import grpc
+import pytest
+import zstandard
+from buildsync import completion, handlers, outbox, sync
+from buildsync.messages import SyncBatch, SyncTrigger
+from buildsync.proto import buildbucket_pb2 as pb
+from buildsync.proto import notification_pb2 as npb
+from buildsync.runtime import runtime_from_env
+from google.cloud import pubsub_v1
+from google.protobuf import json_format
+
+from tests import buildbucket_writer as bb
+from tests.builds import BACKEND, put_build
+from tests.conftest import PROJECT
+from tests.harness import captured_logs
+from tools.emulators import wait_until
+from tools.resultdb_recorder import ResultDBRecorder
+from tools.stack import LocalStack
+
+LONG_AGO = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=1)
+PULL_SECONDS = 30
+
+
+@pytest.fixture
+def metric_lines():
+    """The metric-bearing log lines buildsync writes during the test, by metric name."""
+    with captured_logs() as captured:
+        yield lambda name: [e for e in captured.events() if e.get("metric") == name]
+
+
+@pytest.fixture
+def recorder():
+    server = ResultDBRecorder().start()
+    yield server
+    server.stop()
+
+
+class Subscribed:
+    """A topic on the emulator with a pull subscription that sees everything published to it."""
+
+    def __init__(self, role: str) -> None:
+        suffix = uuid.uuid4().hex[:8]
+        self.topic = f"projects/{PROJECT}/topics/{role}-{suffix}"
+        self.subscription = f"projects/{PROJECT}/subscriptions/{role}-{suffix}"
+        pubsub_v1.PublisherClient().create_topic(name=self.topic)
+        self.subscriber = pubsub_v1.SubscriberClient()
+        self.subscriber.create_subscription(name=self.subscription, topic=self.topic)
+
+    def pull(self, at_least: int = 1) -> list[pubsub_v1.types.PubsubMessage]:
+        received: list = []
+
+        def more() -> bool:
+            response = self.subscriber.pull(subscription=self.subscription, max_messages=100, timeout=5)
+            if response.received_messages:
+                ack_ids = [m.ack_id for m in response.received_messages]
+                self.subscriber.acknowledge(subscription=self.subscription, ack_ids=ack_ids)
+                received.extend(m.message for m in response.received_messages)
+            return len(received) >= at_least
+
+        wait_until(more, PULL_SECONDS, f"{at_least} messages on {self.topic}", interval=0.2)
+        return received
+
+    def pull_nothing_more(self) -> list:
+        response = self.subscriber.pull(subscription=self.subscription, max_messages=100, timeout=5)
+        return list(response.received_messages)
+
+
+@pytest.fixture
+def builds_topic(pubsub_emulator, monkeypatch):
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", pubsub_emulator.host)
+    return Subscribed("builds")
+
+
+@pytest.fixture
+def callback_topic(builds_topic):
+    return Subscribed("callback")
+
+
+@pytest.fixture
+def runtime(datastore_client, datastore_env, builds_topic, settings_file, monkeypatch):
+    for name, value in datastore_env.items():  # the clients runtime_from_env makes read these
+        monkeypatch.setenv(name, value)
+    env = {
+        "GOOGLE_CLOUD_PROJECT": PROJECT,
+        "BUILDSYNC_SETTINGS": str(settings_file),
+        "BUILDSYNC_BUILDS_TOPIC": builds_topic.topic,
+        "BUILDSYNC_SHARD_TOPIC": Subscribed("shard").topic,  # the planner's sweep runs after it plans
+    }
+
+    def make(**extra: str):
+        return runtime_from_env({**env, **extra})
+
+    return make
+
+
+def put_buildbucket_build(client, build_id: int, recorder, callback_topic, task_backend, *, chunked: bool) -> None:
+    """A started build with everything Buildbucket stores, whose task has just failed."""
+    put_build(client, build_id, updated=LONG_AGO)
+    bb.set_build_properties(
+        client,
+        build_id,
+        tags=["buildset:commit/gitiles/host/repo/+/abc", "builder:linux", "build_address:p/ci/linux/1", "user:x"],
+        callback_topic=callback_topic.topic,
+        user_data=b"\x01opaque user data",
+        update_token=f"token-{build_id}",
+        summary="summary",
+    )
+    invocation = f"invocations/build-{build_id}"
+    bb.set_invocation(client, build_id, recorder.hostname, invocation)
+    recorder.add_invocation(invocation, f"token-{build_id}")
+    bb.put_input_properties(client, build_id, {"recipe": "chromium", "build_id": build_id})
+    bb.put_output_properties(client, build_id, {"got_revision": "abc", "blob": "x" * 3000}, chunked=chunked)
+    bb.put_steps(
+        client,
+        build_id,
+        [pb.Step(name="compile", status=pb.SUCCESS), pb.Step(name="test", status=pb.STARTED)],
+        zipped=chunked,
+    )
+    task_backend.backend.set_task(f"task-{build_id}", pb.FAILURE, 2)
+
+
+def batch(*build_ids: int) -> SyncBatch:
+    return SyncBatch(BACKEND, "proj", build_ids, datetime.datetime.now(datetime.timezone.utc))
+
+
+def decode_builds_v2(message) -> npb.BuildsV2PubSub:
+    return json_format.Parse(message.data, npb.BuildsV2PubSub())
+
+
+def large_fields(notification: npb.BuildsV2PubSub) -> pb.Build:
+    data = notification.build_large_fields
+    if notification.compression == npb.ZSTD:
+        raw = zstandard.ZstdDecompressor().decompressobj().decompress(data)
+    else:
+        raw = zlib.decompress(data)
+    return pb.Build.FromString(raw)
+
+
+def check_notification(notification: npb.BuildsV2PubSub, build_id: int, recorder) -> None:
+    build = notification.build
+    assert build.id == build_id and build.status == pb.FAILURE
+    assert (build.builder.project, build.builder.bucket, build.builder.builder) == ("proj", "ci", "builder")
+    assert build.HasField("end_time") and build.HasField("update_time")
+    assert [(t.key, t.value) for t in build.tags] == [("buildset", "commit/gitiles/host/repo/+/abc"), ("user", "x")]
+    assert build.infra.backend.task.id.id == f"task-{build_id}" and build.infra.backend.task.status == pb.FAILURE
+    assert build.infra.resultdb.hostname == recorder.hostname
+    assert build.infra.resultdb.invocation == f"invocations/build-{build_id}"
+    assert build.summary_markdown == "summary"
+    assert not build.steps and not build.input.HasField("properties") and not build.output.HasField("properties")
+    assert not notification.build_large_fields_dropped
+    large = large_fields(notification)
+    assert large.input.properties == bb.struct({"recipe": "chromium", "build_id": build_id})
+    assert large.output.properties == bb.struct({"got_revision": "abc", "blob": "x" * 3000})
+    assert [s.name for s in large.steps] == ["compile", "test"]
+
+
+def attributes_of(message) -> dict[str, str]:
+    return dict(message.attributes)
+
+
+EXPECTED_ATTRIBUTES = {"project": "proj", "bucket": "ci", "builder": "builder", "is_completed": "true", "version": "v2"}
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["plain", "chunked-and-zipped"])
+def test_an_ended_build_gets_every_effect_in_buildbuckets_format(
+    datastore_client, task_backend, recorder, builds_topic, callback_topic, runtime, chunked, metric_lines
+):
+    put_buildbucket_build(datastore_client, 1, recorder, callback_topic, task_backend, chunked=chunked)
+    report = handlers.handle_batch(runtime(), batch(1))
+    assert report.completed == 1
+
+    (message,) = builds_topic.pull()
+    assert attributes_of(message) == EXPECTED_ATTRIBUTES
+    notification = decode_builds_v2(message)
+    assert notification.compression == npb.ZLIB
+    check_notification(notification, 1, recorder)
+
+    (callback,) = callback_topic.pull()
+    assert attributes_of(callback) == EXPECTED_ATTRIBUTES
+    wrapped = json_format.Parse(callback.data, npb.PubSubCallBack())
+    assert wrapped.user_data == b"\x01opaque user data"
+    assert wrapped.build_pubsub.compression == npb.ZLIB
+    check_notification(wrapped.build_pubsub, 1, recorder)
+
+    assert [(c.invocation, c.update_token, c.project) for c in recorder.calls] == [
+        ("invocations/build-1", "token-1", "proj")
+    ]
+    (completed,) = metric_lines("build_completed")
+    assert (completed["build_id"], completed["status"], completed["project"], completed["bucket"]) == (
+        1,
+        "FAILURE",
+        "proj",
+        "ci",
+    )
+    assert completed["builder"] == "builder" and completed["cycle_seconds"] > 3000
+    assert outbox.due(datastore_client, datetime.datetime.now(datetime.timezone.utc), datetime.timedelta(0)) == []
+
+
+def test_the_builds_topic_gets_zstd_on_request_and_callbacks_stay_zlib(
+    datastore_client, task_backend, recorder, builds_topic, callback_topic, runtime
+):
+    put_buildbucket_build(datastore_client, 2, recorder, callback_topic, task_backend, chunked=True)
+    handlers.handle_batch(runtime(BUILDSYNC_BUILDS_TOPIC_COMPRESSION="ZSTD"), batch(2))
+    notification = decode_builds_v2(builds_topic.pull()[0])
+    assert notification.compression == npb.ZSTD
+    check_notification(notification, 2, recorder)
+    wrapped = json_format.Parse(callback_topic.pull()[0].data, npb.PubSubCallBack())
+    assert wrapped.build_pubsub.compression == npb.ZLIB
+
+
+def test_effects_left_by_a_crash_after_the_commit_are_done_by_the_sweep_once(
+    datastore_client, task_backend, recorder, builds_topic, callback_topic, runtime
+):
+    for build_id in (3, 4):
+        put_buildbucket_build(datastore_client, build_id, recorder, callback_topic, task_backend, chunked=False)
+    the_runtime = runtime(BUILDSYNC_SWEEP_MIN_AGE_SECONDS="0")
+    # What a function killed right after the commit leaves: the builds ended, the outbox full.
+    backend = the_runtime.settings.backend(BACKEND)
+    fetcher = the_runtime.backends.get(backend.target, backend.hostname)
+    report = sync.sync_batch(
+        the_runtime.datastore, fetcher, backend, batch(3, 4), targets=the_runtime.completer.targets
+    )
+    assert report.completed == 2
+    assert recorder.calls == [] and builds_topic.pull_nothing_more() == []
+    handlers.handle_trigger(the_runtime, SyncTrigger(BACKEND, "nobody"))
+    assert sorted(decode_builds_v2(m).build.id for m in builds_topic.pull(2)) == [3, 4]
+    assert len(callback_topic.pull(2)) == 2
+    assert sorted(c.invocation for c in recorder.calls) == ["invocations/build-3", "invocations/build-4"]
+    handlers.handle_trigger(the_runtime, SyncTrigger(BACKEND, "nobody"))
+    assert builds_topic.pull_nothing_more() == [] and len(recorder.calls) == 2
+
+
+def test_a_redelivered_batch_has_no_second_effect(
+    datastore_client, task_backend, recorder, builds_topic, callback_topic, runtime
+):
+    put_buildbucket_build(datastore_client, 5, recorder, callback_topic, task_backend, chunked=False)
+    the_runtime = runtime()
+    handlers.handle_batch(the_runtime, batch(5))
+    handlers.handle_batch(the_runtime, batch(5))
+    assert len(builds_topic.pull()) == 1 and builds_topic.pull_nothing_more() == []
+    assert len(callback_topic.pull()) == 1 and callback_topic.pull_nothing_more() == []
+    assert len(recorder.calls) == 1
+
+
+@pytest.mark.parametrize(
+    ("code", "stays"),
+    [
+        (grpc.StatusCode.FAILED_PRECONDITION, False),  # already final: done
+        (grpc.StatusCode.PERMISSION_DENIED, False),  # permanent: logged, dropped
+        (grpc.StatusCode.NOT_FOUND, True),  # anything else: retried by the sweep
+    ],
+)
+def test_resultdb_answers_decide_whether_the_finalization_is_retried(
+    datastore_client, task_backend, recorder, builds_topic, callback_topic, runtime, code, stays
+):
+    put_buildbucket_build(datastore_client, 6, recorder, callback_topic, task_backend, chunked=False)
+    recorder.fail_next(code)
+    the_runtime = runtime(BUILDSYNC_SWEEP_MIN_AGE_SECONDS="0")
+    handlers.handle_batch(the_runtime, batch(6))
+    left = outbox.due(datastore_client, datetime.datetime.now(datetime.timezone.utc), datetime.timedelta(0))
+    if not stays:
+        assert left == []
+        return
+    assert [(c.build_id, c.effects, c.attempts) for c in left] == [(6, {outbox.Effect.RESULTDB}, 1)]
+    handlers.handle_trigger(the_runtime, SyncTrigger(BACKEND, "nobody"))
+    assert recorder.finalized == {"invocations/build-6"}
+    assert len(builds_topic.pull()) == 1 and builds_topic.pull_nothing_more() == [], "only the failed effect redone"
+
+
+def test_a_missing_callback_topic_keeps_only_that_effect_for_the_sweep(
+    datastore_client, task_backend, recorder, builds_topic, callback_topic, runtime
+):
+    put_buildbucket_build(datastore_client, 7, recorder, callback_topic, task_backend, chunked=False)
+    entity = datastore_client.get(datastore_client.key("Build", 7))
+    entity["pubsub_callback.topic"] = f"projects/{PROJECT}/topics/deleted-by-mistake"
+    datastore_client.put(entity)
+    handlers.handle_batch(runtime(), batch(7))
+    assert len(builds_topic.pull()) == 1 and len(recorder.calls) == 1
+    left = outbox.due(datastore_client, datetime.datetime.now(datetime.timezone.utc), datetime.timedelta(0))
+    assert [(c.build_id, c.effects, c.attempts) for c in left] == [(7, {outbox.Effect.CALLBACK}, 1)]
+
+
+def test_a_malformed_callback_topic_is_given_up_and_the_rest_done(
+    datastore_client, task_backend, recorder, builds_topic, callback_topic, runtime
+):
+    put_buildbucket_build(datastore_client, 8, recorder, callback_topic, task_backend, chunked=False)
+    entity = datastore_client.get(datastore_client.key("Build", 8))
+    entity["pubsub_callback.topic"] = "not a topic"
+    datastore_client.put(entity)
+    handlers.handle_batch(runtime(), batch(8))
+    assert len(recorder.calls) == 1
+    assert [decode_builds_v2(m).build.id for m in builds_topic.pull()] == [8]
+    assert outbox.due(datastore_client, datetime.datetime.now(datetime.timezone.utc), datetime.timedelta(0)) == []
+
+
+def test_dry_run_descriptions_name_every_effect(datastore_client, recorder):
+    put_build(datastore_client, 8, updated=LONG_AGO)
+    bb.set_build_properties(datastore_client, 8, callback_topic="projects/p/topics/cb")
+    bb.set_invocation(datastore_client, 8, "results.example", "invocations/x")
+    entity = datastore_client.get(datastore_client.key("Build", 8))
+    infra = pb.BuildInfra.FromString(datastore_client.get(datastore_client.key("Build", 8, "BuildInfra", 1))["infra"])
+    lines = completion.Targets("projects/p/topics/builds", npb.ZSTD).describe(entity, infra)
+    assert lines == [
+        "publish BuildsV2PubSub (ZSTD) to projects/p/topics/builds",
+        "publish PubSubCallBack (ZLIB) to projects/p/topics/cb",
+        "finalize ResultDB invocation invocations/x on results.example",
+        "record the completed-build metrics",
+    ]
+
+
+def test_a_sync_function_killed_between_commit_and_effects_loses_no_effect(
+    datastore_client, datastore_emulator, pubsub_emulator, task_backend, recorder, settings_file, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", pubsub_emulator.host)
+    stack = LocalStack(
+        PROJECT,
+        datastore_emulator.host,
+        pubsub_emulator.host,
+        settings_file,
+        log_dir=tmp_path,
+        extra_env={"BUILDSYNC_SWEEP_MIN_AGE_SECONDS": "0"},
+    ).start()
+    try:
+        callback_topic = Subscribed("callback")
+        for build_id in (21, 22):
+            put_buildbucket_build(datastore_client, build_id, recorder, callback_topic, task_backend, chunked=True)
+        recorder.hold()  # the sync function commits, then waits in its first FinalizeInvocation
+        stack.publish(stack.topics.sync, batch(21, 22).to_json())
+        assert recorder.arrived.wait(90), "the sync function never reached its effects"
+        stack.functions["sync"].kill()
+        entries = outbox.due(datastore_client, datetime.datetime.now(datetime.timezone.utc), datetime.timedelta(0))
+        assert {c.build_id for c in entries} == {21, 22}, "the dead function's effects wait in the outbox"
+        recorder.release()
+
+        stack.publish(stack.topics.trigger, SyncTrigger(BACKEND, "nobody").to_json())
+
+        def everything_done() -> bool:
+            return (
+                outbox.due(datastore_client, datetime.datetime.now(datetime.timezone.utc), datetime.timedelta(0)) == []
+            )
+
+        wait_until(everything_done, 90, "the planner's sweep to do what the dead function left", interval=0.25)
+        builds: dict[int, npb.BuildsV2PubSub] = {}
+
+        def both_notified() -> bool:
+            for received in stack.pull_notifications():
+                notification = decode_builds_v2(received.message)
+                builds.setdefault(notification.build.id, notification)  # de-duplicated by build id
+            return sorted(builds) == [21, 22]
+
+        wait_until(both_notified, 60, "a notification of each build", interval=0.25)
+        for build_id, notification in builds.items():
+            check_notification(notification, build_id, recorder)
+        callbacks = {
+            json_format.Parse(m.data, npb.PubSubCallBack()).build_pubsub.build.id for m in callback_topic.pull(2)
+        }
+        assert callbacks == {21, 22}
+        assert recorder.finalized == {"invocations/build-21", "invocations/build-22"}
+        completed = [e for e in stack.log_events() if e.get("metric") == "build_completed"]
+        assert {e["build_id"] for e in completed} == {21, 22}
+    finally:
+        stack.stop()
