@@ -56,6 +56,20 @@ def test_large_fields_over_the_limit_are_dropped_and_flagged():
     assert message.build.builder.builder == "linux-rel"
 
 
+@pytest.mark.parametrize("wrapped", [False, True], ids=["builds-topic", "callback"])
+def test_json_over_pubsubs_limit_drops_the_large_fields_instead_of_failing(wrapped):
+    message = notification_format.builds_v2_pubsub(whole_build())
+    if wrapped:
+        message = notification_format.callback_message(message, b"u")
+    whole = notification_format.to_pubsub_data(message)
+    data = notification_format.to_pubsub_data(message, limit=len(whole) - 1)
+    decoded = json.loads(data)
+    notification = decoded["buildPubsub"] if wrapped else decoded
+    assert notification["buildLargeFieldsDropped"] is True and "buildLargeFields" not in notification
+    assert notification["build"]["builder"]["builder"] == "linux-rel"
+    assert notification_format.to_pubsub_data(message) == data  # the cut is kept on the message
+
+
 def test_large_fields_part_has_input_and_output_even_when_empty():
     small, large = notification_format.split_large_fields(pb.Build(id=1))
     assert large.HasField("input") and large.HasField("output")

@@ -21,6 +21,10 @@ from buildsync.status_rules import is_ended
 # to keep the message under Pub/Sub's 10 MB.
 LARGE_FIELDS_LIMIT = 8_500_000
 
+# Pub/Sub refuses message data over 10 MB (docs/platform.md "Pub/Sub"); in
+# JSON the large fields are base64, a third bigger than their bytes.
+PUBSUB_DATA_LIMIT = 10_000_000
+
 
 def split_large_fields(build: pb.Build) -> tuple[pb.Build, pb.Build]:
     """(the build without its large fields, a Build holding only them)."""
@@ -62,8 +66,19 @@ def callback_message(notification: npb.BuildsV2PubSub, user_data: bytes) -> npb.
     return npb.PubSubCallBack(build_pubsub=notification, user_data=user_data)
 
 
-def to_pubsub_data(message: npb.BuildsV2PubSub | npb.PubSubCallBack) -> bytes:
-    """The message as Pub/Sub data: proto3 JSON, field names in lowerCamelCase."""
+def to_pubsub_data(message: npb.BuildsV2PubSub | npb.PubSubCallBack, limit: int = PUBSUB_DATA_LIMIT) -> bytes:
+    """The message as Pub/Sub data: proto3 JSON, field names in lowerCamelCase.
+
+    When the JSON would be over `limit` (large fields just under their own
+    limit grow a third in base64), the large fields are dropped and flagged,
+    so the message is still published rather than refused.
+    """
+    data = json_format.MessageToJson(message, indent=None).encode()
+    if len(data) <= limit:
+        return data
+    notification = message.build_pubsub if isinstance(message, npb.PubSubCallBack) else message
+    notification.build_large_fields = b""
+    notification.build_large_fields_dropped = True
     return json_format.MessageToJson(message, indent=None).encode()
 
 
