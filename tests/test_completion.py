@@ -164,7 +164,8 @@ def check_notification(notification: npb.BuildsV2PubSub, build_id: int, recorder
     large = large_fields(notification)
     assert large.input.properties == bb.struct({"recipe": "chromium", "build_id": build_id})
     assert large.output.properties == bb.struct({"got_revision": "abc", "blob": "x" * 3000})
-    assert [s.name for s in large.steps] == ["compile", "test"]
+    assert [(s.name, s.status) for s in large.steps] == [("compile", pb.SUCCESS), ("test", pb.CANCELED)]
+    assert large.steps[1].end_time == build.update_time, "the step the sync ended, as stored in the transaction"
 
 
 def attributes_of(message) -> dict[str, str]:

@@ -19,11 +19,11 @@ from buildsync import compression, model
 from buildsync.errors import PermanentError, as_sync_error
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.proto import notification_pb2 as npb
+from buildsync.steps import StepsFormatError
 
 INPUT_PROPERTIES_KIND = "BuildInputProperties"
 OUTPUT_PROPERTIES_KIND = "BuildOutputProperties"
 PROPERTY_CHUNK_KIND = "PropertyChunk"
-STEPS_KIND = "BuildSteps"
 
 # Tags Buildbucket keeps on the entity for its own queries but leaves out of API answers.
 HIDDEN_TAG_KEYS = frozenset({"build_address", "builder", "gitiles_ref"})
@@ -102,7 +102,7 @@ def read_builds(client: datastore.Client, build_ids: list[int]) -> dict[int, Sto
 
     Raises TransientError or PermanentError (errors.py) when Datastore fails.
     """
-    kinds = (model.BUILD_INFRA_KIND, INPUT_PROPERTIES_KIND, OUTPUT_PROPERTIES_KIND, STEPS_KIND)
+    kinds = (model.BUILD_INFRA_KIND, INPUT_PROPERTIES_KIND, OUTPUT_PROPERTIES_KIND, model.BUILD_STEPS_KIND)
     keys = []
     for build_id in build_ids:
         keys.append(model.build_key(client, build_id))
@@ -131,7 +131,7 @@ def read_builds(client: datastore.Client, build_ids: list[int]) -> dict[int, Sto
             input_properties=children[INPUT_PROPERTIES_KIND],
             output_properties=output,
             output_chunks=output_chunks,
-            steps=children[STEPS_KIND],
+            steps=children[model.BUILD_STEPS_KIND],
         )
     return builds
 
@@ -187,16 +187,12 @@ def _output_properties(stored: StoredBuild) -> struct_pb2.Struct | None:
 
 
 def _steps(stored: StoredBuild) -> list[pb.Step]:
-    entity = stored.steps
-    if entity is None or not entity.get("steps"):
+    if stored.steps is None:
         return []
-    data = entity["steps"]
-    if entity.get("step_container_bytes_zipped"):
-        try:
-            data = compression.decompress(data, npb.ZLIB)
-        except ValueError as error:
-            raise BuildReadError(f"build {stored.build_id}: {STEPS_KIND}: {error}") from error
-    return list(_decode(pb.Build, data, stored.build_id, STEPS_KIND).steps)
+    try:
+        return list(model.read_steps(stored.steps).steps)
+    except StepsFormatError as error:
+        raise BuildReadError(f"build {stored.build_id}: {model.BUILD_STEPS_KIND}: {error}") from error
 
 
 def merged_summary(build: pb.Build) -> str:
