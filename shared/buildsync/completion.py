@@ -4,9 +4,11 @@ In the ending transaction, `Targets.effects_for` names the effects the build
 needs and the sync writes them into its outbox entry (outbox.py). After the
 commit, `Completer.complete` re-reads the builds whole (build_reader.py) and
 does each effect: the notifications (notifications.py), the ResultDB
-finalization (resultdb.py) and the completion metrics. What fails
-transiently stays in the outbox for the planner's sweep; what fails
-permanently is logged and dropped. A dry run only describes the effects.
+finalization (resultdb.py) and the completion metrics. What fails stays in
+the outbox for the planner's sweep (a publish whatever the error, ResultDB
+unless its answer is final); what can never succeed (an entity that does not
+decode, a malformed callback topic, PERMISSION_DENIED) is logged and dropped.
+A dry run only describes the effects.
 """
 
 from __future__ import annotations
