@@ -69,6 +69,7 @@ def test_topics_and_durations_come_from_the_environment(env, monkeypatch):
         ({"BUILDSYNC_SETTINGS": ""}, "BUILDSYNC_SETTINGS"),
         ({"BUILDSYNC_FETCH_DEADLINE_SECONDS": "soon"}, "BUILDSYNC_FETCH_DEADLINE_SECONDS='soon'"),
         ({"BUILDSYNC_SWEEP_MIN_AGE_SECONDS": "-1"}, "BUILDSYNC_SWEEP_MIN_AGE_SECONDS='-1'"),
+        ({"BUILDSYNC_TRANSACTION_BEGIN": "later"}, "BUILDSYNC_TRANSACTION_BEGIN='later'"),
     ],
 )
 def test_bad_environment_is_a_settings_error_naming_the_variable(env, monkeypatch, change, problem):

@@ -318,3 +318,33 @@ def test_a_repeated_build_id_is_synced_once(datastore_client, task_backend, fetc
 
     assert (report.due, report.updated, report.failed) == (1, 1, 0)
     assert get_build(datastore_client, 1)[1].status == pb.FAILURE
+
+
+class LookupRecordingClient(datastore.Client):
+    """The real client; records the build ids each lookup inside a transaction asks for, in order."""
+
+    def get_multi(self, keys, *args, **kwargs):
+        if self.current_transaction is not None:
+            self.transaction_lookups.append([(model.build_id_of(k), k.kind) for k in keys])
+        return super().get_multi(keys, *args, **kwargs)
+
+
+def test_every_group_locks_its_builds_in_ascending_key_order(
+    datastore_emulator, datastore_client, task_backend, fetcher, backend
+):
+    # Pessimistic locking (Firestore) deadlocks two transactions that take the
+    # same locks in different orders; one order for every group rules that out.
+    build_ids = [30, 4, 27, 1, 12, *range(69, 39, -1)]  # 35 builds, two groups, out of order
+    for build_id in build_ids:
+        put_build(datastore_client, build_id, updated=LONG_AGO)
+        task_backend.backend.set_task(f"task-{build_id}", pb.FAILURE, 2)
+    client = emulator_client(datastore_emulator.host, datastore_client.project, LookupRecordingClient)
+    client.transaction_lookups = []
+
+    report = run(client, fetcher, backend, build_ids)
+
+    assert report.updated == len(build_ids)
+    lookups = client.transaction_lookups
+    assert lookups and all(keys == sorted(keys) for keys in lookups)
+    groups = {frozenset(build_id for build_id, _ in keys) for keys in lookups if keys[0][1] == model.BUILD_KIND}
+    assert sorted(map(sorted, groups)) == [sorted(build_ids)[:25], sorted(build_ids)[25:]]

@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     from buildsync.pipeline import run_pipeline
     from buildsync.runtime import completion_targets
     from buildsync.settings import load_settings
+    from buildsync.transactions import transaction_begin_from_env
 
     backends = BackendPool()
     try:
@@ -75,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         completer = Completer(
             client, completion_targets(os.environ, project), resultdb.prpc_finalizer(), make_publisher=_publisher
         )
+        transaction_begin = transaction_begin_from_env(os.environ)
         report = run_pipeline(
             client,
             settings,
@@ -83,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             dry_run=args.dry_run,
             workers=args.workers,
             completer=completer,
+            transaction_begin=transaction_begin,
         )
     except PermanentError as error:
         print(f"buildsync: {error}", file=sys.stderr)

@@ -58,7 +58,9 @@ TRANSIENT_GRPC_CODES = frozenset(
 
 # Datastore and Pub/Sub client errors that a later attempt may not see again.
 # Contention is reported as Aborted in production and as Conflict by some
-# emulators, so both are here.
+# emulators, so both are here. Under pessimistic locking (Firestore in Datastore
+# mode) a transaction that waited too long for a lock gets Aborted, "409
+# Transaction lock timeout": contention like any other, retried.
 TRANSIENT_API_ERRORS = (
     api_exceptions.Aborted,
     api_exceptions.Conflict,

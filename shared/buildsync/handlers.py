@@ -81,7 +81,15 @@ def handle_batch(runtime: Runtime, batch: SyncBatch, clock: Clock = utc_now) -> 
         return SyncReport()
     fetcher = runtime.backends.get(backend.target, backend.hostname)
     completer = runtime.completer
-    report = sync_batch(runtime.datastore, fetcher, backend, batch, targets=completer.targets, clock=clock)
+    report = sync_batch(
+        runtime.datastore,
+        fetcher,
+        backend,
+        batch,
+        targets=completer.targets,
+        clock=clock,
+        transaction_begin=runtime.transaction_begin,
+    )
     logs.event("INFO", "synced batch", backend=batch.backend, project=batch.project, **report.counts())
     completer.complete_after_commit(report.completions)
     if report.retry:

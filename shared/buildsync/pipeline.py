@@ -24,6 +24,7 @@ from buildsync.report import SyncReport
 from buildsync.settings import Settings
 from buildsync.shard import due_batches
 from buildsync.sync import Clock, sync_batch, utc_now
+from buildsync.transactions import TransactionBegin
 
 # Batches synced at once; each holds up to 1000 builds and a few transactions.
 DEFAULT_WORKERS = 4
@@ -41,6 +42,7 @@ def run_pipeline(
     batch_size: int = MAX_BATCH_SIZE,
     clock: Clock = utc_now,
     completer: Completer | None = None,
+    transaction_begin: TransactionBegin = TransactionBegin.LAZY,
 ) -> SyncReport:
     """Runs one full sync of what `trigger` names and reports it.
 
@@ -59,7 +61,16 @@ def run_pipeline(
         fetcher = backends.get(backend.target, backend.hostname)
         targets = completer.targets if completer is not None else None
         try:
-            report = sync_batch(client, fetcher, backend, batch, dry_run=dry_run, targets=targets, clock=clock)
+            report = sync_batch(
+                client,
+                fetcher,
+                backend,
+                batch,
+                dry_run=dry_run,
+                targets=targets,
+                clock=clock,
+                transaction_begin=transaction_begin,
+            )
             if completer is not None:
                 completer.complete_after_commit(report.completions)
             return report

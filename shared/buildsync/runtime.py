@@ -21,6 +21,7 @@ from buildsync.outbox import SWEEP_MIN_AGE
 from buildsync.proto import notification_pb2 as npb
 from buildsync.publishing import topic_path
 from buildsync.settings import Settings, load_settings
+from buildsync.transactions import TransactionBegin, transaction_begin_from_env
 
 DEFAULT_SHARD_TOPIC = "buildsync-shard"
 DEFAULT_SYNC_TOPIC = "buildsync-sync"
@@ -38,10 +39,12 @@ class Runtime:
     completer: Completer
     # How old an outbox entry must be before the planner's sweep redoes it.
     sweep_min_age: datetime.timedelta = SWEEP_MIN_AGE
+    # How the sync's transactions begin (BUILDSYNC_TRANSACTION_BEGIN).
+    transaction_begin: TransactionBegin = TransactionBegin.LAZY
 
 
 def runtime_from_env(env: dict[str, str] | os._Environ = os.environ) -> Runtime:
-    """Reads GOOGLE_CLOUD_PROJECT, BUILDSYNC_SETTINGS and the BUILDSYNC_*_TOPIC variables."""
+    """Reads GOOGLE_CLOUD_PROJECT, BUILDSYNC_SETTINGS, the BUILDSYNC_*_TOPIC variables and the durations."""
     project = env.get("GOOGLE_CLOUD_PROJECT")
     if not project:
         raise SettingsError("GOOGLE_CLOUD_PROJECT is not set")
@@ -58,6 +61,7 @@ def runtime_from_env(env: dict[str, str] | os._Environ = os.environ) -> Runtime:
         sync_topic=topic_path(project, env.get("BUILDSYNC_SYNC_TOPIC") or DEFAULT_SYNC_TOPIC),
         completer=Completer(client, completion_targets(env, project), resultdb.prpc_finalizer(), publisher),
         sweep_min_age=datetime.timedelta(seconds=sweep_min_age),
+        transaction_begin=transaction_begin_from_env(env),
     )
 
 

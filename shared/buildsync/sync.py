@@ -29,7 +29,7 @@ from buildsync.report import SyncReport
 from buildsync.settings import BackendSettings
 from buildsync.sync_time import SyncTimeKeyError
 from buildsync.task_rules import FetchedTasks, sort_responses
-from buildsync.transactions import run_in_transaction
+from buildsync.transactions import TransactionBegin, run_in_transaction
 
 # docs/rules.md "Limits": a transaction touches at most 25 entity groups, one per build.
 BUILDS_PER_TRANSACTION = 25
@@ -58,6 +58,7 @@ def sync_batch(
     targets: Targets | None = None,
     group_workers: int = DEFAULT_GROUP_WORKERS,
     clock: Clock = utc_now,
+    transaction_begin: TransactionBegin = TransactionBegin.LAZY,
 ) -> SyncReport:
     """Syncs the builds of `batch` with their tasks.
 
@@ -87,6 +88,9 @@ def sync_batch(
     for task_id, reason in fetched.rejected.items():
         logs.event("WARNING", "backend task rejected", backend=batch.backend, task_id=task_id, reason=reason)
 
+    # Every transaction locks its builds in one order, ascending build id, so that
+    # under pessimistic locking (Firestore) no two groups wait on each other in a cycle.
+    syncable.sort()
     groups = [syncable[i : i + BUILDS_PER_TRANSACTION] for i in range(0, len(syncable), BUILDS_PER_TRANSACTION)]
     update_group = functools.partial(
         _update_group,
@@ -97,6 +101,7 @@ def sync_batch(
         dry_run=dry_run,
         targets=targets,
         clock=clock,
+        transaction_begin=transaction_begin,
     )
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, group_workers)) as pool:
         for group_report in pool.map(update_group, groups):
@@ -148,6 +153,7 @@ def _commit_builds(
     dry_run: bool,
     targets: Targets | None,
     clock: Clock,
+    transaction_begin: TransactionBegin,
 ) -> tuple[SyncReport, list[int]]:
     """One transaction over `build_ids`; the report counts them once it committed.
 
@@ -157,7 +163,7 @@ def _commit_builds(
     """
 
     def work(_: datastore.Transaction) -> tuple[list[tuple[int, Update, pb.Build | None, _Ending | None]], list[int]]:
-        keys = [model.build_key(client, i) for i in build_ids] + [model.infra_key(client, i) for i in build_ids]
+        keys = [key for i in build_ids for key in (model.build_key(client, i), model.infra_key(client, i))]
         entities = {e.key.flat_path: e for e in client.get_multi(keys)}
         now = clock()
         results, to_put, changed = [], [], {}
@@ -190,7 +196,7 @@ def _commit_builds(
 
     report = SyncReport()
     try:
-        results, left_out = run_in_transaction(client, work, read_only=dry_run)
+        results, left_out = run_in_transaction(client, work, read_only=dry_run, begin=transaction_begin)
     except SyncError as error:
         logs.event("ERROR", "transaction for a group of builds failed", build_ids=build_ids, error=str(error))
         report.failed = len(build_ids)

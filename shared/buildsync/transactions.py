@@ -3,18 +3,30 @@
 `client.transaction()` does not retry on contention; Buildbucket's other
 writers touch the same builds, so conflicts are expected. The whole
 read-decide-write is retried with jittered exponential backoff, a bounded
-number of times, and only for errors that `errors.is_transient` accepts.
+number of times, and only for errors that `errors.is_transient` accepts. That
+includes a pessimistic lock's timeout (Firestore in Datastore mode: Aborted,
+"Transaction lock timeout"), which is contention like any other.
+
+How a transaction begins is a setting (`TransactionBegin`). Production begins
+it with its first lookup, saving a round trip; the Firestore emulator cannot
+write what such a transaction read (its own lock blocks the commit until the
+lock times out, firebase-tools issue 8105), so there it begins explicitly.
+
+A read-only transaction, a dry run's included, ends with a rollback: it has
+nothing to commit, and the Firestore emulator refuses to commit one.
 """
 
 from __future__ import annotations
 
+import enum
 import random
 import time
+from collections.abc import Mapping
 from typing import Callable, TypeVar
 
 from google.cloud import datastore
 
-from buildsync.errors import as_sync_error, is_transient
+from buildsync.errors import SettingsError, as_sync_error, is_transient
 
 T = TypeVar("T")
 
@@ -24,11 +36,31 @@ DEFAULT_ATTEMPTS = 5
 _FIRST_BACKOFF_SECONDS = 0.1
 _MAX_BACKOFF_SECONDS = 2.0
 
+TRANSACTION_BEGIN_ENV = "BUILDSYNC_TRANSACTION_BEGIN"
+
+
+class TransactionBegin(enum.Enum):
+    """When a transaction starts on the server."""
+
+    LAZY = "lazy"  # with its first lookup (the default, for production)
+    EXPLICIT = "explicit"  # with a BeginTransaction call first (for the Firestore emulator)
+
+
+def transaction_begin_from_env(env: Mapping[str, str]) -> TransactionBegin:
+    """BUILDSYNC_TRANSACTION_BEGIN: `lazy` (default) or `explicit`."""
+    text = env.get(TRANSACTION_BEGIN_ENV) or TransactionBegin.LAZY.value
+    try:
+        return TransactionBegin(text)
+    except ValueError:
+        choices = " or ".join(repr(b.value) for b in TransactionBegin)
+        raise SettingsError(f"{TRANSACTION_BEGIN_ENV}={text!r}: expected {choices}") from None
+
 
 def run_in_transaction(
     client: datastore.Client,
     work: Callable[[datastore.Transaction], T],
     *,
+    begin: TransactionBegin = TransactionBegin.LAZY,
     attempts: int = DEFAULT_ATTEMPTS,
     read_only: bool = False,
     sleep: Callable[[float], None] = time.sleep,
@@ -39,9 +71,11 @@ def run_in_transaction(
     """
     for attempt in range(1, attempts + 1):
         try:
-            # begin_later: the first lookup starts the transaction, saving a round trip.
-            with client.transaction(read_only=read_only, begin_later=True) as transaction:
-                return work(transaction)
+            with client.transaction(read_only=read_only, begin_later=begin is TransactionBegin.LAZY) as transaction:
+                result = work(transaction)
+                if read_only:
+                    transaction.rollback()  # leaving the block would commit it
+                return result
         except Exception as error:  # sorted by the one table in errors.py
             if not is_transient(error) or attempt == attempts:
                 raise as_sync_error(error, f"transaction failed after {attempt} attempt(s)") from error
