@@ -14,10 +14,11 @@ import hypothesis
 import pytest
 from buildsync.backend import BackendPool
 from buildsync.settings import parse_settings
+from buildsync.transactions import TransactionBegin, transaction_begin_from_env
 from google.cloud import datastore
 
 from tests.harness import PROJECT, settings_text, start_emulator
-from tools.emulators import Emulator
+from tools.emulators import DATASTORE_KINDS, Emulator
 from tools.emulators import datastore_client as emulator_client
 from tools.stack import LocalStack
 from tools.task_backend import TaskBackendServer
@@ -26,8 +27,15 @@ from tools.task_backend import TaskBackendServer
 hypothesis.settings.register_profile("buildsync", deadline=None)
 hypothesis.settings.load_profile("buildsync")
 
-# The database of tests that do not choose one (see harness.DATASTORE_EMULATORS).
+# The database of tests not marked both_emulators: the legacy emulator, the
+# faster of the two on two cores. Tests of the integration and fault suites run
+# on both (pytest -k firestore or -k "not firestore" picks one).
 DEFAULT_DATASTORE = "datastore"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.definition.get_closest_marker("both_emulators") and "datastore_kind" in metafunc.fixturenames:
+        metafunc.parametrize("datastore_kind", DATASTORE_KINDS, indirect=True)
 
 
 def _running(kind: str):
@@ -67,6 +75,12 @@ def datastore_emulator(request, datastore_kind) -> Emulator:
 def datastore_env(datastore_emulator) -> dict[str, str]:
     """What a child process (the CLI, a function) needs to use the test's Datastore."""
     return {"GOOGLE_CLOUD_PROJECT": PROJECT, **datastore_emulator.env}
+
+
+@pytest.fixture
+def transaction_begin(datastore_emulator) -> TransactionBegin:
+    """How in-process code begins its transactions on the test's emulator (as a child process would)."""
+    return transaction_begin_from_env(datastore_emulator.env)
 
 
 @pytest.fixture

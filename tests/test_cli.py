@@ -42,6 +42,7 @@ def test_sync_prints_summary_and_exits_zero(datastore_client, task_backend, run_
     assert list(datastore_client.query(kind=outbox.OUTBOX_KIND).fetch()) == []
 
 
+@pytest.mark.both_emulators  # the Firestore emulator refuses to commit a read-only transaction
 def test_dry_run_writes_nothing_and_lists_the_effects_it_would_have(
     datastore_client, task_backend, run_cli, monkeypatch
 ):

@@ -35,7 +35,7 @@ from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.settings import parse_settings
 from buildsync.status_rules import is_ended
 from buildsync.sync import sync_batch
-from buildsync.transactions import run_in_transaction
+from buildsync.transactions import TransactionBegin, run_in_transaction
 from google.cloud import datastore
 from google.protobuf import struct_pb2
 
@@ -45,6 +45,8 @@ from tools.delay_proxy import DelayProxy
 from tools.emulators import Emulator, wait_until
 from tools.emulators import datastore_client as emulator_client
 from tools.task_backend import FakeTaskBackend, TaskBackendServer
+
+pytestmark = pytest.mark.both_emulators
 
 T0 = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
 # A round's clock is this much later than the previous round's, so that every
@@ -75,8 +77,10 @@ class Stored(NamedTuple):
     next_sync: str  # Build.next_backend_sync_time
 
 
-def read_stored(client: datastore.Client, build_ids, consistent: bool = False) -> dict[int, Stored]:
-    """Every build of `build_ids`; `consistent` reads each 25 in a read-only transaction.
+def read_stored(
+    client: datastore.Client, build_ids, consistent: bool = False, begin: TransactionBegin = TransactionBegin.LAZY
+) -> dict[int, Stored]:
+    """Every build of `build_ids`; `consistent` reads each 25 in a read-only transaction begun as `begin` says.
 
     (A transaction, even a read-only one, spans at most 25 entity groups.)
     """
@@ -87,7 +91,7 @@ def read_stored(client: datastore.Client, build_ids, consistent: bool = False) -
         keys = entity_keys(client, build_ids[start : start + step])
         if consistent:  # the emulator aborts even read-only transactions under contention
             entities = run_in_transaction(
-                client, lambda _, keys=keys: client.get_multi(keys), read_only=True, attempts=20
+                client, lambda _, keys=keys: client.get_multi(keys), read_only=True, attempts=20, begin=begin
             )
         else:
             entities = client.get_multi(keys)
@@ -287,7 +291,7 @@ MAX_ROUNDS = 30
 FINAL_TASKS = (pb.SUCCESS, pb.FAILURE, pb.INFRA_FAILURE, pb.CANCELED, pb.STARTED)
 
 
-def test_flaky_backend_converges_without_corruption(datastore_client):
+def test_flaky_backend_converges_without_corruption(datastore_client, transaction_begin):
     ids = list(range(1, FLAKY_BUILDS + 1))
     # Task i moves one update per round, STARTED until its last update.
     final_update = {i: 2 + i % 4 for i in ids}
@@ -322,12 +326,13 @@ def test_flaky_backend_converges_without_corruption(datastore_client):
                 planned_at=at,
                 clock=lambda at=at: at,
                 batch_size=10,
+                transaction_begin=transaction_begin,
             )
             aborted_builds = sum(flaky.aborted[aborted_before:])
             per_round.append((report.due, aborted_builds, report.invalid, report.failed))
             rounds = round_no
 
-            stored = read_stored(datastore_client, ids, consistent=True)
+            stored = read_stored(datastore_client, ids, consistent=True, begin=transaction_begin)
             for i, problem in corruption(stored).items():
                 corrupted[i] = f"round {round_no}: {problem}"
             for i in ids:
@@ -363,7 +368,9 @@ def test_flaky_backend_converges_without_corruption(datastore_client):
 # --- 3. a backend that hangs -------------------------------------------------
 
 
-def test_hung_backend_fails_the_batch_at_the_deadline_and_writes_nothing(datastore_client, task_backend, make_settings):
+def test_hung_backend_fails_the_batch_at_the_deadline_and_writes_nothing(
+    datastore_client, task_backend, make_settings, transaction_begin
+):
     ids = [1, 2, 3]
     for i in ids:
         put_build(datastore_client, i, updated=LONG_AGO)
@@ -376,14 +383,16 @@ def test_hung_backend_fails_the_batch_at_the_deadline_and_writes_nothing(datasto
     try:
         started = time.monotonic()
         with pytest.raises(TransientError, match="DEADLINE_EXCEEDED") as raised:
-            sync_batch(datastore_client, fetcher, backend, batch, clock=lambda: T0)
+            sync_batch(datastore_client, fetcher, backend, batch, clock=lambda: T0, transaction_begin=transaction_begin)
         fired_after = time.monotonic() - started
         assert snapshot(datastore_client, ids) == before
         assert task_backend.backend.calls == [3]  # the call reached the backend and hung there
 
         task_backend.backend.hang.set()  # the backend recovers
         task_backend.backend.hang = None
-        report = sync_batch(datastore_client, fetcher, backend, batch, clock=lambda: T0)
+        report = sync_batch(
+            datastore_client, fetcher, backend, batch, clock=lambda: T0, transaction_begin=transaction_begin
+        )
     finally:
         fetcher.close()
 
@@ -401,14 +410,23 @@ def test_hung_backend_fails_the_batch_at_the_deadline_and_writes_nothing(datasto
     assert corruption(stored) == {}
 
 
-def test_hung_backend_in_the_pipeline_is_a_retryable_failure(datastore_client, task_backend, make_settings):
+def test_hung_backend_in_the_pipeline_is_a_retryable_failure(
+    datastore_client, task_backend, make_settings, transaction_begin
+):
     put_build(datastore_client, 1, updated=LONG_AGO)
     task_backend.backend.set_task("task-1", pb.FAILURE, 2)
     before = snapshot(datastore_client, [1])
     task_backend.backend.hang = threading.Event()
     with contextlib.closing(BackendPool(deadline_seconds=2)) as backends:
         started = time.monotonic()
-        report = run_pipeline(datastore_client, make_settings(), backends, SyncTrigger(BACKEND, "proj"), planned_at=T0)
+        report = run_pipeline(
+            datastore_client,
+            make_settings(),
+            backends,
+            SyncTrigger(BACKEND, "proj"),
+            planned_at=T0,
+            transaction_begin=transaction_begin,
+        )
         elapsed = time.monotonic() - started
     task_backend.backend.hang.set()
 
@@ -461,7 +479,7 @@ BAD_ANSWERS = [
 
 @pytest.mark.parametrize("name, task_2, hook, reason, whole_batch", BAD_ANSWERS, ids=[case[0] for case in BAD_ANSWERS])
 def test_bad_answer_is_rejected_logged_and_not_written(
-    datastore_client, task_backend, make_settings, pool, name, task_2, hook, reason, whole_batch
+    datastore_client, task_backend, make_settings, pool, transaction_begin, name, task_2, hook, reason, whole_batch
 ):
     ids = [1, 2, 3]
     for i in ids:
@@ -476,7 +494,13 @@ def test_bad_answer_is_rejected_logged_and_not_written(
 
     with captured_logs() as captured:
         report = run_pipeline(
-            datastore_client, make_settings(), pool, SyncTrigger(BACKEND, "proj"), planned_at=T0, clock=lambda: T0
+            datastore_client,
+            make_settings(),
+            pool,
+            SyncTrigger(BACKEND, "proj"),
+            planned_at=T0,
+            clock=lambda: T0,
+            transaction_begin=transaction_begin,
         )
     events = captured.events()
 
@@ -505,12 +529,18 @@ def test_bad_answer_is_rejected_logged_and_not_written(
     assert corruption(stored) == {}
 
 
-def test_details_of_exactly_50_kb_are_accepted(datastore_client, task_backend, make_settings, pool):
+def test_details_of_exactly_50_kb_are_accepted(datastore_client, task_backend, make_settings, pool, transaction_begin):
     put_build(datastore_client, 1, updated=LONG_AGO)
     task_backend.backend.set_task("task-1", pb.FAILURE, 2, details=details_of_size(50_000))
 
     report = run_pipeline(
-        datastore_client, make_settings(), pool, SyncTrigger(BACKEND, "proj"), planned_at=T0, clock=lambda: T0
+        datastore_client,
+        make_settings(),
+        pool,
+        SyncTrigger(BACKEND, "proj"),
+        planned_at=T0,
+        clock=lambda: T0,
+        transaction_begin=transaction_begin,
     )
 
     assert (report.updated, report.invalid) == (1, 0)
@@ -541,7 +571,9 @@ class Race:
         return sum(1 for k, _ in self.violations if k == kind)
 
 
-def push(client: datastore.Client, race: Race, build_id: int, update_id: int, status: int) -> str:
+def push(
+    client: datastore.Client, begin: TransactionBegin, race: Race, build_id: int, update_id: int, status: int
+) -> str:
     """What Buildbucket does when the backend pushes a task update: one transaction."""
 
     def work(_):
@@ -576,10 +608,12 @@ def push(client: datastore.Client, race: Race, build_id: int, update_id: int, st
         client.put_multi([build_entity, infra_entity] + ([status_entity] if changed else []))
         return "written"
 
-    return run_in_transaction(client, work, attempts=10)
+    return run_in_transaction(client, work, attempts=10, begin=begin)
 
 
-def writer(client: datastore.Client, fake: FakeTaskBackend, race: Race, ids: list[int], seed: int) -> None:
+def writer(
+    client: datastore.Client, begin: TransactionBegin, fake: FakeTaskBackend, race: Race, ids: list[int], seed: int
+) -> None:
     rng = random.Random(seed)
     for _ in range(PUSHES_PER_WRITER):
         live = [i for i in ids if not is_ended(race.truth[i][1])]
@@ -592,7 +626,7 @@ def writer(client: datastore.Client, fake: FakeTaskBackend, race: Race, ids: lis
         if backend_first:
             fake.set_task(f"task-{build_id}", status, update_id)
         try:
-            outcome = push(client, race, build_id, update_id, status)
+            outcome = push(client, begin, race, build_id, update_id, status)
         except TransientError:
             outcome = "gave up"
         if not backend_first:
@@ -607,7 +641,7 @@ def writer(client: datastore.Client, fake: FakeTaskBackend, race: Race, ids: lis
 
 
 def test_concurrent_writer_loses_no_update_and_never_goes_backwards(
-    datastore_client, task_backend, make_settings, pool
+    datastore_client, task_backend, make_settings, pool, transaction_begin
 ):
     ids = list(range(1, RACE_BUILDS + 1))
     put_builds(datastore_client, [new_build(i) for i in ids])
@@ -637,6 +671,7 @@ def test_concurrent_writer_loses_no_update_and_never_goes_backwards(
                             SyncTrigger(BACKEND, "proj"),
                             planned_at=at,
                             clock=lambda at=at: at,
+                            transaction_begin=transaction_begin,
                         )
                     )
                 else:
@@ -648,6 +683,7 @@ def test_concurrent_writer_loses_no_update_and_never_goes_backwards(
                             backend,
                             batch,
                             clock=lambda at=at: at,
+                            transaction_begin=transaction_begin,
                         )
                     )
             except Exception as error:  # noqa: BLE001 - recorded and asserted below
@@ -660,7 +696,7 @@ def test_concurrent_writer_loses_no_update_and_never_goes_backwards(
             if monitor_done.is_set():
                 return
             try:
-                stored = read_stored(datastore_client, ids, consistent=True)
+                stored = read_stored(datastore_client, ids, consistent=True, begin=transaction_begin)
             except TransientError:
                 continue  # contention outlasted the retries; read again
             except Exception as error:  # noqa: BLE001 - recorded and asserted below
@@ -676,7 +712,9 @@ def test_concurrent_writer_loses_no_update_and_never_goes_backwards(
 
     writers = [
         threading.Thread(
-            target=writer, args=(datastore_client, task_backend.backend, race, ids[n::2], n), name=f"writer-{n}"
+            target=writer,
+            args=(datastore_client, transaction_begin, task_backend.backend, race, ids[n::2], n),
+            name=f"writer-{n}",
         )
         for n in range(2)
     ]
@@ -695,10 +733,16 @@ def test_concurrent_writer_loses_no_update_and_never_goes_backwards(
         at = T0 + next(ticks) * ROUND_STEP
         reports.append(
             run_pipeline(
-                datastore_client, settings, pool, SyncTrigger(BACKEND, "proj"), planned_at=at, clock=lambda at=at: at
+                datastore_client,
+                settings,
+                pool,
+                SyncTrigger(BACKEND, "proj"),
+                planned_at=at,
+                clock=lambda at=at: at,
+                transaction_begin=transaction_begin,
             )
         )
-        stored = read_stored(datastore_client, ids, consistent=True)
+        stored = read_stored(datastore_client, ids, consistent=True, begin=transaction_begin)
         if all((stored[i].update_id, stored[i].task_status) == race.truth[i] for i in ids):
             break
     monitor_done.set()
@@ -737,7 +781,7 @@ GROUP = 25
 
 
 def test_sync_killed_mid_batch_leaves_no_half_updated_build_and_redelivery_finishes(
-    datastore_client, datastore_emulator, make_stack, task_backend, settings_file
+    datastore_client, datastore_emulator, make_stack, task_backend, settings_file, transaction_begin
 ):
     ids = list(range(1, KILL_BUILDS + 1))
     put_builds(datastore_client, [new_build(i) for i in ids])
@@ -765,7 +809,7 @@ def test_sync_killed_mid_batch_leaves_no_half_updated_build_and_redelivery_finis
             def quiet() -> bool:
                 reads.append(
                     (
-                        read_stored(datastore_client, ids, consistent=True),
+                        read_stored(datastore_client, ids, consistent=True, begin=transaction_begin),
                         {e.key.parent.id for e in datastore_client.get_multi(outbox_keys)},
                     )
                 )
@@ -794,7 +838,7 @@ def test_sync_killed_mid_batch_leaves_no_half_updated_build_and_redelivery_finis
             wait_until(
                 lambda: len(ended_now()) == len(ids), SETTLE_SECONDS, "redelivery to sync every build", interval=0.25
             )
-            final = read_stored(datastore_client, ids, consistent=True)
+            final = read_stored(datastore_client, ids, consistent=True, begin=transaction_begin)
             # The new process clears the outbox entries of the builds it ended after it
             # published them, a moment after its commits; the dead one's stay for the sweep.
             orphans: set[int] = set()
@@ -872,7 +916,9 @@ def try_put_builds(client: datastore.Client, ids: list[int]) -> bool:
     return True
 
 
-def test_datastore_restart_mid_run_is_transient_and_later_rounds_converge(own_datastore, task_backend, make_settings):
+def test_datastore_restart_mid_run_is_transient_and_later_rounds_converge(
+    own_datastore, task_backend, make_settings, transaction_begin
+):
     client = emulator_client(own_datastore.host, PROJECT)
     ids = list(range(1, RESTART_BUILDS + 1))
     for i in ids:  # half end, half keep running (and are written every round)
@@ -891,7 +937,13 @@ def test_datastore_restart_mid_run_is_transient_and_later_rounds_converge(own_da
                 at = T0 + round_no * ROUND_STEP
                 try:
                     outcome = run_pipeline(
-                        client, settings, backends, SyncTrigger(BACKEND, "proj"), planned_at=at, clock=lambda at=at: at
+                        client,
+                        settings,
+                        backends,
+                        SyncTrigger(BACKEND, "proj"),
+                        planned_at=at,
+                        clock=lambda at=at: at,
+                        transaction_begin=transaction_begin,
                     )
                 except Exception as error:  # noqa: BLE001 - recorded and asserted below
                     outcome = error
@@ -940,7 +992,9 @@ def test_datastore_restart_mid_run_is_transient_and_later_rounds_converge(own_da
     assert corruption(stored) == {}
 
 
-def test_transaction_cut_off_by_a_datastore_restart_is_retryable(own_datastore, task_backend, make_settings):
+def test_transaction_cut_off_by_a_datastore_restart_is_retryable(
+    own_datastore, task_backend, make_settings, transaction_begin
+):
     """Deterministic form of the race above: the restart lands inside a sync transaction.
 
     The test's clock, which the sync calls inside its transaction after reading
@@ -966,10 +1020,24 @@ def test_transaction_cut_off_by_a_datastore_restart_is_retryable(own_datastore, 
     backend = make_settings().backend(BACKEND)
     with contextlib.closing(GrpcTaskBackend(BACKEND, task_backend.hostname, deadline_seconds=20)) as fetcher:
         with captured_logs() as captured:
-            report = sync_batch(client, fetcher, backend, SyncBatch(BACKEND, "proj", tuple(ids), T0), clock=clock)
+            report = sync_batch(
+                client,
+                fetcher,
+                backend,
+                SyncBatch(BACKEND, "proj", tuple(ids), T0),
+                clock=clock,
+                transaction_begin=transaction_begin,
+            )
         errors = [e["error"] for e in captured.events() if e["message"] == "transaction for a group of builds failed"]
         # What a redelivery of the batch would do: a fresh transaction on the same server.
-        again = sync_batch(client, fetcher, backend, SyncBatch(BACKEND, "proj", tuple(ids), T0), clock=lambda: T0)
+        again = sync_batch(
+            client,
+            fetcher,
+            backend,
+            SyncBatch(BACKEND, "proj", tuple(ids), T0),
+            clock=lambda: T0,
+            transaction_begin=transaction_begin,
+        )
     stored = read_stored(client, ids)
 
     figure(

@@ -21,6 +21,8 @@ from tests.harness import BACKEND, LONG_AGO, PROJECT, SETTLE_SECONDS
 from tools.emulators import wait_until
 from tools.stack import LocalStack
 
+pytestmark = pytest.mark.both_emulators
+
 PROJECTS = ("alpha", "beta--two", "gamma")
 
 

@@ -63,7 +63,10 @@ def test_plan_without_project_covers_every_project_with_incomplete_builds(datast
     assert jobs == [ShardJob(BACKEND, project, shard, 2, NOW) for project in ("alpha", "beta--two") for shard in (0, 1)]
 
 
-def test_concurrent_runs_split_the_work_and_fail_nothing(datastore_client, task_backend, make_settings, pool):
+@pytest.mark.both_emulators  # pessimistic locking: the runs wait on each other's locks
+def test_concurrent_runs_split_the_work_and_fail_nothing(
+    datastore_client, task_backend, make_settings, pool, transaction_begin
+):
     settings = make_settings(shards=4)
     for build_id in range(1, 201):
         put_build(datastore_client, build_id, updated=LONG_AGO, shard=build_id % 4, shards=4)
@@ -71,7 +74,12 @@ def test_concurrent_runs_split_the_work_and_fail_nothing(datastore_client, task_
     trigger = SyncTrigger(BACKEND, "proj")
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=3) as executor:
-        reports = list(executor.map(lambda _: run_pipeline(datastore_client, settings, pool, trigger), range(3)))
+        reports = list(
+            executor.map(
+                lambda _: run_pipeline(datastore_client, settings, pool, trigger, transaction_begin=transaction_begin),
+                range(3),
+            )
+        )
 
     assert sum(r.failed for r in reports) == 0
     assert sum(r.updated for r in reports) == 200  # each build updated by exactly one run

@@ -28,7 +28,7 @@ from buildsync.notification_format import from_pubsub_data
 from buildsync.proto import buildbucket_pb2 as pb
 from google.cloud import datastore
 
-from tools.emulators import Emulator, EmulatorUnavailable, datastore_client
+from tools.emulators import DATASTORE_KINDS, Emulator, EmulatorUnavailable, datastore_client
 from tools.stack import LocalStack
 from tools.task_backend import FakeTaskBackend, TaskBackendServer
 
@@ -151,14 +151,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--builds", type=int, default=60, help="demo builds to seed (default 60)")
     parser.add_argument("--timeout", type=float, default=180, help="seconds to wait for the builds to settle")
     parser.add_argument("--seed", type=int, default=1, help="random seed of the demo")
+    parser.add_argument(
+        "--emulator",
+        choices=DATASTORE_KINDS,
+        default="firestore",
+        help="Datastore to run on: the Firestore emulator in Datastore mode (default; it locks like production) "
+        "or the legacy Datastore emulator",
+    )
     args = parser.parse_args(argv)
     rng = random.Random(args.seed)
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="buildsync-local-"))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(130))  # run the finally below on kill
     started: list = []
     try:
-        print("starting the Datastore and Pub/Sub emulators…", flush=True)
-        datastore_emulator = Emulator("datastore", PROJECT)
+        print(f"starting the {args.emulator} and Pub/Sub emulators…", flush=True)
+        datastore_emulator = Emulator(args.emulator, PROJECT)
         started.append(datastore_emulator)
         pubsub_emulator = Emulator("pubsub", PROJECT)
         started.append(pubsub_emulator)
@@ -169,7 +176,14 @@ def main(argv: list[str] | None = None) -> int:
         started.append(server)
         settings = write_settings(workdir, server.hostname)
         print(f"demo TaskBackend on {server.hostname}; starting the planner, shard and sync functions…", flush=True)
-        stack = LocalStack(PROJECT, datastore_emulator.host, pubsub_emulator.host, settings, log_dir=workdir)
+        stack = LocalStack(
+            PROJECT,
+            datastore_emulator.host,
+            pubsub_emulator.host,
+            settings,
+            log_dir=workdir,
+            extra_env=datastore_emulator.env,  # BUILDSYNC_TRANSACTION_BEGIN=explicit on Firestore
+        )
         started.append(stack)
         stack.start()
         client = datastore_client(datastore_emulator.host, PROJECT)
