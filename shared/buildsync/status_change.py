@@ -27,9 +27,12 @@ def changed_children(client: datastore.Client, changed: dict[int, pb.Build]) -> 
     """
     if not changed:
         return []
-    ended = [build_id for build_id, build in changed.items() if is_ended(build.status)]
-    keys = [model.status_key(client, build_id) for build_id in changed]
-    keys += [model.steps_key(client, build_id) for build_id in ended]
+    # Build by build, in the order of `changed`: the group's one lock order (sync.py).
+    keys = []
+    for build_id, build in changed.items():
+        keys.append(model.status_key(client, build_id))
+        if is_ended(build.status):
+            keys.append(model.steps_key(client, build_id))
     to_put, statuses_found = [], set()
     for entity in client.get_multi(keys):
         build_id = model.build_id_of(entity.key)

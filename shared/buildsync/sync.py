@@ -88,8 +88,9 @@ def sync_batch(
     for task_id, reason in fetched.rejected.items():
         logs.event("WARNING", "backend task rejected", backend=batch.backend, task_id=task_id, reason=reason)
 
-    # Every transaction locks its builds in one order, ascending build id, so that
-    # under pessimistic locking (Firestore) no two groups wait on each other in a cycle.
+    # Every transaction locks its builds in one order, ascending build id (each
+    # lookup in key order, status_change.py's too), so that under pessimistic
+    # locking (Firestore) no two groups wait on each other in a cycle.
     syncable.sort()
     groups = [syncable[i : i + BUILDS_PER_TRANSACTION] for i in range(0, len(syncable), BUILDS_PER_TRANSACTION)]
     update_group = functools.partial(
