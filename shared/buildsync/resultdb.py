@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import threading
+import time
 from typing import Callable
 
 import google.auth
@@ -18,7 +19,7 @@ import google.auth.transport.requests
 import grpc
 
 from buildsync import logs
-from buildsync.errors import as_sync_error
+from buildsync.errors import TransientError, as_sync_error
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.proto import resultdb_pb2 as rpb
 from buildsync.prpc import PrpcClient
@@ -30,6 +31,11 @@ PROJECT_HEADER = "X-Luci-Project"
 
 # One call finalizes one invocation; ResultDB answers in well under this.
 DEFAULT_TIMEOUT_SECONDS = 30.0
+
+# After a host fails transiently, calls to it are left to the outbox for this
+# long instead of each waiting out the timeout: a ResultDB outage must not
+# hold a batch of 1000 builds past the function's time limit.
+HOST_COOL_DOWN_SECONDS = 60.0
 
 # Codes after which the invocation needs nothing more from us (upstream's fatal pair).
 _FINAL_CODES = {
@@ -54,11 +60,25 @@ def invocation_of(infra: pb.BuildInfra) -> tuple[str, str] | None:
 class Finalizer:
     """Finalizes invocations, keeping one pRPC client per ResultDB host; thread-safe."""
 
-    def __init__(self, make_client: Callable[[str], PrpcClient], timeout: float = DEFAULT_TIMEOUT_SECONDS) -> None:
+    def __init__(
+        self,
+        make_client: Callable[[str], PrpcClient],
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        cool_down: float = HOST_COOL_DOWN_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._make_client = make_client
         self._timeout = timeout
+        self._cool_down = cool_down
+        self._clock = clock
         self._clients: dict[str, PrpcClient] = {}
+        # host -> when calls to it resume, after a transient failure
+        self._resume_at: dict[str, float] = {}
         self._lock = threading.Lock()
+
+    def _cooling(self, host: str) -> bool:
+        with self._lock:
+            return self._clock() < self._resume_at.get(host, 0.0)
 
     def _client(self, host: str) -> PrpcClient:
         with self._lock:
@@ -74,6 +94,8 @@ class Finalizer:
         host, invocation = target
         headers = {UPDATE_TOKEN_HEADER: update_token, PROJECT_HEADER: project}
         fields = {"build_id": build_id, "host": host, "invocation": invocation}
+        if self._cooling(host):
+            return Outcome.RETRY
         try:
             self._client(host).call(
                 SERVICE,
@@ -91,6 +113,9 @@ class Finalizer:
                 logs.event(severity, f"invocation {_FINAL_CODES[code]}", error=str(error), **fields)
                 return Outcome.DONE if code is grpc.StatusCode.FAILED_PRECONDITION else Outcome.GAVE_UP
             logs.event("WARNING", "finalizing the invocation failed; retried later", error=str(error), **fields)
+            if isinstance(error, TransientError):
+                with self._lock:
+                    self._resume_at[host] = self._clock() + self._cool_down
             return Outcome.RETRY
         logs.event("INFO", "invocation finalized", **fields)
         return Outcome.DONE
