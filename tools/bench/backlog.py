@@ -2,7 +2,7 @@
 
 Time runs TIME_SCALE times faster than in production, and every duration
 scales alike: a trigger every 6 s stands for Cloud Scheduler's one a minute,
-a 30 s hold for 5 minutes, and the message-age cut-off a deployment gets
+a 30 s hold for 5 minutes, the message-age cut-off a deployment gets
 (deploy/variables.tf, else the edge's default) divided by TIME_SCALE, set
 through the edge's environment variable.
 
@@ -30,8 +30,9 @@ import threading
 import time
 import uuid
 
-from buildsync import events, logs
+from buildsync import events, logs, resultdb
 from buildsync.backend import BackendPool
+from buildsync.completion import Completer, Targets
 from buildsync.handlers import handle_batch, handle_job, handle_trigger
 from buildsync.messages import ShardJob, SyncBatch, SyncTrigger
 from buildsync.publishing import topic_path
@@ -187,7 +188,8 @@ def run_backlog(env: BenchEnvironment) -> BacklogFigures:
             backends=backends,
             shard_topic=topic_path(PROJECT, topics["shard"]),
             sync_topic=topic_path(PROJECT, topics["sync"]),
-            builds_topic=None,
+            # The builds stay running: nothing ends, so no effect is ever done.
+            completer=Completer(client, Targets(), resultdb.prpc_finalizer(), publisher),
         )
         stages = {
             "planner": _Stage(

@@ -25,9 +25,15 @@ class BenchEnvironment:
     """Everything started for one benchmark run; each thing is registered for stopping before it starts."""
 
     def __init__(
-        self, layout: Layout, exit_stack: contextlib.ExitStack, supervisor: Supervisor, task_count: int
+        self,
+        layout: Layout,
+        exit_stack: contextlib.ExitStack,
+        supervisor: Supervisor,
+        task_count: int,
+        datastore_kind: str = "datastore",
     ) -> None:
         self.layout = layout
+        self.datastore_kind = datastore_kind
         self.exit = exit_stack
         self.log = supervisor.log
         self.task_count = task_count
@@ -40,7 +46,7 @@ class BenchEnvironment:
 
     def start(self, full: bool, pubsub: bool) -> None:
         """Starts the emulators, the TaskBackend and (`full`) the functions; `pubsub` also without functions."""
-        self.datastore_emulator = Emulator("datastore", PROJECT)
+        self.datastore_emulator = Emulator(self.datastore_kind, PROJECT)
         self.exit.callback(self.datastore_emulator.stop)
         emulators = [self.datastore_emulator]
         if full or pubsub:

@@ -29,7 +29,7 @@ from tools.bench.runs import Runs
 from tools.bench.seeding import Layout
 from tools.bench.singles import cold_starts, memory
 from tools.bench.table import print_scenarios, print_singles, print_table
-from tools.emulators import EmulatorUnavailable
+from tools.emulators import DATASTORE_KINDS, EmulatorUnavailable
 
 LABELS = {
     "tight": "tight floor",
@@ -49,6 +49,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--shards", type=int, default=4, help="shards per project (default 4)")
     parser.add_argument(
         "--workers", type=int, default=DEFAULT_WORKERS, help="pipeline workers (default: the pipeline's)"
+    )
+    parser.add_argument(
+        "--emulator",
+        choices=DATASTORE_KINDS,
+        default="datastore",
+        help="the legacy Datastore emulator (default) or the Firestore emulator in Datastore mode, which locks "
+        "pessimistically as production does (its transactions need BUILDSYNC_TRANSACTION_BEGIN=explicit)",
     )
     parser.add_argument("--skip-full", action="store_true", help="skip the Pub/Sub + functions pipeline")
     parser.add_argument("--skip-latency", action="store_true", help="skip the production-latency profile")
@@ -157,7 +164,13 @@ def main(argv: list[str] | None = None) -> int:
     layout = Layout(args.projects, args.shards)
     with contextlib.ExitStack() as exit_stack:
         exit_stack.callback(log, "stopped the emulators, the TaskBackend and the functions")
-        env = BenchEnvironment(layout, exit_stack, supervisor, task_count=max(args.sizes + [args.memory_batch]))
+        env = BenchEnvironment(
+            layout,
+            exit_stack,
+            supervisor,
+            task_count=max(args.sizes + [args.memory_batch]),
+            datastore_kind=args.emulator,
+        )
         try:
             env.start(full=not args.skip_full, pubsub=not args.skip_backlog)
             started.update(env.process_groups())
@@ -202,6 +215,6 @@ def main(argv: list[str] | None = None) -> int:
     print_singles(results, figures, args.memory_batch, colds)
     results.write_csv(out_dir / "benchmark.csv")
     print(f"\nCSV: {out_dir / 'benchmark.csv'}")
-    if plot(results, args.sizes, out_dir / "sync_time.png"):
+    if plot(results, args.sizes, out_dir / "sync_time.png", args.emulator):
         print(f"plot: {out_dir / 'sync_time.png'}")
     return 0

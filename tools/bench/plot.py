@@ -27,7 +27,7 @@ def _present(value: float | None) -> bool:
     return value is not None and not math.isnan(value)
 
 
-def plot(results: Results, sizes: list[int], path: pathlib.Path) -> bool:
+def plot(results: Results, sizes: list[int], path: pathlib.Path, emulator: str = "datastore") -> bool:
     """Writes the PNG; says so and returns False when matplotlib is missing."""
     try:
         import matplotlib
@@ -70,7 +70,7 @@ def plot(results: Results, sizes: list[int], path: pathlib.Path) -> bool:
         for index, (_, value) in enumerate(bars):
             backlog.annotate(f"{value:.3g}", (index, value), ha="center", va="bottom")
     backlog.set(title="Backlog: sync held back, then let go")
-    fig.suptitle(f"buildsync on the Datastore emulator ({os.cpu_count()} cores)")
+    fig.suptitle(f"buildsync on the {emulator} emulator ({os.cpu_count()} cores)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
