@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import hypothesis
 import pytest
-from buildsync.backend import BackendPool
+from buildsync.backend_options import PRPC
 from buildsync.settings import parse_settings
 from buildsync.transactions import TransactionBegin, transaction_begin_from_env
 from google.cloud import datastore
 
-from tests.harness import PROJECT, settings_text, start_emulator
+from tests.harness import PROJECT, backend_pool, settings_text, start_emulator
 from tools.emulators import DATASTORE_KINDS, Emulator
 from tools.emulators import datastore_client as emulator_client
 from tools.stack import LocalStack
@@ -92,24 +92,32 @@ def datastore_client(datastore_emulator) -> datastore.Client:
 
 @pytest.fixture
 def task_backend():
-    """A real grpcio TaskBackend server on loopback; `.backend` is its FakeTaskBackend."""
+    """A real TaskBackend on loopback: pRPC at `.hostname`, gRPC at `.grpc_hostname`; `.backend` is the fake."""
     server = TaskBackendServer().start()
     yield server
     server.stop()
 
 
 @pytest.fixture
-def pool():
-    """The BackendPool of in-process syncs, closed after the test."""
-    backends = BackendPool(deadline_seconds=20)
+def transport(request) -> str:
+    """How in-process syncs call the backend: pRPC, as Buildbucket does, unless a test is BOTH_TRANSPORTS."""
+    return getattr(request, "param", PRPC)
+
+
+@pytest.fixture
+def pool(transport):
+    """The BackendPool of in-process syncs, on the test's transport, closed after the test."""
+    backends = backend_pool(transport, deadline_seconds=20)
     yield backends
     backends.close()
 
 
 @pytest.fixture
-def make_settings(task_backend):
+def make_settings(task_backend, transport):
+    """Settings whose backend is the test TaskBackend's address for the test's transport."""
+
     def make(**options):
-        return parse_settings(settings_text(task_backend.hostname, **options), "text")
+        return parse_settings(settings_text(task_backend.hostname_for(transport), **options), "text")
 
     return make
 

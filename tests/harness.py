@@ -15,6 +15,8 @@ from collections.abc import Iterator
 
 import pytest
 from buildsync import logs
+from buildsync.backend import BackendPool
+from buildsync.backend_options import GRPC, PRPC, DeploymentOptions
 
 from tools.emulators import Emulator, EmulatorUnavailable
 
@@ -28,6 +30,17 @@ SETTLE_SECONDS = 90
 
 def utc(*args) -> datetime.datetime:
     return datetime.datetime(*args, tzinfo=datetime.timezone.utc)
+
+
+# Runs a test over pRPC and over native gRPC (the `transport` fixture of conftest.py).
+BOTH_TRANSPORTS = pytest.mark.parametrize("transport", [PRPC, GRPC], indirect=True)
+
+
+def backend_pool(transport: str, deadline_seconds: float) -> BackendPool:
+    """A BackendPool that calls the test backend over `transport`."""
+    return BackendPool(
+        deadline_seconds=deadline_seconds, options=DeploymentOptions({BACKEND: {"transport": transport}})
+    )
 
 
 def settings_text(hostname: str, **options) -> str:

@@ -1,7 +1,25 @@
-"""Which hostnames are loopback (plaintext, no token), for both transports."""
+"""The TaskBackend client: loopback hosts, the choice of transport, what a backend sees, big answers."""
 
+from __future__ import annotations
+
+import grpc
 import pytest
+from buildsync.backend import (
+    BackendPool,
+    GrpcTaskBackend,
+    PrpcTaskBackend,
+    fetch_in_halves,
+)
+from buildsync.backend_options import GRPC, PRPC, DeploymentOptions
+from buildsync.errors import PermanentError, ResponseTooBigError, TransientError
+from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.prpc import is_loopback_address
+from google.protobuf import struct_pb2
+
+from tools.task_backend import TaskBackendServer
+
+TARGET = "swarming://test-swarm"
+TRANSPORTS = {PRPC: PrpcTaskBackend, GRPC: GrpcTaskBackend}
 
 
 @pytest.mark.parametrize(
@@ -31,3 +49,126 @@ from buildsync.prpc import is_loopback_address
 )
 def test_is_loopback_address(hostname, loopback):
     assert is_loopback_address(hostname) is loopback
+
+
+@pytest.fixture(scope="module")
+def server():
+    server = TaskBackendServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def backend(server):
+    server.backend.tasks.clear()
+    server.backend.calls.clear()
+    server.backend.call_headers.clear()
+    return server.backend
+
+
+def details(size: int) -> struct_pb2.Struct:
+    struct = struct_pb2.Struct()
+    struct["log"] = "x" * (size - 20)
+    return struct
+
+
+def ids(*names: str) -> list[pb.TaskID]:
+    return [pb.TaskID(target=TARGET, id=name) for name in names]
+
+
+@pytest.mark.parametrize("transport", [PRPC, GRPC])
+def test_both_transports_send_the_project_header_and_no_token_to_loopback(server, backend, transport):
+    backend.set_task("t1", pb.STARTED, 3, target=TARGET)
+    fetcher = TRANSPORTS[transport](TARGET, server.hostname_for(transport), deadline_seconds=10)
+
+    response = fetcher.fetch_tasks(ids("t1"), "chromium")
+
+    assert [r.task.update_id for r in response.responses] == [3]
+    (headers,) = backend.call_headers
+    assert headers["x-luci-project"] == "chromium"
+    assert "authorization" not in headers
+    fetcher.close()
+
+
+def test_prpc_is_the_default_and_grpc_is_chosen_per_backend(server):
+    options = DeploymentOptions({"swarming://native": {"transport": GRPC}})
+    with_options = BackendPool(options=options)
+    try:
+        assert isinstance(BackendPool().get(TARGET, server.hostname), PrpcTaskBackend)
+        assert isinstance(with_options.get(TARGET, server.hostname), PrpcTaskBackend)
+        assert isinstance(with_options.get("swarming://native", server.grpc_hostname), GrpcTaskBackend)
+    finally:
+        with_options.close()
+
+
+def test_the_pool_reuses_a_backends_client_until_its_hostname_changes(server):
+    pool = BackendPool()
+    first = pool.get(TARGET, server.hostname)
+    assert pool.get(TARGET, server.hostname) is first
+    moved = pool.get(TARGET, "127.0.0.1:1")
+    assert moved is not first and moved.hostname == "127.0.0.1:1"
+    pool.close()
+
+
+@pytest.mark.parametrize("transport", [PRPC, GRPC])
+def test_more_than_1000_ids_are_refused_before_any_call(server, backend, transport):
+    fetcher = TRANSPORTS[transport](TARGET, server.hostname_for(transport))
+    with pytest.raises(PermanentError, match="1001 task ids asked of swarming://test-swarm; the limit is 1000"):
+        fetcher.fetch_tasks(ids(*map(str, range(1001))), "p")
+    assert backend.calls == []
+    fetcher.close()
+
+
+@pytest.mark.parametrize("transport", [PRPC, GRPC])
+def test_a_failed_call_says_the_code_the_backend_and_its_kind(server, backend, transport):
+    backend.fail_with = grpc.StatusCode.INVALID_ARGUMENT
+    fetcher = TRANSPORTS[transport](TARGET, server.hostname_for(transport))
+    try:
+        with pytest.raises(PermanentError, match=f"INVALID_ARGUMENT: FetchTasks on {TARGET}") as raised:
+            fetcher.fetch_tasks(ids("t1"), "p")
+        assert not isinstance(raised.value, TransientError)
+    finally:
+        backend.fail_with = None
+        fetcher.close()
+
+
+@pytest.mark.parametrize("transport", [PRPC, GRPC])
+def test_an_answer_over_the_limit_is_asked_again_in_halves(server, backend, transport):
+    names = [f"t{i}" for i in range(8)]
+    for name in names:
+        backend.set_task(name, pb.STARTED, 1, target=TARGET, details=details(30_000))
+    fetcher = TRANSPORTS[transport](TARGET, server.hostname_for(transport), max_response_bytes=70_000)
+
+    response = fetch_in_halves(fetcher, ids(*names), "p")
+
+    assert [r.task.id.id for r in response.responses] == names  # in the order asked
+    assert backend.calls == [8, 4, 2, 2, 4, 2, 2]
+    fetcher.close()
+
+
+@pytest.mark.parametrize("transport", [PRPC, GRPC])
+def test_a_single_task_over_the_limit_stays_a_permanent_error(server, backend, transport):
+    backend.set_task("huge", pb.STARTED, 1, target=TARGET, details=details(100_000))
+    fetcher = TRANSPORTS[transport](TARGET, server.hostname_for(transport), max_response_bytes=50_000)
+
+    with pytest.raises(ResponseTooBigError) as raised:
+        fetch_in_halves(fetcher, ids("huge"), "p")
+
+    assert isinstance(raised.value, PermanentError)
+    assert backend.calls == [1]
+    fetcher.close()
+
+
+@pytest.mark.parametrize("transport", [PRPC, GRPC])
+def test_an_answer_of_1000_tasks_near_the_details_limit_arrives_whole(server, backend, transport):
+    names = [f"task-{i}" for i in range(1000)]
+    big = details(49_900)
+    for name in names:
+        backend.set_task(name, pb.STARTED, 1, target=TARGET, details=big)
+    fetcher = TRANSPORTS[transport](TARGET, server.hostname_for(transport), deadline_seconds=60)
+
+    response = fetcher.fetch_tasks(ids(*names), "p")
+
+    assert response.ByteSize() > 49_000_000
+    assert len(response.responses) == 1000 and backend.calls == [1000]
+    fetcher.close()

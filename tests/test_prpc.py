@@ -312,14 +312,14 @@ def test_an_answer_over_the_limit_is_caught_by_the_client_too(server, client):
         _fetch(client)
 
 
-def test_a_closed_port_is_an_internal_transient_error(sleeps):
+def test_a_closed_port_is_unavailable_and_retried(sleeps):
     server = PrpcServer()
     hostname = server.hostname
     server._http.server_close()
     client = prpc.PrpcClient(hostname, sleep=sleeps.append)
     with pytest.raises(prpc.TransientPrpcError, match="sending the request") as caught:
         _fetch(client)
-    assert caught.value.code is grpc.StatusCode.INTERNAL and len(sleeps) == 5
+    assert caught.value.code is grpc.StatusCode.UNAVAILABLE and len(sleeps) == 5
 
 
 def _any(message: str) -> any_pb2.Any:

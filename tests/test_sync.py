@@ -1,4 +1,4 @@
-"""The sync stage on the Datastore emulator with a real gRPC TaskBackend server."""
+"""The sync stage on the Datastore emulator with a real TaskBackend server, over pRPC and over gRPC."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import datetime
 import grpc
 import pytest
 from buildsync import model, outbox, sync_time
-from buildsync.backend import GrpcTaskBackend
+from buildsync.backend import BackendPool
+from buildsync.backend_options import GRPC, PRPC, DeploymentOptions
 from buildsync.completion import Targets
 from buildsync.errors import BackendResponseError, TransientError
 from buildsync.messages import SyncBatch
@@ -31,11 +32,13 @@ def backend(make_settings):
     return make_settings().backend(BACKEND)
 
 
-@pytest.fixture
-def fetcher(task_backend):
-    client = GrpcTaskBackend(BACKEND, task_backend.hostname, deadline_seconds=10)
-    yield client
-    client.close()
+@pytest.fixture(params=[PRPC, GRPC])
+def fetcher(request, task_backend):
+    """The backend's client over each transport, chosen as a deployment chooses it."""
+    options = DeploymentOptions({BACKEND: {"transport": request.param}})
+    pool = BackendPool(deadline_seconds=10, options=options)
+    yield pool.get(BACKEND, task_backend.hostname_for(request.param))
+    pool.close()
 
 
 def run(client, fetcher, backend, build_ids, **options):
@@ -144,7 +147,7 @@ def test_fetch_tasks_failing_as_a_whole_changes_nothing(datastore_client, task_b
     task_backend.backend.fail_with = grpc.StatusCode.UNAVAILABLE
     before = snapshot(datastore_client, [1])
 
-    with pytest.raises(TransientError, match="FetchTasks.*UNAVAILABLE"):
+    with pytest.raises(TransientError, match="UNAVAILABLE: FetchTasks on"):
         run(datastore_client, fetcher, backend, [1])
 
     assert snapshot(datastore_client, [1]) == before

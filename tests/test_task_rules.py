@@ -8,6 +8,11 @@ from google.protobuf import struct_pb2
 from google.rpc import status_pb2
 
 TARGET = "swarming://chromium-swarm"
+OTHER = "swarming://other-swarm"
+
+
+def key(task_id):
+    return (TARGET, task_id)
 
 
 def task(task_id="t1", update_id=1, status=pb.STARTED, **fields):
@@ -115,45 +120,45 @@ def test_valid_tasks_are_usable_by_their_id():
 
     fetched = sort_responses(ids("t1", "t2"), response(with_task(t1), with_task(t2)))
 
-    assert fetched.usable == {"t1": t1, "t2": t2}
+    assert fetched.usable == {key("t1"): t1, key("t2"): t2}
     assert fetched.rejected == {}
 
 
 def test_error_response_rejects_the_id_at_its_index_with_code_and_message():
     fetched = sort_responses(ids("t1", "t2"), response(with_task(task("t1")), with_error(5, "no such task")))
 
-    assert set(fetched.usable) == {"t1"}
-    assert fetched.rejected == {"t2": "backend error 5: no such task"}
+    assert set(fetched.usable) == {key("t1")}
+    assert fetched.rejected == {key("t2"): "backend error 5: no such task"}
 
 
 def test_response_with_neither_task_nor_error_is_rejected():
     fetched = sort_responses(ids("t1"), response(pb.FetchTasksResponse.Response()))
 
     assert fetched.usable == {}
-    assert fetched.rejected == {"t1": "response has neither task nor error"}
+    assert fetched.rejected == {key("t1"): "response has neither task nor error"}
 
 
 def test_task_for_an_id_not_asked_for_is_rejected_under_the_asked_id():
     fetched = sort_responses(ids("t1"), response(with_task(task("intruder"))))
 
     assert fetched.usable == {}
-    assert set(fetched.rejected) == {"t1"}
-    assert "'intruder'" in fetched.rejected["t1"]
-    assert "not asked for" in fetched.rejected["t1"]
+    assert set(fetched.rejected) == {key("t1")}
+    assert "'intruder'" in fetched.rejected[key("t1")]
+    assert "not asked for" in fetched.rejected[key("t1")]
 
 
 def test_invalid_task_is_rejected_with_its_problem():
     fetched = sort_responses(ids("t1", "t2"), response(with_task(task("t1", update_id=0)), with_task(task("t2"))))
 
-    assert set(fetched.usable) == {"t2"}
-    assert fetched.rejected == {"t1": "update_id is 0"}
+    assert set(fetched.usable) == {key("t2")}
+    assert fetched.rejected == {key("t1"): "update_id is 0"}
 
 
 def test_task_with_empty_id_is_rejected_under_the_asked_id():
     fetched = sort_responses(ids("t1"), response(with_task(task(""))))
 
     assert fetched.usable == {}
-    assert "t1" in fetched.rejected
+    assert key("t1") in fetched.rejected
 
 
 def test_tasks_name_themselves_so_order_does_not_matter():
@@ -161,7 +166,7 @@ def test_tasks_name_themselves_so_order_does_not_matter():
 
     fetched = sort_responses(ids("t1", "t2"), response(with_task(t2), with_task(t1)))
 
-    assert fetched.usable == {"t1": t1, "t2": t2}
+    assert fetched.usable == {key("t1"): t1, key("t2"): t2}
     assert fetched.rejected == {}
 
 
@@ -178,8 +183,8 @@ def test_mixed_batch_sorts_every_response():
         ),
     )
 
-    assert set(fetched.usable) == {"ok"}
-    assert set(fetched.rejected) == {"err", "empty", "bad", "wrong"}
+    assert set(fetched.usable) == {key("ok")}
+    assert set(fetched.rejected) == {key("err"), key("empty"), key("bad"), key("wrong")}
     assert all(reason for reason in fetched.rejected.values())
 
 
@@ -216,4 +221,30 @@ def test_a_task_response_with_an_empty_id_is_rejected_as_such():
 
     fetched = sort_responses(requested, response)
 
-    assert fetched.rejected == {"t1": "task id is empty"}
+    assert fetched.rejected == {("swarming://s", "t1"): "task id is empty"}
+
+
+def test_tasks_are_keyed_by_target_and_id():
+    same_id = [pb.TaskID(target=TARGET, id="t1"), pb.TaskID(target=OTHER, id="t1")]
+    mine, theirs = task("t1", update_id=1), pb.Task(id=same_id[1], update_id=2, status=pb.STARTED)
+
+    fetched = sort_responses(same_id, response(with_task(mine), with_task(theirs)))
+
+    assert fetched.usable == {(TARGET, "t1"): mine, (OTHER, "t1"): theirs}
+
+
+def test_a_task_of_another_backend_with_an_asked_id_is_not_taken_for_it():
+    intruder = pb.Task(id=pb.TaskID(target=OTHER, id="t1"), update_id=9, status=pb.SUCCESS)
+
+    fetched = sort_responses(ids("t1"), response(with_task(intruder)))
+
+    assert fetched.usable == {}
+    assert f"'t1' on '{OTHER}', which was not asked for" in fetched.rejected[key("t1")]
+
+
+def test_a_task_without_a_target_is_the_asked_backends():
+    bare = pb.Task(id=pb.TaskID(id="t1"), update_id=1, status=pb.STARTED)
+
+    fetched = sort_responses(ids("t1"), response(with_task(bare)))
+
+    assert fetched.usable == {key("t1"): bare}

@@ -1,8 +1,10 @@
-"""A real grpcio TaskBackend server whose tasks a test or demo sets by hand.
+"""A real TaskBackend, served over pRPC (HTTP) and native gRPC, whose tasks a test or demo sets by hand.
 
 It answers FetchTasks from a dict of tasks, and can be told to misbehave the
 ways real backends do: fail whole calls, answer per-task errors, return the
-wrong number of responses, or hang past the caller's deadline.
+wrong number of responses, or hang past the caller's deadline. Both
+transports answer from the same FakeTaskBackend, so a test runs unchanged over
+either; each call's headers are recorded as the backend saw them.
 """
 
 from __future__ import annotations
@@ -15,6 +17,10 @@ import grpc
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.proto import buildbucket_pb2_grpc as pb_grpc
 from google.rpc import status_pb2
+
+from tools.prpc_server import PrpcServer, PrpcStatus
+
+SERVICE = "buildbucket.v2.TaskBackend"
 
 ResponseHook = Callable[[pb.FetchTasksRequest, pb.FetchTasksResponse], pb.FetchTasksResponse]
 
@@ -30,6 +36,7 @@ class FakeTaskBackend(pb_grpc.TaskBackendServicer):
         # When set, rewrites each response before it is sent.
         self.response_hook: ResponseHook | None = None
         self.calls: list[int] = []  # number of ids in each FetchTasks call
+        self.call_headers: list[dict[str, str]] = []  # lower-case names, as each call arrived
         self._lock = threading.Lock()
 
     def set_task(self, task_id: str, status: int, update_id: int, target: str = "", **fields) -> pb.Task:
@@ -40,12 +47,21 @@ class FakeTaskBackend(pb_grpc.TaskBackendServicer):
         return task
 
     def FetchTasks(self, request: pb.FetchTasksRequest, context: grpc.ServicerContext) -> pb.FetchTasksResponse:
+        """The gRPC method."""
+        try:
+            return self.answer(request, dict(context.invocation_metadata()))
+        except PrpcStatus as status:
+            context.abort(status.code, status.message)
+
+    def answer(self, request: pb.FetchTasksRequest, headers: dict[str, str]) -> pb.FetchTasksResponse:
+        """FetchTasks for either transport; a whole-call failure is raised as PrpcStatus."""
         with self._lock:
             self.calls.append(len(request.task_ids))
+            self.call_headers.append({name.lower(): value for name, value in headers.items()})
         if self.hang is not None:
             self.hang.wait()
         if self.fail_with is not None:
-            context.abort(self.fail_with, "injected failure")
+            raise PrpcStatus(self.fail_with, "injected failure")
         response = pb.FetchTasksResponse()
         with self._lock:
             for task_id in request.task_ids:
@@ -65,20 +81,37 @@ class FakeTaskBackend(pb_grpc.TaskBackendServicer):
 
 
 class TaskBackendServer:
-    """Serves a FakeTaskBackend on a free loopback port until `stop`."""
+    """Serves a FakeTaskBackend on two free loopback ports until `stop`.
+
+    `hostname` is the pRPC server (what Buildbucket's settings would name;
+    `prpc_server` lets a test replace its answers with raw bytes);
+    `grpc_hostname` serves the same backend over native gRPC.
+    """
 
     def __init__(self, backend: FakeTaskBackend | None = None, workers: int = 8) -> None:
         self.backend = backend or FakeTaskBackend()
-        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers))
-        pb_grpc.add_TaskBackendServicer_to_server(self.backend, self._server)
-        self.port = self._server.add_insecure_port("127.0.0.1:0")
-        self.hostname = f"127.0.0.1:{self.port}"
+        self.prpc_server = PrpcServer()
+        self.prpc_server.add_method(
+            "buildbucket.v2.TaskBackend", "FetchTasks", pb.FetchTasksRequest, self.backend.answer
+        )
+        self.hostname = self.prpc_server.hostname
+        # Answers near 50 MB must get through, as they do over pRPC.
+        options = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
+        self._grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=options)
+        pb_grpc.add_TaskBackendServicer_to_server(self.backend, self._grpc)
+        self.grpc_hostname = f"127.0.0.1:{self._grpc.add_insecure_port('127.0.0.1:0')}"
+
+    def hostname_for(self, transport: str) -> str:
+        """The address serving `transport` ("prpc" or "grpc")."""
+        return self.grpc_hostname if transport == "grpc" else self.hostname
 
     def start(self) -> TaskBackendServer:
-        self._server.start()
+        self.prpc_server.start()
+        self._grpc.start()
         return self
 
     def stop(self) -> None:
         if self.backend.hang is not None:
             self.backend.hang.set()
-        self._server.stop(grace=None)
+        self._grpc.stop(grace=None)
+        self.prpc_server.stop()

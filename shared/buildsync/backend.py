@@ -1,22 +1,27 @@
-"""The TaskBackend client: FetchTasks over gRPC, one channel per backend.
+"""The TaskBackend client: FetchTasks over pRPC (the default) or native gRPC, behind one seam.
 
-Real backends get TLS with a Google ID token whose audience is the backend's
-URL; a loopback host with a port (a local or test backend) gets a plaintext
-channel. The sync stage sees only the small `TaskFetcher` protocol, so tests
-can hand it any object with `fetch_tasks`.
+The sync stage sees only `TaskFetcher`; which transport and identity a backend
+gets is backend_options.py's choice. Both transports send the same headers:
+the caller's token (none to a plaintext loopback backend) and
+`X-Luci-Project: <the batch's project>`, as Buildbucket does.
 """
 
 from __future__ import annotations
 
+import abc
 import threading
+import time
+from collections.abc import Callable
 from typing import Protocol
 
 import grpc
 
-from buildsync.errors import PermanentError, TransientError, is_transient
+from buildsync import identity, logs, metrics
+from buildsync.backend_options import GRPC, ID_TOKEN, PRPC, BackendOptions, DeploymentOptions
+from buildsync.errors import PermanentError, ResponseTooBigError, TransientError, is_transient
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.proto import buildbucket_pb2_grpc as pb_grpc
-from buildsync.prpc import is_loopback_address
+from buildsync.prpc import Credentials, PrpcClient, PrpcError, is_loopback_address, rpc_error
 
 # Long enough for a backend to look up 1000 tasks, short enough that a hung
 # backend fails the batch well within a function's 540 s limit.
@@ -25,68 +30,188 @@ DEFAULT_DEADLINE_SECONDS = 60.0
 # docs/rules.md "Limits": FetchTasks never takes more than 1000 ids.
 MAX_TASK_IDS = 1000
 
+# 1000 tasks whose details are near the 50 KB limit answer about 50 MB; both
+# transports accept that, and a batch whose answer is larger is asked in halves.
+MAX_FETCH_RESPONSE_BYTES = 64 * 1024 * 1024
+
+SERVICE = "buildbucket.v2.TaskBackend"
+
 
 class TaskFetcher(Protocol):
-    def fetch_tasks(self, task_ids: list[pb.TaskID]) -> pb.FetchTasksResponse: ...
+    def fetch_tasks(self, task_ids: list[pb.TaskID], project: str) -> pb.FetchTasksResponse: ...
 
 
-def open_channel(hostname: str) -> grpc.Channel:
-    """A channel to `hostname`: plaintext on loopback, TLS with an ID token elsewhere."""
-    if is_loopback_address(hostname):
-        return grpc.insecure_channel(hostname)
-    # Imported here: only deployed functions talk to real backends, and
-    # google-auth's transports cost import time on every cold start.
-    import google.auth.transport.grpc
-    import google.auth.transport.requests
-    from google.oauth2 import id_token
+def _measured_call(
+    target: str, transport: str, task_ids: list[pb.TaskID], call: Callable[[], pb.FetchTasksResponse]
+) -> pb.FetchTasksResponse:
+    """Runs one FetchTasks call after checking its size, and records it in metrics either way."""
+    if len(task_ids) > MAX_TASK_IDS:
+        raise PermanentError(f"{len(task_ids)} task ids asked of {target}; the limit is {MAX_TASK_IDS}")
+    started, code = time.monotonic(), metrics.OK
+    try:
+        return call()
+    except BaseException as error:
+        code = _code_name(error)
+        raise
+    finally:
+        metrics.fetch_tasks(target, transport, code, time.monotonic() - started, len(task_ids))
 
-    request = google.auth.transport.requests.Request()
-    credentials = id_token.fetch_id_token_credentials(f"https://{hostname}", request=request)
-    target = hostname if ":" in hostname else f"{hostname}:443"
-    return google.auth.transport.grpc.secure_authorized_channel(credentials, request, target)
+
+def _code_name(error: BaseException) -> str:
+    """The gRPC code name of a failed call, or the error's type when it never got one (no token)."""
+    if isinstance(error, PrpcError):
+        return error.code.name
+    if isinstance(error, grpc.RpcError) and hasattr(error, "code"):
+        return error.code().name
+    return type(error).__name__
 
 
-class GrpcTaskBackend:
-    """FetchTasks against one backend host, over a channel reused by every call."""
+class _BackendClient(abc.ABC):
+    """What both transports' clients hold: one backend's target and address, and the call's deadline."""
 
-    def __init__(self, target: str, hostname: str, deadline_seconds: float = DEFAULT_DEADLINE_SECONDS) -> None:
+    def __init__(
+        self,
+        target: str,
+        hostname: str,
+        deadline_seconds: float = DEFAULT_DEADLINE_SECONDS,
+        credentials: Credentials | None = None,
+        max_response_bytes: int = MAX_FETCH_RESPONSE_BYTES,
+    ) -> None:
         self.target = target
         self.hostname = hostname
         self.deadline_seconds = deadline_seconds
-        self._channel = open_channel(hostname)
+        # A plaintext loopback backend gets no token: there is none to send.
+        self._connect(None if is_loopback_address(hostname) else credentials, max_response_bytes)
+
+    @abc.abstractmethod
+    def _connect(self, credentials: Credentials | None, max_response_bytes: int) -> None:
+        """Opens the transport's connection (lazily: nothing is sent until the first call)."""
+
+
+class PrpcTaskBackend(_BackendClient):
+    """FetchTasks as Buildbucket calls it: pRPC over one pooled HTTPS session (HTTP on loopback)."""
+
+    def _connect(self, credentials: Credentials | None, max_response_bytes: int) -> None:
+        self._client = PrpcClient(self.hostname, credentials=credentials, max_response_bytes=max_response_bytes)
+
+    def fetch_tasks(self, task_ids: list[pb.TaskID], project: str) -> pb.FetchTasksResponse:
+        """Raises the client's PrpcError: transient or permanent by errors.py, or ResponseTooBigError."""
+        request = pb.FetchTasksRequest(task_ids=task_ids)
+
+        def call() -> pb.FetchTasksResponse:
+            return self._client.call(
+                SERVICE,
+                "FetchTasks",
+                request,
+                pb.FetchTasksResponse,
+                timeout=self.deadline_seconds,
+                headers=identity.project_headers(project),
+            )
+
+        try:
+            return _measured_call(self.target, PRPC, task_ids, call)
+        except PrpcError as error:
+            raise rpc_error(error.code, f"FetchTasks on {self.target} failed: {error.text}", error.details) from error
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class GrpcTaskBackend(_BackendClient):
+    """FetchTasks over a native gRPC channel, for a backend that serves no pRPC."""
+
+    def _connect(self, credentials: Credentials | None, max_response_bytes: int) -> None:
+        self._credentials = credentials
+        options = [("grpc.max_receive_message_length", max_response_bytes)]
+        if is_loopback_address(self.hostname):
+            self._channel = grpc.insecure_channel(self.hostname, options=options)
+        else:
+            address = self.hostname if ":" in self.hostname else f"{self.hostname}:443"
+            self._channel = grpc.secure_channel(address, grpc.ssl_channel_credentials(), options=options)
         self._stub = pb_grpc.TaskBackendStub(self._channel)
 
-    def fetch_tasks(self, task_ids: list[pb.TaskID]) -> pb.FetchTasksResponse:
+    def fetch_tasks(self, task_ids: list[pb.TaskID], project: str) -> pb.FetchTasksResponse:
         """Raises TransientError when a retry may help, PermanentError when not."""
-        if len(task_ids) > MAX_TASK_IDS:
-            raise PermanentError(f"{len(task_ids)} task ids asked of {self.target}; the limit is {MAX_TASK_IDS}")
+        request = pb.FetchTasksRequest(task_ids=task_ids)
+
+        def call() -> pb.FetchTasksResponse:
+            headers = dict(self._credentials.headers()) if self._credentials is not None else {}
+            headers.update(identity.project_headers(project))
+            metadata = [(name.lower(), value) for name, value in headers.items()]
+            return self._stub.FetchTasks(request, timeout=self.deadline_seconds, metadata=metadata)
+
         try:
-            return self._stub.FetchTasks(pb.FetchTasksRequest(task_ids=task_ids), timeout=self.deadline_seconds)
+            return _measured_call(self.target, GRPC, task_ids, call)
         except grpc.RpcError as error:
-            kind = TransientError if is_transient(error) else PermanentError
-            raise kind(
-                f"FetchTasks on {self.target} ({self.hostname}) failed: {error.code().name}: {error.details()}"
-            ) from error
+            text = f"{error.code().name}: FetchTasks on {self.target} ({self.hostname}) failed: {error.details()}"
+            if error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in (error.details() or ""):
+                raise ResponseTooBigError(text) from error
+            raise (TransientError if is_transient(error) else PermanentError)(text) from error
 
     def close(self) -> None:
         self._channel.close()
 
 
-class BackendPool:
-    """One GrpcTaskBackend per backend target, created on first use and then reused."""
+def fetch_in_halves(fetcher: TaskFetcher, task_ids: list[pb.TaskID], project: str) -> pb.FetchTasksResponse:
+    """FetchTasks for `task_ids`, asked again in halves while an answer is over the size limit.
 
-    def __init__(self, deadline_seconds: float = DEFAULT_DEADLINE_SECONDS) -> None:
+    The halves' answers are joined in order, so the response still lines up
+    with `task_ids`. A single task too big to answer stays an error.
+    """
+    try:
+        return fetcher.fetch_tasks(task_ids, project)
+    except ResponseTooBigError as error:
+        if len(task_ids) < 2:
+            raise
+        logs.event(
+            "WARNING", "FetchTasks answer over the limit; asking in halves", tasks=len(task_ids), error=str(error)
+        )
+    half = len(task_ids) // 2
+    response = fetch_in_halves(fetcher, task_ids[:half], project)
+    response.MergeFrom(fetch_in_halves(fetcher, task_ids[half:], project))
+    return response
+
+
+class BackendPool:
+    """One fetcher per backend target, made on first use with the deployment's options, then reused."""
+
+    def __init__(
+        self,
+        deadline_seconds: float = DEFAULT_DEADLINE_SECONDS,
+        options: DeploymentOptions | None = None,
+        max_response_bytes: int = MAX_FETCH_RESPONSE_BYTES,
+    ) -> None:
         self._deadline_seconds = deadline_seconds
-        self._backends: dict[str, GrpcTaskBackend] = {}
+        self._options = options or DeploymentOptions()
+        self._max_response_bytes = max_response_bytes
+        self._backends: dict[str, PrpcTaskBackend | GrpcTaskBackend] = {}
+        self._access_token: identity.AccessTokenCredentials | None = None
         self._lock = threading.Lock()
 
-    def get(self, target: str, hostname: str) -> GrpcTaskBackend:
+    def get(self, target: str, hostname: str) -> TaskFetcher:
         with self._lock:
-            backend = self._backends.get(target)
-            if backend is None or backend.hostname != hostname:
-                backend = GrpcTaskBackend(target, hostname, self._deadline_seconds)
-                self._backends[target] = backend
-            return backend
+            fetcher = self._backends.get(target)
+            if fetcher is None or fetcher.hostname != hostname:
+                if fetcher is not None:
+                    fetcher.close()
+                fetcher = self._open(target, hostname)
+                self._backends[target] = fetcher
+            return fetcher
+
+    def _open(self, target: str, hostname: str) -> PrpcTaskBackend | GrpcTaskBackend:
+        options = self._options.for_target(target)
+        kind = GrpcTaskBackend if options.transport == GRPC else PrpcTaskBackend
+        credentials = self._credentials(hostname, options)
+        return kind(target, hostname, self._deadline_seconds, credentials, self._max_response_bytes)
+
+    def _credentials(self, hostname: str, options: BackendOptions) -> Credentials | None:
+        if is_loopback_address(hostname):
+            return None  # plaintext: there is no token to send
+        if options.identity == ID_TOKEN:
+            return identity.IdTokenCredentials(options.audience_for(hostname))
+        if self._access_token is None:  # one token for every backend, refreshed by google-auth
+            self._access_token = identity.AccessTokenCredentials()
+        return self._access_token
 
     def close(self) -> None:
         with self._lock:

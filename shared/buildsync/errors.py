@@ -43,6 +43,10 @@ class BackendResponseError(PermanentError):
     """A FetchTasks response that breaks the protocol for the whole batch."""
 
 
+class ResponseTooBigError(PermanentError):
+    """An answer over the client's size limit: asking again gets the same answer, so ask for less."""
+
+
 # gRPC codes from a task backend that a later attempt may not see again.
 TRANSIENT_GRPC_CODES = frozenset(
     {

@@ -26,7 +26,7 @@ import requests
 from google.protobuf import any_pb2
 from google.protobuf.message import DecodeError, Message
 
-from buildsync import logs
+from buildsync import errors, logs
 from buildsync.errors import TRANSIENT_GRPC_CODES, PermanentError, TransientError
 from buildsync.proto import prpc_pb2
 
@@ -109,11 +109,11 @@ class PermanentPrpcError(PrpcError, PermanentError):
     """A failed call whose code no retry will change."""
 
 
-class ResponseTooBigError(PermanentPrpcError):
+class ResponseTooBigError(PermanentPrpcError, errors.ResponseTooBigError):
     """The answer is over the response-size limit; asking again returns the same answer.
 
     pRPC reports it as UNAVAILABLE, but never retries it: a caller can only ask
-    for less (sync.py halves the batch).
+    for less (backend.fetch_in_halves does).
     """
 
     def __init__(self, message: str, size: int, limit: int, details: tuple[any_pb2.Any, ...] = ()) -> None:
@@ -273,6 +273,9 @@ class PrpcClient:
                 return self._check_status(url, answer, payload), answer.headers.get("Content-Type", "")
         except requests.Timeout as error:
             raise rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED, f"{url}: attempt deadline exceeded: {error}") from error
+        except requests.ConnectionError as error:
+            # No answer at all: what gRPC's own client calls UNAVAILABLE (pRPC's says INTERNAL; both retry it).
+            raise rpc_error(grpc.StatusCode.UNAVAILABLE, f"{url}: sending the request: {error}") from error
         except requests.RequestException as error:
             raise rpc_error(grpc.StatusCode.INTERNAL, f"{url}: sending the request: {error}") from error
 

@@ -18,7 +18,7 @@ from google.cloud import datastore
 from google.protobuf.message import DecodeError
 
 from buildsync import commit_budget, logs, model, outbox, status_change
-from buildsync.backend import TaskFetcher
+from buildsync.backend import TaskFetcher, fetch_in_halves
 from buildsync.build_update import Outcome, Update, decide_update, skip_reason
 from buildsync.completion import Targets
 from buildsync.errors import BackendResponseError, SyncError, TransientError, as_sync_error
@@ -28,7 +28,7 @@ from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.report import SyncReport
 from buildsync.settings import BackendSettings
 from buildsync.sync_time import SyncTimeKeyError
-from buildsync.task_rules import FetchedTasks, sort_responses
+from buildsync.task_rules import FetchedTasks, sort_responses, task_key
 from buildsync.transactions import TransactionBegin, run_in_transaction
 
 # docs/rules.md "Limits": a transaction touches at most 25 entity groups, one per build.
@@ -79,13 +79,13 @@ def sync_batch(
     task_ids, syncable = _read_task_ids(client, batch.backend, build_ids, report)
     if not task_ids:
         return report
-    response = fetcher.fetch_tasks(task_ids)
+    response = fetch_in_halves(fetcher, task_ids, batch.project)
     try:
         fetched = sort_responses(task_ids, response)
     except BackendResponseError as error:
         raise BackendResponseError(f"backend {batch.backend}, project {batch.project}: {error}") from error
     report.fetched = len(task_ids)
-    for task_id, reason in fetched.rejected.items():
+    for (_, task_id), reason in fetched.rejected.items():
         logs.event("WARNING", "backend task rejected", backend=batch.backend, task_id=task_id, reason=reason)
 
     # Every transaction locks its builds in one order, ascending build id (each
@@ -98,7 +98,7 @@ def sync_batch(
         client,
         fetched=fetched,
         backend=backend,
-        planned_at=batch.planned_at,
+        batch=batch,
         dry_run=dry_run,
         targets=targets,
         clock=clock,
@@ -113,7 +113,11 @@ def sync_batch(
 def _read_task_ids(
     client: datastore.Client, backend_target: str, build_ids: list[int], report: SyncReport
 ) -> tuple[list[pb.TaskID], list[int]]:
-    """The distinct task ids to fetch and the builds worth a transaction."""
+    """The distinct task ids to fetch and the builds worth a transaction.
+
+    A task on another backend is never asked of this one: a misrouted batch
+    must not fetch, nor apply, one backend's tasks for another's builds.
+    """
     keys = [model.infra_key(client, build_id) for build_id in build_ids]
     try:
         found = {model.build_id_of(e.key): e for e in client.get_multi(keys)}
@@ -131,7 +135,12 @@ def _read_task_ids(
         if task is None or not task.id.id:
             _count(report, build_id, Update(Outcome.SKIPPED, "no BuildInfra or no backend task"))
             continue
-        task_ids.setdefault(task.id.id, pb.TaskID(target=task.id.target or backend_target, id=task.id.id))
+        if task.id.target and task.id.target != backend_target:
+            reason = f"build's task is on {task.id.target!r}, not on the batch's backend {backend_target!r}"
+            _count(report, build_id, Update(Outcome.SKIPPED, reason))
+            logs.event("WARNING", "build skipped: not the batch's", build_id=build_id, reason=reason)
+            continue
+        task_ids.setdefault(task.id.id, pb.TaskID(target=backend_target, id=task.id.id))
         syncable.append(build_id)
     return list(task_ids.values()), syncable
 
@@ -150,7 +159,7 @@ def _commit_builds(
     build_ids: list[int],
     fetched: FetchedTasks,
     backend: BackendSettings,
-    planned_at: datetime.datetime,
+    batch: SyncBatch,
     dry_run: bool,
     targets: Targets | None,
     clock: Clock,
@@ -172,7 +181,7 @@ def _commit_builds(
             build_entity = entities.get(model.build_key(client, build_id).flat_path)
             infra_entity = entities.get(model.infra_key(client, build_id).flat_path)
             try:
-                update, build, infra = _update_build(build_entity, infra_entity, fetched, backend, planned_at, now)
+                update, build, infra = _update_build(build_entity, infra_entity, fetched, backend, batch, now)
             except _BAD_ENTITY_ERRORS as error:
                 # Nothing of this build is written; the rest of the group goes on.
                 results.append((build_id, Update(Outcome.FAILED, f"build cannot be synced: {error}"), None, None))
@@ -231,22 +240,26 @@ def _update_build(
     infra_entity: datastore.Entity | None,
     fetched: FetchedTasks,
     backend: BackendSettings,
-    planned_at: datetime.datetime,
+    batch: SyncBatch,
     now: datetime.datetime,
 ) -> tuple[Update, pb.Build | None, pb.BuildInfra | None]:
     """Decides one build and writes the decision into its entities (not yet to Datastore)."""
     build = model.read_build(build_entity) if build_entity is not None else None
     infra = model.read_infra(infra_entity) if infra_entity is not None else None
     next_sync = build_entity.get("next_backend_sync_time", "") if build_entity is not None else ""
-    reason = skip_reason(build, infra, next_sync, planned_at)
+    reason = skip_reason(build, infra, next_sync, batch.planned_at)
     if reason:
         return Update(Outcome.SKIPPED, reason), build, infra
-    task_id = infra.backend.task.id.id
+    reason = _misrouted(build_entity, build, infra, batch)
+    if reason:
+        logs.event("WARNING", "build skipped: not the batch's", build_id=build_entity.key.id, reason=reason)
+        return Update(Outcome.SKIPPED, reason), build, infra
+    key = task_key(infra.backend.task.id, batch.backend)
     update = decide_update(
         build,
         infra,
-        fetched.usable.get(task_id),
-        fetched.rejected.get(task_id),
+        fetched.usable.get(key),
+        fetched.rejected.get(key),
         now,
         backend.succeed_build_if_task_is_succeeded,
     )
@@ -255,6 +268,19 @@ def _update_build(
     if update.writes_infra:
         model.write_infra(infra_entity, infra)
     return update, build, infra
+
+
+def _misrouted(build_entity: datastore.Entity, build: pb.Build, infra: pb.BuildInfra, batch: SyncBatch) -> str | None:
+    """Why a build does not belong to the batch's backend and project, or None when it does."""
+    backend_target = build_entity.get("backend_target")
+    if backend_target != batch.backend:
+        return f"build's backend_target {backend_target!r} is not the batch's backend {batch.backend!r}"
+    task_target = infra.backend.task.id.target
+    if task_target and task_target != batch.backend:
+        return f"build's task is on {task_target!r}, not on the batch's backend {batch.backend!r}"
+    if build.builder.project != batch.project:
+        return f"build's project {build.builder.project!r} is not the batch's project {batch.project!r}"
+    return None
 
 
 def _count(report: SyncReport, build_id: int, update: Update) -> None:

@@ -32,12 +32,21 @@ def task_problem(task: pb.Task) -> str | None:
     return None
 
 
+# A task is named by its backend and its id: ids are unique only within one backend.
+TaskKey = tuple[str, str]
+
+
+def task_key(task_id: pb.TaskID, default_target: str = "") -> TaskKey:
+    """(target, id) of `task_id`; an empty target is `default_target` (the one asked of)."""
+    return (task_id.target or default_target, task_id.id)
+
+
 @dataclasses.dataclass(frozen=True)
 class FetchedTasks:
-    """A FetchTasks response sorted into usable tasks and rejected ids with reasons."""
+    """A FetchTasks response sorted into usable tasks and rejected ids with reasons, by (target, id)."""
 
-    usable: dict[str, pb.Task]
-    rejected: dict[str, str]
+    usable: dict[TaskKey, pb.Task]
+    rejected: dict[TaskKey, str]
 
 
 def sort_responses(requested: list[pb.TaskID], response: pb.FetchTasksResponse) -> FetchedTasks:
@@ -50,23 +59,25 @@ def sort_responses(requested: list[pb.TaskID], response: pb.FetchTasksResponse) 
         raise BackendResponseError(
             f"FetchTasks returned {len(response.responses)} responses for {len(requested)} task ids"
         )
-    requested_ids = {task_id.id for task_id in requested}
-    usable: dict[str, pb.Task] = {}
-    rejected: dict[str, str] = {}
+    requested_keys = {task_key(task_id) for task_id in requested}
+    usable: dict[TaskKey, pb.Task] = {}
+    rejected: dict[TaskKey, str] = {}
     for task_id, item in zip(requested, response.responses, strict=True):
         # An error can only be matched by position; a task names itself, as
-        # the seed matched it.
+        # the seed matched it (a task without a target is the asked backend's).
+        asked = task_key(task_id)
+        named = task_key(item.task.id, task_id.target)
         kind = item.WhichOneof("response")
         if kind == "error":
-            rejected[task_id.id] = f"backend error {item.error.code}: {item.error.message}"
+            rejected[asked] = f"backend error {item.error.code}: {item.error.message}"
         elif kind is None:
-            rejected[task_id.id] = "response has neither task nor error"
-        elif item.task.id.id and item.task.id.id not in requested_ids:
-            rejected[task_id.id] = f"response is for task {item.task.id.id!r}, which was not asked for"
+            rejected[asked] = "response has neither task nor error"
+        elif item.task.id.id and named not in requested_keys:
+            rejected[asked] = f"response is for task {named[1]!r} on {named[0]!r}, which was not asked for"
         elif (problem := task_problem(item.task)) is not None:
-            rejected[item.task.id.id or task_id.id] = problem
+            rejected[named if item.task.id.id else asked] = problem
         else:
-            usable[item.task.id.id] = item.task
+            usable[named] = item.task
     return FetchedTasks(usable=usable, rejected=rejected)
 
 

@@ -61,10 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--planned-at", required=True)
     parser.add_argument("--tracemalloc", action="store_true")
+    parser.add_argument("--transport", default="prpc", choices=("prpc", "grpc"), help="how the backend is called")
     args = parser.parse_args(argv)
 
     from buildsync import model
-    from buildsync.backend import GrpcTaskBackend
+    from buildsync.backend import BackendPool
+    from buildsync.backend_options import DeploymentOptions
     from buildsync.messages import SyncBatch
     from buildsync.settings import DEFAULT_SYNC_INTERVAL, BackendSettings
     from buildsync.sync import sync_batch
@@ -72,9 +74,10 @@ def main(argv: list[str] | None = None) -> int:
 
     after_imports = max_rss_mib()
     client = datastore.Client()
-    fetcher = GrpcTaskBackend(args.backend, args.backend_host)
+    pool = BackendPool(options=DeploymentOptions({args.backend: {"transport": args.transport}}))
+    fetcher = pool.get(args.backend, args.backend_host)
     client.get(model.build_key(client, 1))  # opens the Datastore channel
-    fetcher.fetch_tasks([])  # opens the backend channel
+    fetcher.fetch_tasks([], "proj")  # opens the backend connection
     backend = BackendSettings(args.backend, args.backend_host, False, 1, DEFAULT_SYNC_INTERVAL, False)
     batch = SyncBatch(
         args.backend,
@@ -103,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.tracemalloc:
         result["tracemalloc_peak_mib"] = tracemalloc.get_traced_memory()[1] / 2**20
         tracemalloc.stop()
-    fetcher.close()
+    pool.close()
     print(json.dumps(result))
     return 0
 

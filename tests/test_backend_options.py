@@ -1,0 +1,87 @@
+"""BUILDSYNC_BACKEND_OPTIONS: transport and identity per backend or for the whole deployment."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from buildsync.backend import BackendPool, GrpcTaskBackend, PrpcTaskBackend
+from buildsync.backend_options import BackendOptions, parse_backend_options
+from buildsync.errors import SettingsError
+from buildsync.identity import AccessTokenCredentials, IdTokenCredentials
+
+SWARM = "swarming://chromium-swarm"
+
+
+def test_no_options_mean_prpc_and_an_access_token_for_every_backend():
+    for text in (None, "", "{}"):
+        assert parse_backend_options(text).for_target(SWARM) == BackendOptions("prpc", "access-token", None)
+
+
+def test_a_backends_entry_overrides_the_deployment_default_key_by_key():
+    options = parse_backend_options(
+        json.dumps({"*": {"identity": "id-token", "audience": "https://all"}, SWARM: {"transport": "grpc"}})
+    )
+
+    assert options.for_target(SWARM) == BackendOptions("grpc", "id-token", "https://all")
+    assert options.for_target("swarming://other") == BackendOptions("prpc", "id-token", "https://all")
+
+
+def test_unset_keys_as_terraform_writes_them_mean_the_defaults():
+    options = parse_backend_options(json.dumps({SWARM: {"transport": "grpc", "identity": None, "audience": None}}))
+
+    assert options.for_target(SWARM) == BackendOptions("grpc", "access-token", None)
+
+
+def test_the_id_token_audience_defaults_to_the_backends_https_url():
+    assert BackendOptions(identity="id-token").audience_for("run.example.app") == "https://run.example.app"
+    assert BackendOptions(audience="https://aud").audience_for("run.example.app") == "https://aud"
+
+
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ("{", "not JSON"),
+        ("[]", "expected a JSON object"),
+        (json.dumps({SWARM: "grpc"}), f"'{SWARM}': expected an object"),
+        (json.dumps({SWARM: {"transport": "http"}}), f"'{SWARM}': transport: 'http' is not one of prpc, grpc"),
+        (json.dumps({"*": {"identity": "none"}}), "'*': identity: 'none' is not one of access-token, id-token"),
+        (json.dumps({SWARM: {"transprt": "grpc"}}), f"'{SWARM}': unknown key 'transprt'"),
+        (json.dumps({SWARM: {"audience": ""}}), f"'{SWARM}': audience: expected a non-empty string"),
+    ],
+)
+def test_bad_options_are_a_settings_error_naming_the_backend_and_key(text, problem):
+    with pytest.raises(SettingsError) as raised:
+        parse_backend_options(text)
+
+    assert str(raised.value).startswith("BUILDSYNC_BACKEND_OPTIONS: ")
+    assert problem in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "entry, transport, credentials",
+    [
+        ({}, PrpcTaskBackend, AccessTokenCredentials),
+        ({"transport": "grpc"}, GrpcTaskBackend, AccessTokenCredentials),
+        ({"identity": "id-token"}, PrpcTaskBackend, IdTokenCredentials),
+    ],
+)
+def test_a_remote_backend_gets_the_chosen_transport_and_identity(entry, transport, credentials):
+    pool = BackendPool(options=parse_backend_options(json.dumps({SWARM: entry})))
+    try:
+        fetcher = pool.get(SWARM, "chromium-swarm.appspot.com")
+        assert isinstance(fetcher, transport)
+        chosen = fetcher._client.credentials if transport is PrpcTaskBackend else fetcher._credentials
+        assert isinstance(chosen, credentials)
+        if credentials is IdTokenCredentials:
+            assert chosen.audience == "https://chromium-swarm.appspot.com"
+    finally:
+        pool.close()
+
+
+def test_every_remote_backend_shares_one_access_token():
+    pool = BackendPool()
+    first = pool.get(SWARM, "chromium-swarm.appspot.com")
+    second = pool.get("swarming://other", "other.appspot.com")
+    assert first._client.credentials is second._client.credentials
+    pool.close()
