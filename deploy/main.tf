@@ -82,6 +82,7 @@ locals {
     GOOGLE_CLOUD_PROJECT            = var.project
     BUILDSYNC_SETTINGS              = local.settings_path
     BUILDSYNC_MAX_EVENT_AGE_SECONDS = var.max_event_age_seconds
+    BUILDSYNC_BACKEND_OPTIONS       = jsonencode(var.backend_options)
     LOG_EXECUTION_ID                = "true"
   }
 

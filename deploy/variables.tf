@@ -205,3 +205,28 @@ variable "max_event_age_seconds" {
     error_message = "max_event_age_seconds must be positive."
   }
 }
+
+variable "backend_options" {
+  description = <<-EOT
+    BUILDSYNC_BACKEND_OPTIONS of the functions: how each task backend is called, keyed by backend target, or "*" for
+    every backend (a target's own entry wins key by key). transport: "prpc" (the default, as Buildbucket calls every
+    backend) or "grpc" (a backend that serves only native gRPC). identity: "access-token" (the default: an OAuth2
+    token of the sync function's service account, scope userinfo.email, with X-Luci-Project) or "id-token" (a backend
+    on Cloud Run that checks Google ID tokens). audience: that ID token's audience (default https://<hostname>).
+  EOT
+  type = map(object({
+    transport = optional(string)
+    identity  = optional(string)
+    audience  = optional(string)
+  }))
+  default = {}
+
+  validation {
+    condition = alltrue([
+      for options in values(var.backend_options) :
+      contains(["prpc", "grpc"], coalesce(options.transport, "prpc")) &&
+      contains(["access-token", "id-token"], coalesce(options.identity, "access-token"))
+    ])
+    error_message = "backend_options: transport must be prpc or grpc, identity access-token or id-token."
+  }
+}
