@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 from buildsync.backend import BackendPool, GrpcTaskBackend, PrpcTaskBackend
 from buildsync.backend_options import BackendOptions, parse_backend_options
 from buildsync.errors import SettingsError
 from buildsync.identity import AccessTokenCredentials, IdTokenCredentials
+from buildsync.proto import buildbucket_pb2 as pb
+
+from tests.builds import put_build
+from tests.harness import BACKEND, LONG_AGO, settings_text
 
 SWARM = "swarming://chromium-swarm"
 
@@ -85,3 +92,32 @@ def test_every_remote_backend_shares_one_access_token():
     second = pool.get("swarming://other", "other.appspot.com")
     assert first._client.credentials is second._client.credentials
     pool.close()
+
+
+def run_cli(datastore_env, settings, options: str):
+    command = [sys.executable, "-m", "buildsync", "sync", "--backend", BACKEND, "--project", "proj"]
+    command += ["--settings", str(settings)]
+    env = {**os.environ, **datastore_env, "BUILDSYNC_BACKEND_OPTIONS": options}
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_the_cli_calls_a_backend_over_the_transport_the_environment_names(
+    datastore_client, datastore_env, task_backend, tmp_path
+):
+    put_build(datastore_client, 1, updated=LONG_AGO)
+    task_backend.backend.set_task("task-1", pb.SUCCESS, 2)
+    settings = tmp_path / "settings.cfg"
+    settings.write_text(settings_text(task_backend.grpc_hostname))  # only gRPC answers there
+
+    result = run_cli(datastore_env, settings, json.dumps({BACKEND: {"transport": "grpc"}}))
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert task_backend.backend.calls == [1]
+    assert task_backend.backend.call_headers[0]["x-luci-project"] == "proj"
+
+
+def test_the_cli_refuses_bad_options_naming_the_variable(datastore_client, datastore_env, settings_file):
+    result = run_cli(datastore_env, settings_file, '{"*": {"transport": "carrier-pigeon"}}')
+
+    assert result.returncode == 2
+    assert "BUILDSYNC_BACKEND_OPTIONS: '*': transport: 'carrier-pigeon' is not one of prpc, grpc" in result.stderr

@@ -30,6 +30,9 @@ from buildsync.metrics import GRPC, PRPC
 ACCESS_TOKEN, ID_TOKEN = "access-token", "id-token"
 EVERY_BACKEND = "*"
 
+# The variable that holds the options, for the functions and the CLI alike.
+BACKEND_OPTIONS_ENV = "BUILDSYNC_BACKEND_OPTIONS"
+
 _CHOICES = {"transport": (PRPC, GRPC), "identity": (ACCESS_TOKEN, ID_TOKEN)}
 _KEYS = (*_CHOICES, "audience")
 
@@ -56,7 +59,7 @@ class DeploymentOptions:
         return BackendOptions(**merged)
 
 
-def parse_backend_options(text: str | None, source: str = "BUILDSYNC_BACKEND_OPTIONS") -> DeploymentOptions:
+def parse_backend_options(text: str | None, source: str = BACKEND_OPTIONS_ENV) -> DeploymentOptions:
     """Parses the JSON of `source`; every problem names the target and key it is about."""
     if not text:
         return DeploymentOptions()

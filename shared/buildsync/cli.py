@@ -58,14 +58,16 @@ def main(argv: list[str] | None = None) -> int:
 
     from buildsync import resultdb
     from buildsync.backend import BackendPool
+    from buildsync.backend_options import BACKEND_OPTIONS_ENV, parse_backend_options
     from buildsync.completion import Completer
     from buildsync.pipeline import run_pipeline
     from buildsync.runtime import completion_targets
     from buildsync.settings import load_settings
     from buildsync.transactions import transaction_begin_from_env
 
-    backends = BackendPool()
+    backends = None
     try:
+        backends = BackendPool(options=parse_backend_options(os.environ.get(BACKEND_OPTIONS_ENV)))
         settings = load_settings(args.settings)
         backend = settings.backend(args.backend)
         if backend.lite_mode:
@@ -94,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"buildsync: {error}", file=sys.stderr)
         return EXIT_RETRY
     finally:
-        backends.close()
+        if backends is not None:
+            backends.close()
     print(format_summary(report, args.dry_run))
     return EXIT_RETRY if report.failed or report.errors else EXIT_OK
 

@@ -15,6 +15,7 @@ from google.cloud import datastore, pubsub_v1
 
 from buildsync import resultdb
 from buildsync.backend import DEFAULT_DEADLINE_SECONDS, BackendPool
+from buildsync.backend_options import BACKEND_OPTIONS_ENV, parse_backend_options
 from buildsync.completion import Completer, Targets
 from buildsync.errors import SettingsError
 from buildsync.outbox import SWEEP_MIN_AGE
@@ -56,7 +57,7 @@ def runtime_from_env(env: dict[str, str] | os._Environ = os.environ) -> Runtime:
         datastore=client,
         publisher=publisher,
         settings=load_settings(env.get("BUILDSYNC_SETTINGS")),
-        backends=BackendPool(deadline_seconds=deadline),
+        backends=BackendPool(deadline_seconds=deadline, options=parse_backend_options(env.get(BACKEND_OPTIONS_ENV))),
         shard_topic=topic_path(project, env.get("BUILDSYNC_SHARD_TOPIC") or DEFAULT_SHARD_TOPIC),
         sync_topic=topic_path(project, env.get("BUILDSYNC_SYNC_TOPIC") or DEFAULT_SYNC_TOPIC),
         completer=Completer(client, completion_targets(env, project), resultdb.prpc_finalizer(), publisher),
