@@ -254,6 +254,22 @@ def test_a_hostname_with_a_scheme_is_rejected_naming_the_backend(hostname):
     assert f"backends[0] ('{SWARM}'): hostname: {hostname!r} must be a bare host[:port], without '://'" in message
 
 
+@pytest.mark.parametrize("hostname", ["swarm.example.com/prpc", "swarm example.com", "host:port", "a:1:2"])
+def test_a_full_mode_hostname_that_cannot_be_called_is_rejected_naming_it(hostname):
+    message = rejection(full(hostname=hostname))
+
+    assert f"backends[0] ('{SWARM}'): hostname: {hostname!r} is not a host[:port] that can be called" in message
+
+
+@pytest.mark.parametrize(
+    "hostname", ["chromium-swarm.appspot.com", "127.0.0.1:8080", "[::1]:50051", "a_b.internal:443"]
+)
+def test_callable_hostnames_are_accepted(hostname):
+    (backend,) = parse_settings(full(hostname=hostname), "text").backends
+
+    assert backend.hostname == hostname
+
+
 def test_a_lite_backend_hostname_with_a_scheme_is_rejected_too():
     message = rejection(f'backends {{ target: "{LITE}" hostname: "https://x" lite_mode {{}} }}')
 

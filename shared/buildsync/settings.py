@@ -30,6 +30,9 @@ SETTINGS_ENV = "BUILDSYNC_SETTINGS"
 DEFAULT_SYNC_INTERVAL = datetime.timedelta(seconds=300)
 MIN_SYNC_INTERVAL_SECONDS = 60
 
+# What a full-mode backend's hostname must be: a DNS name or [IPv6], with an optional port.
+_HOST_AND_PORT = re.compile(r"(?:[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
+
 _TEXT_SUFFIXES = (".textproto", ".cfg", ".txtpb", ".pbtxt")
 
 
@@ -174,6 +177,9 @@ def _backend_problems(backend: pb.BackendSetting) -> list[str]:
     if mode == "full_mode":
         if not backend.hostname:
             problems.append("hostname: must be set for a full_mode backend")
+        elif "://" not in backend.hostname and not _HOST_AND_PORT.fullmatch(backend.hostname):
+            # Upstream forbids only "://", but a path or a space cannot be called: say so now, not per batch.
+            problems.append(f"hostname: {backend.hostname!r} is not a host[:port] that can be called")
         sync = backend.full_mode.build_sync_setting
         if sync.shards < 0:
             problems.append(f"full_mode.build_sync_setting.shards: {sync.shards} is negative")
