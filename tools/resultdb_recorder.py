@@ -14,7 +14,7 @@ import threading
 from collections.abc import Mapping
 
 import grpc
-from buildsync import resultdb
+from buildsync import identity, resultdb
 from buildsync.proto import resultdb_pb2 as rpb
 
 from tools.prpc_server import PrpcServer, PrpcStatus
@@ -71,7 +71,7 @@ class ResultDBRecorder:
         call = FinalizeCall(
             request.name,
             headers.get(resultdb.UPDATE_TOKEN_HEADER.lower(), ""),
-            headers.get(resultdb.PROJECT_HEADER.lower(), ""),
+            headers.get(identity.PROJECT_HEADER.lower(), ""),
         )
         self.arrived.set()
         self._open.wait(timeout=120)

@@ -14,11 +14,9 @@ import threading
 import time
 from typing import Callable
 
-import google.auth
-import google.auth.transport.requests
 import grpc
 
-from buildsync import logs
+from buildsync import identity, logs
 from buildsync.errors import TransientError, as_sync_error
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.proto import resultdb_pb2 as rpb
@@ -27,7 +25,6 @@ from buildsync.prpc import PrpcClient
 SERVICE = "luci.resultdb.v1.Recorder"
 METHOD = "FinalizeInvocation"
 UPDATE_TOKEN_HEADER = "Update-Token"
-PROJECT_HEADER = "X-Luci-Project"
 
 # One call finalizes one invocation; ResultDB answers in well under this.
 DEFAULT_TIMEOUT_SECONDS = 30.0
@@ -92,7 +89,7 @@ class Finalizer:
         if target is None:
             return Outcome.DONE
         host, invocation = target
-        headers = {UPDATE_TOKEN_HEADER: update_token, PROJECT_HEADER: project}
+        headers = {UPDATE_TOKEN_HEADER: update_token, **identity.project_headers(project)}
         fields = {"build_id": build_id, "host": host, "invocation": invocation}
         if self._cooling(host):
             return Outcome.RETRY
@@ -121,29 +118,7 @@ class Finalizer:
         return Outcome.DONE
 
 
-class AccessToken:
-    """pRPC credentials: an OAuth2 access token of this process's service account, refreshed as it expires.
-
-    Buildbucket calls ResultDB with its own account's token and the build's
-    project in X-Luci-Project (docs/protocols.md "Identity: who a backend lets in").
-    """
-
-    SCOPES = ("https://www.googleapis.com/auth/userinfo.email",)
-
-    def __init__(self) -> None:
-        self._credentials = None
-        self._lock = threading.Lock()
-
-    def headers(self) -> dict[str, str]:
-        with self._lock:
-            if self._credentials is None:
-                self._credentials, _ = google.auth.default(scopes=self.SCOPES)
-            if not self._credentials.valid:
-                self._credentials.refresh(google.auth.transport.requests.Request())
-            return {"Authorization": f"Bearer {self._credentials.token}"}
-
-
 def prpc_finalizer(timeout: float = DEFAULT_TIMEOUT_SECONDS) -> Finalizer:
     """A Finalizer over pRPC; loopback hosts (tests, the local stack) get no credentials."""
-    credentials = AccessToken()
+    credentials = identity.AccessTokenCredentials()  # Buildbucket's way: the service account's token
     return Finalizer(lambda host: PrpcClient(host, credentials=credentials), timeout)
