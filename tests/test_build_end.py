@@ -13,7 +13,6 @@ import zlib
 
 import pytest
 from buildsync import commit_budget, legacy, model
-from buildsync.backend import GrpcTaskBackend
 from buildsync.messages import SyncBatch
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.sync import sync_batch
@@ -47,10 +46,8 @@ OTHER_UNINDEXED = {"url"}
 
 
 @pytest.fixture
-def fetcher(task_backend):
-    client = GrpcTaskBackend(BACKEND, task_backend.hostname, deadline_seconds=10)
-    yield client
-    client.close()
+def fetcher(task_backend, pool):
+    return pool.get(BACKEND, task_backend.hostname)
 
 
 @pytest.fixture
