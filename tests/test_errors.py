@@ -11,6 +11,7 @@ from buildsync.errors import (
     TransientError,
     UnknownBackendError,
     as_sync_error,
+    is_permanent,
     is_transient,
 )
 from google.api_core import exceptions as api_exceptions
@@ -96,8 +97,8 @@ def test_as_sync_error_keeps_a_sync_error_as_it_is():
         (FakeRpcError(grpc.StatusCode.UNAVAILABLE), TransientError),
         (TimeoutError("timed out"), TransientError),
         (api_exceptions.PermissionDenied("no access"), PermanentError),
+        (api_exceptions.NotFound("no topic"), PermanentError),
         (FakeRpcError(grpc.StatusCode.INVALID_ARGUMENT), PermanentError),
-        (ValueError("bug"), PermanentError),
     ],
 )
 def test_as_sync_error_wraps_others_with_the_context_and_tags_them(error, kind):
@@ -106,6 +107,47 @@ def test_as_sync_error_wraps_others_with_the_context_and_tags_them(error, kind):
     assert type(wrapped) is kind
     assert str(wrapped) == f"fetching 3 tasks from swarming://s: {error}"
     assert is_transient(wrapped) is (kind is TransientError)
+
+
+@pytest.mark.parametrize(
+    "error, permanent",
+    [
+        (PermanentError("bad"), True),
+        (MessageError("garbage"), True),
+        (TransientError("backend restarting"), False),
+        (SyncError("untagged"), False),
+        (FakeRpcError(grpc.StatusCode.INVALID_ARGUMENT), True),
+        (FakeRpcError(grpc.StatusCode.NOT_FOUND), True),
+        (FakeRpcError(grpc.StatusCode.PERMISSION_DENIED), True),
+        (FakeRpcError(grpc.StatusCode.UNAUTHENTICATED), True),
+        (FakeRpcError(grpc.StatusCode.UNIMPLEMENTED), True),
+        (FakeRpcError(grpc.StatusCode.FAILED_PRECONDITION), True),
+        (FakeRpcError(grpc.StatusCode.UNAVAILABLE), False),
+        (grpc.RpcError("no code at all"), False),
+        (api_exceptions.InvalidArgument("bad request"), True),
+        (api_exceptions.InvalidArgument("The referenced transaction has expired or is no longer valid."), False),
+        (api_exceptions.NotFound("no topic"), True),
+        (api_exceptions.PermissionDenied("no access"), True),
+        (api_exceptions.FailedPrecondition("no index"), True),
+        (api_exceptions.ServiceUnavailable("down"), False),
+        (ValueError("bug"), False),
+        (KeyError("bug"), False),
+        (TypeError("bug"), False),
+        (RuntimeError("bug"), False),
+    ],
+    ids=lambda value: type(value).__name__ if isinstance(value, BaseException) else str(value),
+)
+def test_is_permanent_knows_only_the_errors_in_its_table(error, permanent):
+    assert is_permanent(error) is permanent
+
+
+@pytest.mark.parametrize("bug", [ValueError("bug"), KeyError("bug"), TypeError("bug"), grpc.RpcError("no code")])
+def test_as_sync_error_leaves_a_bug_as_it_is_with_the_context_as_a_note(bug):
+    result = as_sync_error(bug, "syncing 3 builds")
+
+    assert result is bug
+    assert not isinstance(result, SyncError)
+    assert bug.__notes__ == ["syncing 3 builds"]
 
 
 def test_an_expired_transaction_is_transient_but_other_invalid_arguments_are_not():

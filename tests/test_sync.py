@@ -198,6 +198,38 @@ def test_an_undecodable_build_fails_alone(datastore_client, task_backend, fetche
     assert get_build(datastore_client, 2)[1].status == pb.FAILURE
 
 
+def test_a_build_missing_its_proto_property_fails_alone(datastore_client, task_backend, fetcher, backend):
+    put_build(datastore_client, 1, updated=LONG_AGO)
+    put_build(datastore_client, 2, updated=LONG_AGO)
+    broken = datastore_client.get(model.build_key(datastore_client, 1))
+    del broken["proto"]
+    datastore_client.put(broken)
+    for build_id in (1, 2):
+        task_backend.backend.set_task(f"task-{build_id}", pb.FAILURE, 2)
+
+    report = run(datastore_client, fetcher, backend, [1, 2])
+
+    assert (report.failed, report.completed) == (1, 1)
+    assert get_build(datastore_client, 2)[1].status == pb.FAILURE
+
+
+def test_a_bug_in_the_rules_is_raised_not_counted_as_a_failed_build(
+    datastore_client, task_backend, fetcher, backend, monkeypatch
+):
+    put_build(datastore_client, 1, updated=LONG_AGO)
+    task_backend.backend.set_task("task-1", pb.FAILURE, 2)
+    before = snapshot(datastore_client, [1])
+
+    def buggy_rule(*args, **kwargs):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr("buildsync.sync.decide_update", buggy_rule)
+
+    with pytest.raises(KeyError, match="a bug"):
+        run(datastore_client, fetcher, backend, [1])
+    assert snapshot(datastore_client, [1]) == before
+
+
 class FailingPutClient(datastore.Client):
     """The real client, except that writing any entity of `doomed` build ids fails."""
 

@@ -6,6 +6,10 @@ contention): the caller raises it so that Pub/Sub redelivers the message. A
 unknown backend): the caller logs it and acknowledges the message. Nothing is
 lost by acknowledging, because the next scheduled run finds the same due builds
 again.
+
+An error in neither table is a bug, not a verdict on the message: it stays
+what it is, so events.handle logs its traceback and Pub/Sub retries it until
+it is dead-lettered.
 """
 
 from __future__ import annotations
@@ -60,6 +64,21 @@ TRANSIENT_GRPC_CODES = frozenset(
     }
 )
 
+# gRPC codes that say the request itself is wrong; every attempt gets the same.
+PERMANENT_GRPC_CODES = frozenset(
+    {
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.ALREADY_EXISTS,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.OUT_OF_RANGE,
+        grpc.StatusCode.UNIMPLEMENTED,
+        grpc.StatusCode.DATA_LOSS,
+    }
+)
+
 # Datastore and Pub/Sub client errors that a later attempt may not see again.
 # Contention is reported as Aborted in production and as Conflict by some
 # emulators, so both are here. Under pessimistic locking (Firestore in Datastore
@@ -83,6 +102,21 @@ TRANSIENT_API_ERRORS = (
 )
 
 
+# Datastore and Pub/Sub client errors that every attempt gets the same (a
+# missing topic or index, no permission). InvalidArgument is here except for an
+# expired transaction, which _is_expired_transaction makes transient first.
+PERMANENT_API_ERRORS = (
+    api_exceptions.InvalidArgument,
+    api_exceptions.NotFound,
+    api_exceptions.AlreadyExists,
+    api_exceptions.PermissionDenied,
+    api_exceptions.Unauthenticated,
+    api_exceptions.FailedPrecondition,
+    api_exceptions.OutOfRange,
+    api_exceptions.MethodNotImplemented,
+)
+
+
 def is_transient(error: BaseException) -> bool:
     """Whether retrying the work that raised `error` may succeed."""
     if isinstance(error, SyncError):
@@ -90,6 +124,17 @@ def is_transient(error: BaseException) -> bool:
     if isinstance(error, grpc.RpcError) and hasattr(error, "code"):
         return error.code() in TRANSIENT_GRPC_CODES
     return isinstance(error, TRANSIENT_API_ERRORS) or _is_expired_transaction(error)
+
+
+def is_permanent(error: BaseException) -> bool:
+    """Whether `error` is known to fail the same way on every attempt."""
+    if isinstance(error, SyncError):
+        return isinstance(error, PermanentError)
+    if is_transient(error):
+        return False
+    if isinstance(error, grpc.RpcError) and hasattr(error, "code"):
+        return error.code() in PERMANENT_GRPC_CODES
+    return isinstance(error, PERMANENT_API_ERRORS)
 
 
 def _is_expired_transaction(error: BaseException) -> bool:
@@ -101,9 +146,18 @@ def _is_expired_transaction(error: BaseException) -> bool:
     return isinstance(error, api_exceptions.InvalidArgument) and "transaction" in text and "expired" in text
 
 
-def as_sync_error(error: BaseException, context: str) -> SyncError:
-    """Wraps a client error with what was being done, tagged by `is_transient`."""
+def as_sync_error(error: Exception, context: str) -> Exception:
+    """Wraps a client error in the tables with what was being done, as a TransientError or PermanentError.
+
+    A SyncError comes back as it is. Any other error is a bug and also comes
+    back as it is, with `context` added as a note, so raising the result
+    retries it instead of acknowledging it.
+    """
     if isinstance(error, SyncError):
         return error
-    kind = TransientError if is_transient(error) else PermanentError
-    return kind(f"{context}: {error}")
+    if is_transient(error):
+        return TransientError(f"{context}: {error}")
+    if is_permanent(error):
+        return PermanentError(f"{context}: {error}")
+    error.add_note(context)
+    return error

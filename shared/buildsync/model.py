@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+from typing import Any, TypeVar
 
 from google.cloud import datastore
+from google.protobuf.message import DecodeError, Message
 
 from buildsync import legacy, steps, sync_time
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.status_rules import is_ended
+
+Proto = TypeVar("Proto", bound=Message)
 
 BUILD_KIND = "Build"
 BUILD_INFRA_KIND = "BuildInfra"
@@ -28,6 +32,13 @@ DEFAULT_SYNC_INTERVAL = datetime.timedelta(minutes=5)
 
 # Properties no query reads; leaving them out of indexes saves index writes.
 BUILD_UNINDEXED = ("proto", "backend_sync_interval")
+
+
+class EntityDecodeError(ValueError):
+    """A stored entity lacks a property the sync reads, or holds one it cannot decode.
+
+    The sync fails that build alone; any other error while syncing it is a bug.
+    """
 
 
 def build_key(client: datastore.Client, build_id: int) -> datastore.Key:
@@ -52,11 +63,16 @@ def build_id_of(key: datastore.Key) -> int:
 
 
 def read_build(entity: datastore.Entity) -> pb.Build:
-    return pb.Build.FromString(entity["proto"])
+    return _decode(entity, "proto", pb.Build)
 
 
 def read_infra(entity: datastore.Entity) -> pb.BuildInfra:
-    return pb.BuildInfra.FromString(entity["infra"])
+    return _decode(entity, "infra", pb.BuildInfra)
+
+
+def next_sync_key_of(entity: datastore.Entity) -> str:
+    """The stored `next_backend_sync_time`, or "" when the build has none."""
+    return _stored(entity, "next_backend_sync_time", str, optional=True) or ""
 
 
 def write_infra(entity: datastore.Entity, infra: pb.BuildInfra) -> None:
@@ -74,7 +90,7 @@ def write_steps(entity: datastore.Entity, container: pb.Build) -> None:
 
 
 def sync_interval_of(entity: datastore.Entity) -> datetime.timedelta:
-    nanos = entity.get("backend_sync_interval") or 0
+    nanos = _stored(entity, "backend_sync_interval", int, optional=True) or 0
     return datetime.timedelta(microseconds=nanos // 1000) if nanos > 0 else DEFAULT_SYNC_INTERVAL
 
 
@@ -96,11 +112,31 @@ def save_build(entity: datastore.Entity, build: pb.Build, status_changed: bool) 
         entity["status_changed_time"] = build.update_time.ToDatetime(datetime.timezone.utc)
     current = entity.get("next_backend_sync_time")
     if current and build.HasField("update_time"):
-        key = sync_time.parse_key(current, entity["backend_target"])
+        key = sync_time.parse_key(current, _stored(entity, "backend_target", str))
         update_time = build.update_time.ToDatetime(datetime.timezone.utc)
         candidate = sync_time.next_sync_unix(update_time, sync_interval_of(entity))
         if candidate > key.unix_seconds:
             entity["next_backend_sync_time"] = str(key.with_time(candidate))
+
+
+def _decode(entity: datastore.Entity, name: str, message: type[Proto]) -> Proto:
+    data = _stored(entity, name, bytes)
+    try:
+        return message.FromString(data)
+    except DecodeError as error:
+        what = message.DESCRIPTOR.name
+        raise EntityDecodeError(f"{entity.kind} property {name!r} is not a {what}: {error}") from error
+
+
+def _stored(entity: datastore.Entity, name: str, expected: type, optional: bool = False) -> Any:
+    """Property `name` of `entity`, checked to be `expected` (or absent when `optional`)."""
+    value = entity.get(name)
+    if value is None and optional:
+        return None
+    if not isinstance(value, expected) or isinstance(value, bool):
+        what = "missing" if name not in entity else f"a {type(value).__name__}"
+        raise EntityDecodeError(f"{entity.kind} property {name!r} is {what}, not {expected.__name__}")
+    return value
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,7 +15,6 @@ import functools
 from typing import Callable
 
 from google.cloud import datastore
-from google.protobuf.message import DecodeError
 
 from buildsync import commit_budget, logs, model, outbox, status_change
 from buildsync.backend import TaskFetcher, fetch_in_halves
@@ -38,8 +37,9 @@ BUILDS_PER_TRANSACTION = 25
 # Datastore client's channel.
 DEFAULT_GROUP_WORKERS = 4
 
-# A build entity that cannot be decoded fails alone, not its whole group.
-_BAD_ENTITY_ERRORS = (DecodeError, SyncTimeKeyError, KeyError, TypeError, ValueError)
+# A build whose stored entities do not decode fails alone, not its whole group.
+# Nothing else is caught per build: any other error is a bug, and the batch retries.
+_BAD_ENTITY_ERRORS = (model.EntityDecodeError, SyncTimeKeyError)
 
 Clock = Callable[[], datetime.datetime]
 
@@ -246,7 +246,7 @@ def _update_build(
     """Decides one build and writes the decision into its entities (not yet to Datastore)."""
     build = model.read_build(build_entity) if build_entity is not None else None
     infra = model.read_infra(infra_entity) if infra_entity is not None else None
-    next_sync = build_entity.get("next_backend_sync_time", "") if build_entity is not None else ""
+    next_sync = model.next_sync_key_of(build_entity) if build_entity is not None else ""
     reason = skip_reason(build, infra, next_sync, batch.planned_at)
     if reason:
         return Update(Outcome.SKIPPED, reason), build, infra
