@@ -14,7 +14,7 @@ import re
 from typing import TYPE_CHECKING
 
 from buildsync import notification_format
-from buildsync.errors import SyncError, as_sync_error
+from buildsync.errors import as_sync_error
 from buildsync.outbox import Effect
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.proto import notification_pb2 as npb
@@ -76,13 +76,14 @@ def callback_topic_problem(stored: StoredBuild) -> str | None:
     return None
 
 
-def publish_each(publisher: pubsub_v1.PublisherClient, outgoing: list[Outgoing]) -> list[SyncError | None]:
+def publish_each(publisher: pubsub_v1.PublisherClient, outgoing: list[Outgoing]) -> list[Exception | None]:
     """Publishes every message; returns, in order, None for each accepted and the error of each not.
 
-    The errors are TransientError or PermanentError, as errors.py sorts them.
+    The errors are TransientError or PermanentError as errors.py sorts them, or
+    an error in neither table (a bug) as it is.
     """
     futures = [publisher.publish(o.topic, o.data, **o.attributes) for o in outgoing]
-    results: list[SyncError | None] = []
+    results: list[Exception | None] = []
     for message, future in zip(outgoing, futures, strict=True):
         try:
             future.result(timeout=PUBLISH_TIMEOUT_SECONDS)
