@@ -383,3 +383,25 @@ def test_every_group_locks_its_builds_in_ascending_key_order(
     assert lookups and all(keys == sorted(keys) for keys in lookups)
     groups = {frozenset(build_id for build_id, _ in keys) for keys in lookups if keys[0][1] == model.BUILD_KIND}
     assert sorted(map(sorted, groups)) == [sorted(build_ids)[:25], sorted(build_ids)[25:]]
+
+
+@pytest.mark.parametrize(
+    "handled_after, fetched_ids",
+    [
+        (datetime.timedelta(seconds=10), [2]),  # prompt: both fetched, the transaction skips build 1
+        (datetime.timedelta(minutes=5), [1]),  # late (a drained backlog): build 1 is left out before FetchTasks
+    ],
+)
+def test_a_late_batch_fetches_only_the_builds_still_due(
+    datastore_client, task_backend, fetcher, backend, handled_after, fetched_ids
+):
+    put_build(datastore_client, 1, updated=PLANNED_AT)  # synced by a newer copy since this batch was planned
+    put_build(datastore_client, 2, updated=LONG_AGO)
+    for build_id in (1, 2):
+        task_backend.backend.set_task(f"task-{build_id}", pb.STARTED, 2)
+    batch = SyncBatch(BACKEND, "proj", (1, 2), PLANNED_AT)
+
+    report = sync_batch(datastore_client, fetcher, backend, batch, clock=lambda: PLANNED_AT + handled_after)
+
+    assert task_backend.backend.calls == fetched_ids
+    assert (report.updated, report.skipped) == (1, 1)

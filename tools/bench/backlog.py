@@ -4,7 +4,8 @@ Time runs TIME_SCALE times faster than in production, and every duration
 scales alike: a trigger every 6 s stands for Cloud Scheduler's one a minute,
 a 30 s hold for 5 minutes, the message-age cut-off a deployment gets
 (deploy/variables.tf, else the edge's default) divided by TIME_SCALE, set
-through the edge's environment variable.
+through the edge's environment variable, and the sync's LATE_BATCH_AGE (one
+trigger interval) likewise.
 
 The three stages run in this process on real Pub/Sub topics (the emulator)
 with pull subscriptions, and every message goes through the edge
@@ -29,8 +30,9 @@ import re
 import threading
 import time
 import uuid
+from unittest import mock
 
-from buildsync import events, logs, resultdb
+from buildsync import events, logs, resultdb, sync
 from buildsync.backend import BackendPool
 from buildsync.completion import Completer, Targets
 from buildsync.handlers import handle_batch, handle_job, handle_trigger
@@ -180,6 +182,8 @@ def run_backlog(env: BenchEnvironment) -> BacklogFigures:
     with contextlib.ExitStack() as stack:
         stack.callback(logs.LOGGER.removeHandler, drops)
         stack.callback(os.environ.pop, "BUILDSYNC_MAX_EVENT_AGE_SECONDS", None)
+        # The sync's late-batch age is one trigger interval: it scales with the interval.
+        stack.enter_context(mock.patch.object(sync, "LATE_BATCH_AGE", sync.LATE_BATCH_AGE / TIME_SCALE))
         backends = stack.enter_context(contextlib.closing(BackendPool(deadline_seconds=60)))
         runtime = Runtime(
             datastore=client,
