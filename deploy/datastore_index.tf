@@ -17,6 +17,9 @@ locals {
     # Planner query (buildsync.planner.projects_with_incomplete_builds):
     #   projection project, distinct on project,
     #   incomplete = true AND backend_target = B
+    # and `buildsync status` (buildsync.sync_status): projection and distinct
+    # on backend_target, project; incomplete = true. The status also reads
+    # build_due_for_sync: the same equalities, projection on the sync time.
     build_projects_with_incomplete = ["incomplete", "backend_target", "project"]
   }
 }

@@ -22,7 +22,7 @@ import zipfile
 
 import hcl2
 import pytest
-from buildsync import outbox, planner, shard
+from buildsync import outbox, planner, shard, sync_status
 from buildsync.messages import ShardJob
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import datastore
@@ -515,6 +515,13 @@ def code_queries() -> dict[str, datastore.Query]:
     now = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
     client = RecordingClient()
     queries = {"shard": shard.due_builds_query(client, ShardJob("swarming://x", "chromium", 0, 1, now))}
+    for name, run in (
+        ("status_pairs", lambda: sync_status.pairs_with_incomplete_builds(client)),
+        ("status_times", lambda: sync_status.sync_times(client, "swarming://x", "chromium")),
+    ):
+        del client.queries[:]
+        run()
+        (queries[name],) = client.queries
     del client.queries[:]
     planner.projects_with_incomplete_builds(client, "swarming://x")
     outbox.due(client, now)
@@ -625,6 +632,9 @@ def test_composite_indexes_cover_the_code_queries(source):
     assert queries["shard"].projection == ["__key__"], "the shard query is keys only"
     assert needed["planner"] == ("Build", frozenset({"incomplete", "backend_target"}), ("project",))
     assert needed["outbox"] is None, "the outbox sweep needs no composite index"
+    # `buildsync status` reads the same two indexes.
+    assert needed["status_pairs"] == ("Build", frozenset({"incomplete"}), ("backend_target", "project"))
+    assert needed["status_times"] == needed["shard"]
     for name, index in needed.items():
         if index is not None:
             assert any(covers(candidate, index) for candidate in indexes), f"no {source} index serves the {name} query"
