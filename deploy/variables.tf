@@ -30,7 +30,7 @@ variable "package_dir" {
 }
 
 variable "trigger_topic" {
-  description = "Topic the Cloud Scheduler job (or an operator) publishes {\"version\": 1} to; it feeds the planner function."
+  description = "Topic the Cloud Scheduler job (or an operator) publishes {} (everything) to; it feeds the planner function."
   type        = string
   default     = "buildsync-trigger"
 }

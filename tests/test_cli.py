@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import subprocess
 import sys
@@ -13,19 +14,33 @@ from buildsync.proto import buildbucket_pb2 as pb
 
 from tests import buildbucket_writer as bb
 from tests.builds import BACKEND, get_build, put_build
+from tools.emulators import free_port
 
 LONG_AGO = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=1)
+
+
+def run_buildsync(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "buildsync", *args]
+    return subprocess.run(command, capture_output=True, text=True, env=env or os.environ.copy(), timeout=120)
 
 
 @pytest.fixture
 def run_cli(datastore_client, datastore_env, settings_file):
     def run(*args: str, settings=settings_file) -> subprocess.CompletedProcess:
-        command = [sys.executable, "-m", "buildsync", "sync", *args]
-        if settings is not None:
-            command += ["--settings", str(settings)]
-        return subprocess.run(command, capture_output=True, text=True, env={**os.environ, **datastore_env}, timeout=120)
+        options = ["--settings", str(settings)] if settings else []
+        return run_buildsync("sync", *args, *options, env={**os.environ, **datastore_env})
 
     return run
+
+
+def assert_one_line_naming(result: subprocess.CompletedProcess, code: int, *words: str) -> None:
+    """The CLI failed with `code` and one stderr line (besides log lines) that names the cause."""
+    assert result.returncode == code, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if not line.startswith("{")]
+    assert len(lines) == 1, result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
 
 
 def test_sync_prints_summary_and_exits_zero(datastore_client, task_backend, run_cli):
@@ -112,3 +127,120 @@ def test_unreachable_backend_exits_one(datastore_client, task_backend, run_cli):
     assert result.returncode == 1, result.stdout + result.stderr
     assert "failed     1" in result.stdout and "UNAVAILABLE" in result.stdout
     assert get_build(datastore_client, 1)[1].status == pb.STARTED
+
+
+def test_unreachable_backend_names_it_on_the_last_line(datastore_client, task_backend, run_cli):
+    put_build(datastore_client, 1, updated=LONG_AGO)
+    task_backend.stop()
+
+    result = run_cli("--backend", BACKEND, "--project", "proj", "--quiet")
+
+    assert_one_line_naming(result, 1, "1 of 1 due builds failed", BACKEND, "UNAVAILABLE")
+
+
+# --- every mistake named in one line ---------------------------------------------------------
+
+
+def clean_env(**values: str) -> dict[str, str]:
+    """This environment without anything that points at Google Cloud, plus `values`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GOOGLE_", "DATASTORE_", "CLOUDSDK_"))}
+    return {**env, "NO_GCE_CHECK": "true", **values}
+
+
+def test_missing_google_cloud_project_exits_two_naming_it(settings_file):
+    result = run_buildsync("sync", "--settings", str(settings_file), env=clean_env())
+
+    assert_one_line_naming(result, 2, "GOOGLE_CLOUD_PROJECT is not set")
+
+
+def test_missing_credentials_exit_two_naming_them(settings_file, tmp_path):
+    env = clean_env(GOOGLE_CLOUD_PROJECT="p", HOME=str(tmp_path), CLOUDSDK_CONFIG=str(tmp_path / "gcloud"))
+
+    result = run_buildsync("status", "--settings", str(settings_file), env=env)
+
+    assert_one_line_naming(result, 2, "no Google Cloud credentials", "gcloud auth application-default login")
+
+
+@pytest.mark.parametrize("workers", ["0", "-3", "four", "1.5"])
+def test_bad_workers_exit_two_naming_the_value(workers, settings_file):
+    result = run_buildsync("sync", "--workers", workers, "--settings", str(settings_file))
+
+    assert_one_line_naming(result, 2, "--workers", repr(workers), "not a whole number of 1 or more")
+
+
+def test_a_settings_file_that_does_not_exist_exits_two_naming_it(run_cli, tmp_path):
+    result = run_cli(settings=tmp_path / "nowhere.cfg")
+
+    assert_one_line_naming(result, 2, "nowhere.cfg", "cannot be read")
+
+
+def test_invalid_settings_exit_two_in_one_line(run_cli, tmp_path):
+    bad = tmp_path / "bad.cfg"
+    bad.write_text('backends { target: "x" full_mode { build_sync_setting { shards: -1 } } }')
+
+    result = run_cli(settings=bad)
+
+    assert_one_line_naming(result, 2, "hostname", "shards: -1 is negative")
+
+
+@pytest.mark.parametrize("command", ["sync", "status"])
+def test_an_unavailable_datastore_exits_one_naming_its_host(command, settings_file):
+    dead = f"127.0.0.1:{free_port()}"
+    env = clean_env(GOOGLE_CLOUD_PROJECT="p", DATASTORE_EMULATOR_HOST=dead)
+
+    result = run_buildsync(command, "--settings", str(settings_file), env=env)
+
+    assert_one_line_naming(result, 1, f"Datastore at {dead} is unavailable")
+
+
+# --- what runs and what it prints --------------------------------------------------------------
+
+
+def test_without_a_project_every_project_on_the_backend_is_synced(datastore_client, task_backend, run_cli):
+    for build_id, project in enumerate(["alpha", "beta", "v8--beta"], 1):
+        put_build(datastore_client, build_id, project=project, updated=LONG_AGO)
+        task_backend.backend.set_task(f"task-{build_id}", pb.SUCCESS, 2)
+
+    result = run_cli("--backend", BACKEND)
+
+    assert result.returncode == 0, result.stderr
+    assert "due        3" in result.stdout and "completed  3" in result.stdout
+    assert [get_build(datastore_client, i)[1].status for i in (1, 2, 3)] == [pb.INFRA_FAILURE] * 3
+
+
+def test_a_project_without_incomplete_builds_is_named_with_those_that_have_some(datastore_client, run_cli):
+    put_build(datastore_client, 1, project="chromium", updated=LONG_AGO)
+    put_build(datastore_client, 2, project="fuchsia", updated=LONG_AGO)
+
+    result = run_cli("--backend", BACKEND, "--project", "chromiun")
+
+    assert result.returncode == 0, result.stderr
+    assert f"project 'chromiun' has no incomplete builds on {BACKEND}; projects that do: chromium, fuchsia" in (
+        result.stdout
+    )
+
+
+def test_quiet_prints_no_log_lines(datastore_client, task_backend, run_cli):
+    put_build(datastore_client, 1, updated=LONG_AGO)
+    task_backend.stop()
+
+    loud, quiet = run_cli("--backend", BACKEND), run_cli("--backend", BACKEND, "--quiet")
+
+    assert loud.returncode == quiet.returncode == 1
+    assert any(line.startswith("{") for line in loud.stderr.splitlines())
+    assert_one_line_naming(quiet, 1, BACKEND)
+    assert "sync summary" in quiet.stdout
+
+
+def severities(result: subprocess.CompletedProcess) -> set[str]:
+    return {json.loads(line)["severity"] for line in result.stderr.splitlines() if line.startswith("{")}
+
+
+def test_log_level_drops_the_lines_below_it(datastore_client, task_backend, run_cli):
+    put_build(datastore_client, 1, updated=LONG_AGO, task_update_id=5)
+    task_backend.backend.set_task("task-1", pb.STARTED, 2)  # older than what is stored: a stale WARNING
+
+    warning, error = (run_cli("--backend", BACKEND, "--log-level", level) for level in ("WARNING", "ERROR"))
+
+    assert warning.returncode == error.returncode == 0, warning.stderr
+    assert "WARNING" in severities(warning) and severities(error) == set()
