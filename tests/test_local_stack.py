@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import queue
 import re
@@ -166,6 +167,11 @@ class KeptStack:
             self.process.wait()
 
 
+def function_log(folder: str, name: str) -> list[dict]:
+    with open(os.path.join(folder, f"{name}.log"), encoding="utf-8", errors="replace") as log:
+        return [json.loads(line) for line in log if line.startswith("{")]
+
+
 def port_is_open(host: str) -> bool:
     address, port = host.rsplit(":", 1)
     with socket.socket() as sock:
@@ -211,7 +217,12 @@ def test_triggers_published_by_hand_to_a_kept_stack_sync_what_they_name():
         assert stack.process.returncode == 0, output
         assert "stopping everything this run started" in output
         logs = re.search(r"logs kept in (\S+)", output)[1]
-        assert os.path.exists(os.path.join(logs, "planner.log"))
+        planned = [e["message"] for e in function_log(logs, "planner") if e.get("message", "").startswith("planned")]
+        assert planned == [
+            "planned 3 shard jobs: swarming://demo-swarm: chromium (3 shard jobs)",
+            "planned 9 shard jobs: swarming://demo-swarm: chromium (3 shard jobs), fuchsia (3 shard jobs), "
+            "v8--beta (3 shard jobs)",
+        ]
         assert not port_is_open(datastore_host)
         shutil.rmtree(logs, ignore_errors=True)
     finally:

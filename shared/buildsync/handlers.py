@@ -13,7 +13,7 @@ import datetime
 from buildsync import logs
 from buildsync.errors import SyncError, TransientError
 from buildsync.messages import ShardJob, SyncBatch, SyncTrigger
-from buildsync.planner import job_attributes, plan
+from buildsync.planner import job_attributes, plan, summarize
 from buildsync.publishing import publish_all
 from buildsync.report import SyncReport
 from buildsync.runtime import Runtime
@@ -34,7 +34,8 @@ def handle_trigger(
     planned_at = planned_at or datetime.datetime.now(datetime.timezone.utc)
     jobs = plan(runtime.datastore, runtime.settings, trigger, planned_at)
     publish_all(runtime.publisher, runtime.shard_topic, [(job.to_json(), job_attributes(job)) for job in jobs])
-    logs.event("INFO", "planned shard jobs", jobs=len(jobs), backend=trigger.backend, project=trigger.project)
+    message, fields = summarize(runtime.settings, trigger, jobs)
+    logs.event("INFO", message, **fields)
     try:
         runtime.completer.sweep(planned_at, runtime.sweep_min_age)
     except SyncError as error:

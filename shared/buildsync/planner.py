@@ -8,12 +8,13 @@ a new project needs no settings change).
 from __future__ import annotations
 
 import datetime
+from typing import Any
 
 from google.cloud import datastore
 from google.cloud.datastore.query import PropertyFilter
 
 from buildsync import logs, model
-from buildsync.errors import as_sync_error
+from buildsync.errors import UnknownBackendError, as_sync_error
 from buildsync.messages import ShardJob, SyncTrigger
 from buildsync.settings import BackendSettings, Settings
 
@@ -36,6 +37,52 @@ def projects_with_incomplete_builds(client: datastore.Client, backend: str) -> l
         raise as_sync_error(error, f"listing projects with incomplete builds on {backend}") from error
 
 
+def resolve_backends(settings: Settings, trigger: SyncTrigger) -> tuple[BackendSettings, ...]:
+    """The backends `trigger` names: every full-mode one, or the one it names (lite mode included).
+
+    Raises UnknownBackendError (permanent) naming the known backends and what to write instead.
+    """
+    if trigger.backend is None:
+        return settings.full_mode_backends()
+    try:
+        return (settings.backend(trigger.backend),)
+    except UnknownBackendError:
+        known = ", ".join(f'"{b.target}"' for b in settings.backends) or "none"
+        raise UnknownBackendError(
+            f"trigger names backend {trigger.backend!r}, which is not in the settings (known: {known}); "
+            'write one of those as "backend", or leave "backend" out to sync every full-mode backend'
+        ) from None
+
+
+def summarize(settings: Settings, trigger: SyncTrigger, jobs: list[ShardJob]) -> tuple[str, dict[str, Any]]:
+    """What a plan resolved, as a log message and its fields: each backend, its projects, their shard jobs.
+
+    Pure, so that the planner's log line says exactly what the trigger came to.
+    """
+    per_backend: dict[str, dict[str, int]] = {}
+    for job in jobs:
+        projects = per_backend.setdefault(job.backend, {})
+        projects[job.project] = projects.get(job.project, 0) + 1
+    parts, resolved = [], []
+    for backend in resolve_backends(settings, trigger):
+        projects = per_backend.get(backend.target, {})
+        if backend.lite_mode:
+            state = "lite mode, not synced"
+        elif projects:
+            state = ", ".join(f"{project} ({_jobs(count)})" for project, count in sorted(projects.items()))
+        else:
+            state = "no project has incomplete builds"
+        parts.append(f"{backend.target}: {state}")
+        resolved.append({"backend": backend.target, "lite_mode": backend.lite_mode, "projects": projects})
+    what = "; ".join(parts) or "no full-mode backend in the settings"
+    fields = {"jobs": len(jobs), "backend": trigger.backend, "project": trigger.project, "resolved": resolved}
+    return f"planned {_jobs(len(jobs))}: {what}", fields
+
+
+def _jobs(count: int) -> str:
+    return f"{count} shard job" + ("" if count == 1 else "s")
+
+
 def plan(
     client: datastore.Client, settings: Settings, trigger: SyncTrigger, planned_at: datetime.datetime
 ) -> list[ShardJob]:
@@ -44,12 +91,8 @@ def plan(
     Retry behaviour: an unknown backend raises UnknownBackendError (permanent);
     Datastore failures while listing projects raise TransientError.
     """
-    if trigger.backend is None:
-        backends = settings.full_mode_backends()
-    else:
-        backends = (settings.backend(trigger.backend),)
     jobs = []
-    for backend in backends:
+    for backend in resolve_backends(settings, trigger):
         if backend.lite_mode:
             logs.event("INFO", "backend is in lite mode; nothing to sync", backend=backend.target)
             continue

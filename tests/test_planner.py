@@ -1,0 +1,78 @@
+"""The planner's pure parts: which backends a trigger names, and the log line that says what it resolved."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+from buildsync.errors import UnknownBackendError
+from buildsync.messages import ShardJob, SyncTrigger
+from buildsync.planner import resolve_backends, shard_jobs, summarize
+from buildsync.settings import parse_settings
+
+NOW = datetime.datetime(2026, 12, 1, tzinfo=datetime.timezone.utc)
+SETTINGS = parse_settings(
+    """
+backends { target: "swarming://a" hostname: "a.example" full_mode { build_sync_setting { shards: 3 } } }
+backends { target: "swarming://b" hostname: "b.example" full_mode {} }
+backends { target: "lite://c" lite_mode {} }
+""",
+    "text",
+)
+
+
+def jobs_for(target: str, *projects: str) -> list[ShardJob]:
+    backend = SETTINGS.backend(target)
+    return [job for project in projects for job in shard_jobs(backend, project, NOW)]
+
+
+def test_an_empty_trigger_resolves_to_every_full_mode_backend():
+    assert [b.target for b in resolve_backends(SETTINGS, SyncTrigger())] == ["swarming://a", "swarming://b"]
+
+
+def test_a_named_lite_backend_resolves_but_gets_no_jobs():
+    (backend,) = resolve_backends(SETTINGS, SyncTrigger("lite://c"))
+
+    assert backend.lite_mode and shard_jobs(backend, "p", NOW) == []
+
+
+def test_an_unknown_backend_is_named_with_the_known_ones_and_the_fix():
+    with pytest.raises(UnknownBackendError) as raised:
+        resolve_backends(SETTINGS, SyncTrigger("swarming://nowhere"))
+
+    message = str(raised.value)
+    assert "'swarming://nowhere', which is not in the settings" in message
+    assert '(known: "swarming://a", "swarming://b", "lite://c")' in message
+    assert 'leave "backend" out to sync every full-mode backend' in message
+
+
+def test_the_log_line_names_each_backend_its_projects_and_their_shard_jobs():
+    jobs = jobs_for("swarming://a", "chromium", "v8--beta") + jobs_for("swarming://b", "fuchsia")
+
+    message, fields = summarize(SETTINGS, SyncTrigger(), jobs)
+
+    assert message == (
+        "planned 7 shard jobs: swarming://a: chromium (3 shard jobs), v8--beta (3 shard jobs); "
+        "swarming://b: fuchsia (1 shard job)"
+    )
+    assert fields["jobs"] == 7 and fields["backend"] is None and fields["project"] is None
+    assert fields["resolved"] == [
+        {"backend": "swarming://a", "lite_mode": False, "projects": {"chromium": 3, "v8--beta": 3}},
+        {"backend": "swarming://b", "lite_mode": False, "projects": {"fuchsia": 1}},
+    ]
+
+
+def test_the_log_line_says_when_a_backend_has_nothing_to_sync():
+    message, _ = summarize(SETTINGS, SyncTrigger(), jobs_for("swarming://b", "fuchsia"))
+
+    assert (
+        message
+        == "planned 1 shard job: swarming://a: no project has incomplete builds; swarming://b: fuchsia (1 shard job)"
+    )
+
+
+def test_the_log_line_of_a_lite_backend_says_it_is_not_synced():
+    message, fields = summarize(SETTINGS, SyncTrigger("lite://c", "p"), [])
+
+    assert message == "planned 0 shard jobs: lite://c: lite mode, not synced"
+    assert fields["backend"] == "lite://c" and fields["project"] == "p"
