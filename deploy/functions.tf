@@ -61,9 +61,10 @@ resource "google_cloudfunctions2_function" "function" {
   labels      = local.labels
 
   build_config {
-    runtime         = "python312"
-    entry_point     = each.key
-    service_account = google_service_account.build.id
+    runtime           = "python312"
+    entry_point       = each.key
+    service_account   = google_service_account.build.id
+    docker_repository = google_artifact_registry_repository.functions.id
 
     source {
       storage_source {
@@ -83,9 +84,16 @@ resource "google_cloudfunctions2_function" "function" {
     environment_variables          = merge(local.function_env, each.value.publishes)
   }
 
+  lifecycle {
+    precondition {
+      condition     = var.max_event_age_seconds >= local.retry_budget_seconds
+      error_message = "max_event_age_seconds must be at least max_delivery_attempts x maximum_backoff (${local.retry_budget_seconds} s), or a failing message is dropped as too old before it is dead-lettered."
+    }
+  }
+
   depends_on = [
     google_project_iam_member.build_logs,
-    google_project_iam_member.build_images,
+    google_artifact_registry_repository_iam_member.build_images,
     google_project_iam_member.build_function_sources,
     google_storage_bucket_iam_member.build_reads_zips,
   ]

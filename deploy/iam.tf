@@ -24,30 +24,41 @@ resource "google_service_account" "build" {
   description  = "Cloud Build runs the buildsync function builds as this account."
 }
 
-# Datastore access (project level is the only level Datastore IAM has).
+# Datastore access: each function its one role (local.functions: shard only
+# reads), granted on the project, which is where Datastore roles are granted,
+# with an IAM condition that limits it to the buildsync database.
 resource "google_project_iam_member" "function_datastore" {
   for_each = local.functions
 
   project = var.project
-  role    = "roles/datastore.user"
+  role    = each.value.datastore_role
   member  = google_service_account.function[each.key].member
+
+  condition {
+    title       = "buildsync-database-only"
+    description = "Only the Firestore-in-Datastore-mode database that holds the builds."
+    expression  = "resource.name == \"projects/${var.project}/databases/${var.datastore_database}\""
+  }
 }
 
 # Function builds, with the roles the Cloud Functions documentation lists for
 # a user-specified build service account: build logs, images in Artifact
-# Registry, and objects in Cloud Storage. Object access is limited to the
-# zips in our bucket and to the gcf-v2-* buckets Cloud Functions keeps the
-# uploaded sources in.
+# Registry, and objects in Cloud Storage. Image writes are limited to the
+# functions' own repository (artifacts.tf); object access to the zips in our
+# bucket and to the gcf-v2-* buckets Cloud Functions keeps the uploaded
+# sources in.
 resource "google_project_iam_member" "build_logs" {
   project = var.project
   role    = "roles/logging.logWriter"
   member  = google_service_account.build.member
 }
 
-resource "google_project_iam_member" "build_images" {
-  project = var.project
-  role    = "roles/artifactregistry.writer"
-  member  = google_service_account.build.member
+resource "google_artifact_registry_repository_iam_member" "build_images" {
+  project    = var.project
+  location   = google_artifact_registry_repository.functions.location
+  repository = google_artifact_registry_repository.functions.name
+  role       = "roles/artifactregistry.writer"
+  member     = google_service_account.build.member
 }
 
 resource "google_project_iam_member" "build_function_sources" {
@@ -111,7 +122,7 @@ resource "google_pubsub_topic_iam_member" "pubsub_agent_publishes_dead_letters" 
 }
 
 resource "google_pubsub_subscription_iam_member" "pubsub_agent_subscribes" {
-  for_each = local.functions
+  for_each = local.subscriptions
 
   project      = var.project
   subscription = google_pubsub_subscription.function[each.key].name

@@ -47,23 +47,28 @@ locals {
   }
 
   # The three functions, one entry each: what the function does, the topic
-  # that feeds it (through its push subscription) and the topics it publishes
-  # to, by the environment variable that tells it. Every per-function resource
-  # (zip object, function, service account, grants, push subscription) is one
+  # that feeds it (through its push subscription), the filter of that
+  # subscription, its one Datastore role, and the topics it publishes to, by
+  # the environment variable that tells it. Every per-function resource (zip
+  # object, function, service account, grants, push subscription) is one
   # resource with for_each over this map; the key is the entry point, the zip
   # name (KEY.zip) and the suffix of every name (buildsync-KEY).
   functions = {
     planner = {
-      description = "buildsync planner: one trigger in, one shard job per (backend, project, shard) out."
-      topic       = google_pubsub_topic.topic["trigger"].id
+      description    = "buildsync planner: one trigger in, one shard job per (backend, project, shard) out."
+      topic          = google_pubsub_topic.topic["trigger"].id
+      filter         = ""
+      datastore_role = "roles/datastore.user" # reads builds, deletes sent outbox entries
       publishes = {
         BUILDSYNC_SHARD_TOPIC  = google_pubsub_topic.topic["shard"].id
         BUILDSYNC_BUILDS_TOPIC = local.builds_topic_id
       }
     }
     shard = {
-      description = "buildsync shard: one shard job in, batches of due build ids out."
-      topic       = google_pubsub_topic.topic["shard"].id
+      description    = "buildsync shard: one shard job in, batches of due build ids out."
+      topic          = google_pubsub_topic.topic["shard"].id
+      filter         = ""
+      datastore_role = "roles/datastore.viewer" # queries only
       publishes = {
         BUILDSYNC_SYNC_TOPIC = google_pubsub_topic.topic["sync"].id
       }
@@ -71,11 +76,28 @@ locals {
     sync = {
       description = "buildsync sync: one batch of build ids in, builds updated from their backend tasks."
       topic       = google_pubsub_topic.topic["sync"].id
+      # Batches of the backends without a subscription of their own.
+      filter         = local.sync_other_backends_filter
+      datastore_role = "roles/datastore.user" # updates builds in transactions
       publishes = {
         BUILDSYNC_BUILDS_TOPIC = local.builds_topic_id
       }
     }
   }
+
+  # Every push subscription: one per function (on the topic that feeds it,
+  # with its filter), and one more on the sync topic per backend of
+  # var.sync_backends, filtered on the `backend` attribute the shard stage
+  # sets, named buildsync-sync-SLUG. Keyed by the name after "buildsync-".
+  subscriptions = merge(
+    { for name, function in local.functions : name => { function = name, filter = function.filter } },
+    { for backend, slug in local.sync_backend_slugs : "sync-${slug}" => { function = "sync", filter = "attributes.backend = \"${backend}\"" } },
+  )
+  sync_backend_slugs         = { for backend in var.sync_backends : backend => trim(replace(lower(backend), "/[^a-z0-9]+/", "-"), "-") }
+  sync_other_backends_filter = join(" AND ", [for backend in var.sync_backends : "NOT attributes.backend = \"${backend}\""])
+
+  # The longest a failing message is retried before it is dead-lettered.
+  retry_budget_seconds = var.max_delivery_attempts * tonumber(trimsuffix(var.maximum_backoff, "s"))
 
   # Environment variables every function gets; each adds its publishes map.
   function_env = {

@@ -37,14 +37,18 @@ resource "google_pubsub_topic" "builds" {
   depends_on = [google_kms_crypto_key_iam_member.pubsub_agent]
 }
 
-# One push subscription per function, on the topic that feeds it
-# (local.functions): trigger -> planner, shard -> shard, sync -> sync.
+# The push subscriptions (local.subscriptions): one per function on the
+# topic that feeds it (trigger -> planner, shard -> shard, sync -> sync), and
+# one per backend of var.sync_backends on the sync topic. A subscription has
+# its own push window, which Pub/Sub narrows when pushes fail, its own
+# backlog and its own dead letters: a failing backend slows only its own.
 resource "google_pubsub_subscription" "function" {
-  for_each = local.functions
+  for_each = local.subscriptions
 
   project                    = var.project
   name                       = "buildsync-${each.key}"
-  topic                      = each.value.topic
+  topic                      = local.functions[each.value.function].topic
+  filter                     = each.value.filter
   ack_deadline_seconds       = var.ack_deadline_seconds
   message_retention_duration = var.message_retention_duration
   labels                     = local.labels
@@ -53,14 +57,17 @@ resource "google_pubsub_subscription" "function" {
     # The topic path in the URL becomes the CloudEvent source
     # (//pubsub.googleapis.com/projects/P/topics/T) when the Functions
     # Framework turns the push body into a CloudEvent.
-    push_endpoint = "${google_cloudfunctions2_function.function[each.key].service_config[0].uri}/${each.value.topic}"
+    push_endpoint = "${google_cloudfunctions2_function.function[each.value.function].service_config[0].uri}/${local.functions[each.value.function].topic}"
 
     oidc_token {
       service_account_email = google_service_account.push_invoker.email
-      audience              = google_cloudfunctions2_function.function[each.key].service_config[0].uri
+      audience              = google_cloudfunctions2_function.function[each.value.function].service_config[0].uri
     }
   }
 
+  # A 429 (no instance free) is a failed push like any other: it is retried
+  # with this backoff and counts towards max_delivery_attempts, so the retry
+  # budget must outlast a burst (var.max_instance_count, README "Backlog").
   retry_policy {
     minimum_backoff = var.minimum_backoff
     maximum_backoff = var.maximum_backoff

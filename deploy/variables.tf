@@ -88,15 +88,28 @@ variable "ack_deadline_seconds" {
 }
 
 variable "minimum_backoff" {
-  description = "Shortest wait before a failed message is pushed again (0s to 600s)."
+  description = "Shortest wait before a failed message is pushed again, in whole seconds (0s to 600s)."
   type        = string
   default     = "10s"
+
+  validation {
+    condition     = can(regex("^[0-9]+s$", var.minimum_backoff)) && tonumber(trimsuffix(var.minimum_backoff, "s")) <= 600
+    error_message = "minimum_backoff must be whole seconds from 0s to 600s, e.g. \"10s\"."
+  }
 }
 
 variable "maximum_backoff" {
-  description = "Longest wait before a failed message is pushed again (0s to 600s)."
+  description = <<-EOT
+    Longest wait before a failed message is pushed again, in whole seconds (0s to 600s). With max_delivery_attempts
+    it makes the retry budget (attempts x maximum_backoff), which max_event_age_seconds must cover (README, "Backlog").
+  EOT
   type        = string
-  default     = "600s"
+  default     = "60s"
+
+  validation {
+    condition     = can(regex("^[0-9]+s$", var.maximum_backoff)) && tonumber(trimsuffix(var.maximum_backoff, "s")) <= 600
+    error_message = "maximum_backoff must be whole seconds from 0s to 600s, e.g. \"60s\"."
+  }
 }
 
 variable "message_retention_duration" {
@@ -129,7 +142,12 @@ variable "function_memory" {
 }
 
 variable "max_instance_count" {
-  description = "Largest number of instances of each function."
+  description = <<-EOT
+    Largest number of instances of each function (one request at a time each). Size sync for the peak: at least
+    2 x (sync batches per minute) x (seconds per batch) / 60, so that instances run out only in bursts; a burst's
+    429s are retried within the retry budget (max_delivery_attempts x maximum_backoff) instead of dead-lettered
+    (README, "Backlog").
+  EOT
   type        = map(number)
   default = {
     planner = 2
@@ -193,12 +211,14 @@ variable "source_bucket" {
 
 variable "max_event_age_seconds" {
   description = <<-EOT
-    BUILDSYNC_MAX_EVENT_AGE_SECONDS of the functions: an event published longer ago than this is logged and dropped
-    instead of handled (newer scheduled runs cover the same builds). Keep it longer than the redelivery budget
-    (max_delivery_attempts with backoff up to maximum_backoff), or messages are dropped before they are dead-lettered.
+    BUILDSYNC_MAX_EVENT_AGE_SECONDS of the functions, the backlog cut-off: a message published or planned longer ago
+    than this is logged and dropped instead of handled, since newer scheduled runs cover the same builds; a backlog so
+    cannot make the same builds fetched once per minute it lasted. It must cover the retry budget
+    (max_delivery_attempts x maximum_backoff), so that a message that keeps failing is dead-lettered rather than
+    dropped (checked when planning).
   EOT
   type        = number
-  default     = 3600
+  default     = 600
 
   validation {
     condition     = var.max_event_age_seconds > 0
@@ -228,5 +248,77 @@ variable "backend_options" {
       contains(["access-token", "id-token"], coalesce(options.identity, "access-token"))
     ])
     error_message = "backend_options: transport must be prpc or grpc, identity access-token or id-token."
+  }
+}
+
+variable "sync_backends" {
+  description = <<-EOT
+    Backend targets (as in the settings) that get a sync push subscription of their own, filtered on the `backend`
+    attribute the shard stage sets on every batch. A failing backend then slows and dead-letters only its own
+    subscription; the sync function's own subscription takes the batches of every backend not listed.
+  EOT
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition = length(distinct([
+      for backend in var.sync_backends : trim(replace(lower(backend), "/[^a-z0-9]+/", "-"), "-")
+    ])) == length(var.sync_backends)
+    error_message = "sync_backends must be distinct, also once lowercased with every run of other characters than a-z and 0-9 made one '-' (the subscription name)."
+  }
+  validation {
+    # Pub/Sub filters are at most 256 bytes; the catch-all one names every listed backend.
+    condition     = length(join(" AND ", [for backend in var.sync_backends : "NOT attributes.backend = \"${backend}\""])) <= 256
+    error_message = "Too many or too long sync_backends: the catch-all subscription's filter would pass Pub/Sub's 256 bytes."
+  }
+}
+
+variable "notification_channels" {
+  description = "Cloud Monitoring notification channel ids (projects/P/notificationChannels/N) that every buildsync alert notifies."
+  type        = list(string)
+  default     = []
+}
+
+variable "sync_lag_threshold_seconds" {
+  description = "Alert when the oldest due build of a backend and project has waited longer than this for its sync."
+  type        = number
+  default     = 900
+
+  validation {
+    condition     = var.sync_lag_threshold_seconds >= 60
+    error_message = "sync_lag_threshold_seconds must be at least 60: builds are planned once a minute."
+  }
+}
+
+variable "permanent_errors_per_10_minutes" {
+  description = "Alert when more messages than this are acknowledged with a permanent error in 10 minutes (per stage)."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.permanent_errors_per_10_minutes >= 0
+    error_message = "permanent_errors_per_10_minutes must be 0 or more."
+  }
+}
+
+variable "fetch_tasks_failure_ratio" {
+  description = "Alert when more than this share of a backend's FetchTasks calls fail over 10 minutes (0 to 1)."
+  type        = number
+  default     = 0.1
+
+  validation {
+    condition     = var.fetch_tasks_failure_ratio > 0 && var.fetch_tasks_failure_ratio < 1
+    error_message = "fetch_tasks_failure_ratio must be between 0 and 1."
+  }
+}
+
+variable "sync_oldest_unacked_seconds" {
+  description = "Alert when a sync subscription's oldest unacknowledged message is older than this."
+  type        = number
+  default     = 600
+
+  validation {
+    condition     = var.sync_oldest_unacked_seconds >= 60
+    error_message = "sync_oldest_unacked_seconds must be at least 60."
   }
 }

@@ -68,8 +68,9 @@ def _load_hcl(path: pathlib.Path) -> dict:
         return hcl2.load(handle, serialization_options=options)
 
 
-def _load_config() -> dict:
-    config: dict = {"resource": {}, "data": {}, "variable": {}, "output": {}, "locals": {}}
+def _load_config(variables: dict | None = None) -> dict:
+    """The configuration, with for_each resources expanded for the variables' defaults, or `variables`."""
+    config: dict = {"resource": {}, "data": {}, "variable": {}, "output": {}, "locals": {}, "templates": {}}
     files = sorted(DEPLOY.glob("*.tf"))
     assert files, "no Terraform files in deploy/"
     for path in files:
@@ -85,6 +86,8 @@ def _load_config() -> dict:
                 config[section].update(item)
         for item in doc.get("locals", []):
             config["locals"].update(item)
+    for name, value in (variables or {}).items():
+        config["variable"][name]["default"] = value
     _expand_for_each(config)
     return config
 
@@ -107,6 +110,57 @@ _PUBLISHER_GRANTS = (
 )
 
 
+# local.subscriptions: one per function, then one per backend of
+# var.sync_backends (local.sync_backend_slugs names them).
+_SUBSCRIPTIONS = (
+    "${merge({for name, function in local.functions : name => {function = name, filter = function.filter}}, "
+    '{for backend, slug in local.sync_backend_slugs : "sync-${slug}" => '
+    '{function = "sync", filter = "attributes.backend = \\"${backend}\\""}})}'
+)
+_SYNC_BACKEND_SLUGS = (
+    '${{for backend in var.sync_backends : backend => trim(replace(lower(backend), "/[^a-z0-9]+/", "-"), "-")}}'
+)
+_SYNC_OTHER_BACKENDS_FILTER = (
+    '${join(" AND ", [for backend in var.sync_backends : "NOT attributes.backend = \\"${backend}\\""])}'
+)
+# Resources whose bodies are templates no simple substitution turns into
+# values: kept as they are in CONFIG["templates"] and checked as such.
+_TEMPLATES = {"google_logging_metric"}
+
+
+def sync_backend_slug(backend: str) -> str:
+    """What local.sync_backend_slugs makes of a backend target."""
+    return re.sub(r"[^a-z0-9]+", "-", backend.lower()).strip("-")
+
+
+def _computed_local(config: dict, name: str):
+    """The value of a local built from others, for the locals this deployment computes."""
+    value = config["locals"][name]
+    functions = config["locals"]["functions"]
+    backends = config["variable"]["sync_backends"]["default"]
+    if value == _PUBLISHER_GRANTS:
+        return {
+            f"{name}/{variable}": {"function": name, "topic": topic}
+            for name, function in functions.items()
+            for variable, topic in function["publishes"].items()
+        }
+    if value == _SUBSCRIPTIONS:
+        assert config["locals"]["sync_backend_slugs"] == _SYNC_BACKEND_SLUGS
+        return {
+            **{name: {"function": name, "filter": function["filter"]} for name, function in functions.items()},
+            **{
+                f"sync-{sync_backend_slug(backend)}": {
+                    "function": "sync",
+                    "filter": f'attributes.backend = "{backend}"',
+                }
+                for backend in backends
+            },
+        }
+    if value == _SYNC_OTHER_BACKENDS_FILTER:
+        return " AND ".join(f'NOT attributes.backend = "{backend}"' for backend in backends)
+    return value
+
+
 def _for_each_map(config: dict, source: str) -> dict:
     # `var.FLAG ? local.NAME : {}` is evaluated with the flag's default.
     if switched := re.fullmatch(r"\$\{var\.([a-z0-9_]+) \? local\.([a-z0-9_]+) : \{\}\}", source):
@@ -114,16 +168,25 @@ def _for_each_map(config: dict, source: str) -> dict:
         return _for_each_map(config, f"${{local.{switched.group(2)}}}") if flag else {}
     match = re.fullmatch(r"\$\{local\.([a-z0-9_]+)\}", source)
     assert match, f"for_each must name a local: {source!r}"
-    value = config["locals"][match.group(1)]
-    if value == _PUBLISHER_GRANTS:
-        functions = config["locals"]["functions"]
-        return {
-            f"{name}/{variable}": {"function": name, "topic": topic}
-            for name, function in functions.items()
-            for variable, topic in function["publishes"].items()
-        }
+    value = _computed_local(config, match.group(1))
     assert isinstance(value, dict), f"local.{match.group(1)} is not a literal map: {value!r}"
     return value
+
+
+_FUNCTION_FIELD = re.compile(r'local\.functions\["([a-z0-9_]+)"\]\.([a-z0-9_]+)')
+
+
+def _function_fields(value: str, locals_: dict):
+    """`value` with each `local.functions["F"].FIELD` it names replaced by that field."""
+
+    def field(match: re.Match) -> str:
+        item = locals_["functions"][match.group(1)][match.group(2)]
+        inner = re.fullmatch(r"\$\{(.*)\}", item)
+        return inner.group(1) if inner else json.dumps(item)
+
+    if whole := re.fullmatch(r"\$\{" + _FUNCTION_FIELD.pattern + r"\}", value):
+        return locals_["functions"][whole.group(1)][whole.group(2)]
+    return _FUNCTION_FIELD.sub(field, value)
 
 
 def _substitute(value, key: str, each: dict, locals_: dict):
@@ -133,7 +196,11 @@ def _substitute(value, key: str, each: dict, locals_: dict):
         return [_substitute(item, key, each, locals_) for item in value]
     if not isinstance(value, str):
         return value
+    value = _substitute_each(value, key, each, locals_)
+    return _function_fields(value, locals_) if isinstance(value, str) else value
 
+
+def _substitute_each(value: str, key: str, each: dict, locals_: dict):
     def resolve(expression: str):
         if expression.startswith("local."):
             return locals_[expression.split(".", 1)[1]]
@@ -163,6 +230,8 @@ def _substitute(value, key: str, each: dict, locals_: dict):
 
 
 def _expand_for_each(config: dict) -> None:
+    for kind in _TEMPLATES & set(config["resource"]):
+        config["templates"][kind] = config["resource"].pop(kind)
     for kind, named in config["resource"].items():
         for name, body in list(named.items()):
             if "for_each" not in body:
@@ -332,7 +401,7 @@ def subscriptions_by_topic() -> dict[str, list[dict]]:
 @pytest.mark.parametrize("topic,function", FEEDS.items())
 def test_topic_feeds_the_function_that_reads_it(topic, function):
     subscriptions = subscriptions_by_topic()[topic_ref(topic)]
-    assert len(subscriptions) == 1, f"{topic}: expected one subscription"
+    assert len(subscriptions) == 1, f"{topic}: expected one subscription (no sync_backends by default)"
     push = block(subscriptions[0], "push_config")
     target = f"google_cloudfunctions2_function.{function_resource(function)}"
     assert refs(push["push_endpoint"]) >= {target}, push["push_endpoint"]
@@ -435,22 +504,56 @@ def test_only_the_push_invoker_may_invoke_each_function():
         assert not kind.endswith(("_iam_binding", "_iam_policy")), f"{kind} replaces grants made by others"
 
 
+# Each function's one Datastore role: shard only queries.
+DATASTORE_ROLES = {"planner": "roles/datastore.user", "shard": "roles/datastore.viewer", "sync": "roles/datastore.user"}
+DATABASE_CONDITION = 'resource.name == "projects/${var.project}/databases/${var.datastore_database}"'
+
+
+def grants_to(account: str) -> list[tuple[str, dict]]:
+    """Every IAM grant whose member is `account`, as (kind, body)."""
+    return [
+        (kind, body)
+        for kind, named in CONFIG["resource"].items()
+        if kind.endswith("_iam_member")
+        for body in named.values()
+        if account in refs(body.get("member"))
+    ]
+
+
 @pytest.mark.parametrize("function", FUNCTIONS)
-def test_function_accounts_have_least_roles(function):
+def test_function_accounts_have_exactly_their_roles(function):
     account = ref(block(function_by_entry_point()[function], "service_config")["service_account_email"])
-    project_roles = {
-        body["role"] for body in resources("google_project_iam_member").values() if ref(body["member"]) == account
-    }
-    assert project_roles == {"roles/datastore.user"}
-    published = {
-        ref(body["topic"])
-        for body in members("google_pubsub_topic_iam_member", "roles/pubsub.publisher")
-        if ref(body["member"]) == account
-    }
+    grants = grants_to(account)
+    project = [body for kind, body in grants if kind == "google_project_iam_member"]
+    published = {ref(body["topic"]) for kind, body in grants if kind == "google_pubsub_topic_iam_member"}
+    assert [body["role"] for body in project] == [DATASTORE_ROLES[function]]
     assert published == set(PUBLISHES[function].values())
-    for kind, named in CONFIG["resource"].items():
-        if kind.endswith("_iam_member") and kind not in ("google_project_iam_member", "google_pubsub_topic_iam_member"):
-            assert all(account not in refs(body.get("member")) for body in named.values()), f"{account} in {kind}"
+    assert all(
+        body["role"] == "roles/pubsub.publisher" for kind, body in grants if kind == "google_pubsub_topic_iam_member"
+    )
+    assert {kind for kind, _ in grants} <= {"google_project_iam_member", "google_pubsub_topic_iam_member"}, grants
+
+
+def test_datastore_roles_are_limited_to_the_buildsync_database():
+    datastore = [body for body in resources("google_project_iam_member").values() if "datastore" in body["role"]]
+    assert len(datastore) == len(FUNCTIONS)
+    for body in datastore:
+        assert block(body, "condition")["expression"] == DATABASE_CONDITION, body
+
+
+def test_build_account_writes_images_only_to_the_functions_repository():
+    account = "google_service_account.build"
+    grants = grants_to(account)
+    project_roles = {body["role"] for kind, body in grants if kind == "google_project_iam_member"}
+    assert project_roles == {"roles/logging.logWriter", "roles/storage.objectAdmin"}, "no project-wide image writes"
+    writers = [body for kind, body in grants if kind == "google_artifact_registry_repository_iam_member"]
+    assert [body["role"] for body in writers] == ["roles/artifactregistry.writer"]
+    repository = "google_artifact_registry_repository.functions"
+    assert refs(writers[0]["repository"]) == {repository}
+    for name, body in resources("google_cloudfunctions2_function").items():
+        assert ref(block(body, "build_config")["docker_repository"]) == repository, name
+    objects = [body for kind, body in grants if body["role"] == "roles/storage.objectAdmin"]
+    assert all("gcf-v2-" in block(body, "condition")["expression"] for body in objects)
 
 
 def test_pubsub_service_agent_can_move_dead_letters_and_use_the_key():
@@ -770,3 +873,290 @@ def test_functions_read_the_settings_where_package_sh_puts_them():
         assert {"local.package_dir", "var.settings_file"} <= refs(condition), (
             f"{name}: zips and settings_file may differ"
         )
+
+
+# --- per-backend subscriptions and the retry budget ------------------------------
+
+BACKENDS = ["swarming://chromium-swarm", "buildbucket://Other.Example.com"]
+CONFIG_WITH_BACKENDS = _load_config({"sync_backends": BACKENDS})
+
+
+def test_each_listed_backend_has_its_own_sync_subscription_and_the_rest_share_one():
+    subscriptions = CONFIG_WITH_BACKENDS["resource"]["google_pubsub_subscription"]
+    sync_topic = topic_ref("sync")
+    on_sync = {name: body for name, body in subscriptions.items() if ref(body["topic"]) == sync_topic}
+    assert set(on_sync) == {
+        'function["sync"]',
+        'function["sync-swarming-chromium-swarm"]',
+        'function["sync-buildbucket-other-example-com"]',
+    }
+    filters = {body["name"]: body["filter"] for body in on_sync.values()}
+    assert filters == {
+        "buildsync-sync-swarming-chromium-swarm": 'attributes.backend = "swarming://chromium-swarm"',
+        "buildsync-sync-buildbucket-other-example-com": 'attributes.backend = "buildbucket://Other.Example.com"',
+        "buildsync-sync": "${local.sync_other_backends_filter}",
+    }
+    # The catch-all takes exactly the batches no other subscription takes.
+    other = _computed_local(CONFIG_WITH_BACKENDS, "sync_other_backends_filter")
+    assert other == " AND ".join(f'NOT attributes.backend = "{backend}"' for backend in BACKENDS)
+    assert _computed_local(CONFIG, "sync_other_backends_filter") == "", "no backends: one unfiltered subscription"
+    target = f"google_cloudfunctions2_function.{function_resource('sync')}"
+    for body in on_sync.values():
+        push = block(body, "push_config")
+        assert target in refs(push["push_endpoint"]) and ref(block(push, "oidc_token")["audience"]) == target
+        assert block(body, "dead_letter_policy")["max_delivery_attempts"] == "${var.max_delivery_attempts}"
+    subscribed = {
+        ref(body["subscription"])
+        for body in CONFIG_WITH_BACKENDS["resource"]["google_pubsub_subscription_iam_member"].values()
+    }
+    assert subscribed == {f"google_pubsub_subscription.{name}" for name in subscriptions if name != "dead_letter"}
+
+
+def test_sync_backends_are_validated_for_distinct_names_and_the_filter_limit():
+    conditions = " ".join(rule["condition"] for rule in CONFIG["variable"]["sync_backends"]["validation"])
+    assert "distinct" in conditions and "256" in conditions
+    assert sync_backend_slug("swarming://Chromium--Swarm.") == "swarming-chromium-swarm"
+
+
+def test_shard_batches_carry_the_backend_attribute_the_filters_read():
+    source = (REPO / "shared" / "buildsync").rglob("*.py")
+    publishing = [path for path in source if re.search(r'"backend":\s*\w+\.backend', path.read_text())]
+    assert publishing, "no stage publishes batches with a backend attribute"
+
+
+def _seconds(duration: str) -> int:
+    assert re.fullmatch(r"\d+s", duration), duration
+    return int(duration[:-1])
+
+
+def test_backlog_cut_off_covers_the_retry_budget():
+    budget = default("max_delivery_attempts") * _seconds(default("maximum_backoff"))
+    assert CONFIG["locals"]["retry_budget_seconds"] == (
+        '${var.max_delivery_attempts * tonumber(trimsuffix(var.maximum_backoff, "s"))}'
+    )
+    assert budget <= default("max_event_age_seconds") <= 15 * 60, "a cut-off of a few minutes, above the budget"
+    for name, body in resources("google_cloudfunctions2_function").items():
+        condition = block(body, "lifecycle", "precondition")["condition"]
+        assert condition == "${var.max_event_age_seconds >= local.retry_budget_seconds}", name
+        env = block(body, "service_config")["environment_variables"]
+        assert env["BUILDSYNC_MAX_EVENT_AGE_SECONDS"] == "${var.max_event_age_seconds}"
+
+
+def test_a_burst_of_429s_is_retried_for_minutes_before_a_dead_letter():
+    """Pub/Sub's exponential backoff from minimum to maximum, over max_delivery_attempts - 1 retries."""
+    waits, wait = [], _seconds(default("minimum_backoff"))
+    for _ in range(default("max_delivery_attempts") - 1):
+        waits.append(min(wait, _seconds(default("maximum_backoff"))))
+        wait *= 2
+    assert sum(waits) >= 5 * 60, f"a burst gets only {sum(waits)} s to drain"
+    assert default("max_instance_count")["sync"] >= 10
+
+
+# --- metrics, alerts, dashboard ---------------------------------------------------
+
+from buildsync import metrics  # noqa: E402
+
+LOG_METRICS = CONFIG["locals"]["log_metrics"]
+# The Pub/Sub metrics the alerts and the dashboard may read.
+PUBSUB_METRICS = {
+    "pubsub.googleapis.com/subscription/num_undelivered_messages",
+    "pubsub.googleapis.com/subscription/oldest_unacked_message_age",
+}
+
+
+def test_terraform_declares_exactly_the_log_metrics_of_metrics_py():
+    assert set(LOG_METRICS) == set(metrics.METRICS)
+    for name, metric in metrics.METRICS.items():
+        declared = LOG_METRICS[name]
+        assert declared["line"] == metric.line, name
+        assert declared["labels"] == list(metric.labels), name
+        assert declared["value"] == metric.value, name
+        assert declared["unit"] == metric.unit, name
+        assert declared["description"] == metric.description, name
+        buckets = declared["buckets"]
+        assert (buckets is None) == (metric.value is None), f"{name}: only distributions have buckets"
+        if buckets:
+            assert buckets["count"] >= 10 and buckets["growth"] > 1 and buckets["scale"] > 0, name
+
+
+def test_log_metrics_read_the_functions_lines_by_their_metric_field():
+    (body,) = CONFIG["templates"]["google_logging_metric"].values()
+    assert body["for_each"] == "${local.log_metrics}"
+    assert body["name"] == "buildsync/${each.key}"
+    line_filter = f'jsonPayload.{metrics.METRIC_FIELD}="${{each.value.line}}"'
+    assert body["filter"] == f"${{local.function_log_filter}} AND {line_filter}"
+    logs = CONFIG["locals"]["function_log_filter"]
+    assert 'resource.type="cloud_run_revision"' in logs
+    assert re.search(r"service_name=~\"\^buildsync-\((\w+)\|(\w+)\|(\w+)\)\$\"", logs).groups() == FUNCTIONS
+    assert body["label_extractors"] == '${{for label in each.value.labels : label => "EXTRACT(jsonPayload.${label})"}}'
+    assert body["value_extractor"] == '${each.value.value == null ? null : "EXTRACT(jsonPayload.${each.value.value})"}'
+    descriptor = block(body, "metric_descriptor")
+    assert descriptor["metric_kind"] == "DELTA"
+    assert descriptor["value_type"] == '${each.value.value == null ? "INT64" : "DISTRIBUTION"}'
+    (labels,) = descriptor["dynamic"]
+    assert labels["labels"]["for_each"] == "${each.value.labels}"
+    (buckets,) = body["dynamic"]
+    assert buckets["bucket_options"]["for_each"] == "${each.value.buckets == null ? [] : [each.value.buckets]}"
+
+
+_LOG_METRIC_TYPE = re.compile(
+    r'metric\.type = \\?"logging\.googleapis\.com/user/\$\{google_logging_metric\.buildsync\["(\w+)"\]\.name\}\\?"'
+)
+_METRIC_TYPE = re.compile(r'metric\.type\s*=\s*\\?"([a-z./_]+)\\?"')
+
+
+def metrics_read(filter_: str) -> set[str]:
+    """The metrics a Monitoring filter reads: log-based ones by key, others by type."""
+    found = {f"log:{key}" for key in _LOG_METRIC_TYPE.findall(filter_)}
+    found |= set(_METRIC_TYPE.findall(filter_))
+    assert found, f"filter reads no metric: {filter_}"
+    return found
+
+
+ALERTS = resources("google_monitoring_alert_policy")
+
+
+def alert_filters(body: dict) -> list[tuple[str, dict]]:
+    out = []
+    for condition in body["conditions"]:
+        for kind in ("condition_threshold", "condition_absent"):
+            for spec in condition.get(kind, []):
+                out.append((spec["filter"], spec))
+                if "denominator_filter" in spec:
+                    out.append((spec["denominator_filter"], spec))
+    assert out, "an alert without a condition"
+    return out
+
+
+@pytest.mark.parametrize("alert", sorted(ALERTS))
+def test_every_alert_reads_a_metric_that_exists_with_labels_it_has(alert):
+    body = ALERTS[alert]
+    assert body["notification_channels"] == "${var.notification_channels}"
+    assert block(body, "documentation")["content"]
+    for filter_, spec in alert_filters(body):
+        for metric in metrics_read(filter_):
+            if metric.startswith("log:"):
+                key = metric[4:]
+                assert key in LOG_METRICS, f"{alert} reads buildsync/{key}, which metrics.tf does not declare"
+                labels = set(LOG_METRICS[key]["labels"])
+                assert 'resource.type = "cloud_run_revision"' in filter_, f"{alert}: the functions' metrics"
+            else:
+                assert metric in PUBSUB_METRICS, f"{alert} reads {metric}"
+                labels = set()
+            used = set(re.findall(r"metric\.label\.(\w+)", filter_))
+            for aggregation in spec.get("aggregations", []) + spec.get("denominator_aggregations", []):
+                used |= {
+                    field.split(".")[-1]
+                    for field in aggregation.get("group_by_fields", [])
+                    if field.startswith("metric.label.")
+                }
+            assert used <= labels, f"{alert}: labels {used - labels} are not labels of {metric}"
+
+
+def test_the_alerts_the_operator_needs_exist():
+    reads = {name: set().union(*(metrics_read(f) for f, _ in alert_filters(body))) for name, body in ALERTS.items()}
+    assert reads == {
+        "dead_letters": {"pubsub.googleapis.com/subscription/num_undelivered_messages"},
+        "sync_lag": {"log:sync_lag_seconds"},
+        "permanent_errors": {"log:permanent_errors"},
+        "fetch_tasks_failures": {"log:fetch_tasks_calls"},
+        "sync_backlog": {"pubsub.googleapis.com/subscription/oldest_unacked_message_age"},
+    }
+    dead_letters = block(ALERTS["dead_letters"], "conditions", "condition_threshold")
+    assert "${google_pubsub_subscription.dead_letter.name}" in dead_letters["filter"]
+    assert (dead_letters["comparison"], dead_letters["threshold_value"]) == ("COMPARISON_GT", 0)
+    lag = ALERTS["sync_lag"]["conditions"]
+    assert lag[0]["condition_threshold"][0]["threshold_value"] == "${var.sync_lag_threshold_seconds}"
+    assert "condition_absent" in lag[1], "a stopped planner reports no lag at all"
+    ratio = block(ALERTS["fetch_tasks_failures"], "conditions", "condition_threshold")
+    assert 'metric.label.code != "OK"' in ratio["filter"] and "code" not in ratio["denominator_filter"]
+    assert ratio["threshold_value"] == "${var.fetch_tasks_failure_ratio}"
+    backlog = block(ALERTS["sync_backlog"], "conditions", "condition_threshold")
+    assert 'subscription_id = starts_with("buildsync-sync")' in backlog["filter"]
+    assert all(name.startswith("buildsync-sync") for name in _sync_subscription_names())
+    assert block(ALERTS["permanent_errors"], "conditions", "condition_threshold")["threshold_value"] == (
+        "${var.permanent_errors_per_10_minutes}"
+    )
+
+
+def _sync_subscription_names() -> list[str]:
+    subscriptions = CONFIG_WITH_BACKENDS["resource"]["google_pubsub_subscription"].values()
+    return [body["name"] for body in subscriptions if ref(body["topic"]) == topic_ref("sync")]
+
+
+def render_dashboard() -> dict:
+    """deploy/dashboard.json.tftpl rendered as templatefile would, with the values main.tf passes."""
+    (body,) = resources("google_monitoring_dashboard").values()
+    call = body["dashboard_json"]
+    assert call.startswith('${templatefile("${path.module}/dashboard.json.tftpl", {')
+    promql = '"logging_googleapis_com:user_${replace(metric.name, "/", "_")}"'
+    assert f"promql = {{for key, metric in google_logging_metric.buildsync : key => {promql}}}" in call
+    passed_alerts = set(re.findall(r"google_monitoring_alert_policy\.(\w+)\.name", call))
+    assert passed_alerts == set(ALERTS)
+
+    def value(match: re.Match) -> str:
+        name, key = match.group(1), match.group(2)
+        if name == "promql":
+            assert key in LOG_METRICS, f"the dashboard reads buildsync/{key}, which metrics.tf does not declare"
+            return f"logging_googleapis_com:user_buildsync_{key}"
+        if name == "alerts":
+            assert key in ALERTS and f"{key} = google_monitoring_alert_policy.{key}.name" in call, key
+            return f"projects/p/alertPolicies/{key}"
+        assert name == "dead_letter_subscription" and key is None, match.group(0)
+        return "buildsync-dead-letter-sub"
+
+    text = re.sub(r'\$\{(\w+)(?:\["(\w+)"\])?\}', value, (DEPLOY / "dashboard.json.tftpl").read_text())
+    assert "${" not in text and "%{" not in text
+    return json.loads(text)
+
+
+def values_at(tree, suffix: str) -> list:
+    """The values (not the keys) at paths ending in `suffix`."""
+    key = suffix.rsplit("/", 1)[1]
+    return [leaf for path, leaf in walk(tree) if path.endswith(suffix) and leaf != key]
+
+
+def test_dashboard_charts_existing_metrics_with_their_labels():
+    dashboard = render_dashboard()
+    tiles = dashboard["mosaicLayout"]["tiles"]
+    queries = values_at(tiles, "/prometheusQuery")
+    filters = values_at(tiles, "/timeSeriesFilter/filter")
+    assert queries and filters
+    for query in queries:
+        names = re.findall(r"logging_googleapis_com:user_buildsync_(\w+?)(_sum|_count|_bucket)?\{([^}]*)\}", query)
+        assert names, query
+        grouped = set()
+        for by in re.findall(r"by \(([^)]*)\)", query):
+            grouped |= {label.strip() for label in by.split(",")} - {"le"}
+        for key, suffix, selector in names:
+            metric = metrics.METRICS[key]
+            assert bool(suffix) == (metric.value is not None), (
+                f"{key}{suffix}: distributions take a suffix, counters none"
+            )
+            assert 'monitored_resource="cloud_run_revision"' in selector, query
+            selected = set(re.findall(r"(\w+)!?=", selector)) - {"monitored_resource"}
+            assert grouped | selected <= set(metric.labels), f"{query}: labels not on {key}"
+    for filter_ in filters:
+        assert metrics_read(filter_.replace("=", " = ")) <= PUBSUB_METRICS
+
+
+def test_dashboard_shows_throughput_completed_builds_and_every_alert():
+    dashboard = render_dashboard()
+    text = json.dumps(dashboard)
+    for key in (
+        "builds_synced",
+        "build_cycle_seconds",
+        "sync_lag_seconds",
+        "fetch_tasks_latency",
+        "fetch_tasks_calls",
+        "permanent_errors",
+    ):
+        assert f"user_buildsync_{key}" in text, key
+    charted = set(values_at(dashboard, "/alertChart/name"))
+    assert charted == {f"projects/p/alertPolicies/{name}" for name in ALERTS}
+    positions = [(tile["xPos"], tile["yPos"]) for tile in dashboard["mosaicLayout"]["tiles"]]
+    assert len(positions) == len(set(positions))
+    assert all(
+        tile["xPos"] + tile["width"] <= dashboard["mosaicLayout"]["columns"]
+        for tile in dashboard["mosaicLayout"]["tiles"]
+    )
