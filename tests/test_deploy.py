@@ -753,25 +753,69 @@ def test_terraform_and_index_yaml_hold_the_same_indexes():
 # --- packaging ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("function", FUNCTIONS)
-def test_function_requirements_cover_the_vendored_package(function):
-    """The zip has no shared/: the function's requirements must bring the core package's dependencies."""
-    pyproject = tomllib.loads((REPO / "shared" / "pyproject.toml").read_text())
-    needed = {
-        re.match(r"[A-Za-z0-9_.\-]+", dep).group(0).lower().replace("_", "-")
-        for dep in pyproject["project"]["dependencies"]
-    }
-    needed.add("functions-framework")
-    listed = set()
-    for line in (REPO / "functions" / function / "requirements.txt").read_text().splitlines():
+LOCK_INPUT = REPO / "functions" / "requirements.in"
+LOCK_HEADER = re.compile(r"# Locked by tools/lock\.sh from functions/requirements\.in \(sha256 ([0-9a-f]{64})\)")
+
+
+def _name(requirement: str) -> str:
+    return re.match(r"[A-Za-z0-9_.\-]+", requirement).group(0).lower().replace("_", "-")
+
+
+def lock_input() -> dict[str, str]:
+    """functions/requirements.in: each requirement by its normalised name."""
+    lines = [line.split("#", 1)[0].strip() for line in LOCK_INPUT.read_text().splitlines()]
+    return {_name(line): line for line in lines if line}
+
+
+def locked(function: str) -> dict[str, tuple[str, list[str]]]:
+    """A function's requirements.txt as {name: (exact version, hashes)}; anything else fails."""
+    text = (REPO / "functions" / function / "requirements.txt").read_text()
+    entries = re.sub(r"\\\n\s*", " ", text)  # join continuation lines
+    pins = {}
+    for line in entries.splitlines():
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
-        assert not line.startswith(("-e", "-r", ".", "/")) and "buildsync" not in line, (
-            f"{function}: {line!r} is not in the zip"
-        )
-        listed.add(re.match(r"[A-Za-z0-9_.\-]+", line).group(0).lower().replace("_", "-"))
-    assert needed <= listed, f"{function}/requirements.txt lacks {sorted(needed - listed)}"
+        match = re.fullmatch(r"([A-Za-z0-9_.\-]+)==([^\s;]+)((?:\s+--hash=sha256:[0-9a-f]{64})+)", line)
+        assert match, f"{function}/requirements.txt: {line!r} is not an exact pin with hashes"
+        pins[_name(match.group(1))] = (match.group(2), re.findall(r"sha256:([0-9a-f]{64})", match.group(3)))
+    return pins
+
+
+def test_lock_input_covers_the_vendored_package():
+    """The zip has no shared/: the functions' requirements must bring the core package's dependencies."""
+    pyproject = tomllib.loads((REPO / "shared" / "pyproject.toml").read_text())
+    wanted = {_name(dep): dep for dep in pyproject["project"]["dependencies"]}
+    listed = lock_input()
+    assert "functions-framework" in listed
+    assert set(wanted) <= set(listed), f"functions/requirements.in lacks {sorted(set(wanted) - set(listed))}"
+    for line in listed.values():
+        assert "buildsync" not in line and not line.startswith(("-e", "-r", ".", "/")), line
+        assert re.search(r"<\s*[0-9]", line), f"{line!r}: every requirement has an upper bound"
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_function_requirements_are_a_fresh_lock_with_exact_versions_and_hashes(function):
+    from packaging.requirements import Requirement
+
+    path = REPO / "functions" / function / "requirements.txt"
+    header = LOCK_HEADER.match(path.read_text())
+    assert header, f"{path} was not written by tools/lock.sh"
+    digest = hashlib.sha256(LOCK_INPUT.read_bytes()).hexdigest()
+    assert header.group(1) == digest, f"{path} is stale: functions/requirements.in changed; run tools/lock.sh"
+    pins = locked(function)
+    for name, line in lock_input().items():
+        assert name in pins, f"{function}: {name} is not locked"
+        assert Requirement(line).specifier.contains(pins[name][0], prereleases=True), (name, pins[name][0])
+    assert all(hashes for _, hashes in pins.values())
+    assert path.read_bytes() == (REPO / "functions" / "sync" / "requirements.txt").read_bytes(), "one lock for all"
+
+
+def test_development_requirements_have_upper_bounds():
+    for line in (REPO / "requirements.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line and not line.startswith("-e"):
+            assert "==" in line or re.search(r"<\s*[0-9]", line), f"requirements.txt: {line!r} has no upper bound"
 
 
 @pytest.fixture
