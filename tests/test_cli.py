@@ -111,6 +111,15 @@ def test_missing_settings_exit_two(run_cli, monkeypatch):
     assert "BUILDSYNC_SETTINGS" in result.stderr
 
 
+def test_a_bad_fetch_deadline_exits_two_naming_the_variable(run_cli, monkeypatch):
+    monkeypatch.setenv("BUILDSYNC_FETCH_DEADLINE_SECONDS", "soon")
+
+    result = run_cli("--backend", BACKEND, "--project", "proj")
+
+    assert result.returncode == 2
+    assert "BUILDSYNC_FETCH_DEADLINE_SECONDS='soon'" in result.stderr
+
+
 def test_lite_mode_exits_zero_doing_nothing(run_cli):
     result = run_cli("--backend", "lite://backend", "--project", "proj")
 

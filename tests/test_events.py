@@ -101,7 +101,14 @@ def test_event_older_than_the_cut_off_is_dropped_without_work(log_lines, monkeyp
     assert line["severity"] == "WARNING" and line["age_seconds"] > 600
 
 
-@pytest.mark.parametrize("value", ["", "abc", "-5", "0"])
-def test_bad_max_event_age_falls_back_to_the_default(monkeypatch, value):
-    monkeypatch.setenv("BUILDSYNC_MAX_EVENT_AGE_SECONDS", value)
-    assert events.max_event_age() == events.DEFAULT_MAX_EVENT_AGE
+def test_a_bad_max_event_age_is_a_permanent_settings_error_and_does_no_work(log_lines, monkeypatch):
+    monkeypatch.setenv("BUILDSYNC_MAX_EVENT_AGE_SECONDS", "abc")
+    old = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=20)
+    seen = []
+
+    events.handle(pubsub_event(b"{}", published=old), "sync", seen.append)
+
+    assert seen == []
+    [line] = log_lines()
+    assert line["severity"] == "ERROR" and line["error_type"] == "SettingsError" and line["retry"] is False
+    assert "BUILDSYNC_MAX_EVENT_AGE_SECONDS='abc'" in line["message"]

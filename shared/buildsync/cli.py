@@ -17,11 +17,10 @@ import argparse
 import datetime
 import json
 import logging
-import os
 import sys
 from typing import TYPE_CHECKING
 
-from buildsync import logs
+from buildsync import env, logs
 from buildsync.errors import PermanentError, SettingsError, SyncError, TransientError
 from buildsync.messages import SyncTrigger
 
@@ -109,7 +108,7 @@ def open_datastore() -> datastore.Client:
     import google.auth.exceptions
     from google.cloud import datastore
 
-    project = os.environ.get("GOOGLE_CLOUD_PROJECT")
+    project = env.text(env.PROJECT)
     if not project:
         raise SettingsError(
             "GOOGLE_CLOUD_PROJECT is not set: export it as the Google Cloud project whose Datastore holds "
@@ -166,20 +165,17 @@ def _first_line(error: BaseException) -> str:
 def run_sync(args: argparse.Namespace, settings: Settings, client: datastore.Client) -> int:
     from buildsync import resultdb
     from buildsync.backend import BackendPool
-    from buildsync.backend_options import BACKEND_OPTIONS_ENV, parse_backend_options
     from buildsync.completion import Completer
     from buildsync.pipeline import run_pipeline
-    from buildsync.runtime import completion_targets
     from buildsync.sync_status import pairs_with_incomplete_builds, projects_hint
-    from buildsync.transactions import transaction_begin_from_env
 
-    if args.backend is not None and settings.backend(args.backend).lite_mode:
+    if args.backend is not None and not settings.full_mode_backends(args.backend):
         print(f"backend {args.backend} is in lite mode: nothing to sync")
         return EXIT_OK
-    targets = completion_targets(os.environ, os.environ["GOOGLE_CLOUD_PROJECT"])
+    targets = env.completion_targets(project=env.required(env.PROJECT))
     completer = Completer(client, targets, resultdb.prpc_finalizer(), make_publisher=_publisher)
-    transaction_begin = transaction_begin_from_env(os.environ)
-    backends = BackendPool(options=parse_backend_options(os.environ.get(BACKEND_OPTIONS_ENV)))
+    transaction_begin = env.transaction_begin()
+    backends = BackendPool(deadline_seconds=env.fetch_deadline_seconds(), options=env.backend_options())
     try:
         report = run_pipeline(
             client,

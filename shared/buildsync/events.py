@@ -12,17 +12,12 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime
-import os
 from typing import Any, Callable
 
 from cloudevents.http import CloudEvent
 
-from buildsync import logs
+from buildsync import env, logs
 from buildsync.errors import MessageError, PermanentError, TransientError
-
-# An event older than this is dropped: the scheduler has since planned newer
-# runs that cover the same builds (docs/platform.md "Cloud Functions": the event-age check).
-DEFAULT_MAX_EVENT_AGE = datetime.timedelta(hours=1)
 
 
 def message_data(event: CloudEvent) -> bytes:
@@ -44,23 +39,14 @@ def event_age(event: CloudEvent, now: datetime.datetime) -> datetime.timedelta |
     return now - published if published.tzinfo else None
 
 
-def max_event_age() -> datetime.timedelta:
-    """BUILDSYNC_MAX_EVENT_AGE_SECONDS, or the default when unset or not a positive number."""
-    try:
-        seconds = float(os.environ.get("BUILDSYNC_MAX_EVENT_AGE_SECONDS", ""))
-    except ValueError:
-        return DEFAULT_MAX_EVENT_AGE
-    return datetime.timedelta(seconds=seconds) if seconds > 0 else DEFAULT_MAX_EVENT_AGE
-
-
 def handle(event: CloudEvent, stage: str, work: Callable[[bytes], Any]) -> None:
     """Runs `work` on the message data of `event` and maps its outcome (see module doc)."""
     fields = {"stage": stage, "message_id": event.get("id")}
     age = event_age(event, datetime.datetime.now(datetime.timezone.utc))
-    if age is not None and age > max_event_age():
-        logs.event("WARNING", f"{stage}: event too old; dropped", age_seconds=age.total_seconds(), **fields)
-        return
     try:
+        if age is not None and age > env.max_event_age():
+            logs.event("WARNING", f"{stage}: event too old; dropped", age_seconds=age.total_seconds(), **fields)
+            return
         work(message_data(event))
     except PermanentError as error:
         logs.event("ERROR", f"{stage}: {error}", error_type=type(error).__name__, retry=False, **fields)

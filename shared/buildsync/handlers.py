@@ -76,10 +76,11 @@ def handle_batch(runtime: Runtime, batch: SyncBatch, clock: Clock = utc_now) -> 
     already synced are skipped when it comes back). Completion effects that
     fail stay in the outbox for the planner's sweep and do not fail the batch.
     """
-    backend = runtime.settings.backend(batch.backend)
-    if backend.lite_mode:
-        logs.event("INFO", "backend is in lite mode; nothing to sync", backend=backend.target)
+    backends = runtime.settings.full_mode_backends(batch.backend)
+    if not backends:
+        logs.event("INFO", "backend is in lite mode; nothing to sync", backend=batch.backend)
         return SyncReport()
+    (backend,) = backends
     fetcher = runtime.backends.get(backend.target, backend.hostname)
     completer = runtime.completer
     report = sync_batch(

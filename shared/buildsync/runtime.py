@@ -13,19 +13,13 @@ import os
 
 from google.cloud import datastore, pubsub_v1
 
-from buildsync import resultdb
-from buildsync.backend import DEFAULT_DEADLINE_SECONDS, BackendPool
-from buildsync.backend_options import BACKEND_OPTIONS_ENV, parse_backend_options
-from buildsync.completion import Completer, Targets
-from buildsync.errors import SettingsError
+from buildsync import env, resultdb
+from buildsync.backend import BackendPool
+from buildsync.completion import Completer
 from buildsync.outbox import SWEEP_MIN_AGE
-from buildsync.proto import notification_pb2 as npb
 from buildsync.publishing import topic_path
 from buildsync.settings import Settings, load_settings
-from buildsync.transactions import TransactionBegin, transaction_begin_from_env
-
-DEFAULT_SHARD_TOPIC = "buildsync-shard"
-DEFAULT_SYNC_TOPIC = "buildsync-sync"
+from buildsync.transactions import TransactionBegin
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,58 +38,24 @@ class Runtime:
     transaction_begin: TransactionBegin = TransactionBegin.LAZY
 
 
-def runtime_from_env(env: dict[str, str] | os._Environ = os.environ) -> Runtime:
-    """Reads GOOGLE_CLOUD_PROJECT, BUILDSYNC_SETTINGS, the BUILDSYNC_*_TOPIC variables and the durations."""
-    project = env.get("GOOGLE_CLOUD_PROJECT")
-    if not project:
-        raise SettingsError("GOOGLE_CLOUD_PROJECT is not set")
+def runtime_from_env(environ: env.Environ = os.environ) -> Runtime:
+    """Reads the variables env.py names; a bad one is a SettingsError naming it."""
+    project = env.required(env.PROJECT, environ)
     client = datastore.Client(project=project)
     publisher = pubsub_v1.PublisherClient()
-    deadline = _seconds(env, "BUILDSYNC_FETCH_DEADLINE_SECONDS", DEFAULT_DEADLINE_SECONDS)
-    sweep_min_age = _seconds(env, "BUILDSYNC_SWEEP_MIN_AGE_SECONDS", SWEEP_MIN_AGE.total_seconds())
     return Runtime(
         datastore=client,
         publisher=publisher,
-        settings=load_settings(env.get("BUILDSYNC_SETTINGS")),
-        backends=BackendPool(deadline_seconds=deadline, options=parse_backend_options(env.get(BACKEND_OPTIONS_ENV))),
-        shard_topic=topic_path(project, env.get("BUILDSYNC_SHARD_TOPIC") or DEFAULT_SHARD_TOPIC),
-        sync_topic=topic_path(project, env.get("BUILDSYNC_SYNC_TOPIC") or DEFAULT_SYNC_TOPIC),
-        completer=Completer(client, completion_targets(env, project), resultdb.prpc_finalizer(), publisher),
-        sweep_min_age=datetime.timedelta(seconds=sweep_min_age),
-        transaction_begin=transaction_begin_from_env(env),
+        settings=load_settings(env.required(env.SETTINGS, environ)),
+        backends=BackendPool(
+            deadline_seconds=env.fetch_deadline_seconds(environ), options=env.backend_options(environ)
+        ),
+        shard_topic=topic_path(project, env.text(env.SHARD_TOPIC, environ) or env.DEFAULT_SHARD_TOPIC),
+        sync_topic=topic_path(project, env.text(env.SYNC_TOPIC, environ) or env.DEFAULT_SYNC_TOPIC),
+        completer=Completer(client, env.completion_targets(environ, project), resultdb.prpc_finalizer(), publisher),
+        sweep_min_age=env.sweep_min_age(environ),
+        transaction_begin=env.transaction_begin(environ),
     )
-
-
-def completion_targets(env: dict[str, str] | os._Environ, project: str | None) -> Targets:
-    """BUILDSYNC_BUILDS_TOPIC (unset: no builds topic) and BUILDSYNC_BUILDS_TOPIC_COMPRESSION (ZLIB or ZSTD).
-
-    The functions and the CLI both read them here, so both end builds alike.
-    """
-    builds_topic = env.get("BUILDSYNC_BUILDS_TOPIC")
-    if builds_topic and not project and not builds_topic.startswith("projects/"):
-        raise SettingsError(f"BUILDSYNC_BUILDS_TOPIC={builds_topic!r} needs GOOGLE_CLOUD_PROJECT or a full path")
-    name = (env.get("BUILDSYNC_BUILDS_TOPIC_COMPRESSION") or "ZLIB").upper()
-    if name not in npb.Compression.keys():
-        raise SettingsError(
-            f"BUILDSYNC_BUILDS_TOPIC_COMPRESSION={name!r}: expected one of {', '.join(npb.Compression.keys())}"
-        )
-    return Targets(
-        builds_topic=topic_path(project or "", builds_topic) if builds_topic else None,
-        builds_compression=npb.Compression.Value(name),
-    )
-
-
-def _seconds(env: dict[str, str] | os._Environ, name: str, default: float) -> float:
-    text = env.get(name)
-    if not text:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if value < 0:
-        raise SettingsError(f"{name}={text!r}: expected a number of seconds, 0 or more")
-    return value
 
 
 @functools.cache

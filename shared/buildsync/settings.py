@@ -19,11 +19,12 @@ import re
 
 from google.protobuf import json_format, text_format
 
+from buildsync import env
 from buildsync.errors import SettingsError, UnknownBackendError
 from buildsync.proto import service_config_pb2 as pb
 
 # The variable that names the settings file for the functions and the CLI.
-SETTINGS_ENV = "BUILDSYNC_SETTINGS"
+SETTINGS_ENV = env.SETTINGS
 
 # docs/rules.md "Limits": an unset interval means five minutes; shorter than a minute is
 # meaningless because sync times are kept at minute precision.
@@ -60,8 +61,14 @@ class Settings:
         known = ", ".join(b.target for b in self.backends) or "none"
         raise UnknownBackendError(f"backend {target!r} is not in the settings (known: {known})")
 
-    def full_mode_backends(self) -> tuple[BackendSettings, ...]:
-        return tuple(b for b in self.backends if not b.lite_mode)
+    def full_mode_backends(self, target: str | None = None) -> tuple[BackendSettings, ...]:
+        """The backends a sync of `target` (None: of every backend) has work for.
+
+        The one home of the lite-mode rule: a lite-mode backend's builds are
+        never synced, so it is left out. An unknown `target` is still an error.
+        """
+        backends = self.backends if target is None else (self.backend(target),)
+        return tuple(b for b in backends if not b.lite_mode)
 
 
 def parse_settings(text: str, fmt: str) -> Settings:
@@ -131,7 +138,7 @@ _TOKEN = re.compile(r"#.*|\"(?:[^\"\\]|\\.)*\"?|'(?:[^'\\]|\\.)*'?|[A-Za-z_][A-Z
 
 def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
     """Reads the settings file at `path`, or the one `BUILDSYNC_SETTINGS` names."""
-    path = path or os.environ.get(SETTINGS_ENV)
+    path = path or env.text(SETTINGS_ENV)
     if not path:
         raise SettingsError(f"no settings file: pass --settings or set {SETTINGS_ENV}")
     path = pathlib.Path(path)
