@@ -76,7 +76,7 @@ def test_running_tasks_with_newer_update_id_update_infra_not_status(datastore_cl
     )
     assert build.update_time.ToDatetime(datetime.timezone.utc) == LATER
     assert sync_time.parse_time(entity["next_backend_sync_time"]) == sync_time.next_sync_unix(
-        LATER, model.DEFAULT_SYNC_INTERVAL
+        LATER, sync_time.DEFAULT_SYNC_INTERVAL
     )
 
 

@@ -22,13 +22,11 @@ from buildsync.errors import PermanentError, ResponseTooBigError, TransientError
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.proto import buildbucket_pb2_grpc as pb_grpc
 from buildsync.prpc import Credentials, PrpcClient, PrpcError, is_loopback_address, rpc_error
+from buildsync.task_rules import MAX_TASK_IDS
 
 # Long enough for a backend to look up 1000 tasks, short enough that a hung
 # backend fails the batch well within a function's 540 s limit.
 DEFAULT_DEADLINE_SECONDS = 60.0
-
-# docs/rules.md "Limits": FetchTasks never takes more than 1000 ids.
-MAX_TASK_IDS = 1000
 
 # 1000 tasks whose details are near the 50 KB limit answer about 50 MB; both
 # transports accept that, and a batch whose answer is larger is asked in halves.

@@ -21,11 +21,12 @@ import json
 from typing import Any, ClassVar
 
 from buildsync.errors import MessageError
+from buildsync.task_rules import MAX_TASK_IDS
 
 SCHEMA_VERSION = 1
 
-# docs/rules.md "Limits": FetchTasks takes at most 1000 ids, so a batch holds at most 1000.
-MAX_BATCH_SIZE = 1000
+# A batch is synced with one FetchTasks call, so it holds no more ids than that takes.
+MAX_BATCH_SIZE = MAX_TASK_IDS
 
 
 def _decode_object(data: bytes | str, kind: str, hint: str = "") -> dict[str, Any]:

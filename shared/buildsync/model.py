@@ -19,6 +19,7 @@ from google.protobuf.message import DecodeError, Message
 from buildsync import legacy, steps, sync_time
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.status_rules import is_ended
+from buildsync.sync_time import DEFAULT_SYNC_INTERVAL
 
 Proto = TypeVar("Proto", bound=Message)
 
@@ -26,9 +27,6 @@ BUILD_KIND = "Build"
 BUILD_INFRA_KIND = "BuildInfra"
 BUILD_STATUS_KIND = "BuildStatus"
 BUILD_STEPS_KIND = "BuildSteps"
-
-# docs/storage.md "Build": backend_sync_interval 0 (or absent) means five minutes.
-DEFAULT_SYNC_INTERVAL = datetime.timedelta(minutes=5)
 
 # Properties no query reads; leaving them out of indexes saves index writes.
 BUILD_UNINDEXED = ("proto", "backend_sync_interval")

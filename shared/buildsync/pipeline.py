@@ -16,6 +16,7 @@ from google.cloud import datastore
 
 from buildsync import logs
 from buildsync.backend import BackendPool
+from buildsync.build_update import Outcome
 from buildsync.completion import Completer
 from buildsync.errors import SyncError, TransientError
 from buildsync.messages import MAX_BATCH_SIZE, ShardJob, SyncBatch, SyncTrigger
@@ -90,8 +91,8 @@ def run_pipeline(
                 builds=len(batch.build_ids),
                 error=str(error),
             )
-            failed = SyncReport(due=len(batch.build_ids), failed=len(batch.build_ids), errors=[str(error)])
-            failed.retry = isinstance(error, TransientError)
+            failed = SyncReport(due=len(batch.build_ids), errors=[str(error)], retry=isinstance(error, TransientError))
+            failed.count(Outcome.FAILED, len(batch.build_ids))
             return failed
 
     with (

@@ -2,25 +2,24 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 
+from buildsync.build_update import Outcome
 from buildsync.outbox import Completion
 
-# The counters in the order the CLI prints them.
-COUNTERS = ("due", "fetched", "updated", "unchanged", "stale", "invalid", "skipped", "completed", "failed")
+
+def _outcome_count(outcome: Outcome) -> property:
+    return property(lambda report: report.outcomes[outcome], doc=f"builds whose outcome was {outcome.value}")
 
 
 @dataclasses.dataclass
 class SyncReport:
     due: int = 0
     fetched: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    stale: int = 0
-    invalid: int = 0
-    skipped: int = 0
     completed: int = 0
-    failed: int = 0
+    # How many builds ended with each outcome (build_update.Outcome).
+    outcomes: collections.Counter[Outcome] = dataclasses.field(default_factory=collections.Counter)
     # True when some failure may clear on a retry, so the message should come back.
     retry: bool = False
     # The outbox entries the sync wrote, for the completion effects after the commit.
@@ -30,13 +29,31 @@ class SyncReport:
     # Failures of whole batches or shards, one line each, for the summary.
     errors: list[str] = dataclasses.field(default_factory=list)
 
+    updated = _outcome_count(Outcome.UPDATED)
+    unchanged = _outcome_count(Outcome.UNCHANGED)
+    stale = _outcome_count(Outcome.STALE)
+    invalid = _outcome_count(Outcome.INVALID)
+    skipped = _outcome_count(Outcome.SKIPPED)
+    failed = _outcome_count(Outcome.FAILED)
+
+    def count(self, outcome: Outcome, builds: int = 1) -> None:
+        self.outcomes[outcome] += builds
+
     def add(self, other: SyncReport) -> None:
-        for name in COUNTERS:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.due += other.due
+        self.fetched += other.fetched
+        self.completed += other.completed
+        self.outcomes.update(other.outcomes)
         self.retry = self.retry or other.retry
         self.completions.extend(other.completions)
         self.planned_effects.update(other.planned_effects)
         self.errors.extend(other.errors)
 
     def counts(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in COUNTERS}
+        """Every counter by name, in the order the CLI prints them."""
+        return {
+            "due": self.due,
+            "fetched": self.fetched,
+            **{outcome.value: self.outcomes[outcome] for outcome in Outcome},
+            "completed": self.completed,
+        }

@@ -22,13 +22,13 @@ from google.protobuf import json_format, text_format
 from buildsync import env
 from buildsync.errors import SettingsError, UnknownBackendError
 from buildsync.proto import service_config_pb2 as pb
+from buildsync.sync_time import DEFAULT_SYNC_INTERVAL
 
 # The variable that names the settings file for the functions and the CLI.
 SETTINGS_ENV = env.SETTINGS
 
-# docs/rules.md "Limits": an unset interval means five minutes; shorter than a minute is
-# meaningless because sync times are kept at minute precision.
-DEFAULT_SYNC_INTERVAL = datetime.timedelta(seconds=300)
+# docs/rules.md "Limits": shorter than a minute is meaningless because sync times
+# are kept at minute precision (unset means sync_time.DEFAULT_SYNC_INTERVAL).
 MIN_SYNC_INTERVAL_SECONDS = 60
 
 # What a full-mode backend's hostname must be: a DNS name or [IPv6], with an optional port.
@@ -193,7 +193,8 @@ def _backend_problems(backend: pb.BackendSetting) -> list[str]:
         if sync.sync_interval_seconds < 0 or 0 < sync.sync_interval_seconds < MIN_SYNC_INTERVAL_SECONDS:
             problems.append(
                 "full_mode.build_sync_setting.sync_interval_seconds: "
-                f"{sync.sync_interval_seconds} is under {MIN_SYNC_INTERVAL_SECONDS} (leave it unset for 300)"
+                f"{sync.sync_interval_seconds} is under {MIN_SYNC_INTERVAL_SECONDS} "
+                f"(leave it unset for {DEFAULT_SYNC_INTERVAL.total_seconds():.0f})"
             )
     return problems
 

@@ -253,7 +253,7 @@ def _commit_builds(
         results, left_out = run_in_transaction(client, work, read_only=dry_run, begin=transaction_begin)
     except SyncError as error:
         logs.event("ERROR", "transaction for a group of builds failed", build_ids=build_ids, error=str(error))
-        report.failed = len(build_ids)
+        report.count(Outcome.FAILED, len(build_ids))
         report.retry = isinstance(error, TransientError)
         return report, []
     # Counted only now, after the commit: a retried transaction counts once.
@@ -328,12 +328,11 @@ def _misrouted(build_entity: datastore.Entity, build: pb.Build, infra: pb.BuildI
 
 
 def _count(report: SyncReport, build_id: int, update: Update) -> None:
-    name = update.outcome.value
-    setattr(report, name, getattr(report, name) + 1)
+    report.count(update.outcome)
     if update.outcome in (Outcome.INVALID, Outcome.STALE, Outcome.FAILED):
         logs.event(
             "WARNING" if update.outcome is Outcome.STALE else "ERROR",
-            f"build {name}",
+            f"build {update.outcome.value}",
             build_id=build_id,
             reason=update.reason,
         )

@@ -24,6 +24,10 @@ SEPARATOR = "--"
 # bound (Go's zero time, so keys written by Buildbucket compare the same way).
 ZERO_TIME_UNIX = -62135596800
 
+# docs/storage.md "Build" and docs/rules.md "Limits": a build's backend_sync_interval
+# of 0 (or none), and a backend's unset sync_interval_seconds, both mean five minutes.
+DEFAULT_SYNC_INTERVAL = datetime.timedelta(minutes=5)
+
 _SUFFIX = re.compile(r"--(?P<shard>\d+)--(?P<time>-?\d+)\Z")
 
 

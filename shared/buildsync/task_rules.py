@@ -15,6 +15,9 @@ from buildsync.proto import buildbucket_pb2 as pb
 # docs/rules.md "Validating a fetched task": a task whose details serialize to more than 50 KB is unusable.
 MAX_DETAILS_BYTES = 50 * 1000
 
+# docs/rules.md "Limits": FetchTasks takes at most 1000 ids.
+MAX_TASK_IDS = 1000
+
 _USABLE_STATUSES = frozenset(pb.Status.values()) - {pb.STATUS_UNSPECIFIED, pb.ENDED_MASK}
 
 

@@ -68,8 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     from buildsync.backend import BackendPool
     from buildsync.backend_options import DeploymentOptions
     from buildsync.messages import SyncBatch
-    from buildsync.settings import DEFAULT_SYNC_INTERVAL, BackendSettings
+    from buildsync.settings import BackendSettings
     from buildsync.sync import sync_batch
+    from buildsync.sync_time import DEFAULT_SYNC_INTERVAL
     from google.cloud import datastore
 
     after_imports = max_rss_mib()
