@@ -33,6 +33,17 @@ def run_cli(datastore_client, datastore_env, settings_file):
     return run
 
 
+@pytest.fixture
+def unreachable_backend(task_backend, monkeypatch):
+    """The test TaskBackend stopped, and a fetch deadline that gives up after one retry.
+
+    pRPC retries an unreachable host (1 s doubling, 6 attempts within the
+    deadline): the default 60 s deadline spends about 31 s before the CLI reports.
+    """
+    task_backend.stop()
+    monkeypatch.setenv("BUILDSYNC_FETCH_DEADLINE_SECONDS", "2")
+
+
 def assert_one_line_naming(result: subprocess.CompletedProcess, code: int, *words: str) -> None:
     """The CLI failed with `code` and one stderr line (besides log lines) that names the cause."""
     assert result.returncode == code, result.stdout + result.stderr
@@ -127,9 +138,8 @@ def test_lite_mode_exits_zero_doing_nothing(run_cli):
     assert "lite mode" in result.stdout
 
 
-def test_unreachable_backend_exits_one(datastore_client, task_backend, run_cli):
+def test_unreachable_backend_exits_one(datastore_client, unreachable_backend, run_cli):
     put_build(datastore_client, 1, updated=LONG_AGO)
-    task_backend.stop()
 
     result = run_cli("--backend", BACKEND, "--project", "proj")
 
@@ -138,9 +148,8 @@ def test_unreachable_backend_exits_one(datastore_client, task_backend, run_cli):
     assert get_build(datastore_client, 1)[1].status == pb.STARTED
 
 
-def test_unreachable_backend_names_it_on_the_last_line(datastore_client, task_backend, run_cli):
+def test_unreachable_backend_names_it_on_the_last_line(datastore_client, unreachable_backend, run_cli):
     put_build(datastore_client, 1, updated=LONG_AGO)
-    task_backend.stop()
 
     result = run_cli("--backend", BACKEND, "--project", "proj", "--quiet")
 
@@ -229,9 +238,8 @@ def test_a_project_without_incomplete_builds_is_named_with_those_that_have_some(
     )
 
 
-def test_quiet_prints_no_log_lines(datastore_client, task_backend, run_cli):
+def test_quiet_prints_no_log_lines(datastore_client, unreachable_backend, run_cli):
     put_build(datastore_client, 1, updated=LONG_AGO)
-    task_backend.stop()
 
     loud, quiet = run_cli("--backend", BACKEND), run_cli("--backend", BACKEND, "--quiet")
 
