@@ -7,8 +7,10 @@ import datetime
 import pytest
 from buildsync.errors import UnknownBackendError
 from buildsync.messages import ShardJob, SyncTrigger
-from buildsync.planner import resolve_backends, shard_jobs, summarize
+from buildsync.planner import lite_mode_targets, plan, resolve_backends, shard_jobs, summarize
 from buildsync.settings import parse_settings
+
+from tests.harness import captured_logs
 
 NOW = datetime.datetime(2026, 12, 1, tzinfo=datetime.timezone.utc)
 SETTINGS = parse_settings(
@@ -30,10 +32,47 @@ def test_an_empty_trigger_resolves_to_every_full_mode_backend():
     assert [b.target for b in resolve_backends(SETTINGS, SyncTrigger())] == ["swarming://a", "swarming://b"]
 
 
-def test_a_named_lite_backend_resolves_but_gets_no_jobs():
+def test_a_named_lite_backend_resolves_but_is_not_synced():
     (backend,) = resolve_backends(SETTINGS, SyncTrigger("lite://c"))
 
-    assert backend.lite_mode and shard_jobs(backend, "p", NOW) == []
+    assert backend.target == "lite://c"
+    assert lite_mode_targets(SETTINGS, SyncTrigger("lite://c")) == {"lite://c"}
+    assert lite_mode_targets(SETTINGS, SyncTrigger("swarming://a")) == set()
+
+
+def test_lite_mode_is_what_the_settings_leave_out_of_the_full_mode_backends(monkeypatch):
+    # Settings.full_mode_backends owns the rule: the planner follows it, not BackendSettings.lite_mode.
+    monkeypatch.setattr(type(SETTINGS), "full_mode_backends", lambda self, target=None: ())
+
+    assert lite_mode_targets(SETTINGS, SyncTrigger("swarming://a")) == {"swarming://a"}
+    assert plan(None, SETTINGS, SyncTrigger("swarming://a", "p"), NOW) == []
+    assert (
+        summarize(SETTINGS, SyncTrigger("swarming://a"), [])[0]
+        == "planned 0 shard jobs: swarming://a: lite mode, not synced"
+    )
+
+
+def test_a_plan_for_a_lite_backend_has_no_jobs_and_logs_that_it_is_in_lite_mode():
+    with captured_logs() as captured:
+        # With the project named, a plan queries nothing: no client is needed.
+        jobs = plan(None, SETTINGS, SyncTrigger("lite://c", "p"), NOW)
+
+    assert jobs == []
+    [event] = captured.events()
+    assert (event["message"], event["backend"]) == ("backend is in lite mode; nothing to sync", "lite://c")
+
+
+def test_a_plan_for_a_named_project_has_one_job_per_shard_of_each_full_mode_backend():
+    with captured_logs() as captured:
+        jobs = plan(None, SETTINGS, SyncTrigger(project="p"), NOW)
+
+    assert [(job.backend, job.shard) for job in jobs] == [
+        ("swarming://a", 0),
+        ("swarming://a", 1),
+        ("swarming://a", 2),
+        ("swarming://b", 0),
+    ]
+    assert captured.events() == []
 
 
 def test_an_unknown_backend_is_named_with_the_known_ones_and_the_fix():

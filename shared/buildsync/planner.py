@@ -20,9 +20,7 @@ from buildsync.settings import BackendSettings, Settings
 
 
 def shard_jobs(backend: BackendSettings, project: str, planned_at: datetime.datetime) -> list[ShardJob]:
-    """One job per shard of `backend`, all with the same cut-off; none in lite mode."""
-    if backend.lite_mode:
-        return []
+    """One job per shard of `backend` (a full-mode one), all with the same cut-off."""
     return [ShardJob(backend.target, project, shard, backend.shards, planned_at) for shard in range(backend.shards)]
 
 
@@ -54,6 +52,15 @@ def resolve_backends(settings: Settings, trigger: SyncTrigger) -> tuple[BackendS
         ) from None
 
 
+def lite_mode_targets(settings: Settings, trigger: SyncTrigger) -> set[str]:
+    """The backends `trigger` names that are not synced: those Settings.full_mode_backends leaves out.
+
+    Settings owns the lite-mode rule; the planner only reports what it left out.
+    """
+    named = {backend.target for backend in resolve_backends(settings, trigger)}
+    return named - {backend.target for backend in settings.full_mode_backends(trigger.backend)}
+
+
 def summarize(settings: Settings, trigger: SyncTrigger, jobs: list[ShardJob]) -> tuple[str, dict[str, Any]]:
     """What a plan resolved, as a log message and its fields: each backend, its projects, their shard jobs.
 
@@ -64,16 +71,17 @@ def summarize(settings: Settings, trigger: SyncTrigger, jobs: list[ShardJob]) ->
         projects = per_backend.setdefault(job.backend, {})
         projects[job.project] = projects.get(job.project, 0) + 1
     parts, resolved = [], []
+    lite = lite_mode_targets(settings, trigger)
     for backend in resolve_backends(settings, trigger):
         projects = per_backend.get(backend.target, {})
-        if backend.lite_mode:
+        if backend.target in lite:
             state = "lite mode, not synced"
         elif projects:
             state = ", ".join(f"{project} ({_jobs(count)})" for project, count in sorted(projects.items()))
         else:
             state = "no project has incomplete builds"
         parts.append(f"{backend.target}: {state}")
-        resolved.append({"backend": backend.target, "lite_mode": backend.lite_mode, "projects": projects})
+        resolved.append({"backend": backend.target, "lite_mode": backend.target in lite, "projects": projects})
     what = "; ".join(parts) or "no full-mode backend in the settings"
     fields = {"jobs": len(jobs), "backend": trigger.backend, "project": trigger.project, "resolved": resolved}
     return f"planned {_jobs(len(jobs))}: {what}", fields
@@ -91,11 +99,10 @@ def plan(
     Retry behaviour: an unknown backend raises UnknownBackendError (permanent);
     Datastore failures while listing projects raise TransientError.
     """
+    for target in sorted(lite_mode_targets(settings, trigger)):
+        logs.event("INFO", "backend is in lite mode; nothing to sync", backend=target)
     jobs = []
-    for backend in resolve_backends(settings, trigger):
-        if backend.lite_mode:
-            logs.event("INFO", "backend is in lite mode; nothing to sync", backend=backend.target)
-            continue
+    for backend in settings.full_mode_backends(trigger.backend):
         if trigger.project is not None:
             projects = [trigger.project]
         else:
