@@ -10,6 +10,7 @@ import contextlib
 import datetime
 import io
 import json
+import logging
 import warnings
 from collections.abc import Iterator
 
@@ -78,8 +79,15 @@ def captured_logs() -> Iterator[CapturedLogs]:
     try:
         yield captured
     finally:
-        logs.LOGGER.handlers.clear()
-        logs.LOGGER.propagate = True
+        reset_logging()
+
+
+def reset_logging() -> None:
+    """Undoes logs.configure: no handler, the default level, and lines passed on to the root logger again."""
+    for handler in list(logs.LOGGER.handlers):
+        logs.LOGGER.removeHandler(handler)
+    logs.LOGGER.propagate = True
+    logs.LOGGER.setLevel(logging.NOTSET)
 
 
 def start_emulator(kind: str) -> Emulator:

@@ -8,14 +8,13 @@ import logging
 import pytest
 from buildsync import logs
 
+from tests.harness import reset_logging
+
 
 @pytest.fixture(autouse=True)
 def reset_logger():
     yield
-    for handler in list(logs.LOGGER.handlers):
-        logs.LOGGER.removeHandler(handler)
-    logs.LOGGER.propagate = True
-    logs.LOGGER.setLevel(logging.NOTSET)
+    reset_logging()
 
 
 def lines(stream):

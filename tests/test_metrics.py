@@ -2,10 +2,11 @@
 
 import io
 import json
-import logging
 
 import pytest
 from buildsync import logs, metrics
+
+from tests.harness import reset_logging
 
 
 @pytest.fixture
@@ -13,10 +14,7 @@ def stream():
     stream = io.StringIO()
     logs.configure(stream)
     yield stream
-    for handler in list(logs.LOGGER.handlers):
-        logs.LOGGER.removeHandler(handler)
-    logs.LOGGER.propagate = True
-    logs.LOGGER.setLevel(logging.NOTSET)
+    reset_logging()
 
 
 def lines(stream):
