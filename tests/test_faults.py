@@ -33,9 +33,10 @@ from buildsync.notification_format import from_pubsub_data
 from buildsync.outbox import OUTBOX_KIND
 from buildsync.pipeline import run_pipeline
 from buildsync.proto import buildbucket_pb2 as pb
-from buildsync.settings import parse_settings
+from buildsync.report import SyncReport
+from buildsync.settings import Settings, parse_settings
 from buildsync.status_rules import is_ended
-from buildsync.sync import sync_batch
+from buildsync.sync import sync_batch, utc_now
 from buildsync.transactions import TransactionBegin, run_in_transaction
 from google.cloud import datastore
 from google.protobuf import struct_pb2
@@ -66,8 +67,25 @@ T0 = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
 ROUND_STEP = datetime.timedelta(minutes=10)
 
 
-def utc_now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+def sync_round(
+    client: datastore.Client,
+    settings: Settings,
+    backends: BackendPool,
+    transaction_begin: TransactionBegin,
+    at: datetime.datetime = T0,
+    **options,
+) -> SyncReport:
+    """One pipeline run over the test backend's "proj" builds, planned at `at` with the clock stopped there."""
+    return run_pipeline(
+        client,
+        settings,
+        backends,
+        SyncTrigger(BACKEND, "proj"),
+        planned_at=at,
+        clock=lambda: at,
+        transaction_begin=transaction_begin,
+        **options,
+    )
 
 
 def figure(name: str, **values) -> None:
@@ -332,16 +350,7 @@ def test_flaky_backend_converges_without_corruption(datastore_client, transactio
             }
             aborted_before = len(flaky.aborted)
             at = T0 + round_no * ROUND_STEP
-            report = run_pipeline(
-                datastore_client,
-                settings,
-                backends,
-                SyncTrigger(BACKEND, "proj"),
-                planned_at=at,
-                clock=lambda at=at: at,
-                batch_size=10,
-                transaction_begin=transaction_begin,
-            )
+            report = sync_round(datastore_client, settings, backends, transaction_begin, at, batch_size=10)
             aborted_builds = sum(flaky.aborted[aborted_before:])
             per_round.append((report.due, aborted_builds, report.invalid, report.failed))
             rounds = round_no
@@ -513,15 +522,7 @@ def test_bad_answer_is_rejected_logged_and_not_written(
     before = snapshot(datastore_client, rejected)
 
     with captured_logs() as captured:
-        report = run_pipeline(
-            datastore_client,
-            make_settings(),
-            pool,
-            SyncTrigger(BACKEND, "proj"),
-            planned_at=T0,
-            clock=lambda: T0,
-            transaction_begin=transaction_begin,
-        )
+        report = sync_round(datastore_client, make_settings(), pool, transaction_begin)
     events = captured.events()
 
     unchanged = snapshot(datastore_client, rejected) == before
@@ -554,15 +555,7 @@ def test_details_of_exactly_50_kb_are_accepted(datastore_client, task_backend, m
     put_build(datastore_client, 1, updated=LONG_AGO)
     task_backend.backend.set_task("task-1", pb.FAILURE, 2, details=details_of_size(50_000))
 
-    report = run_pipeline(
-        datastore_client,
-        make_settings(),
-        pool,
-        SyncTrigger(BACKEND, "proj"),
-        planned_at=T0,
-        clock=lambda: T0,
-        transaction_begin=transaction_begin,
-    )
+    report = sync_round(datastore_client, make_settings(), pool, transaction_begin)
 
     assert (report.updated, report.invalid) == (1, 0)
     assert read_stored(datastore_client, [1])[1].status == pb.FAILURE
@@ -684,17 +677,7 @@ def test_concurrent_writer_loses_no_update_and_never_goes_backwards(
             at = T0 + next(ticks) * ROUND_STEP
             try:
                 if kind == "pipeline":
-                    reports.append(
-                        run_pipeline(
-                            datastore_client,
-                            settings,
-                            pool,
-                            SyncTrigger(BACKEND, "proj"),
-                            planned_at=at,
-                            clock=lambda at=at: at,
-                            transaction_begin=transaction_begin,
-                        )
-                    )
+                    reports.append(sync_round(datastore_client, settings, pool, transaction_begin, at))
                 else:
                     batch = SyncBatch(BACKEND, "proj", tuple(ids), at)
                     reports.append(
@@ -752,17 +735,7 @@ def test_concurrent_writer_loses_no_update_and_never_goes_backwards(
     # Quiet now: a few more rounds bring every build to the backend's last word.
     for _ in range(10):
         at = T0 + next(ticks) * ROUND_STEP
-        reports.append(
-            run_pipeline(
-                datastore_client,
-                settings,
-                pool,
-                SyncTrigger(BACKEND, "proj"),
-                planned_at=at,
-                clock=lambda at=at: at,
-                transaction_begin=transaction_begin,
-            )
-        )
+        reports.append(sync_round(datastore_client, settings, pool, transaction_begin, at))
         stored = read_stored(datastore_client, ids, consistent=True, begin=transaction_begin)
         if all((stored[i].update_id, stored[i].task_status) == race.truth[i] for i in ids):
             break
@@ -957,15 +930,7 @@ def test_datastore_restart_mid_run_is_transient_and_later_rounds_converge(
                     return
                 at = T0 + round_no * ROUND_STEP
                 try:
-                    outcome = run_pipeline(
-                        client,
-                        settings,
-                        backends,
-                        SyncTrigger(BACKEND, "proj"),
-                        planned_at=at,
-                        clock=lambda at=at: at,
-                        transaction_begin=transaction_begin,
-                    )
+                    outcome = sync_round(client, settings, backends, transaction_begin, at)
                 except Exception as error:  # noqa: BLE001 - recorded and asserted below
                     outcome = error
                 outcomes.append(outcome)
