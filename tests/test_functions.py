@@ -1,7 +1,8 @@
 """End to end: Pub/Sub emulator push into three functions-framework processes.
 
 Each test gets its own topics and function processes (the `make_stack`
-fixture's LocalStack), the session's emulators, and a real gRPC TaskBackend.
+fixture's LocalStack), the session's emulators, and a real TaskBackend, called
+over pRPC unless BUILDSYNC_BACKEND_OPTIONS says gRPC.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from buildsync.notification_format import from_pubsub_data
 from buildsync.proto import buildbucket_pb2 as pb
 
 from tests.builds import get_build, put_build
-from tests.harness import BACKEND, LONG_AGO, PROJECT, SETTLE_SECONDS
+from tests.harness import BACKEND, LONG_AGO, PROJECT, SETTLE_SECONDS, settings_text
 from tools.emulators import wait_until
 from tools.stack import LocalStack
 
@@ -101,6 +102,24 @@ def test_one_empty_trigger_syncs_every_project_and_notifies_once_per_completed_b
     assert (by_build[6].builder.project, by_build[4].builder.project) == ("alpha", "beta--two")
     assert sum(task_backend.backend.calls) == len(expected)  # one fetch per build, nothing wasted
     assert list(datastore_client.query(kind="BuildsyncNotification").fetch()) == []
+
+
+def test_the_sync_function_calls_the_backend_over_grpc_when_the_backend_options_say_so(
+    datastore_client, task_backend, stack, tmp_path
+):
+    # Only the sync function calls the backend. Its settings name the gRPC
+    # port, where a pRPC call gets no answer, as a backend serving only gRPC.
+    grpc_settings = tmp_path / "grpc-settings.cfg"
+    grpc_settings.write_text(settings_text(task_backend.grpc_hostname, shards=3))
+    options = json.dumps({BACKEND: {"transport": "grpc"}})
+    stack.restart("sync", BUILDSYNC_SETTINGS=str(grpc_settings), BUILDSYNC_BACKEND_OPTIONS=options)
+    expected = seed(datastore_client, task_backend, count=6)
+
+    stack.publish(stack.topics.trigger, SyncTrigger().to_json())
+
+    wait_for_statuses(datastore_client, expected)
+    agents = {headers["user-agent"].split("/")[0] for headers in task_backend.backend.call_headers}
+    assert agents == {"grpc-python"}, agents
 
 
 def test_every_message_delivered_twice_leaves_the_same_end_state(datastore_client, task_backend, stack):
