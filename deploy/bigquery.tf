@@ -9,6 +9,15 @@ locals {
   bigquery_enabled = var.bigquery_dataset != ""
   bigquery_count   = local.bigquery_enabled ? 1 : 0
 
+  # The export's subscription on the builds topic, one of local.deliveries:
+  # pubsub.tf declares it with the push subscriptions, so that it has their
+  # retry and dead-letter policy, and iam.tf lets the service agent dead-letter
+  # from it. Its bigquery_config (write_metadata, into the notifications
+  # table) is there too.
+  bigquery_subscription = {
+    builds-bigquery = { topic = local.builds_topic_id, filter = "", ack_deadline_seconds = 60, push = [], bigquery = [true] }
+  }
+
   # The columns a subscription with write_metadata fills; `data` is the
   # message (BuildsV2PubSub JSON), `attributes` a JSON object of its
   # attributes (project, bucket, builder, is_completed, version).
@@ -152,46 +161,16 @@ resource "google_bigquery_table_iam_member" "pubsub_agent_writes" {
   member     = local.pubsub_agent
 }
 
-resource "google_pubsub_subscription" "bigquery" {
-  count = local.bigquery_count
-
-  project                    = var.project
-  name                       = "buildsync-builds-bigquery"
-  topic                      = local.builds_topic_id
-  ack_deadline_seconds       = 60
-  message_retention_duration = var.message_retention_duration
-  labels                     = local.labels
-
-  bigquery_config {
-    table          = "${var.project}.${google_bigquery_dataset.builds[0].dataset_id}.${google_bigquery_table.notifications[0].table_id}"
-    write_metadata = true
-  }
-
-  retry_policy {
-    minimum_backoff = var.minimum_backoff
-    maximum_backoff = var.maximum_backoff
-  }
-
-  dead_letter_policy {
-    dead_letter_topic     = google_pubsub_topic.topic["dead_letter"].id
-    max_delivery_attempts = var.max_delivery_attempts
-  }
-
-  expiration_policy {
-    ttl = "" # never expires
-  }
-
-  depends_on = [google_bigquery_table_iam_member.pubsub_agent_writes]
+# The subscription and its grant were resources of their own before they
+# joined local.deliveries.
+moved {
+  from = google_pubsub_subscription.bigquery[0]
+  to   = google_pubsub_subscription.function["builds-bigquery"]
 }
 
-# Dead-lettering needs the service agent to act as a subscriber of the subscription.
-resource "google_pubsub_subscription_iam_member" "pubsub_agent_subscribes_bigquery" {
-  count = local.bigquery_count
-
-  project      = var.project
-  subscription = google_pubsub_subscription.bigquery[0].name
-  role         = "roles/pubsub.subscriber"
-  member       = local.pubsub_agent
+moved {
+  from = google_pubsub_subscription_iam_member.pubsub_agent_subscribes_bigquery[0]
+  to   = google_pubsub_subscription_iam_member.pubsub_agent_subscribes["builds-bigquery"]
 }
 
 variable "bigquery_dataset" {

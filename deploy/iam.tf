@@ -122,7 +122,7 @@ resource "google_pubsub_topic_iam_member" "pubsub_agent_publishes_dead_letters" 
 }
 
 resource "google_pubsub_subscription_iam_member" "pubsub_agent_subscribes" {
-  for_each = local.subscriptions
+  for_each = local.deliveries
 
   project      = var.project
   subscription = google_pubsub_subscription.function[each.key].name

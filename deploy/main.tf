@@ -93,6 +93,16 @@ locals {
     { for name, function in local.functions : name => { function = name, filter = function.filter } },
     { for backend, slug in local.sync_backend_slugs : "sync-${slug}" => { function = "sync", filter = "attributes.backend = \"${backend}\"" } },
   )
+  # Every subscription that delivers a topic's messages somewhere, all retried
+  # and dead-lettered alike by the one resource over this map
+  # (google_pubsub_subscription.function): the push subscriptions above, and
+  # the BigQuery export's when it is on (local.bigquery_subscription). `push`
+  # holds the function a push goes to and `bigquery` a marker for the export,
+  # each a list of at most one item, for the resource's dynamic blocks.
+  deliveries = merge(
+    { for name, subscription in local.subscriptions : name => { topic = local.functions[subscription.function].topic, filter = subscription.filter, ack_deadline_seconds = var.ack_deadline_seconds, push = [subscription.function], bigquery = [] } },
+    local.bigquery_enabled ? local.bigquery_subscription : {},
+  )
   sync_backend_slugs         = { for backend in var.sync_backends : backend => trim(replace(lower(backend), "/[^a-z0-9]+/", "-"), "-") }
   sync_other_backends_filter = join(" AND ", [for backend in var.sync_backends : "NOT attributes.backend = \"${backend}\""])
 

@@ -1,6 +1,7 @@
 # Topics (all encrypted with the customer-managed key) and the subscriptions
-# that feed the functions. Every function subscription is a push subscription
-# with an OIDC token, a retry policy and a dead-letter policy.
+# that deliver their messages. Every function subscription is a push
+# subscription with an OIDC token; it and the BigQuery export's have the same
+# retry and dead-letter policy.
 
 # The topics this configuration always creates (local.topics: trigger,
 # shard, sync, dead_letter), one resource with for_each over them.
@@ -37,31 +38,47 @@ resource "google_pubsub_topic" "builds" {
   depends_on = [google_kms_crypto_key_iam_member.pubsub_agent]
 }
 
-# The push subscriptions (local.subscriptions): one per function on the
-# topic that feeds it (trigger -> planner, shard -> shard, sync -> sync), and
-# one per backend of var.sync_backends on the sync topic. A subscription has
-# its own push window, which Pub/Sub narrows when pushes fail, its own
-# backlog and its own dead letters: a failing backend slows only its own.
+# Every subscription that delivers messages (local.deliveries), one resource
+# so that all retry and dead-letter alike: the push subscriptions
+# (local.subscriptions), one per function on the topic that feeds it
+# (trigger -> planner, shard -> shard, sync -> sync) and one per backend of
+# var.sync_backends on the sync topic, and the BigQuery export's on the
+# builds topic when it is on (bigquery.tf). A subscription has its own push
+# window, which Pub/Sub narrows when pushes fail, its own backlog and its own
+# dead letters: a failing backend slows only its own.
 resource "google_pubsub_subscription" "function" {
-  for_each = local.subscriptions
+  for_each = local.deliveries
 
   project                    = var.project
   name                       = "buildsync-${each.key}"
-  topic                      = local.functions[each.value.function].topic
+  topic                      = each.value.topic
   filter                     = each.value.filter
-  ack_deadline_seconds       = var.ack_deadline_seconds
+  ack_deadline_seconds       = each.value.ack_deadline_seconds
   message_retention_duration = var.message_retention_duration
   labels                     = local.labels
 
-  push_config {
-    # The topic path in the URL becomes the CloudEvent source
-    # (//pubsub.googleapis.com/projects/P/topics/T) when the Functions
-    # Framework turns the push body into a CloudEvent.
-    push_endpoint = "${google_cloudfunctions2_function.function[each.value.function].service_config[0].uri}/${local.functions[each.value.function].topic}"
+  dynamic "push_config" {
+    for_each = each.value.push
+    content {
+      # The topic path in the URL becomes the CloudEvent source
+      # (//pubsub.googleapis.com/projects/P/topics/T) when the Functions
+      # Framework turns the push body into a CloudEvent.
+      push_endpoint = "${google_cloudfunctions2_function.function[push_config.value].service_config[0].uri}/${local.functions[push_config.value].topic}"
 
-    oidc_token {
-      service_account_email = google_service_account.push_invoker.email
-      audience              = google_cloudfunctions2_function.function[each.value.function].service_config[0].uri
+      oidc_token {
+        service_account_email = google_service_account.push_invoker.email
+        audience              = google_cloudfunctions2_function.function[push_config.value].service_config[0].uri
+      }
+    }
+  }
+
+  # The export writes each message as a row with its metadata (the columns
+  # of local.bigquery_schema); only then does the export exist.
+  dynamic "bigquery_config" {
+    for_each = each.value.bigquery
+    content {
+      table          = "${var.project}.${google_bigquery_dataset.builds[0].dataset_id}.${google_bigquery_table.notifications[0].table_id}"
+      write_metadata = true
     }
   }
 
@@ -82,7 +99,7 @@ resource "google_pubsub_subscription" "function" {
     ttl = "" # never expires
   }
 
-  depends_on = [google_cloud_run_v2_service_iam_member.function_invoker]
+  depends_on = [google_cloud_run_v2_service_iam_member.function_invoker, google_bigquery_table_iam_member.pubsub_agent_writes]
 }
 
 # The dead-letter topic's own subscription: without one its messages are

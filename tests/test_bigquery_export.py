@@ -14,7 +14,7 @@ import pytest
 from buildsync import notification_format
 from buildsync.proto import buildbucket_pb2 as pb
 
-from tests.test_deploy import CONFIG, block, default, ref, resources
+from tests.test_deploy import CONFIG, _load_config, block, default, ref, resources
 
 BIGQUERY_RESOURCES = [
     ("google_kms_crypto_key", "bigquery"),
@@ -23,13 +23,15 @@ BIGQUERY_RESOURCES = [
     ("google_bigquery_table", "notifications"),
     ("google_bigquery_table", "builds_view"),
     ("google_bigquery_table_iam_member", "pubsub_agent_writes"),
-    ("google_pubsub_subscription", "bigquery"),
-    ("google_pubsub_subscription_iam_member", "pubsub_agent_subscribes_bigquery"),
 ]
+# The export's subscription and its grant are instances of the resources over
+# local.deliveries (pubsub.tf, iam.tf), there only with a dataset named.
+EXPORT = 'function["builds-bigquery"]'
+CONFIG_WITH_EXPORT = _load_config({"bigquery_dataset": "buildsync"})
 
 
 def subscription() -> dict:
-    return resources("google_pubsub_subscription")["bigquery"]
+    return CONFIG_WITH_EXPORT["resource"]["google_pubsub_subscription"][EXPORT]
 
 
 def table() -> dict:
@@ -44,6 +46,8 @@ def test_the_export_is_off_unless_a_dataset_is_named():
         assert resources(kind)[name]["count"] == "${local.bigquery_count}", f"{kind}.{name}"
     data = CONFIG["data"]["google_bigquery_default_service_account"]["this"]
     assert data["count"] == "${local.bigquery_count}"
+    assert EXPORT not in resources("google_pubsub_subscription")
+    assert not any("builds-bigquery" in name for name in resources("google_pubsub_subscription_iam_member"))
 
 
 def test_the_subscription_reads_the_builds_topic_into_the_table_with_metadata():
@@ -62,8 +66,11 @@ def test_refused_messages_are_dead_lettered_and_the_agent_may_do_so():
     assert ref(dead_letter["dead_letter_topic"]) == 'google_pubsub_topic.topic["dead_letter"]'
     assert dead_letter["max_delivery_attempts"] == "${var.max_delivery_attempts}"
     assert block(body, "retry_policy")
-    grant = resources("google_pubsub_subscription_iam_member")["pubsub_agent_subscribes_bigquery"]
-    assert "google_pubsub_subscription.bigquery[0]" in grant["subscription"]
+    assert "push_config" not in body, "Pub/Sub writes the rows itself"
+    grant = CONFIG_WITH_EXPORT["resource"]["google_pubsub_subscription_iam_member"][
+        'pubsub_agent_subscribes["builds-bigquery"]'
+    ]
+    assert ref(grant["subscription"]) == f"google_pubsub_subscription.{EXPORT}"
     assert grant["role"] == "roles/pubsub.subscriber" and grant["member"] == "${local.pubsub_agent}"
     publishes = resources("google_pubsub_topic_iam_member")["pubsub_agent_publishes_dead_letters"]
     assert publishes["member"] == "${local.pubsub_agent}"
@@ -73,7 +80,7 @@ def test_the_pubsub_agent_may_write_the_table_before_the_subscription_exists():
     grant = resources("google_bigquery_table_iam_member")["pubsub_agent_writes"]
     assert grant["role"] == "roles/bigquery.dataEditor" and grant["member"] == "${local.pubsub_agent}"
     assert "google_bigquery_table.notifications[0]" in grant["table_id"]
-    assert subscription()["depends_on"] == ["${google_bigquery_table_iam_member.pubsub_agent_writes}"]
+    assert "${google_bigquery_table_iam_member.pubsub_agent_writes}" in subscription()["depends_on"]
 
 
 def test_the_table_has_the_columns_a_metadata_subscription_writes():

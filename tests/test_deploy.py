@@ -117,6 +117,15 @@ _SUBSCRIPTIONS = (
     '{for backend, slug in local.sync_backend_slugs : "sync-${slug}" => '
     '{function = "sync", filter = "attributes.backend = \\"${backend}\\""}})}'
 )
+# local.deliveries: every subscription of local.subscriptions as a push to
+# its function, then the BigQuery export's (local.bigquery_subscription) when
+# var.bigquery_dataset is set.
+_DELIVERIES = (
+    "${merge({for name, subscription in local.subscriptions : name => "
+    "{topic = local.functions[subscription.function].topic, filter = subscription.filter, "
+    "ack_deadline_seconds = var.ack_deadline_seconds, push = [subscription.function], bigquery = []}}, "
+    "local.bigquery_enabled ? local.bigquery_subscription : {})}"
+)
 _SYNC_BACKEND_SLUGS = (
     '${{for backend in var.sync_backends : backend => trim(replace(lower(backend), "/[^a-z0-9]+/", "-"), "-")}}'
 )
@@ -156,6 +165,20 @@ def _computed_local(config: dict, name: str):
                 for backend in backends
             },
         }
+    if value == _DELIVERIES:
+        assert config["locals"]["bigquery_enabled"] == '${var.bigquery_dataset != ""}'
+        pushes = {
+            name: {
+                "topic": functions[subscription["function"]]["topic"],
+                "filter": subscription["filter"],
+                "ack_deadline_seconds": "${var.ack_deadline_seconds}",
+                "push": [subscription["function"]],
+                "bigquery": [],
+            }
+            for name, subscription in _computed_local(config, "subscriptions").items()
+        }
+        export = config["locals"]["bigquery_subscription"] if config["variable"]["bigquery_dataset"]["default"] else {}
+        return {**pushes, **export}
     if value == _SYNC_OTHER_BACKENDS_FILTER:
         return " AND ".join(f'NOT attributes.backend = "{backend}"' for backend in backends)
     return value
@@ -229,6 +252,32 @@ def _substitute_each(value: str, key: str, each: dict, locals_: dict):
     return value
 
 
+def _expand_dynamic(body: dict, locals_: dict) -> dict:
+    """`body` with each `dynamic "NAME"` block also written out: one NAME block per item of its for_each list."""
+
+    def substitute(value, name: str, item):
+        if isinstance(value, dict):
+            return {key: substitute(inner, name, item) for key, inner in value.items()}
+        if isinstance(value, list):
+            return [substitute(inner, name, item) for inner in value]
+        if not isinstance(value, str):
+            return value
+        if value == f"${{{name}.value}}":
+            return item
+        return _function_fields(value.replace(f"{name}.value", json.dumps(item)), locals_)
+
+    expanded = dict(body)
+    for dynamic in body.get("dynamic", []):
+        for name, spec in dynamic.items():
+            items = spec["for_each"]
+            assert isinstance(items, list), f"dynamic {name}: for_each must come to a list: {items!r}"
+            [content] = spec["content"]
+            blocks = [substitute(content, name, item) for item in items]
+            if blocks:
+                expanded[name] = expanded.get(name, []) + blocks
+    return expanded
+
+
 def _expand_for_each(config: dict) -> None:
     for kind in _TEMPLATES & set(config["resource"]):
         config["templates"][kind] = config["resource"].pop(kind)
@@ -241,7 +290,7 @@ def _expand_for_each(config: dict) -> None:
             for key, each in _for_each_map(config, body["for_each"]).items():
                 instance = f'{name}["{key}"]'
                 assert instance not in named, f"{kind}.{instance} declared twice"
-                named[instance] = _substitute(rest, key, each, config["locals"])
+                named[instance] = _expand_dynamic(_substitute(rest, key, each, config["locals"]), config["locals"])
 
 
 CONFIG = _load_config()
