@@ -666,7 +666,8 @@ class RecordingClient(datastore.Client):
 def code_queries() -> dict[str, datastore.Query]:
     now = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
     client = RecordingClient()
-    queries = {"shard": shard.due_builds_query(client, ShardJob("swarming://x", "chromium", 0, 1, now))}
+    job = ShardJob("swarming://x", "chromium", 0, 1, now)
+    queries = {"shard": shard.due_builds_query(client, job), "sync_lag": shard.oldest_due_query(client, job)}
     for name, run in (
         ("status_pairs", lambda: sync_status.pairs_with_incomplete_builds(client)),
         ("status_times", lambda: sync_status.sync_times(client, "swarming://x", "chromium")),
@@ -782,6 +783,7 @@ def test_composite_indexes_cover_the_code_queries(source):
         ("next_backend_sync_time",),
     )
     assert queries["shard"].projection == ["__key__"], "the shard query is keys only"
+    assert needed["sync_lag"] == needed["shard"], "the lag query is served by the shard query's index"
     assert needed["planner"] == ("Build", frozenset({"incomplete", "backend_target"}), ("project",))
     assert needed["outbox"] is None, "the outbox sweep needs no composite index"
     # `buildsync status` reads the same two indexes.

@@ -18,9 +18,9 @@ def test_an_unset_or_empty_variable_means_its_default(environ):
 
 
 def test_good_values_are_read_as_numbers_of_seconds():
-    environ = {env.MAX_EVENT_AGE: "600", env.FETCH_DEADLINE: "2.5", env.SWEEP_MIN_AGE_SECONDS: "0"}
+    environ = {env.MAX_EVENT_AGE: "900", env.FETCH_DEADLINE: "2.5", env.SWEEP_MIN_AGE_SECONDS: "0"}
 
-    assert env.max_event_age(environ) == datetime.timedelta(minutes=10)
+    assert env.max_event_age(environ) == datetime.timedelta(minutes=15)
     assert env.fetch_deadline_seconds(environ) == 2.5
     assert env.sweep_min_age(environ) == datetime.timedelta(0)
 

@@ -6,8 +6,8 @@ import base64
 import datetime
 
 import pytest
-from buildsync import events
-from buildsync.errors import MessageError, PermanentError, TransientError
+from buildsync import events, logs
+from buildsync.errors import MessageError, PermanentError, SupersededError, TransientError
 from cloudevents.http import CloudEvent
 
 from tests.harness import captured_logs
@@ -94,11 +94,17 @@ def test_event_older_than_the_cut_off_is_dropped_without_work(log_lines, monkeyp
     old = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=11)
     seen = []
 
-    events.handle(pubsub_event(b"{}", published=old), "sync", seen.append)
+    events.handle(pubsub_event(b"{}", published=old, message_id="m-9"), "sync", seen.append)
 
     assert seen == []
     [line] = log_lines()
     assert line["severity"] == "WARNING" and line["age_seconds"] > 600
+    assert (line["metric"], line["stage"], line["reason"], line["message_id"]) == (
+        "message_dropped",
+        "sync",
+        "published too long ago",
+        "m-9",
+    )
 
 
 def test_a_bad_max_event_age_is_a_permanent_settings_error_and_does_no_work(log_lines, monkeypatch):
@@ -109,3 +115,27 @@ def test_a_bad_max_event_age_is_a_permanent_settings_error_and_does_no_work(log_
     [line] = log_lines()
     assert (line["severity"], line["error_type"], line["retry"]) == ("ERROR", "SettingsError", False)
     assert "BUILDSYNC_MAX_EVENT_AGE_SECONDS='abc'" in line["message"]
+
+
+def test_permanent_error_reaches_error_reporting_and_the_permanent_errors_metric(log_lines):
+    def work(_):
+        raise MessageError("shard message field 'shard': expected int")
+
+    events.handle(pubsub_event(b"{}", message_id="m-8"), "shard", work)
+
+    [line] = log_lines()
+    assert line["@type"] == logs.REPORTED_ERROR_TYPE
+    assert line["context"]["reportLocation"]["functionName"] == "work"
+    assert (line["metric"], line["error_type"]) == ("permanent_error", "MessageError")
+
+
+def test_a_message_superseded_by_newer_plans_is_dropped_not_reported_as_an_error(log_lines):
+    def work(_):
+        raise SupersededError("sync message planned 700 s ago, over the 600 s cut-off", datetime.timedelta(seconds=700))
+
+    events.handle(pubsub_event(b"{}"), "sync", work)  # returns: acknowledged
+
+    [line] = log_lines()
+    assert line["severity"] == "WARNING" and "@type" not in line
+    assert (line["metric"], line["reason"], line["age_seconds"]) == ("message_dropped", "planned too long ago", 700)
+    assert "over the 600 s cut-off" in line["message"]

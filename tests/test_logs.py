@@ -1,14 +1,18 @@
 """Structured logs: one JSON line per event, configured once however often it is called."""
 
+import base64
 import datetime
 import io
 import json
 import logging
+import os
+import urllib.request
 
 import pytest
 from buildsync import logs
 
 from tests.harness import reset_logging
+from tools.stack import REPO, FunctionProcess
 
 
 @pytest.fixture(autouse=True)
@@ -251,3 +255,49 @@ def test_a_long_traceback_keeps_its_end():
 
     (entry,) = lines(stream)
     assert entry["exception"].startswith("… ") and "the cause at the end" in entry["exception"]
+
+
+# --- through a real functions-framework process ---------------------------------
+
+
+def test_a_push_with_a_trace_header_logs_lines_that_carry_its_trace_and_execution_id(tmp_path, settings_file):
+    """The shard function served by functions-framework, as deployed (LOG_EXECUTION_ID=true)."""
+    env = {
+        **os.environ,
+        "GOOGLE_CLOUD_PROJECT": "trace-project",
+        "BUILDSYNC_SETTINGS": str(settings_file),
+        "LOG_EXECUTION_ID": "true",
+        # Clients are made but never reach these: a malformed message fails first.
+        "DATASTORE_EMULATOR_HOST": "127.0.0.1:9",
+        "PUBSUB_EMULATOR_HOST": "127.0.0.1:9",
+        "PYTHONUNBUFFERED": "1",
+    }
+    function = FunctionProcess("shard", env, tmp_path, REPO / "functions" / "shard").start()
+    try:
+        headers = {
+            "traced-w3c": {"traceparent": f"00-{TRACE}-00f067aa0ba902b7-01"},
+            "traced-cloud": {"X-Cloud-Trace-Context": f"{TRACE.replace('4', '5')}/12345;o=1"},
+        }
+        for message_id, header in headers.items():
+            envelope = {
+                "message": {"data": base64.b64encode(b"not json").decode(), "messageId": message_id},
+                "subscription": "projects/trace-project/subscriptions/buildsync-shard",
+            }
+            request = urllib.request.Request(
+                function.url,
+                data=json.dumps(envelope).encode(),
+                headers={"Content-Type": "application/json", **header},
+            )
+            with urllib.request.urlopen(request, timeout=30) as response:
+                assert response.status == 200
+        lines = {e["message_id"]: e for e in function.log_events() if e.get("message_id") in headers}
+    finally:
+        function.stop()
+
+    w3c, cloud = lines["traced-w3c"], lines["traced-cloud"]
+    assert w3c[logs.TRACE_FIELD] == f"projects/trace-project/traces/{TRACE}"
+    assert w3c[logs.SPAN_FIELD] == "00f067aa0ba902b7"
+    assert cloud[logs.TRACE_FIELD] == f"projects/trace-project/traces/{TRACE.replace('4', '5')}"
+    ids = {w3c[logs.LABELS_FIELD]["execution_id"], cloud[logs.LABELS_FIELD]["execution_id"]}
+    assert len(ids) == 2 and all(ids), "each request its own execution id"
+    assert w3c["severity"] == "ERROR" and "not JSON" in w3c["message"]

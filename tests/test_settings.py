@@ -7,7 +7,7 @@ import pathlib
 import pytest
 from buildsync.errors import PermanentError, SettingsError, UnknownBackendError
 from buildsync.proto import service_config_pb2
-from buildsync.settings import SETTINGS_ENV, BackendSettings, load_settings, parse_settings
+from buildsync.settings import MAX_SHARDS, SETTINGS_ENV, BackendSettings, load_settings, parse_settings
 from google.protobuf import json_format, text_format
 
 # Buildbucket's settings.cfg as upstream accepts it, every section included.
@@ -502,3 +502,9 @@ def test_json_file_with_text_content_is_rejected(tmp_path):
 
     with pytest.raises(SettingsError, match=r"\(json\)"):
         load_settings(path)
+
+
+def test_shards_over_the_limit_are_rejected_and_the_limit_itself_is_fine():
+    assert parse_settings(full(shards=MAX_SHARDS), "text").backend(SWARM).shards == MAX_SHARDS
+    message = rejection(full(shards=MAX_SHARDS + 1))
+    assert f"full_mode.build_sync_setting.shards: {MAX_SHARDS + 1} is over the limit of {MAX_SHARDS}" in message

@@ -5,9 +5,10 @@ from __future__ import annotations
 import datetime
 
 import pytest
+from buildsync import model, sync_time
 from buildsync.messages import ShardJob
 from buildsync.proto import buildbucket_pb2 as pb
-from buildsync.shard import due_batches
+from buildsync.shard import due_batches, sync_lag_seconds
 
 from tests.builds import BACKEND, put_build
 
@@ -65,3 +66,16 @@ def test_no_due_builds_yields_no_batch(datastore_client):
     put_build(datastore_client, 1, updated=NOW)
 
     assert due_ids(datastore_client, job()) == []
+
+
+def test_sync_lag_is_the_wait_of_the_oldest_due_build_and_zero_when_none_is_due(datastore_client):
+    assert sync_lag_seconds(datastore_client, job(), NOW) == 0.0
+    put_build(datastore_client, 3, updated=NOW)  # not due yet
+    assert sync_lag_seconds(datastore_client, job(), NOW) == 0.0
+
+    put_build(datastore_client, 2, updated=LONG_AGO + datetime.timedelta(minutes=20))
+    put_build(datastore_client, 1, updated=LONG_AGO)
+    put_build(datastore_client, 4, updated=LONG_AGO - datetime.timedelta(hours=1), project="other")
+
+    due_at = sync_time.next_sync_unix(LONG_AGO, model.DEFAULT_SYNC_INTERVAL)
+    assert sync_lag_seconds(datastore_client, job(), NOW) == NOW.timestamp() - due_at

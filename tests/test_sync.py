@@ -405,3 +405,48 @@ def test_a_late_batch_fetches_only_the_builds_still_due(
 
     assert task_backend.backend.calls == fetched_ids
     assert (report.updated, report.skipped) == (1, 1)
+
+
+class OversizedPutClient(datastore.Client):
+    """The real client, except that a commit holding an entity of `oversized` build ids fails as too big."""
+
+    oversized: set[int] = set()
+
+    def put_multi(self, entities, *args, **kwargs):
+        if any(model.build_id_of(e.key) in self.oversized for e in entities):
+            raise api_exceptions.InvalidArgument("entity is too big")
+        return super().put_multi(entities, *args, **kwargs)
+
+
+def test_an_oversized_task_fails_only_its_own_build(datastore_client, task_backend, fetcher, backend):
+    build_ids = list(range(1, 26))  # one transaction
+    for build_id in build_ids:
+        put_build(datastore_client, build_id, updated=LONG_AGO)
+        task_backend.backend.set_task(f"task-{build_id}", pb.FAILURE, 2)
+    task_backend.backend.set_task("task-7", pb.FAILURE, 2, summary_markdown="x" * 2_000_000)
+
+    report = run(datastore_client, fetcher, backend, build_ids)
+
+    assert (report.invalid, report.updated, report.completed, report.failed) == (1, 24, 24, 0)
+    assert get_build(datastore_client, 7)[1].status == pb.STARTED
+    assert {get_build(datastore_client, i)[1].status for i in build_ids if i != 7} == {pb.FAILURE}
+
+
+def test_a_group_whose_commit_fails_permanently_is_retried_one_build_at_a_time(
+    datastore_emulator, datastore_client, task_backend, fetcher, backend
+):
+    build_ids = list(range(1, 26))
+    for build_id in build_ids:
+        put_build(datastore_client, build_id, updated=LONG_AGO)
+        task_backend.backend.set_task(f"task-{build_id}", pb.FAILURE, 2)
+    client = emulator_client(datastore_emulator.host, datastore_client.project, OversizedPutClient)
+    client.oversized = {7}
+
+    with captured_logs() as captured:
+        report = run(client, fetcher, backend, build_ids)
+
+    assert (report.failed, report.updated, report.completed, report.retry) == (1, 24, 24, False)
+    assert get_build(datastore_client, 7)[1].status == pb.STARTED
+    assert {get_build(datastore_client, i)[1].status for i in build_ids if i != 7} == {pb.FAILURE}
+    failures = [e for e in captured.events() if "group of builds failed" in e["message"]]
+    assert [e["build_ids"] for e in failures] == [build_ids, [7]]

@@ -1,6 +1,7 @@
 """docs/rules.md "Validating a fetched task": task_problem, sort_responses, compare_tasks."""
 
 import pytest
+from buildsync import task_rules
 from buildsync.errors import BackendResponseError
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.task_rules import MAX_DETAILS_BYTES, TaskChange, compare_tasks, sort_responses, task_problem
@@ -248,3 +249,44 @@ def test_a_task_without_a_target_is_the_asked_backends():
     fetched = sort_responses(ids("t1"), response(with_task(bare)))
 
     assert fetched.usable == {key("t1"): bare}
+
+
+@pytest.mark.parametrize(
+    "field, limit",
+    [
+        ("link", task_rules.MAX_LINK_BYTES),
+        ("summary_html", task_rules.MAX_SUMMARY_BYTES),
+        ("summary_markdown", task_rules.MAX_SUMMARY_BYTES),
+    ],
+)
+def test_every_text_field_of_a_task_is_bounded(field, limit):
+    assert task_problem(task(**{field: "é" * (limit // 2)})) is None
+    assert (
+        task_problem(task(**{field: "x" * (limit + 1)})) == f"{field} is {limit + 1} bytes, over the {limit} byte limit"
+    )
+
+
+def test_a_long_task_id_is_rejected():
+    long_id = "t" * (task_rules.MAX_ID_BYTES + 1)
+    assert task_problem(task(task_id=long_id)).startswith("id.id is 1025 bytes")
+
+
+def unknown_field(number: int, payload: bytes) -> bytes:
+    """A length-delimited field the Task proto does not declare, as a backend may send it."""
+
+    def varint(value: int) -> bytes:
+        out = bytearray()
+        while True:
+            out.append((value & 0x7F) | (0x80 if value > 0x7F else 0))
+            value >>= 7
+            if not value:
+                return bytes(out)
+
+    return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+
+def test_a_task_is_bounded_as_a_whole_unknown_fields_included():
+    bloated = task()
+    bloated.MergeFromString(unknown_field(999, b"x" * 100_000))
+    assert bloated.ByteSize() > task_rules.MAX_TASK_BYTES
+    assert "the task is" in task_problem(bloated) and "over the 100000 byte limit" in task_problem(bloated)

@@ -38,7 +38,9 @@ DEFAULT_SYNC_TOPIC = "buildsync-sync"
 
 # An event older than this is dropped: the scheduler has since planned newer
 # runs that cover the same builds (docs/platform.md "Cloud Functions": the event-age check).
-DEFAULT_MAX_EVENT_AGE = datetime.timedelta(hours=1)
+# A few minutes, so that a backlog cannot multiply work; deploy/ keeps it
+# above the retry budget (max_event_age_seconds).
+DEFAULT_MAX_EVENT_AGE = datetime.timedelta(minutes=10)
 
 
 def text(name: str, environ: Environ = os.environ) -> str | None:

@@ -14,6 +14,8 @@ it is dead-lettered.
 
 from __future__ import annotations
 
+import datetime
+
 import google.auth.exceptions
 import grpc
 from google.api_core import exceptions as api_exceptions
@@ -41,6 +43,14 @@ class UnknownBackendError(PermanentError):
 
 class MessageError(PermanentError):
     """A Pub/Sub message that cannot be decoded into what its topic carries."""
+
+
+class SupersededError(PermanentError):
+    """A message that newer plans cover (admission.py): acknowledged unhandled, which is no failure."""
+
+    def __init__(self, message: str, age: datetime.timedelta) -> None:
+        super().__init__(message)
+        self.age = age
 
 
 class BackendResponseError(PermanentError):

@@ -16,8 +16,8 @@ from typing import Any, Callable
 
 from cloudevents.http import CloudEvent
 
-from buildsync import env, logs
-from buildsync.errors import MessageError, PermanentError, TransientError
+from buildsync import env, logs, metrics
+from buildsync.errors import MessageError, PermanentError, SupersededError, TransientError
 
 
 def message_data(event: CloudEvent) -> bytes:
@@ -45,11 +45,16 @@ def handle(event: CloudEvent, stage: str, work: Callable[[bytes], Any]) -> None:
     age = event_age(event, datetime.datetime.now(datetime.timezone.utc))
     try:
         if age is not None and age > env.max_event_age():
-            logs.event("WARNING", f"{stage}: event too old; dropped", age_seconds=age.total_seconds(), **fields)
+            metrics.message_dropped(stage, "published too long ago", age.total_seconds(), message_id=event.get("id"))
             return
         work(message_data(event))
+    except SupersededError as error:
+        age_seconds = error.age.total_seconds()
+        metrics.message_dropped(
+            stage, "planned too long ago", age_seconds, detail=str(error), message_id=event.get("id")
+        )
     except PermanentError as error:
-        logs.event("ERROR", f"{stage}: {error}", error_type=type(error).__name__, retry=False, **fields)
+        metrics.permanent_error(stage, error, message_id=event.get("id"))
     except TransientError as error:
         logs.event("WARNING", f"{stage}: {error}", error_type=type(error).__name__, retry=True, **fields)
         raise

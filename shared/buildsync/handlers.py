@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import datetime
 
-from buildsync import logs
+from buildsync import admission, env, logs, metrics
+from buildsync.build_update import Outcome
 from buildsync.errors import SyncError, TransientError
 from buildsync.messages import ShardJob, SyncBatch, SyncTrigger
 from buildsync.planner import job_attributes, plan, summarize
 from buildsync.publishing import publish_all
 from buildsync.report import SyncReport
 from buildsync.runtime import Runtime
-from buildsync.shard import due_batches
+from buildsync.shard import due_batches, sync_lag_seconds
 from buildsync.sync import Clock, sync_batch, utc_now
 
 
@@ -43,14 +44,18 @@ def handle_trigger(
     return jobs
 
 
-def handle_job(runtime: Runtime, job: ShardJob) -> int:
+def handle_job(runtime: Runtime, job: ShardJob, clock: Clock = utc_now) -> int:
     """The shard function: publish the shard's due builds in batches; returns how many builds.
 
-    Retry behaviour: an unknown backend is permanent; Datastore or publish
-    failures raise TransientError, and the redelivered job queries again (the
-    sync skips builds a duplicate batch already synced).
+    Also reports the shard's sync lag. Retry behaviour: an unknown backend, a
+    job the settings do not admit (admission.py) or one superseded by newer
+    plans is permanent; Datastore or publish failures raise TransientError,
+    and the redelivered job queries again (the sync skips builds a duplicate
+    batch already synced).
     """
-    runtime.settings.backend(job.backend)
+    now = clock()
+    admission.check_job(job, runtime.settings.backend(job.backend), now, env.max_event_age())
+    metrics.sync_lag(job.backend, job.project, job.shard, sync_lag_seconds(runtime.datastore, job, now))
     batches = list(due_batches(runtime.datastore, job))
     attributes = {"backend": job.backend, "project": job.project}
     publish_all(runtime.publisher, runtime.sync_topic, [(batch.to_json(), attributes) for batch in batches])
@@ -76,6 +81,7 @@ def handle_batch(runtime: Runtime, batch: SyncBatch, clock: Clock = utc_now) -> 
     already synced are skipped when it comes back). Completion effects that
     fail stay in the outbox for the planner's sweep and do not fail the batch.
     """
+    admission.check_batch(batch, clock(), env.max_event_age())
     backends = runtime.settings.full_mode_backends(batch.backend)
     if not backends:
         logs.event("INFO", "backend is in lite mode; nothing to sync", backend=batch.backend)
@@ -94,6 +100,8 @@ def handle_batch(runtime: Runtime, batch: SyncBatch, clock: Clock = utc_now) -> 
     )
     logs.event("INFO", "synced batch", backend=batch.backend, project=batch.project, **report.counts())
     completer.complete_after_commit(report.completions)
+    synced = {outcome.value: report.outcomes[outcome] for outcome in Outcome}
+    metrics.builds_synced(batch.backend, batch.project, synced)
     if report.retry:
         raise TransientError(f"{report.failed} of {report.due} builds failed to sync; retrying the batch")
     return report

@@ -168,12 +168,12 @@ def sync_lag(backend: str, project: str, shard: int, seconds: float) -> None:
     _emit("sync_lag", backend=backend, project=project, shard=shard, seconds=round(max(seconds, 0.0), 3))
 
 
-def message_dropped(stage: str, reason: str, age_seconds: float, **fields: Any) -> None:
-    """A message acknowledged without handling it, with why."""
+def message_dropped(stage: str, reason: str, age_seconds: float, detail: str = "", **fields: Any) -> None:
+    """A message acknowledged without handling it: `reason` is a short label, `detail` the full story."""
     _emit(
         "message_dropped",
         severity="WARNING",
-        message=f"{stage}: message dropped: {reason}",
+        message=f"{stage}: message dropped: {detail or reason}",
         stage=stage,
         reason=reason,
         age_seconds=round(age_seconds, 3),

@@ -30,6 +30,9 @@ SETTINGS_ENV = env.SETTINGS
 # docs/rules.md "Limits": shorter than a minute is meaningless because sync times
 # are kept at minute precision (unset means sync_time.DEFAULT_SYNC_INTERVAL).
 MIN_SYNC_INTERVAL_SECONDS = 60
+# Each shard is one message and one query per project per minute; more shards
+# than this would flood the planner's fan-out without making a query cheaper.
+MAX_SHARDS = 100
 
 # What a full-mode backend's hostname must be: a DNS name or [IPv6], with an optional port.
 _HOST_AND_PORT = re.compile(r"(?:[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
@@ -190,6 +193,8 @@ def _backend_problems(backend: pb.BackendSetting) -> list[str]:
         sync = backend.full_mode.build_sync_setting
         if sync.shards < 0:
             problems.append(f"full_mode.build_sync_setting.shards: {sync.shards} is negative")
+        elif sync.shards > MAX_SHARDS:
+            problems.append(f"full_mode.build_sync_setting.shards: {sync.shards} is over the limit of {MAX_SHARDS}")
         if sync.sync_interval_seconds < 0 or 0 < sync.sync_interval_seconds < MIN_SYNC_INTERVAL_SECONDS:
             problems.append(
                 "full_mode.build_sync_setting.sync_interval_seconds: "

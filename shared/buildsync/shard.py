@@ -6,12 +6,13 @@ keep other projects and backends out even when their keys interleave.
 
 from __future__ import annotations
 
+import datetime
 from typing import Iterator
 
 from google.cloud import datastore
 from google.cloud.datastore.query import PropertyFilter
 
-from buildsync import model, sync_time
+from buildsync import logs, model, sync_time
 from buildsync.errors import as_sync_error
 from buildsync.messages import MAX_BATCH_SIZE, ShardJob, SyncBatch
 
@@ -26,6 +27,37 @@ def due_builds_query(client: datastore.Client, job: ShardJob) -> datastore.Query
     query.add_filter(filter=PropertyFilter("next_backend_sync_time", "<", upper))
     query.keys_only()
     return query
+
+
+def oldest_due_query(client: datastore.Client, job: ShardJob) -> datastore.Query:
+    """The shard query, projected on its sync time: the first result is the longest-waiting due build.
+
+    The composite index of the shard query serves it (the inequality property is the one projected and sorted on).
+    """
+    query = due_builds_query(client, job)
+    query.projection = ["next_backend_sync_time"]
+    query.order = ["next_backend_sync_time"]
+    return query
+
+
+def sync_lag_seconds(client: datastore.Client, job: ShardJob, now: datetime.datetime) -> float:
+    """How long the shard's oldest due build has waited past its sync time; 0 when none is due.
+
+    One projection query of one entity. Retry behaviour: Datastore failures raise TransientError.
+    """
+    try:
+        oldest = list(oldest_due_query(client, job).fetch(limit=1))
+    except Exception as error:  # sorted by the one table in errors.py
+        where = f"shard {job.shard} of {job.backend}/{job.project}"
+        raise as_sync_error(error, f"reading the sync lag of {where}") from error
+    if not oldest:
+        return 0.0
+    try:
+        due_at = sync_time.parse_time(oldest[0]["next_backend_sync_time"])
+    except sync_time.SyncTimeKeyError as error:  # the sync reports that build itself
+        logs.event("WARNING", "sync lag unknown: the oldest due build's key does not parse", error=str(error))
+        return 0.0
+    return max(0.0, now.timestamp() - due_at)
 
 
 def due_batches(client: datastore.Client, job: ShardJob, batch_size: int = MAX_BATCH_SIZE) -> Iterator[SyncBatch]:

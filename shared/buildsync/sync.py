@@ -121,6 +121,8 @@ def sync_batch(
         clock=clock,
         transaction_begin=transaction_begin,
     )
+    # Each group's lines carry the request's trace (logs.in_current_context).
+    update_group = logs.in_current_context(update_group)
     if executor is not None:
         group_reports = list(executor.map(update_group, groups))
     else:
@@ -190,10 +192,26 @@ def _late_skip_reason(
 
 
 def _update_group(client: datastore.Client, build_ids: list[int], **options) -> SyncReport:
-    """Up to 25 builds, in one transaction unless their writes exceed one commit (commit_budget.py)."""
+    """Up to 25 builds, in one transaction unless their writes exceed one commit (commit_budget.py).
+
+    A group whose commit fails permanently is retried one build at a time,
+    so that one build's bad write fails only that build.
+    """
     report = SyncReport()
     while build_ids:
-        committed, build_ids = _commit_builds(client, build_ids, **options)
+        try:
+            committed, build_ids = _commit_builds(client, build_ids, **options)
+        except SyncError as error:
+            logs.event("ERROR", "transaction for a group of builds failed", build_ids=build_ids, error=str(error))
+            if len(build_ids) > 1 and not isinstance(error, TransientError):
+                # One build's write can fail the commit of all (an entity over
+                # Datastore's size limit): one at a time, only that build fails.
+                for build_id in build_ids:
+                    report.add(_update_group(client, [build_id], **options))
+            else:
+                report.count(Outcome.FAILED, len(build_ids))
+                report.retry = report.retry or isinstance(error, TransientError)
+            break
         report.add(committed)
     return report
 
@@ -209,7 +227,7 @@ def _commit_builds(
     clock: Clock,
     transaction_begin: TransactionBegin,
 ) -> tuple[SyncReport, list[int]]:
-    """One transaction over `build_ids`; the report counts them once it committed.
+    """One transaction over `build_ids`; the report counts them once it committed; raises SyncError.
 
     Also returns the builds left out because their writes did not fit in
     the commit: nothing of theirs was written, and they need a transaction
@@ -248,14 +266,8 @@ def _commit_builds(
             client.put_multi(to_put)
         return [result for result in results if result[0] not in left_out], left_out
 
+    results, left_out = run_in_transaction(client, work, read_only=dry_run, begin=transaction_begin)
     report = SyncReport()
-    try:
-        results, left_out = run_in_transaction(client, work, read_only=dry_run, begin=transaction_begin)
-    except SyncError as error:
-        logs.event("ERROR", "transaction for a group of builds failed", build_ids=build_ids, error=str(error))
-        report.count(Outcome.FAILED, len(build_ids))
-        report.retry = isinstance(error, TransientError)
-        return report, []
     # Counted only now, after the commit: a retried transaction counts once.
     for build_id, update, completed, ending in results:
         _count(report, build_id, update)

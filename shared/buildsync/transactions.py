@@ -26,6 +26,7 @@ from typing import Callable, TypeVar
 
 from google.cloud import datastore
 
+from buildsync import metrics
 from buildsync.errors import SettingsError, as_sync_error, is_transient
 
 T = TypeVar("T")
@@ -77,7 +78,9 @@ def run_in_transaction(
                     transaction.rollback()  # leaving the block would commit it
                 return result
         except Exception as error:  # sorted by the one table in errors.py
-            if not is_transient(error) or attempt == attempts:
+            retried = is_transient(error) and attempt < attempts
+            metrics.transaction_retry(type(error).__name__, attempt, final=not retried)
+            if not retried:
                 raise as_sync_error(error, f"transaction failed after {attempt} attempt(s)") from error
             backoff = min(_MAX_BACKOFF_SECONDS, _FIRST_BACKOFF_SECONDS * 2 ** (attempt - 1))
             sleep(backoff * random.uniform(0.5, 1.0))
