@@ -32,9 +32,10 @@ import time
 import uuid
 from unittest import mock
 
-from buildsync import events, logs, resultdb, sync
+from buildsync import events, logs, metrics, resultdb, sync
 from buildsync.backend import BackendPool
 from buildsync.completion import Completer, Targets
+from buildsync.env import DEFAULT_MAX_EVENT_AGE
 from buildsync.handlers import handle_batch, handle_job, handle_trigger
 from buildsync.messages import ShardJob, SyncBatch, SyncTrigger
 from buildsync.publishing import topic_path
@@ -75,7 +76,7 @@ class BacklogFigures:
 
 
 class _DropCounter(logging.Handler):
-    """Counts the edge's "too old; dropped" lines by stage."""
+    """Counts the edge's dropped-message lines (metrics.message_dropped) by stage."""
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
@@ -83,11 +84,10 @@ class _DropCounter(logging.Handler):
         self._lock = threading.Lock()
 
     def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
-        if "too old" in message:
+        fields = getattr(record, "fields", {})
+        if fields.get(metrics.METRIC_FIELD) == "message_dropped":
             with self._lock:
-                stage = message.split(":", 1)[0]
-                self.dropped[stage] = self.dropped.get(stage, 0) + 1
+                self.dropped[fields["stage"]] = self.dropped.get(fields["stage"], 0) + 1
 
 
 def _event(message: pubsub_v1.types.PubsubMessage) -> CloudEvent:
@@ -156,7 +156,7 @@ class _Stage:
 def deployed_max_event_age_seconds(variables: pathlib.Path = REPO / "deploy" / "variables.tf") -> float:
     """The cut-off a deployment gets: Terraform's max_event_age_seconds default, else the edge's own default."""
     match = re.search(r'variable "max_event_age_seconds".*?default\s*=\s*(\d+)', variables.read_text(), re.S)
-    return float(match.group(1)) if match else events.DEFAULT_MAX_EVENT_AGE.total_seconds()
+    return float(match.group(1)) if match else DEFAULT_MAX_EVENT_AGE.total_seconds()
 
 
 def run_backlog(env: BenchEnvironment) -> BacklogFigures:
