@@ -130,6 +130,9 @@ class KeptStack:
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,
+            # A shell that ran these tests in the background ignores SIGINT, and the stack would inherit
+            # that: it must take Ctrl-C (SIGINT) as a person's terminal sends it.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         self.lines: queue.Queue[str] = queue.Queue()
         self.output: list[str] = []
