@@ -6,15 +6,17 @@ afterwards is the proof, not what a client returned.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import threading
 import time
+from collections.abc import Iterator
 
 import grpc
 import pytest
 from buildsync import model
-from buildsync.backend import BackendPool
+from buildsync.backend import BackendPool, TaskFetcher
 from buildsync.backend_options import GRPC, PRPC, DeploymentOptions
 from buildsync.errors import PermanentError, TransientError
 from buildsync.messages import SyncBatch
@@ -30,9 +32,12 @@ PLANNED_AT = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
 LATER = PLANNED_AT + datetime.timedelta(seconds=10)
 
 
-def fetcher_for(task_backend, transport: str, **pool_options):
-    pool = BackendPool(options=DeploymentOptions({BACKEND: {"transport": transport}}), **pool_options)
-    return pool, pool.get(BACKEND, task_backend.hostname_for(transport))
+@contextlib.contextmanager
+def fetcher_for(task_backend, transport: str, **pool_options) -> Iterator[TaskFetcher]:
+    """The test backend's fetcher over `transport`; its pool is closed when the block ends."""
+    options = DeploymentOptions({BACKEND: {"transport": transport}})
+    with contextlib.closing(BackendPool(options=options, **pool_options)) as pool:
+        yield pool.get(BACKEND, task_backend.hostname_for(transport))
 
 
 def sync(client, fetcher, make_settings, build_ids, project="proj"):
@@ -63,11 +68,8 @@ def test_prpc_unavailable_then_ok_is_retried_within_the_call(datastore_client, t
     ids = seed(datastore_client, task_backend, 3)
     answers = iter([RawAnswer(status=503, headers={"X-Prpc-Grpc-Code": "14"}, body=b"restarting")])
     task_backend.prpc_server.raw_answer = lambda request: next(answers, None)
-    pool, fetcher = fetcher_for(task_backend, PRPC)
-    try:
+    with fetcher_for(task_backend, PRPC) as fetcher:
         report = sync(datastore_client, fetcher, make_settings, ids)
-    finally:
-        pool.close()
 
     assert report.completed == 3
     assert len(task_backend.prpc_server.requests) == 2 and task_backend.backend.calls == [3]
@@ -78,12 +80,9 @@ def test_prpc_invalid_argument_is_permanent_and_writes_nothing(datastore_client,
     ids = seed(datastore_client, task_backend, 3)
     task_backend.backend.fail_with = grpc.StatusCode.INVALID_ARGUMENT
     before = snapshot(datastore_client, ids)
-    pool, fetcher = fetcher_for(task_backend, PRPC)
-    try:
+    with fetcher_for(task_backend, PRPC) as fetcher:
         with pytest.raises(PermanentError, match="INVALID_ARGUMENT: FetchTasks on swarming://test-swarm") as raised:
             sync(datastore_client, fetcher, make_settings, ids)
-    finally:
-        pool.close()
 
     assert not isinstance(raised.value, TransientError)
     assert snapshot(datastore_client, ids) == before
@@ -97,12 +96,9 @@ def test_prpc_garbage_with_code_zero_is_a_named_transient_error_and_writes_nothi
     garbage = RawAnswer(headers={"X-Prpc-Grpc-Code": "0", "Content-Type": "application/prpc; encoding=binary"})
     task_backend.prpc_server.raw_answer = lambda request: dataclasses.replace(garbage, body=b"\x0a\xff\xff\xff junk")
     before = snapshot(datastore_client, ids)
-    pool, fetcher = fetcher_for(task_backend, PRPC)
-    try:
+    with fetcher_for(task_backend, PRPC) as fetcher:
         with pytest.raises(TransientError, match="INTERNAL: .*is not a buildbucket.v2.FetchTasksResponse"):
             sync(datastore_client, fetcher, make_settings, ids)
-    finally:
-        pool.close()
 
     assert snapshot(datastore_client, ids) == before
     assert len(task_backend.prpc_server.requests) == 1
@@ -112,15 +108,14 @@ def test_a_hung_http_backend_fails_the_batch_at_its_deadline(datastore_client, t
     ids = seed(datastore_client, task_backend, 2)
     task_backend.backend.hang = threading.Event()
     before = snapshot(datastore_client, ids)
-    pool, fetcher = fetcher_for(task_backend, PRPC, deadline_seconds=2)
-    started = time.monotonic()
-    try:
-        with pytest.raises(TransientError, match="DEADLINE_EXCEEDED"):
-            sync(datastore_client, fetcher, make_settings, ids)
-        elapsed = time.monotonic() - started
-    finally:
-        task_backend.backend.hang.set()
-        pool.close()
+    with fetcher_for(task_backend, PRPC, deadline_seconds=2) as fetcher:
+        started = time.monotonic()
+        try:
+            with pytest.raises(TransientError, match="DEADLINE_EXCEEDED"):
+                sync(datastore_client, fetcher, make_settings, ids)
+            elapsed = time.monotonic() - started
+        finally:
+            task_backend.backend.hang.set()
 
     assert 2 <= elapsed < 10  # the deadline, not the backend, ended the call
     assert snapshot(datastore_client, ids) == before
@@ -129,11 +124,8 @@ def test_a_hung_http_backend_fails_the_batch_at_its_deadline(datastore_client, t
 @pytest.mark.parametrize("transport", [PRPC, GRPC])
 def test_a_50_mb_answer_syncs_its_whole_batch(datastore_client, task_backend, make_settings, transport):
     ids, details = seed_running(datastore_client, task_backend, 1000, details_bytes=49_900)
-    pool, fetcher = fetcher_for(task_backend, transport, deadline_seconds=120)
-    try:
+    with fetcher_for(task_backend, transport, deadline_seconds=120) as fetcher:
         report = sync(datastore_client, fetcher, make_settings, ids)
-    finally:
-        pool.close()
 
     assert report.updated == 1000 and task_backend.backend.calls == [1000]
     infra = get_build(datastore_client, 1000)[2]
@@ -143,11 +135,8 @@ def test_a_50_mb_answer_syncs_its_whole_batch(datastore_client, task_backend, ma
 @pytest.mark.parametrize("transport", [PRPC, GRPC])
 def test_an_answer_still_over_the_limit_is_synced_in_halves(datastore_client, task_backend, make_settings, transport):
     ids, _ = seed_running(datastore_client, task_backend, 8, details_bytes=20_000)
-    pool, fetcher = fetcher_for(task_backend, transport, max_response_bytes=90_000)
-    try:
+    with fetcher_for(task_backend, transport, max_response_bytes=90_000) as fetcher:
         report = sync(datastore_client, fetcher, make_settings, ids)
-    finally:
-        pool.close()
 
     assert report.updated == 8
     assert task_backend.backend.calls == [8, 4, 4]
@@ -166,12 +155,9 @@ def test_builds_of_another_backend_or_project_are_skipped_with_a_reason(
     for build_id in (1, 2, 3, 4):
         task_backend.backend.set_task(f"task-{build_id}", pb.SUCCESS, 9, target=BACKEND)
     before = snapshot(datastore_client, [2, 3, 4])
-    pool, fetcher = fetcher_for(task_backend, transport)
-    try:
+    with fetcher_for(task_backend, transport) as fetcher:
         with captured_logs() as captured:
             report = sync(datastore_client, fetcher, make_settings, [1, 2, 3, 4])
-    finally:
-        pool.close()
 
     assert (report.completed, report.skipped) == (1, 3)
     assert snapshot(datastore_client, [2, 3, 4]) == before
