@@ -194,6 +194,7 @@ def run_backlog(env: BenchEnvironment) -> BacklogFigures:
             sync_topic=topic_path(PROJECT, topics["sync"]),
             # The builds stay running: nothing ends, so no effect is ever done.
             completer=Completer(client, Targets(), resultdb.prpc_finalizer(), publisher),
+            transaction_begin=env.transaction_begin,
         )
         stages = {
             "planner": _Stage(

@@ -9,14 +9,16 @@ import pathlib
 import tempfile
 import time
 
+from buildsync import env
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.settings import Settings, parse_settings
+from buildsync.transactions import TransactionBegin
 from google.cloud import datastore
 
 from tools.bench.datastore_calls import DatastoreCallCounter, counting_client
 from tools.bench.processes import Supervisor
 from tools.bench.seeding import BACKEND, PROJECT, Layout, build_ids, seed
-from tools.emulators import Emulator
+from tools.emulators import SETTINGS_FOR, Emulator
 from tools.stack import LocalStack
 from tools.task_backend import TaskBackendServer
 
@@ -43,6 +45,8 @@ class BenchEnvironment:
         self.server: TaskBackendServer | None = None
         self.stack: LocalStack | None = None
         self.settings: Settings | None = None
+        # How this emulator's transactions must begin (tools/emulators.py SETTINGS_FOR: explicit on Firestore).
+        self.transaction_begin: TransactionBegin = env.transaction_begin(SETTINGS_FOR.get(datastore_kind, {}))
 
     def start(self, full: bool, pubsub: bool) -> None:
         """Starts the emulators, the TaskBackend and (`full`) the functions; `pubsub` also without functions."""
@@ -56,8 +60,9 @@ class BenchEnvironment:
         self.log("starting the emulators: " + ", ".join(e.kind for e in emulators))
         for emulator in emulators:  # in the main thread, so that Ctrl-C finds every process registered
             emulator.start()
-        # This process's own clients (the in-process pipeline, the floor) find the emulator here.
-        os.environ.update(DATASTORE_EMULATOR_HOST=self.datastore_emulator.host, GOOGLE_CLOUD_PROJECT=PROJECT)
+        # This process's own clients (the in-process pipeline, the floor) find the emulator here, and
+        # its children (the memory probe) also how transactions must begin on it.
+        os.environ.update(self.datastore_emulator.env, GOOGLE_CLOUD_PROJECT=PROJECT)
         if self.pubsub_emulator is not None:
             os.environ["PUBSUB_EMULATOR_HOST"] = self.pubsub_emulator.host
         self.server = TaskBackendServer()

@@ -28,7 +28,7 @@ from typing import Callable
 from buildsync import model
 from buildsync.shard import due_batches
 from buildsync.sync import BUILDS_PER_TRANSACTION
-from buildsync.transactions import run_in_transaction
+from buildsync.transactions import TransactionBegin, run_in_transaction
 from google.cloud import datastore
 
 from tools.bench.seeding import Layout
@@ -68,8 +68,18 @@ class _TaskTree:
             raise self._errors[0]
 
 
-def run_floor(kind: str, client: datastore.Client, layout: Layout, planned_at: datetime.datetime, threads: int) -> int:
-    """Runs the `kind` floor ("tight" or "contract") with `threads` threads; returns the builds written back."""
+def run_floor(
+    kind: str,
+    client: datastore.Client,
+    layout: Layout,
+    planned_at: datetime.datetime,
+    threads: int,
+    begin: TransactionBegin = TransactionBegin.LAZY,
+) -> int:
+    """Runs the `kind` floor ("tight" or "contract") with `threads` threads; returns the builds written back.
+
+    `begin` is how the contract floor's transactions begin, as the sync's do on the same emulator.
+    """
     tree = _TaskTree(threads)
     written = collections.Counter()
     lock = threading.Lock()
@@ -89,7 +99,7 @@ def run_floor(kind: str, client: datastore.Client, layout: Layout, planned_at: d
         def work(_: datastore.Transaction) -> None:
             client.put_multi(client.get_multi(keys_of(ids)))
 
-        run_in_transaction(client, work)
+        run_in_transaction(client, work, begin=begin)
         add(len(ids))
 
     def read_tight(ids: tuple[int, ...]) -> None:

@@ -79,7 +79,14 @@ class LatencyProfile:
                 for group_workers in GROUP_WORKER_CHOICES:
                     batch = SyncBatch(BACKEND, LATENCY_PROJECT, batch_ids, self._next_run())
                     started = time.perf_counter()
-                    report = sync_batch(client, fetcher, backend, batch, group_workers=group_workers)
+                    report = sync_batch(
+                        client,
+                        fetcher,
+                        backend,
+                        batch,
+                        group_workers=group_workers,
+                        transaction_begin=self.env.transaction_begin,
+                    )
                     seconds = time.perf_counter() - started
                     figures.batch_seconds[(delay_ms, group_workers)] = seconds
                     self.env.log(
@@ -96,6 +103,7 @@ class LatencyProfile:
                         SyncTrigger(BACKEND, LATENCY_PROJECT),
                         planned_at=planned_at,
                         workers=workers,
+                        transaction_begin=self.env.transaction_begin,
                     )
                     rate = report.updated / (time.perf_counter() - started)
                     figures.builds_per_second[(delay_ms, workers)] = rate

@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--transport", default="prpc", choices=("prpc", "grpc"), help="how the backend is called")
     args = parser.parse_args(argv)
 
-    from buildsync import model
+    from buildsync import env, model
     from buildsync.backend import BackendPool
     from buildsync.backend_options import DeploymentOptions
     from buildsync.messages import SyncBatch
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.tracemalloc:
         tracemalloc.start()
     started = time.perf_counter()
-    report = sync_batch(client, fetcher, backend, batch)
+    report = sync_batch(client, fetcher, backend, batch, transaction_begin=env.transaction_begin())
     seconds = time.perf_counter() - started
     result = {
         "after_imports_mib": after_imports,

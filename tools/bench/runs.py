@@ -70,7 +70,7 @@ class Runs:
         planned_at = utc_now()
         with CpuMeter(self.env.process_groups()) as cpu:
             started = time.perf_counter()
-            written = run_floor(kind, client, self.env.layout, planned_at, threads)
+            written = run_floor(kind, client, self.env.layout, planned_at, threads, self.env.transaction_begin)
             seconds = time.perf_counter() - started
         note = "" if written == n else f"{kind} floor wrote {written} of {n} builds"
         return Run(seconds, n, counter.reset(), 0, cpu.used, note, threads=threads)
@@ -96,6 +96,7 @@ class Runs:
                     SyncTrigger(BACKEND),
                     planned_at=planned_at,
                     workers=self.workers,
+                    transaction_begin=self.env.transaction_begin,
                 )
             seconds = time.perf_counter() - started
         counts = counter.reset()
