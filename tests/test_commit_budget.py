@@ -1,5 +1,7 @@
 """commit_budget: which builds of a group fit in one Datastore commit."""
 
+import datetime
+
 import pytest
 from buildsync import commit_budget
 from google.cloud import datastore
@@ -55,3 +57,37 @@ def test_the_default_budget_is_read_at_each_call(monkeypatch):
 
 def test_encoded_size_counts_the_property_bytes():
     assert commit_budget.encoded_size(entity(1, size=1000)) - commit_budget.encoded_size(entity(1)) >= 1000
+
+
+def awkward_entity():
+    key = datastore.Key("Build", 2**62, "BuildSteps", "steps-name", project="a-long-project-name", namespace="ns")
+    result = datastore.Entity(key, exclude_from_indexes=("proto", "text"))
+    inner = datastore.Entity(datastore.Key("Inner", 1, project="p"))
+    inner["n"] = -1
+    result.update(
+        proto=b"\x00" * 70_000,
+        text="ü" * 500,  # two bytes each in UTF-8
+        tags=["builder:linux", "user_agent:cq"] * 20,
+        numbers=[-1, 2**63 - 1, 0.5, True, None],
+        when=datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc),
+        parent=datastore.Key("Build", 7, project="p"),
+        inner=inner,
+        mapping={"a": 1, "b": "two"},
+        empty=[],
+    )
+    return result
+
+
+@pytest.mark.parametrize("make", [awkward_entity, lambda: entity(1), lambda: entity(3, "BuildInfra", 900_000)])
+def test_the_size_bound_is_never_below_the_encoded_size(make):
+    value = make()
+    assert commit_budget.encoded_size(value) <= commit_budget.size_bound(value)
+
+
+def test_writes_whose_bound_fits_are_kept_whole_without_exact_sizes(monkeypatch):
+    writes = [entity(1, size=100), entity(2, size=100), entity(1, "BuildSteps", 50)]
+    monkeypatch.setattr(commit_budget, "encoded_size", pytest.fail)  # would encode every entity once more
+
+    kept, left_out = commit_budget.split_writes([1, 2], writes, budget=10_000)
+
+    assert kept == writes and left_out == []

@@ -31,9 +31,6 @@ HIDDEN_TAG_KEYS = frozenset({"build_address", "builder", "gitiles_ref"})
 # Buildbucket cuts a merged summary to this many bytes (protoutil).
 SUMMARY_MARKDOWN_MAX_LENGTH = 4000
 
-# Datastore answers at most 1000 keys per lookup.
-KEYS_PER_LOOKUP = 1000
-
 
 class BuildReadError(PermanentError):
     """A stored build or child entity that does not decode; rereading will not help."""
@@ -81,20 +78,11 @@ class StoredBuild:
         return _decode(pb.BuildInfra, self.infra.get("infra") or b"", self.build_id, "BuildInfra")
 
 
-def _child_key(client: datastore.Client, build_id: int, kind: str) -> datastore.Key:
-    return client.key(model.BUILD_KIND, build_id, kind, 1)
-
-
 def _lookup(client: datastore.Client, keys: list[datastore.Key]) -> dict[tuple, datastore.Entity]:
-    found = {}
-    for start in range(0, len(keys), KEYS_PER_LOOKUP):
-        chunk = keys[start : start + KEYS_PER_LOOKUP]
-        try:
-            entities = client.get_multi(chunk)
-        except Exception as error:  # sorted by the one table in errors.py
-            raise as_sync_error(error, f"reading {len(chunk)} build entities after commit") from error
-        found.update((entity.key.flat_path, entity) for entity in entities)
-    return found
+    try:
+        return model.lookup(client, keys)
+    except Exception as error:  # sorted by the one table in errors.py
+        raise as_sync_error(error, f"reading {len(keys)} build entities after commit") from error
 
 
 def read_builds(client: datastore.Client, build_ids: list[int]) -> dict[int, StoredBuild]:
@@ -106,11 +94,11 @@ def read_builds(client: datastore.Client, build_ids: list[int]) -> dict[int, Sto
     keys = []
     for build_id in build_ids:
         keys.append(model.build_key(client, build_id))
-        keys += [_child_key(client, build_id, kind) for kind in kinds]
+        keys += [model.child_key(client, build_id, kind) for kind in kinds]
     found = _lookup(client, keys)
     chunk_keys = []
     for build_id in build_ids:
-        output = found.get(_child_key(client, build_id, OUTPUT_PROPERTIES_KIND).flat_path)
+        output = found.get(model.child_key(client, build_id, OUTPUT_PROPERTIES_KIND).flat_path)
         for index in range(1, _chunk_count(output) + 1):
             chunk_keys.append(client.key(PROPERTY_CHUNK_KIND, index, parent=output.key))
     chunks = _lookup(client, chunk_keys) if chunk_keys else {}
@@ -119,7 +107,7 @@ def read_builds(client: datastore.Client, build_ids: list[int]) -> dict[int, Sto
         entity = found.get(model.build_key(client, build_id).flat_path)
         if entity is None:
             continue
-        children = {kind: found.get(_child_key(client, build_id, kind).flat_path) for kind in kinds}
+        children = {kind: found.get(model.child_key(client, build_id, kind).flat_path) for kind in kinds}
         output = children[OUTPUT_PROPERTIES_KIND]
         output_chunks = tuple(
             (chunks.get(client.key(PROPERTY_CHUNK_KIND, i, parent=output.key).flat_path) or {}).get("chunk") or b""

@@ -59,7 +59,7 @@ class Completion:
 
 
 def entry_key(client: datastore.Client, build_id: int) -> datastore.Key:
-    return client.key(model.BUILD_KIND, build_id, OUTBOX_KIND, 1)
+    return model.child_key(client, build_id, OUTBOX_KIND)
 
 
 def entry_entity(client: datastore.Client, completion: Completion) -> datastore.Entity:

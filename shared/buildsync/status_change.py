@@ -34,7 +34,7 @@ def changed_children(client: datastore.Client, changed: dict[int, pb.Build]) -> 
         if is_ended(build.status):
             keys.append(model.steps_key(client, build_id))
     to_put, statuses_found = [], set()
-    for entity in client.get_multi(keys):
+    for entity in model.lookup(client, keys).values():
         build_id = model.build_id_of(entity.key)
         build = changed[build_id]
         if entity.key.kind == model.BUILD_STATUS_KIND:

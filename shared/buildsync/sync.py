@@ -46,9 +46,6 @@ DEFAULT_GROUP_WORKERS = 8
 # its transactions check the same thing. One trigger interval.
 LATE_BATCH_AGE = datetime.timedelta(minutes=1)
 
-# docs/platform.md: a lookup takes at most 1000 keys.
-_LOOKUP_KEYS = 1000
-
 # A build whose stored entities do not decode fails alone, not its whole group.
 # Nothing else is caught per build: any other error is a bug, and the batch retries.
 _BAD_ENTITY_ERRORS = (model.EntityDecodeError, SyncTimeKeyError)
@@ -148,7 +145,7 @@ def _read_task_ids(
     if check_builds:
         keys += [model.build_key(client, build_id) for build_id in build_ids]
     try:
-        entities = [e for i in range(0, len(keys), _LOOKUP_KEYS) for e in client.get_multi(keys[i : i + _LOOKUP_KEYS])]
+        entities = list(model.lookup(client, keys).values())
     except Exception as error:  # sorted by the one table in errors.py
         raise as_sync_error(error, f"reading BuildInfra of {len(build_ids)} builds") from error
     backend_target = batch.backend
@@ -236,7 +233,7 @@ def _commit_builds(
 
     def work(_: datastore.Transaction) -> tuple[list[tuple[int, Update, pb.Build | None, _Ending | None]], list[int]]:
         keys = [key for i in build_ids for key in (model.build_key(client, i), model.infra_key(client, i))]
-        entities = {e.key.flat_path: e for e in client.get_multi(keys)}
+        entities = model.lookup(client, keys)
         now = clock()
         results, to_put, changed = [], [], {}
         for build_id in build_ids:
