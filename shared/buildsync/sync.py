@@ -232,13 +232,13 @@ def _commit_builds(
     """
 
     def work(_: datastore.Transaction) -> tuple[list[tuple[int, Update, pb.Build | None, _Ending | None]], list[int]]:
-        keys = [key for i in build_ids for key in (model.build_key(client, i), model.infra_key(client, i))]
-        entities = model.lookup(client, keys)
+        pairs = [(model.build_key(client, i), model.infra_key(client, i)) for i in build_ids]
+        entities = model.lookup(client, [key for pair in pairs for key in pair])
         now = clock()
         results, to_put, changed = [], [], {}
-        for build_id in build_ids:
-            build_entity = entities.get(model.build_key(client, build_id).flat_path)
-            infra_entity = entities.get(model.infra_key(client, build_id).flat_path)
+        for build_id, (build_key, infra_key) in zip(build_ids, pairs, strict=True):
+            build_entity = entities.get(build_key.flat_path)
+            infra_entity = entities.get(infra_key.flat_path)
             try:
                 update, build, infra = _update_build(build_entity, infra_entity, fetched, backend, batch, now)
             except _BAD_ENTITY_ERRORS as error:
