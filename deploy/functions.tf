@@ -79,6 +79,7 @@ resource "google_cloudfunctions2_function" "function" {
     ingress_settings               = "ALLOW_INTERNAL_ONLY"
     all_traffic_on_latest_revision = true
     available_memory               = var.function_memory
+    available_cpu                  = each.value.cpu
     timeout_seconds                = var.function_timeout_seconds
     max_instance_count             = var.max_instance_count[each.key]
     environment_variables          = merge(local.function_env, each.value.publishes)

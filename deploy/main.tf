@@ -59,6 +59,7 @@ locals {
       topic          = google_pubsub_topic.topic["trigger"].id
       filter         = ""
       datastore_role = "roles/datastore.user" # reads builds, deletes sent outbox entries
+      cpu            = null                   # the default of its memory
       publishes = {
         BUILDSYNC_SHARD_TOPIC  = google_pubsub_topic.topic["shard"].id
         BUILDSYNC_BUILDS_TOPIC = local.builds_topic_id
@@ -69,6 +70,7 @@ locals {
       topic          = google_pubsub_topic.topic["shard"].id
       filter         = ""
       datastore_role = "roles/datastore.viewer" # queries only
+      cpu            = null
       publishes = {
         BUILDSYNC_SYNC_TOPIC = google_pubsub_topic.topic["sync"].id
       }
@@ -79,6 +81,7 @@ locals {
       # Batches of the backends without a subscription of their own.
       filter         = local.sync_other_backends_filter
       datastore_role = "roles/datastore.user" # updates builds in transactions
+      cpu            = var.sync_cpu           # CPU-bound in the Datastore client
       publishes = {
         BUILDSYNC_BUILDS_TOPIC = local.builds_topic_id
       }

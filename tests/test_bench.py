@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 
-from tools.bench.cost import Measured, cost_table, monthly_units
+import pytest
+
+from tools.bench.cost import Measured, cost_table, function_memory_mib, monthly_units, sync_vcpu
 from tools.bench.prices import PRICES, PRICES_READ_ON
 from tools.bench.results import Results
 from tools.bench.seeding import Layout
@@ -71,19 +73,31 @@ def measured(**overrides) -> Measured:
 
 
 def test_datastore_work_grows_with_the_running_builds_and_queries_with_the_triggers():
-    small, large = (monthly_units(measured(), builds, 512) for builds in (1_000, 100_000))
+    small, large = (monthly_units(measured(), builds, 512, 1.0) for builds in (1_000, 100_000))
     assert large["entity_read"] == 100 * small["entity_read"]
     assert small["entity_read"] == 1_000 / 5 * 43_200 * 3.0  # a fifth of the builds due each minute
     assert large["query"] == small["query"] == 43_200 * 17.0
 
 
 def test_a_sync_invocation_carries_at_most_1000_builds_of_one_shard_job():
-    units = monthly_units(measured(shard_jobs=2), 100_000, 512)
+    units = monthly_units(measured(shard_jobs=2), 100_000, 512, 1.0)
     # 20,000 due a minute over 2 shard jobs: 10 batches each, plus the planner and 2 shard invocations.
     assert units["invocation"] == 43_200 * (1 + 2 + 20)
 
 
+def test_the_sync_bills_its_own_vcpu_and_the_planner_and_shard_that_of_their_memory():
+    one, two = (monthly_units(measured(), 10_000, 512, vcpu) for vcpu in (1.0, 2.0))
+    planner_and_shard = 2 * one["vcpu_second"] - two["vcpu_second"]
+    # 2,000 due a minute over 16 shard jobs: 16 batches of 125 builds, 0.25 s (billed 0.3 s) each.
+    assert one["vcpu_second"] - planner_and_shard == pytest.approx(43_200 * 16 * 0.3)
+    assert planner_and_shard == pytest.approx(43_200 * 17 * 0.1 * 0.333)
+
+
+def test_the_cost_model_reads_the_deployed_memory_and_sync_cpu():
+    assert (function_memory_mib(), sync_vcpu()) == (512, 1.0)
+
+
 def test_the_cost_table_prices_every_item_and_says_when_the_prices_were_read():
-    table = cost_table(measured(), 512)
+    table = cost_table(measured(), 512, 1.0)
     assert all(what in table for _, what in PRICES.values())
     assert PRICES_READ_ON[:4].isdigit()

@@ -110,17 +110,32 @@ def add_message_bytes(results: Results) -> None:
     results.add("message_bytes_sync_batch_per_build", "", per_build, "bytes")
 
 
-def function_memory_mib(variables: pathlib.Path = REPO / "deploy" / "variables.tf") -> int:
-    """The default of `function_memory` in the Terraform variables, in MiB."""
-    text = variables.read_text()
-    match = re.search(r'variable "function_memory".*?default\s*=\s*"(\d+)(Mi|Gi)"', text, re.S)
+VARIABLES = REPO / "deploy" / "variables.tf"
+
+
+def _default(name: str, pattern: str, variables: pathlib.Path) -> re.Match:
+    match = re.search(rf'variable "{name}".*?default\s*=\s*"{pattern}"', variables.read_text(), re.S)
     if not match:
-        raise SystemExit(f"no function_memory default in {variables}")
+        raise SystemExit(f"no {name} default in {variables}")
+    return match
+
+
+def function_memory_mib(variables: pathlib.Path = VARIABLES) -> int:
+    """The default of `function_memory` in the Terraform variables, in MiB."""
+    match = _default("function_memory", r"(\d+)(Mi|Gi)", variables)
     return int(match.group(1)) * (1024 if match.group(2) == "Gi" else 1)
 
 
-def monthly_units(measured: Measured, builds: int, memory_mib: int) -> dict[str, float]:
-    """Units of each price per month for `builds` concurrently running builds."""
+def sync_vcpu(variables: pathlib.Path = VARIABLES) -> float:
+    """The default of `sync_cpu` in the Terraform variables: the sync instance's vCPU."""
+    return float(_default("sync_cpu", r"([0-9.]+)", variables).group(1))
+
+
+def monthly_units(measured: Measured, builds: int, memory_mib: int, sync_vcpu: float) -> dict[str, float]:
+    """Units of each price per month for `builds` concurrently running builds.
+
+    The planner and shard get the vCPU of their memory; the sync `sync_vcpu`.
+    """
     due = builds / SYNC_INTERVAL_MINUTES
     jobs = measured.shard_jobs
     per_job = due / jobs
@@ -132,10 +147,9 @@ def monthly_units(measured: Measured, builds: int, memory_mib: int) -> dict[str,
     def billed(seconds: float) -> float:
         return math.ceil(seconds / BILLING_GRANULARITY_SECONDS) * BILLING_GRANULARITY_SECONDS
 
-    instance_seconds = TRIGGERS_PER_MONTH * (
-        (1 + jobs) * billed(measured.query_seconds)
-        + batches * billed(builds_per_batch * measured.batch_seconds_per_build)
-    )
+    planner_and_shard_seconds = TRIGGERS_PER_MONTH * (1 + jobs) * billed(measured.query_seconds)
+    sync_seconds = TRIGGERS_PER_MONTH * batches * billed(builds_per_batch * measured.batch_seconds_per_build)
+    instance_seconds = planner_and_shard_seconds + sync_seconds
     batch_bytes = measured.batch_bytes_fixed + builds_per_batch * measured.batch_bytes_per_build
     message_bytes = (
         max(PUBSUB_MINIMUM_BYTES, measured.trigger_bytes)
@@ -144,7 +158,7 @@ def monthly_units(measured: Measured, builds: int, memory_mib: int) -> dict[str,
     )
     return {
         "invocation": TRIGGERS_PER_MONTH * (1 + jobs + batches),
-        "vcpu_second": instance_seconds * VCPU_FOR_MEMORY_MIB[memory_mib],
+        "vcpu_second": planner_and_shard_seconds * VCPU_FOR_MEMORY_MIB[memory_mib] + sync_seconds * sync_vcpu,
         "gib_second": instance_seconds * memory_mib / 1024,
         "entity_read": syncs * measured.entity_reads_per_build,
         "entity_write": syncs * measured.entity_writes_per_build,
@@ -154,11 +168,11 @@ def monthly_units(measured: Measured, builds: int, memory_mib: int) -> dict[str,
     }
 
 
-def cost_table(measured: Measured, memory_mib: int) -> str:
-    """The Markdown table: USD a month per item, for each number of running builds."""
+def cost_table(measured: Measured, memory_mib: int, vcpu: float) -> str:
+    """The Markdown table: USD a month per item, for each number of running builds (`vcpu`: the sync's)."""
     header = "| USD / month | " + " | ".join(f"{b:,} builds" for b in RUNNING_BUILDS) + " |"
     lines = [header, "|---" * (len(RUNNING_BUILDS) + 1) + "|"]
-    units = {b: monthly_units(measured, b, memory_mib) for b in RUNNING_BUILDS}
+    units = {b: monthly_units(measured, b, memory_mib, vcpu) for b in RUNNING_BUILDS}
     for item, (price, what) in PRICES.items():
         cells = " | ".join(f"{units[b][item] * price:,.2f}" for b in RUNNING_BUILDS)
         lines.append(f"| {what} | {cells} |")
@@ -172,13 +186,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--csv", default="bench-results/benchmark.csv", help="the benchmark's figures")
     args = parser.parse_args(argv)
     measured = Measured.from_csv(pathlib.Path(args.csv))
-    memory_mib = function_memory_mib()
-    print(cost_table(measured, memory_mib))
+    memory_mib, vcpu = function_memory_mib(), sync_vcpu()
+    print(cost_table(measured, memory_mib, vcpu))
     print(
         f"\nFrom {args.csv} (in-process run of N={measured.size}: {measured.entity_reads_per_build:.2f} reads and "
         f"{measured.entity_writes_per_build:.2f} writes per build, {measured.queries_per_trigger:.0f} queries per "
         f"trigger over {measured.shard_jobs} shard jobs; one 1000-build batch "
         f"{measured.batch_seconds_per_build * BATCH_LIMIT:.2f}s at 30 ms per RPC), {memory_mib} MiB per instance, "
+        f"{vcpu:g} vCPU per sync instance, "
         f"a trigger a minute, each build due every {SYNC_INTERVAL_MINUTES} minutes. "
         f"Prices: tools/bench/prices.py, {PRICES_READ_ON}."
     )
