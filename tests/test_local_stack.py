@@ -165,9 +165,14 @@ class KeptStack:
                 return "\n".join(self.output)
 
     def kill(self) -> None:
+        """Ends the stack if a test left it running: SIGTERM first, so that it stops its emulators and functions."""
         if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
 
 
 def function_log(folder: str, name: str) -> list[dict]:
