@@ -53,9 +53,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--emulator",
         choices=DATASTORE_KINDS,
-        default="datastore",
-        help="the legacy Datastore emulator (default) or the Firestore emulator in Datastore mode, which locks "
-        "pessimistically as production does (its transactions need BUILDSYNC_TRANSACTION_BEGIN=explicit)",
+        default="firestore",
+        help="the Firestore emulator in Datastore mode (default: it locks pessimistically as production does; its "
+        "transactions begin explicitly, BUILDSYNC_TRANSACTION_BEGIN=explicit) or the legacy Datastore emulator",
     )
     parser.add_argument("--skip-full", action="store_true", help="skip the Pub/Sub + functions pipeline")
     parser.add_argument("--skip-latency", action="store_true", help="skip the production-latency profile")
