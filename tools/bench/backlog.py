@@ -51,7 +51,8 @@ from tools.stack import REPO
 
 TIME_SCALE = 10
 TRIGGER_INTERVAL_SECONDS = 60 / TIME_SCALE
-HOLD_SECONDS = 5 * 60 / TIME_SCALE
+# The issue's hold; --backlog-hold-minutes over the cut-off shows messages dropped as too old.
+DEFAULT_HOLD_MINUTES = 5.0
 SYNC_INSTANCES = 8
 BACKLOG_BUILDS = 1000
 # How long after the release the backlog may take before the scenario gives up.
@@ -72,6 +73,7 @@ class BacklogFigures:
     dropped: dict[str, int]
     handled: dict[str, int]
     cut_off_seconds: float
+    hold_seconds: float
     note: str = ""
 
 
@@ -159,8 +161,13 @@ def deployed_max_event_age_seconds(variables: pathlib.Path = REPO / "deploy" / "
     return float(match.group(1)) if match else DEFAULT_MAX_EVENT_AGE.total_seconds()
 
 
-def run_backlog(env: BenchEnvironment) -> BacklogFigures:
-    """Seeds BACKLOG_BUILDS due builds, holds the sync stage HOLD_SECONDS under triggers, then lets it go."""
+def hold_seconds(minutes: float) -> float:
+    """A hold of `minutes` in production, in the scenario's scaled time."""
+    return minutes * 60 / TIME_SCALE
+
+
+def run_backlog(env: BenchEnvironment, hold_minutes: float = DEFAULT_HOLD_MINUTES) -> BacklogFigures:
+    """Seeds BACKLOG_BUILDS due builds, holds the sync stage `hold_minutes` (scaled) under triggers, then lets it go."""
     n = BACKLOG_BUILDS
     env.fresh_builds(n)
     cut_off = deployed_max_event_age_seconds() / TIME_SCALE
@@ -220,7 +227,7 @@ def run_backlog(env: BenchEnvironment) -> BacklogFigures:
         env.server.backend.calls.clear()
         counter.reset()
         started = time.monotonic()
-        release_at = started + HOLD_SECONDS
+        release_at = started + hold_seconds(hold_minutes)
         next_trigger, triggers = started, 0
         released_at = converged_at = None
         next_check = next_progress = 0.0
@@ -270,6 +277,7 @@ def run_backlog(env: BenchEnvironment) -> BacklogFigures:
         dropped=dict(drops.dropped),
         handled={name: stage.handled for name, stage in stages.items()},
         cut_off_seconds=cut_off,
+        hold_seconds=hold_seconds(hold_minutes),
         note=note,
     )
 
@@ -285,6 +293,7 @@ def add_backlog(results: Results, figures: BacklogFigures) -> None:
     results.add("backlog_converge_seconds", n, figures.converge_seconds, f"s (time scaled 1/{TIME_SCALE})")
     results.add("backlog_triggers", n, figures.triggers, "triggers")
     results.add("backlog_cut_off_seconds", n, figures.cut_off_seconds, f"s (scaled 1/{TIME_SCALE})")
+    results.add("backlog_hold_seconds", n, figures.hold_seconds, f"s (scaled 1/{TIME_SCALE})")
     for stage, count in figures.dropped.items():
         results.add(f"backlog_dropped_{stage}_messages", n, count, "messages")
     for stage, count in figures.handled.items():

@@ -17,7 +17,7 @@ from buildsync.messages import MAX_BATCH_SIZE
 from buildsync.pipeline import DEFAULT_WORKERS
 
 import tools.bench
-from tools.bench.backlog import HOLD_SECONDS, TRIGGER_INTERVAL_SECONDS, add_backlog, run_backlog
+from tools.bench.backlog import DEFAULT_HOLD_MINUTES, TRIGGER_INTERVAL_SECONDS, add_backlog, hold_seconds, run_backlog
 from tools.bench.cost import add_message_bytes
 from tools.bench.environment import BenchEnvironment
 from tools.bench.floor import FLOORS
@@ -60,6 +60,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip-full", action="store_true", help="skip the Pub/Sub + functions pipeline")
     parser.add_argument("--skip-latency", action="store_true", help="skip the production-latency profile")
     parser.add_argument("--skip-backlog", action="store_true", help="skip the backlog scenario")
+    parser.add_argument(
+        "--backlog-hold-minutes",
+        type=float,
+        default=DEFAULT_HOLD_MINUTES,
+        help="how long the backlog holds the sync stage back, in production minutes (default 5; more than the "
+        "10-minute cut-off shows messages dropped as too old)",
+    )
     parser.add_argument(
         "--full-timeout", type=float, default=0, help="seconds to wait for a full run (default max(120, N/20))"
     )
@@ -123,8 +130,9 @@ def measure(args: argparse.Namespace, env: BenchEnvironment, supervisor: Supervi
         log("latency profile: a delay proxy in front of the Datastore emulator")
         add_latency(results, LatencyProfile(env).measure())
     if not args.skip_backlog:
-        log(f"backlog: the sync stage held {HOLD_SECONDS:.0f}s under a trigger every {TRIGGER_INTERVAL_SECONDS:.0f}s")
-        add_backlog(results, run_backlog(env))
+        held = hold_seconds(args.backlog_hold_minutes)
+        log(f"backlog: the sync stage held {held:.0f}s under a trigger every {TRIGGER_INTERVAL_SECONDS:.0f}s")
+        add_backlog(results, run_backlog(env, args.backlog_hold_minutes))
     if args.profile:
         n = max(args.sizes)
         log(f"N={n}: profiled in-process run (not reported)")
