@@ -231,23 +231,28 @@ def test_a_bug_in_the_rules_is_raised_not_counted_as_a_failed_build(
 
 
 class FailingPutClient(datastore.Client):
-    """The real client, except that writing any entity of `doomed` build ids fails."""
+    """The real client, except that writing any entity of `doomed` build ids fails with `error`."""
 
     doomed: set[int] = set()
+    error: Exception = api_exceptions.ServiceUnavailable("injected commit failure")
 
     def put_multi(self, entities, *args, **kwargs):
         if any(model.build_id_of(e.key) in self.doomed for e in entities):
-            raise api_exceptions.ServiceUnavailable("injected commit failure")
+            raise self.error
         return super().put_multi(entities, *args, **kwargs)
+
+
+def put_builds_whose_tasks_failed(client, task_backend, build_ids):
+    for build_id in build_ids:
+        put_build(client, build_id, updated=LONG_AGO)
+        task_backend.backend.set_task(f"task-{build_id}", pb.FAILURE, 2)
 
 
 def test_a_failed_transaction_neither_stops_nor_hides_other_groups(
     datastore_emulator, datastore_client, task_backend, fetcher, backend
 ):
     build_ids = list(range(1, 51))  # two transactions of 25
-    for build_id in build_ids:
-        put_build(datastore_client, build_id, updated=LONG_AGO)
-        task_backend.backend.set_task(f"task-{build_id}", pb.FAILURE, 2)
+    put_builds_whose_tasks_failed(datastore_client, task_backend, build_ids)
     client = emulator_client(datastore_emulator.host, datastore_client.project, FailingPutClient)
     client.doomed = {3}
     with captured_logs() as captured:
@@ -407,22 +412,9 @@ def test_a_late_batch_fetches_only_the_builds_still_due(
     assert (report.updated, report.skipped) == (1, 1)
 
 
-class OversizedPutClient(datastore.Client):
-    """The real client, except that a commit holding an entity of `oversized` build ids fails as too big."""
-
-    oversized: set[int] = set()
-
-    def put_multi(self, entities, *args, **kwargs):
-        if any(model.build_id_of(e.key) in self.oversized for e in entities):
-            raise api_exceptions.InvalidArgument("entity is too big")
-        return super().put_multi(entities, *args, **kwargs)
-
-
 def test_an_oversized_task_fails_only_its_own_build(datastore_client, task_backend, fetcher, backend):
     build_ids = list(range(1, 26))  # one transaction
-    for build_id in build_ids:
-        put_build(datastore_client, build_id, updated=LONG_AGO)
-        task_backend.backend.set_task(f"task-{build_id}", pb.FAILURE, 2)
+    put_builds_whose_tasks_failed(datastore_client, task_backend, build_ids)
     task_backend.backend.set_task("task-7", pb.FAILURE, 2, summary_markdown="x" * 2_000_000)
 
     report = run(datastore_client, fetcher, backend, build_ids)
@@ -436,11 +428,9 @@ def test_a_group_whose_commit_fails_permanently_is_retried_one_build_at_a_time(
     datastore_emulator, datastore_client, task_backend, fetcher, backend
 ):
     build_ids = list(range(1, 26))
-    for build_id in build_ids:
-        put_build(datastore_client, build_id, updated=LONG_AGO)
-        task_backend.backend.set_task(f"task-{build_id}", pb.FAILURE, 2)
-    client = emulator_client(datastore_emulator.host, datastore_client.project, OversizedPutClient)
-    client.oversized = {7}
+    put_builds_whose_tasks_failed(datastore_client, task_backend, build_ids)
+    client = emulator_client(datastore_emulator.host, datastore_client.project, FailingPutClient)
+    client.doomed, client.error = {7}, api_exceptions.InvalidArgument("entity is too big")  # permanent
 
     with captured_logs() as captured:
         report = run(client, fetcher, backend, build_ids)
