@@ -80,7 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument(
         "--dry-run", action="store_true", help="report what would change and the effects it would have; do nothing"
     )
-    sync.add_argument("--workers", type=_workers, default=4, help="batches synced at once (default 4)")
+    sync.add_argument(
+        "--workers", type=_workers, help="batches synced at once (default: the pipeline's, pipeline.DEFAULT_WORKERS)"
+    )
     status = commands.add_parser("status", parents=[common], help="incomplete and due builds, and the sync's lag")
     status.add_argument("--backend", help="only this backend target")
     status.add_argument("--project", help="only this LUCI project")
@@ -166,7 +168,7 @@ def run_sync(args: argparse.Namespace, settings: Settings, client: datastore.Cli
     from buildsync import resultdb
     from buildsync.backend import BackendPool
     from buildsync.completion import Completer
-    from buildsync.pipeline import run_pipeline
+    from buildsync.pipeline import DEFAULT_WORKERS, run_pipeline
     from buildsync.sync_status import pairs_with_incomplete_builds, projects_hint
 
     if args.backend is not None and not settings.full_mode_backends(args.backend):
@@ -183,7 +185,7 @@ def run_sync(args: argparse.Namespace, settings: Settings, client: datastore.Cli
             backends,
             SyncTrigger(args.backend, args.project),
             dry_run=args.dry_run,
-            workers=args.workers,
+            workers=args.workers or DEFAULT_WORKERS,
             completer=completer,
             transaction_begin=transaction_begin,
         )
