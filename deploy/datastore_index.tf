@@ -8,16 +8,16 @@
 locals {
   # Each index's properties in order, all ascending.
   datastore_indexes = {
-    # Shard query (buildsync.shard.due_builds_query), keys only, and the
+    # Shard query (buildsync.stages.shard.due_builds_query), keys only, and the
     # shard's sync-lag query (projection on next_backend_sync_time, limit 1):
     #   incomplete = true AND backend_target = B AND project = P
     #   AND L < next_backend_sync_time < U
     build_due_for_sync = ["incomplete", "backend_target", "project", "next_backend_sync_time"]
 
-    # Planner query (buildsync.planner.projects_with_incomplete_builds):
+    # Planner query (buildsync.stages.planner.projects_with_incomplete_builds):
     #   projection project, distinct on project,
     #   incomplete = true AND backend_target = B
-    # and `buildsync status` (buildsync.sync_status): projection and distinct
+    # and `buildsync status` (buildsync.stages.status): projection and distinct
     # on backend_target, project; incomplete = true. The status also reads
     # build_due_for_sync: the same equalities, projection on the sync time.
     build_projects_with_incomplete = ["incomplete", "backend_target", "project"]

@@ -68,9 +68,9 @@ import sys
 
 try:
     from buildsync.errors import SettingsError
-    from buildsync.settings import load_settings
+    from buildsync.rules.settings import load_settings
 except Exception as error:  # no protobuf, or one the generated code rejects
-    print(f"package.sh: warning: cannot load buildsync.settings ({error}); settings packaged without validation", file=sys.stderr)
+    print(f"package.sh: warning: cannot load buildsync.rules.settings ({error}); settings packaged without validation", file=sys.stderr)
     sys.exit(3)
 try:
     settings = load_settings(sys.argv[1])

@@ -12,8 +12,8 @@ from __future__ import annotations
 import zlib
 
 import zstandard
-from buildsync import model
 from buildsync.proto import buildbucket_pb2 as pb
+from buildsync.store import model
 from google.cloud import datastore
 from google.protobuf import struct_pb2
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import datetime
 
-from buildsync import model
 from buildsync.proto import buildbucket_pb2 as pb
+from buildsync.store import model
 from google.cloud import datastore
 
 from tests.harness import BACKEND

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import hypothesis
 import pytest
-from buildsync.backend_options import PRPC
-from buildsync.settings import parse_settings
-from buildsync.transactions import TransactionBegin, transaction_begin_from_env
+from buildsync.remote.backend_options import PRPC
+from buildsync.rules.settings import parse_settings
+from buildsync.store.transactions import TransactionBegin, transaction_begin_from_env
 from google.cloud import datastore
 
 from tests.harness import PROJECT, backend_pool, settings_text, start_emulator

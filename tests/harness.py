@@ -16,8 +16,8 @@ from collections.abc import Iterator
 
 import pytest
 from buildsync import logs
-from buildsync.backend import BackendPool
-from buildsync.backend_options import GRPC, PRPC, DeploymentOptions
+from buildsync.remote.backend import BackendPool
+from buildsync.remote.backend_options import GRPC, PRPC, DeploymentOptions
 
 from tools.emulators import Emulator, EmulatorUnavailable
 

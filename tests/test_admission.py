@@ -3,10 +3,10 @@
 import datetime
 
 import pytest
-from buildsync import admission
 from buildsync.errors import MessageError, PermanentError, SupersededError
-from buildsync.messages import ShardJob, SyncBatch
-from buildsync.settings import parse_settings
+from buildsync.rules.settings import parse_settings
+from buildsync.stages import admission
+from buildsync.stages.messages import ShardJob, SyncBatch
 
 NOW = datetime.datetime(2026, 12, 1, 12, 0, tzinfo=datetime.timezone.utc)
 CUT_OFF = datetime.timedelta(minutes=10)

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from buildsync.backend import (
+from buildsync.errors import PermanentError, ResponseTooBigError, TransientError
+from buildsync.proto import buildbucket_pb2 as pb
+from buildsync.remote.backend import (
     BackendPool,
     GrpcTaskBackend,
     PrpcTaskBackend,
     fetch_in_halves,
 )
-from buildsync.backend_options import GRPC, PRPC, DeploymentOptions
-from buildsync.errors import PermanentError, ResponseTooBigError, TransientError
-from buildsync.proto import buildbucket_pb2 as pb
-from buildsync.prpc import is_loopback_address
+from buildsync.remote.backend_options import GRPC, PRPC, DeploymentOptions
+from buildsync.remote.prpc import is_loopback_address
 from google.protobuf import struct_pb2
 
 from tools.task_backend import TaskBackendServer

@@ -15,13 +15,13 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
-from buildsync import model
-from buildsync.backend import BackendPool, TaskFetcher
-from buildsync.backend_options import GRPC, PRPC, DeploymentOptions
 from buildsync.errors import PermanentError, TransientError
-from buildsync.messages import SyncBatch
 from buildsync.proto import buildbucket_pb2 as pb
-from buildsync.sync import sync_batch
+from buildsync.remote.backend import BackendPool, TaskFetcher
+from buildsync.remote.backend_options import GRPC, PRPC, DeploymentOptions
+from buildsync.stages.messages import SyncBatch
+from buildsync.stages.sync import sync_batch
+from buildsync.store import model
 from google.protobuf import struct_pb2
 
 from tests.builds import BACKEND, get_build, put_build, snapshot

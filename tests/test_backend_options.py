@@ -8,11 +8,11 @@ import subprocess
 import sys
 
 import pytest
-from buildsync.backend import BackendPool, GrpcTaskBackend, PrpcTaskBackend
-from buildsync.backend_options import BackendOptions, parse_backend_options
 from buildsync.errors import SettingsError
-from buildsync.identity import AccessTokenCredentials, IdTokenCredentials
 from buildsync.proto import buildbucket_pb2 as pb
+from buildsync.remote.backend import BackendPool, GrpcTaskBackend, PrpcTaskBackend
+from buildsync.remote.backend_options import BackendOptions, parse_backend_options
+from buildsync.remote.identity import AccessTokenCredentials, IdTokenCredentials
 
 from tests.builds import put_build
 from tests.harness import BACKEND, LONG_AGO, settings_text

@@ -11,7 +11,7 @@ import json
 import re
 
 import pytest
-from buildsync import notification_format
+from buildsync.ending import notification_format
 from buildsync.proto import buildbucket_pb2 as pb
 
 from tests.test_deploy import CONFIG, _load_config, block, default, ref, resources

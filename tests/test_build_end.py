@@ -12,10 +12,11 @@ import random
 import zlib
 
 import pytest
-from buildsync import commit_budget, legacy, model
-from buildsync.messages import SyncBatch
 from buildsync.proto import buildbucket_pb2 as pb
-from buildsync.sync import sync_batch
+from buildsync.rules import legacy
+from buildsync.stages.messages import SyncBatch
+from buildsync.stages.sync import sync_batch
+from buildsync.store import commit_budget, model
 from google.cloud import datastore
 
 from tests.buildbucket_writer import put_steps

@@ -6,7 +6,7 @@ import datetime
 import random
 
 import pytest
-from buildsync import build_reader
+from buildsync.ending import build_reader
 from buildsync.proto import buildbucket_pb2 as pb
 
 from tests import buildbucket_writer as bb

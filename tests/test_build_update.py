@@ -3,9 +3,9 @@
 import datetime
 
 import pytest
-from buildsync.build_update import Outcome, Update, decide_update, skip_reason
 from buildsync.proto import buildbucket_pb2 as pb
-from buildsync.sync_time import SyncTimeKey
+from buildsync.rules.build_update import Outcome, Update, decide_update, skip_reason
+from buildsync.rules.sync_time import SyncTimeKey
 
 UTC = datetime.timezone.utc
 NOW = datetime.datetime(2024, 5, 17, 12, 0, 45, tzinfo=UTC)

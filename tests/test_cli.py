@@ -9,8 +9,8 @@ import subprocess
 import sys
 
 import pytest
-from buildsync import outbox
 from buildsync.proto import buildbucket_pb2 as pb
+from buildsync.store import outbox
 
 from tests import buildbucket_writer as bb
 from tests.builds import BACKEND, get_build, put_build

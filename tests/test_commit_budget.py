@@ -3,7 +3,7 @@
 import datetime
 
 import pytest
-from buildsync import commit_budget
+from buildsync.store import commit_budget
 from google.cloud import datastore
 
 

@@ -14,11 +14,14 @@ import zlib
 import grpc
 import pytest
 import zstandard
-from buildsync import completion, handlers, outbox, sync
-from buildsync.messages import SyncBatch, SyncTrigger
+from buildsync.edge import handlers
+from buildsync.edge.runtime import runtime_from_env
+from buildsync.ending import completion
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.proto import notification_pb2 as npb
-from buildsync.runtime import runtime_from_env
+from buildsync.stages import sync
+from buildsync.stages.messages import SyncBatch, SyncTrigger
+from buildsync.store import outbox
 from google.cloud import pubsub_v1
 from google.protobuf import json_format
 

@@ -22,8 +22,9 @@ import zipfile
 
 import hcl2
 import pytest
-from buildsync import outbox, planner, shard, sync_status
-from buildsync.messages import ShardJob
+from buildsync.stages import planner, shard, status
+from buildsync.stages.messages import ShardJob
+from buildsync.store import outbox
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import datastore
 
@@ -675,8 +676,8 @@ def code_queries() -> dict[str, datastore.Query]:
     job = ShardJob("swarming://x", "chromium", 0, 1, now)
     queries = {"shard": shard.due_builds_query(client, job), "sync_lag": shard.oldest_due_query(client, job)}
     for name, run in (
-        ("status_pairs", lambda: sync_status.pairs_with_incomplete_builds(client)),
-        ("status_times", lambda: sync_status.sync_times(client, "swarming://x", "chromium")),
+        ("status_pairs", lambda: status.pairs_with_incomplete_builds(client)),
+        ("status_times", lambda: status.sync_times(client, "swarming://x", "chromium")),
     ):
         del client.queries[:]
         run()

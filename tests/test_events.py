@@ -6,7 +6,8 @@ import base64
 import datetime
 
 import pytest
-from buildsync import events, logs
+from buildsync import logs
+from buildsync.edge import events
 from buildsync.errors import MessageError, PermanentError, SupersededError, TransientError
 from cloudevents.http import CloudEvent
 

@@ -24,20 +24,20 @@ from typing import NamedTuple
 
 import grpc
 import pytest
-from buildsync import model
-from buildsync.backend import BackendPool, GrpcTaskBackend
-from buildsync.backend_options import GRPC
+from buildsync.ending.notification_format import from_pubsub_data
 from buildsync.errors import TransientError
-from buildsync.messages import ShardJob, SyncBatch, SyncTrigger
-from buildsync.notification_format import from_pubsub_data
-from buildsync.outbox import OUTBOX_KIND
-from buildsync.pipeline import run_pipeline
 from buildsync.proto import buildbucket_pb2 as pb
-from buildsync.report import SyncReport
-from buildsync.settings import Settings, parse_settings
-from buildsync.status_rules import is_ended
-from buildsync.sync import sync_batch, utc_now
-from buildsync.transactions import TransactionBegin, run_in_transaction
+from buildsync.remote.backend import BackendPool, GrpcTaskBackend
+from buildsync.remote.backend_options import GRPC
+from buildsync.rules.settings import Settings, parse_settings
+from buildsync.rules.status_rules import is_ended
+from buildsync.stages.messages import ShardJob, SyncBatch, SyncTrigger
+from buildsync.stages.pipeline import run_pipeline
+from buildsync.stages.report import SyncReport
+from buildsync.stages.sync import sync_batch, utc_now
+from buildsync.store import model
+from buildsync.store.outbox import OUTBOX_KIND
+from buildsync.store.transactions import TransactionBegin, run_in_transaction
 from google.cloud import datastore
 from google.protobuf import struct_pb2
 

@@ -13,9 +13,9 @@ import json
 import urllib.request
 
 import pytest
-from buildsync.messages import ShardJob, SyncBatch, SyncTrigger
-from buildsync.notification_format import from_pubsub_data
+from buildsync.ending.notification_format import from_pubsub_data
 from buildsync.proto import buildbucket_pb2 as pb
+from buildsync.stages.messages import ShardJob, SyncBatch, SyncTrigger
 
 from tests.builds import get_build, put_build
 from tests.harness import BACKEND, LONG_AGO, PROJECT, SETTLE_SECONDS, settings_text

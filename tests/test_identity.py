@@ -5,8 +5,8 @@ from __future__ import annotations
 import google.auth
 import google.auth.exceptions
 import pytest
-from buildsync import identity
 from buildsync.errors import PermanentError, TransientError
+from buildsync.remote import identity
 
 
 class FakeCredentials:

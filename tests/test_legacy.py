@@ -3,8 +3,8 @@
 import datetime
 
 import pytest
-from buildsync import legacy
 from buildsync.proto import buildbucket_pb2 as pb
+from buildsync.rules import legacy
 
 NO_DETAILS = pb.StatusDetails()
 TIMEOUT = pb.StatusDetails(timeout=pb.StatusDetails.Timeout())

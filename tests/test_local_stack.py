@@ -16,9 +16,9 @@ import threading
 
 import grpc
 import pytest
-from buildsync import model
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.proto import buildbucket_pb2_grpc as pb_grpc
+from buildsync.store import model
 
 from tests.harness import SETTLE_SECONDS
 from tools import local_stack

@@ -5,7 +5,7 @@ import json
 
 import pytest
 from buildsync.errors import MessageError, PermanentError
-from buildsync.messages import MAX_BATCH_SIZE, SCHEMA_VERSION, ShardJob, SyncBatch, SyncTrigger
+from buildsync.stages.messages import MAX_BATCH_SIZE, SCHEMA_VERSION, ShardJob, SyncBatch, SyncTrigger
 from hypothesis import given
 from hypothesis import strategies as st
 

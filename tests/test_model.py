@@ -1,7 +1,7 @@
 """model: keys that encode fast and the lookup that hands them back."""
 
 import pytest
-from buildsync import model
+from buildsync.store import model
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import datastore
 

@@ -7,7 +7,7 @@ import zlib
 
 import pytest
 import zstandard
-from buildsync import notification_format
+from buildsync.ending import notification_format
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.proto import notification_pb2 as npb
 from google.protobuf import json_format

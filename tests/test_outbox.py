@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import datetime
 
-from buildsync import outbox
-from buildsync.outbox import Completion, Effect
+from buildsync.store import outbox
+from buildsync.store.outbox import Completion, Effect
 from google.cloud import datastore
 
 NOW = datetime.datetime(2026, 3, 1, 12, 0, tzinfo=datetime.timezone.utc)

@@ -16,8 +16,8 @@ import sys
 import zipfile
 
 import pytest
-from buildsync.messages import ShardJob, SyncBatch, SyncTrigger
 from buildsync.proto import buildbucket_pb2 as pb
+from buildsync.stages.messages import ShardJob, SyncBatch, SyncTrigger
 
 from tests.builds import get_build, put_build
 from tests.harness import BACKEND, LONG_AGO, settings_text

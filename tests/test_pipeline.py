@@ -7,10 +7,10 @@ import datetime
 
 import pytest
 from buildsync.errors import UnknownBackendError
-from buildsync.messages import ShardJob, SyncTrigger
-from buildsync.pipeline import run_pipeline
-from buildsync.planner import plan
 from buildsync.proto import buildbucket_pb2 as pb
+from buildsync.stages.messages import ShardJob, SyncTrigger
+from buildsync.stages.pipeline import run_pipeline
+from buildsync.stages.planner import plan
 
 from tests.builds import BACKEND, get_build, put_build
 

@@ -6,9 +6,9 @@ import datetime
 
 import pytest
 from buildsync.errors import UnknownBackendError
-from buildsync.messages import ShardJob, SyncTrigger
-from buildsync.planner import lite_mode_targets, plan, resolve_backends, shard_jobs, summarize
-from buildsync.settings import parse_settings
+from buildsync.rules.settings import parse_settings
+from buildsync.stages.messages import ShardJob, SyncTrigger
+from buildsync.stages.planner import lite_mode_targets, plan, resolve_backends, shard_jobs, summarize
 
 from tests.harness import captured_logs
 

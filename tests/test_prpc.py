@@ -9,10 +9,10 @@ import time
 
 import grpc
 import pytest
-from buildsync import prpc
 from buildsync.errors import PermanentError, TransientError, is_transient
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.proto import prpc_pb2
+from buildsync.remote import prpc
 from google.protobuf import any_pb2
 from google.rpc import status_pb2
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from buildsync import prpc, resultdb
+from buildsync.ending import resultdb
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.proto import resultdb_pb2 as rpb
+from buildsync.remote import prpc
 
 
 class FakeClient:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import datetime
 
 import pytest
-from buildsync.completion import Targets
+from buildsync.edge.runtime import runtime_from_env
+from buildsync.ending.completion import Targets
 from buildsync.errors import SettingsError
 from buildsync.proto import notification_pb2 as npb
-from buildsync.publishing import topic_path
-from buildsync.runtime import runtime_from_env
+from buildsync.remote.publishing import topic_path
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import pathlib
 import pytest
 from buildsync.errors import PermanentError, SettingsError, UnknownBackendError
 from buildsync.proto import service_config_pb2
-from buildsync.settings import MAX_SHARDS, SETTINGS_ENV, BackendSettings, load_settings, parse_settings
+from buildsync.rules.settings import MAX_SHARDS, SETTINGS_ENV, BackendSettings, load_settings, parse_settings
 from google.protobuf import json_format, text_format
 
 # Buildbucket's settings.cfg as upstream accepts it, every section included.

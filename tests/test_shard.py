@@ -5,10 +5,11 @@ from __future__ import annotations
 import datetime
 
 import pytest
-from buildsync import model, sync_time
-from buildsync.messages import ShardJob
 from buildsync.proto import buildbucket_pb2 as pb
-from buildsync.shard import due_batches, sync_lag_seconds
+from buildsync.rules import sync_time
+from buildsync.stages.messages import ShardJob
+from buildsync.stages.shard import due_batches, sync_lag_seconds
+from buildsync.store import model
 
 from tests.builds import BACKEND, put_build
 

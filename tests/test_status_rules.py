@@ -4,7 +4,7 @@ import datetime
 
 import pytest
 from buildsync.proto import buildbucket_pb2 as pb
-from buildsync.status_rules import DetailsSource, StatusDecision, apply_status, derive_status, is_ended
+from buildsync.rules.status_rules import DetailsSource, StatusDecision, apply_status, derive_status, is_ended
 
 TASK = DetailsSource.TASK
 OUTPUT = DetailsSource.OUTPUT

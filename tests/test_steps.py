@@ -4,8 +4,8 @@ import datetime
 import zlib
 
 import pytest
-from buildsync import steps
 from buildsync.proto import buildbucket_pb2 as pb
+from buildsync.rules import steps
 from google.protobuf import timestamp_pb2
 
 UTC = datetime.timezone.utc

@@ -6,15 +6,16 @@ import datetime
 
 import grpc
 import pytest
-from buildsync import model, outbox, sync_time
-from buildsync.backend import BackendPool
-from buildsync.backend_options import GRPC, PRPC, DeploymentOptions
-from buildsync.completion import Targets
+from buildsync.ending.completion import Targets
 from buildsync.errors import BackendResponseError, TransientError
-from buildsync.messages import SyncBatch
-from buildsync.outbox import Effect
 from buildsync.proto import buildbucket_pb2 as pb
-from buildsync.sync import sync_batch
+from buildsync.remote.backend import BackendPool
+from buildsync.remote.backend_options import GRPC, PRPC, DeploymentOptions
+from buildsync.rules import sync_time
+from buildsync.stages.messages import SyncBatch
+from buildsync.stages.sync import sync_batch
+from buildsync.store import model, outbox
+from buildsync.store.outbox import Effect
 from google.api_core import exceptions as api_exceptions
 from google.cloud import datastore
 
@@ -223,7 +224,7 @@ def test_a_bug_in_the_rules_is_raised_not_counted_as_a_failed_build(
     def buggy_rule(*args, **kwargs):
         raise KeyError("a bug")
 
-    monkeypatch.setattr("buildsync.sync.decide_update", buggy_rule)
+    monkeypatch.setattr("buildsync.stages.sync.decide_update", buggy_rule)
 
     with pytest.raises(KeyError, match="a bug"):
         run(datastore_client, fetcher, backend, [1])

@@ -3,8 +3,8 @@
 import datetime
 
 import pytest
-from buildsync import sync_time
-from buildsync.sync_time import ZERO_TIME_UNIX, SyncTimeKey, SyncTimeKeyError
+from buildsync.rules import sync_time
+from buildsync.rules.sync_time import ZERO_TIME_UNIX, SyncTimeKey, SyncTimeKeyError
 from hypothesis import example, given
 from hypothesis import strategies as st
 

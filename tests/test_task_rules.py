@@ -1,10 +1,10 @@
 """docs/rules.md "Validating a fetched task": task_problem, sort_responses, compare_tasks."""
 
 import pytest
-from buildsync import task_rules
 from buildsync.errors import BackendResponseError
 from buildsync.proto import buildbucket_pb2 as pb
-from buildsync.task_rules import MAX_DETAILS_BYTES, TaskChange, compare_tasks, sort_responses, task_problem
+from buildsync.rules import task_rules
+from buildsync.rules.task_rules import MAX_DETAILS_BYTES, TaskChange, compare_tasks, sort_responses, task_problem
 from google.protobuf import struct_pb2
 from google.rpc import status_pb2
 

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 from buildsync.errors import SettingsError
-from buildsync.transactions import TransactionBegin, run_in_transaction, transaction_begin_from_env
+from buildsync.store.transactions import TransactionBegin, run_in_transaction, transaction_begin_from_env
 from google.cloud import datastore
 
 from tests.harness import PROJECT

@@ -33,9 +33,10 @@ import tempfile
 import threading
 import time
 
-from buildsync import model, sync_time
-from buildsync.notification_format import from_pubsub_data
+from buildsync.ending.notification_format import from_pubsub_data
 from buildsync.proto import buildbucket_pb2 as pb
+from buildsync.rules import sync_time
+from buildsync.store import model
 from google.cloud import datastore
 from google.protobuf import json_format
 

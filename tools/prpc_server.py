@@ -17,8 +17,8 @@ import threading
 from collections.abc import Callable, Mapping
 
 import grpc
-from buildsync import prpc
 from buildsync.proto import prpc_pb2
+from buildsync.remote import prpc
 from google.protobuf import any_pb2
 from google.protobuf.message import DecodeError, Message
 

@@ -14,8 +14,9 @@ import threading
 from collections.abc import Mapping
 
 import grpc
-from buildsync import identity, resultdb
+from buildsync.ending import resultdb
 from buildsync.proto import resultdb_pb2 as rpb
+from buildsync.remote import identity
 
 from tools.prpc_server import PrpcServer, PrpcStatus
 

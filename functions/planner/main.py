@@ -1,10 +1,11 @@
 """Cloud Function `planner`: a trigger message → one message per shard to sync."""
 
 import functions_framework
-from buildsync import events, logs
-from buildsync.handlers import handle_trigger
-from buildsync.messages import SyncTrigger
-from buildsync.runtime import current_runtime
+from buildsync import logs
+from buildsync.edge import events
+from buildsync.edge.handlers import handle_trigger
+from buildsync.edge.runtime import current_runtime
+from buildsync.stages.messages import SyncTrigger
 
 logs.configure()
 

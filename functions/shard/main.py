@@ -1,10 +1,11 @@
 """Cloud Function `shard`: one shard's job → its due builds, published in batches of 1000."""
 
 import functions_framework
-from buildsync import events, logs
-from buildsync.handlers import handle_job
-from buildsync.messages import ShardJob
-from buildsync.runtime import current_runtime
+from buildsync import logs
+from buildsync.edge import events
+from buildsync.edge.handlers import handle_job
+from buildsync.edge.runtime import current_runtime
+from buildsync.stages.messages import ShardJob
 
 logs.configure()
 

@@ -1,10 +1,11 @@
 """Cloud Function `sync`: a batch of build ids → builds updated from their backend tasks."""
 
 import functions_framework
-from buildsync import events, logs
-from buildsync.handlers import handle_batch
-from buildsync.messages import SyncBatch
-from buildsync.runtime import current_runtime
+from buildsync import logs
+from buildsync.edge import events
+from buildsync.edge.handlers import handle_batch
+from buildsync.edge.runtime import current_runtime
+from buildsync.stages.messages import SyncBatch
 
 logs.configure()
 

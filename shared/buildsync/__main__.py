@@ -1,5 +1,5 @@
 import sys
 
-from buildsync.cli import main
+from buildsync.edge.cli import main
 
 sys.exit(main())

@@ -10,14 +10,9 @@ from __future__ import annotations
 
 import datetime
 import os
-from typing import TYPE_CHECKING, Mapping
+from typing import Mapping
 
 from buildsync.errors import SettingsError
-
-if TYPE_CHECKING:
-    from buildsync.backend_options import DeploymentOptions
-    from buildsync.completion import Targets
-    from buildsync.transactions import TransactionBegin
 
 Environ = Mapping[str, str]
 
@@ -70,56 +65,6 @@ def seconds(name: str, default: float, environ: Environ = os.environ, *, allow_z
     return number
 
 
-def fetch_deadline_seconds(environ: Environ = os.environ) -> float:
-    """The deadline of each FetchTasks call, for the functions and the CLI alike."""
-    # Defaults stay with the module whose rule they are; imported here, when
-    # read, so that env.py imports nothing and anything may import it.
-    from buildsync.backend import DEFAULT_DEADLINE_SECONDS
-
-    return seconds(FETCH_DEADLINE, DEFAULT_DEADLINE_SECONDS, environ, allow_zero=False)
-
-
-def sweep_min_age(environ: Environ = os.environ) -> datetime.timedelta:
-    from buildsync.outbox import SWEEP_MIN_AGE
-
-    return datetime.timedelta(seconds=seconds(SWEEP_MIN_AGE_SECONDS, SWEEP_MIN_AGE.total_seconds(), environ))
-
-
 def max_event_age(environ: Environ = os.environ) -> datetime.timedelta:
     default = DEFAULT_MAX_EVENT_AGE.total_seconds()
     return datetime.timedelta(seconds=seconds(MAX_EVENT_AGE, default, environ, allow_zero=False))
-
-
-def completion_targets(environ: Environ = os.environ, project: str | None = None) -> Targets:
-    """Where ended builds are announced: BUILDSYNC_BUILDS_TOPIC (unset: nowhere) and its compression (ZLIB or ZSTD).
-
-    The functions and the CLI both read them here, so both end builds alike.
-    """
-    from buildsync.completion import Targets
-    from buildsync.proto import notification_pb2 as npb
-    from buildsync.publishing import topic_path
-
-    builds_topic = text(BUILDS_TOPIC, environ)
-    if builds_topic and not project and not builds_topic.startswith("projects/"):
-        raise SettingsError(f"{BUILDS_TOPIC}={builds_topic!r} needs {PROJECT} or a full path")
-    name = (text(BUILDS_TOPIC_COMPRESSION, environ) or "ZLIB").upper()
-    if name not in npb.Compression.keys():
-        raise SettingsError(f"{BUILDS_TOPIC_COMPRESSION}={name!r}: expected one of {', '.join(npb.Compression.keys())}")
-    return Targets(
-        builds_topic=topic_path(project or "", builds_topic) if builds_topic else None,
-        builds_compression=npb.Compression.Value(name),
-    )
-
-
-def backend_options(environ: Environ = os.environ) -> DeploymentOptions:
-    """BUILDSYNC_BACKEND_OPTIONS: each backend's transport and identity (backend_options.py owns the format)."""
-    from buildsync.backend_options import parse_backend_options
-
-    return parse_backend_options(text(BACKEND_OPTIONS, environ), BACKEND_OPTIONS)
-
-
-def transaction_begin(environ: Environ = os.environ) -> TransactionBegin:
-    """BUILDSYNC_TRANSACTION_BEGIN: how transactions begin (transactions.py owns the choices)."""
-    from buildsync.transactions import transaction_begin_from_env
-
-    return transaction_begin_from_env(environ)

@@ -9,7 +9,7 @@ Ctrl-C. For each N it seeds N due builds over --projects projects and --shards
 shards (seeding is not timed; the Datastore emulator is reset before each
 seeding) and measures:
 
-1. the in-process pipeline (buildsync.pipeline.run_pipeline), every task with a
+1. the in-process pipeline (buildsync.stages.pipeline.run_pipeline), every task with a
    newer update_id so that every build is written;
 2. the full pipeline: a SyncTrigger published to the planner's topic, through
    Pub/Sub push into the planner, shard and sync functions, until the sync

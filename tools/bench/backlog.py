@@ -9,7 +9,7 @@ trigger interval) likewise.
 
 The three stages run in this process on real Pub/Sub topics (the emulator)
 with pull subscriptions, and every message goes through the edge
-(buildsync.events.handle) with its publish time, as functions-framework hands
+(buildsync.edge.events.handle) with its publish time, as functions-framework hands
 a push over, so the edge alone decides to run, retry or drop it as too old.
 The Datastore client counts every RPC. While held, the sync subscription is
 not pulled; the planner and shard stages go on, so each trigger queues another
@@ -32,14 +32,17 @@ import time
 import uuid
 from unittest import mock
 
-from buildsync import events, logs, metrics, resultdb, sync
-from buildsync.backend import BackendPool
-from buildsync.completion import Completer, Targets
+from buildsync import logs, metrics
+from buildsync.edge import events
+from buildsync.edge.handlers import handle_batch, handle_job, handle_trigger
+from buildsync.edge.runtime import Runtime
+from buildsync.ending import resultdb
+from buildsync.ending.completion import Completer, Targets
 from buildsync.env import DEFAULT_MAX_EVENT_AGE
-from buildsync.handlers import handle_batch, handle_job, handle_trigger
-from buildsync.messages import ShardJob, SyncBatch, SyncTrigger
-from buildsync.publishing import topic_path
-from buildsync.runtime import Runtime
+from buildsync.remote.backend import BackendPool
+from buildsync.remote.publishing import topic_path
+from buildsync.stages import sync
+from buildsync.stages.messages import ShardJob, SyncBatch, SyncTrigger
 from cloudevents.http import CloudEvent
 from google.cloud import pubsub_v1
 

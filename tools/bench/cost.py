@@ -31,7 +31,7 @@ import pathlib
 import re
 import sys
 
-from buildsync.messages import ShardJob, SyncBatch, SyncTrigger
+from buildsync.stages.messages import ShardJob, SyncBatch, SyncTrigger
 
 from tools.bench.prices import (
     BILLING_GRANULARITY_SECONDS,

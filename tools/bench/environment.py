@@ -9,10 +9,10 @@ import pathlib
 import tempfile
 import time
 
-from buildsync import env
+from buildsync.edge import environment
 from buildsync.proto import buildbucket_pb2 as pb
-from buildsync.settings import Settings, parse_settings
-from buildsync.transactions import TransactionBegin
+from buildsync.rules.settings import Settings, parse_settings
+from buildsync.store.transactions import TransactionBegin
 from google.cloud import datastore
 
 from tools.bench.datastore_calls import DatastoreCallCounter, counting_client
@@ -46,7 +46,7 @@ class BenchEnvironment:
         self.stack: LocalStack | None = None
         self.settings: Settings | None = None
         # How this emulator's transactions must begin (tools/emulators.py SETTINGS_FOR: explicit on Firestore).
-        self.transaction_begin: TransactionBegin = env.transaction_begin(SETTINGS_FOR.get(datastore_kind, {}))
+        self.transaction_begin: TransactionBegin = environment.transaction_begin(SETTINGS_FOR.get(datastore_kind, {}))
 
     def start(self, full: bool, pubsub: bool) -> None:
         """Starts the emulators, the TaskBackend and (`full`) the functions; `pubsub` also without functions."""

@@ -1,6 +1,6 @@
 """The floors: the least Datastore work the same builds need, on the same emulator in the same run.
 
-Both run the core's own shard query (buildsync.shard.due_batches), none of
+Both run the core's own shard query (buildsync.stages.shard.due_batches), none of
 the sync's decoding or deciding, and write the entities back unchanged (so the
 builds stay due and every floor can run on the same seeded builds):
 
@@ -10,7 +10,7 @@ builds stay due and every floor can run on the same seeded builds):
   (non-transactional) Commit. 2 reads per build.
 - the *contract* floor adds what correctness needs: per batch one lookup of
   BuildInfra (the task ids to fetch), then per 25 builds a transaction that
-  re-reads Build+BuildInfra and commits them (buildsync.transactions, so it
+  re-reads Build+BuildInfra and commits them (buildsync.store.transactions, so it
   begins its transactions as the sync does). 3 reads per build, as the sync.
 
 Each floor is run with every thread count of FLOOR_THREADS and the best
@@ -25,10 +25,10 @@ import datetime
 import threading
 from typing import Callable
 
-from buildsync import model
-from buildsync.shard import due_batches
-from buildsync.sync import BUILDS_PER_TRANSACTION
-from buildsync.transactions import TransactionBegin, run_in_transaction
+from buildsync.stages.shard import due_batches
+from buildsync.stages.sync import BUILDS_PER_TRANSACTION
+from buildsync.store import model
+from buildsync.store.transactions import TransactionBegin, run_in_transaction
 from google.cloud import datastore
 
 from tools.bench.seeding import Layout

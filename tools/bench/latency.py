@@ -21,11 +21,11 @@ import dataclasses
 import datetime
 import time
 
-from buildsync.backend import BackendPool
-from buildsync.messages import MAX_BATCH_SIZE, SyncBatch, SyncTrigger
-from buildsync.pipeline import DEFAULT_WORKERS, run_pipeline
 from buildsync.proto import buildbucket_pb2 as pb
-from buildsync.sync import DEFAULT_GROUP_WORKERS, sync_batch
+from buildsync.remote.backend import BackendPool
+from buildsync.stages.messages import MAX_BATCH_SIZE, SyncBatch, SyncTrigger
+from buildsync.stages.pipeline import DEFAULT_WORKERS, run_pipeline
+from buildsync.stages.sync import DEFAULT_GROUP_WORKERS, sync_batch
 
 from tools.bench.environment import BenchEnvironment
 from tools.bench.results import Results

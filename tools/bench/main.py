@@ -13,8 +13,8 @@ import signal
 import statistics
 import sys
 
-from buildsync.messages import MAX_BATCH_SIZE
-from buildsync.pipeline import DEFAULT_WORKERS
+from buildsync.stages.messages import MAX_BATCH_SIZE
+from buildsync.stages.pipeline import DEFAULT_WORKERS
 
 import tools.bench
 from tools.bench.backlog import DEFAULT_HOLD_MINUTES, TRIGGER_INTERVAL_SECONDS, add_backlog, hold_seconds, run_backlog

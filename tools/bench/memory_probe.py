@@ -64,13 +64,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--transport", default="prpc", choices=("prpc", "grpc"), help="how the backend is called")
     args = parser.parse_args(argv)
 
-    from buildsync import env, model
-    from buildsync.backend import BackendPool
-    from buildsync.backend_options import DeploymentOptions
-    from buildsync.messages import SyncBatch
-    from buildsync.settings import BackendSettings
-    from buildsync.sync import sync_batch
-    from buildsync.sync_time import DEFAULT_SYNC_INTERVAL
+    from buildsync.edge import environment
+    from buildsync.remote.backend import BackendPool
+    from buildsync.remote.backend_options import DeploymentOptions
+    from buildsync.rules.settings import BackendSettings
+    from buildsync.rules.sync_time import DEFAULT_SYNC_INTERVAL
+    from buildsync.stages.messages import SyncBatch
+    from buildsync.stages.sync import sync_batch
+    from buildsync.store import model
     from google.cloud import datastore
 
     after_imports = max_rss_mib()
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.tracemalloc:
         tracemalloc.start()
     started = time.perf_counter()
-    report = sync_batch(client, fetcher, backend, batch, transaction_begin=env.transaction_begin())
+    report = sync_batch(client, fetcher, backend, batch, transaction_begin=environment.transaction_begin())
     seconds = time.perf_counter() - started
     result = {
         "after_imports_mib": after_imports,

@@ -8,9 +8,9 @@ import datetime
 import pathlib
 import time
 
-from buildsync.backend import BackendPool
-from buildsync.messages import SyncTrigger
-from buildsync.pipeline import run_pipeline
+from buildsync.remote.backend import BackendPool
+from buildsync.stages.messages import SyncTrigger
+from buildsync.stages.pipeline import run_pipeline
 
 from tools.bench.cpu import CpuMeter
 from tools.bench.environment import BenchEnvironment

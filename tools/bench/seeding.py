@@ -8,9 +8,9 @@ import dataclasses
 import datetime
 import math
 
-from buildsync import model
-from buildsync.messages import MAX_BATCH_SIZE, ShardJob
-from buildsync.shard import due_builds_query
+from buildsync.stages.messages import MAX_BATCH_SIZE, ShardJob
+from buildsync.stages.shard import due_builds_query
+from buildsync.store import model
 from google.cloud import datastore
 
 PROJECT = "buildsync-bench"

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 from google.cloud import datastore
 
-from buildsync import logs, model, steps
+from buildsync import logs
 from buildsync.proto import buildbucket_pb2 as pb
-from buildsync.status_rules import is_ended
+from buildsync.rules import steps
+from buildsync.rules.status_rules import is_ended
+from buildsync.store import model
 
 
 def changed_children(client: datastore.Client, changed: dict[int, pb.Build]) -> list[datastore.Entity]:

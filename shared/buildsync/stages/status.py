@@ -21,9 +21,10 @@ from typing import Any
 from google.cloud import datastore
 from google.cloud.datastore.query import PropertyFilter
 
-from buildsync import model, sync_time
 from buildsync.errors import as_sync_error
-from buildsync.settings import Settings
+from buildsync.rules import sync_time
+from buildsync.rules.settings import Settings
+from buildsync.store import model
 
 LITE_MODE = "lite mode: not synced"
 NOT_IN_SETTINGS = "not in the settings: not synced"

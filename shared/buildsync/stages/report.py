@@ -5,8 +5,8 @@ from __future__ import annotations
 import collections
 import dataclasses
 
-from buildsync.build_update import Outcome
-from buildsync.outbox import Completion
+from buildsync.rules.build_update import Outcome
+from buildsync.store.outbox import Completion
 
 
 def _outcome_count(outcome: Outcome) -> property:

@@ -16,19 +16,20 @@ from typing import Callable
 
 from google.cloud import datastore
 
-from buildsync import commit_budget, logs, model, outbox, status_change
-from buildsync.backend import TaskFetcher, fetch_in_halves
-from buildsync.build_update import Outcome, Update, decide_update, skip_reason
-from buildsync.completion import Targets
+from buildsync import logs
+from buildsync.ending.completion import Targets
 from buildsync.errors import BackendResponseError, SyncError, TransientError, as_sync_error
-from buildsync.messages import SyncBatch
-from buildsync.outbox import Completion
 from buildsync.proto import buildbucket_pb2 as pb
-from buildsync.report import SyncReport
-from buildsync.settings import BackendSettings
-from buildsync.sync_time import SyncTimeKeyError
-from buildsync.task_rules import FetchedTasks, sort_responses, task_key
-from buildsync.transactions import TransactionBegin, run_in_transaction
+from buildsync.remote.backend import TaskFetcher, fetch_in_halves
+from buildsync.rules.build_update import Outcome, Update, decide_update, skip_reason
+from buildsync.rules.settings import BackendSettings
+from buildsync.rules.sync_time import SyncTimeKeyError
+from buildsync.rules.task_rules import FetchedTasks, sort_responses, task_key
+from buildsync.stages.messages import SyncBatch
+from buildsync.stages.report import SyncReport
+from buildsync.store import children, commit_budget, model, outbox
+from buildsync.store.outbox import Completion
+from buildsync.store.transactions import TransactionBegin, run_in_transaction
 
 # docs/rules.md "Limits": a transaction touches at most 25 entity groups, one per build.
 BUILDS_PER_TRANSACTION = 25
@@ -103,7 +104,7 @@ def sync_batch(
         logs.event("WARNING", "backend task rejected", backend=batch.backend, task_id=task_id, reason=reason)
 
     # Every transaction locks its builds in one order, ascending build id (each
-    # lookup in key order, status_change.py's too), so that under pessimistic
+    # lookup in key order, children.py's too), so that under pessimistic
     # locking (Firestore) no two groups wait on each other in a cycle.
     syncable.sort()
     groups = [syncable[i : i + BUILDS_PER_TRANSACTION] for i in range(0, len(syncable), BUILDS_PER_TRANSACTION)]
@@ -257,7 +258,7 @@ def _commit_builds(
                 ending = _Ending(completion, targets.describe(build_entity, infra) if dry_run else [])
                 to_put.append(outbox.entry_entity(client, completion))
             results.append((build_id, update, build if update.completed else None, ending))
-        to_put += status_change.changed_children(client, changed)
+        to_put += children.changed_children(client, changed)
         to_put, left_out = commit_budget.split_writes(build_ids, to_put)
         if to_put and not dry_run:
             client.put_multi(to_put)

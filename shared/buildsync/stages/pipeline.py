@@ -15,17 +15,17 @@ import datetime
 from google.cloud import datastore
 
 from buildsync import logs
-from buildsync.backend import BackendPool
-from buildsync.build_update import Outcome
-from buildsync.completion import Completer
+from buildsync.ending.completion import Completer
 from buildsync.errors import SyncError, TransientError
-from buildsync.messages import MAX_BATCH_SIZE, ShardJob, SyncBatch, SyncTrigger
-from buildsync.planner import plan
-from buildsync.report import SyncReport
-from buildsync.settings import Settings
-from buildsync.shard import due_batches
-from buildsync.sync import Clock, sync_batch, utc_now
-from buildsync.transactions import TransactionBegin
+from buildsync.remote.backend import BackendPool
+from buildsync.rules.build_update import Outcome
+from buildsync.rules.settings import Settings
+from buildsync.stages.messages import MAX_BATCH_SIZE, ShardJob, SyncBatch, SyncTrigger
+from buildsync.stages.planner import plan
+from buildsync.stages.report import SyncReport
+from buildsync.stages.shard import due_batches
+from buildsync.stages.sync import Clock, sync_batch, utc_now
+from buildsync.store.transactions import TransactionBegin
 
 # Batches read and fetched at once. Their group transactions share one pool of
 # DEFAULT_TRANSACTIONS, so the next batch's BuildInfra lookup and FetchTasks

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import datetime
 
-from buildsync import admission, env, logs, metrics
-from buildsync.build_update import Outcome
+from buildsync import env, logs, metrics
+from buildsync.edge.runtime import Runtime
 from buildsync.errors import SyncError, TransientError
-from buildsync.messages import ShardJob, SyncBatch, SyncTrigger
-from buildsync.planner import job_attributes, plan, summarize
-from buildsync.publishing import publish_all
-from buildsync.report import SyncReport
-from buildsync.runtime import Runtime
-from buildsync.shard import due_batches, sync_lag_seconds
-from buildsync.sync import Clock, sync_batch, utc_now
+from buildsync.remote.publishing import publish_all
+from buildsync.rules.build_update import Outcome
+from buildsync.stages import admission
+from buildsync.stages.messages import ShardJob, SyncBatch, SyncTrigger
+from buildsync.stages.planner import job_attributes, plan, summarize
+from buildsync.stages.report import SyncReport
+from buildsync.stages.shard import due_batches, sync_lag_seconds
+from buildsync.stages.sync import Clock, sync_batch, utc_now
 
 
 def handle_trigger(

@@ -22,7 +22,7 @@ from google.protobuf import json_format, text_format
 from buildsync import env
 from buildsync.errors import SettingsError, UnknownBackendError
 from buildsync.proto import service_config_pb2 as pb
-from buildsync.sync_time import DEFAULT_SYNC_INTERVAL
+from buildsync.rules.sync_time import DEFAULT_SYNC_INTERVAL
 
 # The variable that names the settings file for the functions and the CLI.
 SETTINGS_ENV = env.SETTINGS

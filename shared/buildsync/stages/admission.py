@@ -14,8 +14,8 @@ from __future__ import annotations
 import datetime
 
 from buildsync.errors import MessageError, SupersededError
-from buildsync.messages import ShardJob, SyncBatch
-from buildsync.settings import BackendSettings
+from buildsync.rules.settings import BackendSettings
+from buildsync.stages.messages import ShardJob, SyncBatch
 
 # Clocks of the planner's and a stage's instances may differ by this much.
 MAX_CLOCK_SKEW = datetime.timedelta(seconds=60)

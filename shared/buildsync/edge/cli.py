@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING
 
 from buildsync import env, logs
 from buildsync.errors import PermanentError, SettingsError, SyncError, TransientError
-from buildsync.messages import SyncTrigger
+from buildsync.stages.messages import SyncTrigger
 
 if TYPE_CHECKING:  # imported lazily so that --help answers without loading the clients
     from google.cloud import datastore
 
-    from buildsync.report import SyncReport
-    from buildsync.settings import Settings
+    from buildsync.rules.settings import Settings
+    from buildsync.stages.report import SyncReport
 
 EXIT_OK, EXIT_RETRY, EXIT_BAD_INPUT = 0, 1, 2
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -165,19 +165,20 @@ def _first_line(error: BaseException) -> str:
 
 
 def run_sync(args: argparse.Namespace, settings: Settings, client: datastore.Client) -> int:
-    from buildsync import resultdb
-    from buildsync.backend import BackendPool
-    from buildsync.completion import Completer
-    from buildsync.pipeline import DEFAULT_WORKERS, run_pipeline
-    from buildsync.sync_status import pairs_with_incomplete_builds, projects_hint
+    from buildsync.edge import environment
+    from buildsync.ending import resultdb
+    from buildsync.ending.completion import Completer
+    from buildsync.remote.backend import BackendPool
+    from buildsync.stages.pipeline import DEFAULT_WORKERS, run_pipeline
+    from buildsync.stages.status import pairs_with_incomplete_builds, projects_hint
 
     if args.backend is not None and not settings.full_mode_backends(args.backend):
         print(f"backend {args.backend} is in lite mode: nothing to sync")
         return EXIT_OK
-    targets = env.completion_targets(project=env.required(env.PROJECT))
+    targets = environment.completion_targets(project=env.required(env.PROJECT))
     completer = Completer(client, targets, resultdb.prpc_finalizer(), make_publisher=_publisher)
-    transaction_begin = env.transaction_begin()
-    backends = BackendPool(deadline_seconds=env.fetch_deadline_seconds(), options=env.backend_options())
+    transaction_begin = environment.transaction_begin()
+    backends = BackendPool(deadline_seconds=environment.fetch_deadline_seconds(), options=environment.backend_options())
     try:
         report = run_pipeline(
             client,
@@ -207,7 +208,7 @@ def run_sync(args: argparse.Namespace, settings: Settings, client: datastore.Cli
 
 
 def run_status(args: argparse.Namespace, settings: Settings, client: datastore.Client) -> int:
-    from buildsync.sync_status import collect_status, format_table, pairs_with_incomplete_builds, projects_hint
+    from buildsync.stages.status import collect_status, format_table, pairs_with_incomplete_builds, projects_hint
 
     if args.backend is not None:
         settings.backend(args.backend)  # an unknown backend is named with the known ones
@@ -224,7 +225,7 @@ def run_status(args: argparse.Namespace, settings: Settings, client: datastore.C
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logs.configure(sys.stderr, level=logging.CRITICAL + 1 if args.quiet else logging.getLevelName(args.log_level))
-    from buildsync.settings import load_settings
+    from buildsync.rules.settings import load_settings
 
     client = None
     try:

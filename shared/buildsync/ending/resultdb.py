@@ -16,11 +16,12 @@ from typing import Callable
 
 import grpc
 
-from buildsync import identity, logs
+from buildsync import logs
 from buildsync.errors import TransientError, as_sync_error
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.proto import resultdb_pb2 as rpb
-from buildsync.prpc import PrpcClient
+from buildsync.remote import identity
+from buildsync.remote.prpc import PrpcClient
 
 SERVICE = "luci.resultdb.v1.Recorder"
 METHOD = "FinalizeInvocation"

@@ -15,11 +15,12 @@ from google.cloud import datastore
 from google.protobuf import struct_pb2
 from google.protobuf.message import DecodeError
 
-from buildsync import compression, model
+from buildsync.ending import compression
 from buildsync.errors import PermanentError, as_sync_error
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.proto import notification_pb2 as npb
-from buildsync.steps import StepsFormatError
+from buildsync.rules.steps import StepsFormatError
+from buildsync.store import model
 
 INPUT_PROPERTIES_KIND = "BuildInputProperties"
 OUTPUT_PROPERTIES_KIND = "BuildOutputProperties"

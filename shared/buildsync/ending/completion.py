@@ -21,12 +21,14 @@ from typing import TYPE_CHECKING, Callable
 
 from google.cloud import datastore
 
-from buildsync import build_reader, logs, metrics, notifications, outbox
+from buildsync import logs, metrics
+from buildsync.ending import build_reader, notifications
+from buildsync.ending.resultdb import Finalizer, Outcome, invocation_of
 from buildsync.errors import PermanentError, SyncError, TransientError
-from buildsync.outbox import Completion, Effect
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.proto import notification_pb2 as npb
-from buildsync.resultdb import Finalizer, Outcome, invocation_of
+from buildsync.store import outbox
+from buildsync.store.outbox import Completion, Effect
 
 if TYPE_CHECKING:
     from google.cloud import pubsub_v1

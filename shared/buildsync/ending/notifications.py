@@ -13,17 +13,17 @@ import dataclasses
 import re
 from typing import TYPE_CHECKING
 
-from buildsync import notification_format
+from buildsync.ending import notification_format
 from buildsync.errors import as_sync_error
-from buildsync.outbox import Effect
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.proto import notification_pb2 as npb
-from buildsync.publishing import PUBLISH_TIMEOUT_SECONDS
+from buildsync.remote.publishing import PUBLISH_TIMEOUT_SECONDS
+from buildsync.store.outbox import Effect
 
 if TYPE_CHECKING:  # the client is the caller's
     from google.cloud import pubsub_v1
 
-    from buildsync.build_reader import StoredBuild
+    from buildsync.ending.build_reader import StoredBuild
 
 # What Pub/Sub accepts as a full topic name.
 _TOPIC_NAME = re.compile(r"^projects/[^/]+/topics/[^/]+$")

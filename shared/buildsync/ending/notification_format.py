@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from google.protobuf import json_format
 
-from buildsync import compression
+from buildsync.ending import compression
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.proto import notification_pb2 as npb
-from buildsync.status_rules import is_ended
+from buildsync.rules.status_rules import is_ended
 
 # Compressed large fields over this many bytes are dropped, as upstream does,
 # to keep the message under Pub/Sub's 10 MB.

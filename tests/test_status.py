@@ -9,8 +9,8 @@ import subprocess
 import sys
 
 import pytest
-from buildsync.settings import parse_settings
-from buildsync.sync_status import (
+from buildsync.rules.settings import parse_settings
+from buildsync.stages.status import (
     LITE_MODE,
     NOT_IN_SETTINGS,
     NotSynced,

@@ -18,7 +18,7 @@ from google.protobuf import timestamp_pb2
 from google.protobuf.message import DecodeError
 
 from buildsync.proto import buildbucket_pb2 as pb
-from buildsync.status_rules import is_ended
+from buildsync.rules.status_rules import is_ended
 
 # Buildbucket's BuildStepsMaxBytes (model/details.go): larger step containers
 # are stored zlib-compressed.

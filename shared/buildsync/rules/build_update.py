@@ -11,10 +11,10 @@ import dataclasses
 import datetime
 import enum
 
-from buildsync import sync_time
 from buildsync.proto import buildbucket_pb2 as pb
-from buildsync.status_rules import apply_status, derive_status, is_ended
-from buildsync.task_rules import TaskChange, compare_tasks
+from buildsync.rules import sync_time
+from buildsync.rules.status_rules import apply_status, derive_status, is_ended
+from buildsync.rules.task_rules import TaskChange, compare_tasks
 
 
 class Outcome(enum.Enum):

@@ -13,10 +13,11 @@ from typing import Any
 from google.cloud import datastore
 from google.cloud.datastore.query import PropertyFilter
 
-from buildsync import logs, model
+from buildsync import logs
 from buildsync.errors import UnknownBackendError, as_sync_error
-from buildsync.messages import ShardJob, SyncTrigger
-from buildsync.settings import BackendSettings, Settings
+from buildsync.rules.settings import BackendSettings, Settings
+from buildsync.stages.messages import ShardJob, SyncTrigger
+from buildsync.store import model
 
 
 def shard_jobs(backend: BackendSettings, project: str, planned_at: datetime.datetime) -> list[ShardJob]:

@@ -17,8 +17,9 @@ import enum
 
 from google.cloud import datastore
 
-from buildsync import logs, model
+from buildsync import logs
 from buildsync.errors import as_sync_error
+from buildsync.store import model
 
 # The kind of the JSON-notification outbox this replaces, so that its
 # leftovers are swept after an upgrade (an entry without `effects`).

@@ -17,10 +17,10 @@ from google.cloud import datastore
 from google.cloud.datastore_v1.types import entity as entity_pb2
 from google.protobuf.message import DecodeError, Message
 
-from buildsync import legacy, steps, sync_time
 from buildsync.proto import buildbucket_pb2 as pb
-from buildsync.status_rules import is_ended
-from buildsync.sync_time import DEFAULT_SYNC_INTERVAL
+from buildsync.rules import legacy, steps, sync_time
+from buildsync.rules.status_rules import is_ended
+from buildsync.rules.sync_time import DEFAULT_SYNC_INTERVAL
 
 Proto = TypeVar("Proto", bound=Message)
 

@@ -13,13 +13,15 @@ import os
 
 from google.cloud import datastore, pubsub_v1
 
-from buildsync import env, resultdb
-from buildsync.backend import BackendPool
-from buildsync.completion import Completer
-from buildsync.outbox import SWEEP_MIN_AGE
-from buildsync.publishing import topic_path
-from buildsync.settings import Settings, load_settings
-from buildsync.transactions import TransactionBegin
+from buildsync import env
+from buildsync.edge import environment
+from buildsync.ending import resultdb
+from buildsync.ending.completion import Completer
+from buildsync.remote.backend import BackendPool
+from buildsync.remote.publishing import topic_path
+from buildsync.rules.settings import Settings, load_settings
+from buildsync.store.outbox import SWEEP_MIN_AGE
+from buildsync.store.transactions import TransactionBegin
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,13 +50,15 @@ def runtime_from_env(environ: env.Environ = os.environ) -> Runtime:
         publisher=publisher,
         settings=load_settings(env.required(env.SETTINGS, environ)),
         backends=BackendPool(
-            deadline_seconds=env.fetch_deadline_seconds(environ), options=env.backend_options(environ)
+            deadline_seconds=environment.fetch_deadline_seconds(environ), options=environment.backend_options(environ)
         ),
         shard_topic=topic_path(project, env.text(env.SHARD_TOPIC, environ) or env.DEFAULT_SHARD_TOPIC),
         sync_topic=topic_path(project, env.text(env.SYNC_TOPIC, environ) or env.DEFAULT_SYNC_TOPIC),
-        completer=Completer(client, env.completion_targets(environ, project), resultdb.prpc_finalizer(), publisher),
-        sweep_min_age=env.sweep_min_age(environ),
-        transaction_begin=env.transaction_begin(environ),
+        completer=Completer(
+            client, environment.completion_targets(environ, project), resultdb.prpc_finalizer(), publisher
+        ),
+        sweep_min_age=environment.sweep_min_age(environ),
+        transaction_begin=environment.transaction_begin(environ),
     )
 
 

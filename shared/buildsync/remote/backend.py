@@ -16,13 +16,14 @@ from typing import Protocol
 
 import grpc
 
-from buildsync import identity, logs, metrics
-from buildsync.backend_options import GRPC, ID_TOKEN, PRPC, BackendOptions, DeploymentOptions
+from buildsync import logs, metrics
 from buildsync.errors import PermanentError, ResponseTooBigError, TransientError, is_transient
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.proto import buildbucket_pb2_grpc as pb_grpc
-from buildsync.prpc import Credentials, PrpcClient, PrpcError, is_loopback_address, rpc_error
-from buildsync.task_rules import MAX_TASK_IDS
+from buildsync.remote import identity
+from buildsync.remote.backend_options import GRPC, ID_TOKEN, PRPC, BackendOptions, DeploymentOptions
+from buildsync.remote.prpc import Credentials, PrpcClient, PrpcError, is_loopback_address, rpc_error
+from buildsync.rules.task_rules import MAX_TASK_IDS
 
 # Long enough for a backend to look up 1000 tasks, short enough that a hung
 # backend fails the batch well within a function's 540 s limit.

@@ -21,7 +21,7 @@ import json
 from typing import Any, ClassVar
 
 from buildsync.errors import MessageError
-from buildsync.task_rules import MAX_TASK_IDS
+from buildsync.rules.task_rules import MAX_TASK_IDS
 
 SCHEMA_VERSION = 1
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from google.cloud import datastore
 from google.cloud.datastore import helpers
 
-from buildsync import model
+from buildsync.store import model
 
 # docs/platform.md "Datastore": 10 MiB per commit; the margin leaves room for
 # the request's framing and whatever the size of an encoded entity leaves out.

@@ -12,9 +12,11 @@ from typing import Iterator
 from google.cloud import datastore
 from google.cloud.datastore.query import PropertyFilter
 
-from buildsync import logs, model, sync_time
+from buildsync import logs
 from buildsync.errors import as_sync_error
-from buildsync.messages import MAX_BATCH_SIZE, ShardJob, SyncBatch
+from buildsync.rules import sync_time
+from buildsync.stages.messages import MAX_BATCH_SIZE, ShardJob, SyncBatch
+from buildsync.store import model
 
 
 def due_builds_query(client: datastore.Client, job: ShardJob) -> datastore.Query:

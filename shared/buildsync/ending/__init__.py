@@ -1,0 +1,10 @@
+"""What ending a build does after its commit, in the functions and the CLI alike.
+
+`completion` runs an ended build's effects from its outbox entry;
+`build_reader` reads the ended build back whole, as Buildbucket's API returns
+it; `notification_format` makes Buildbucket's `BuildsV2PubSub` from it (pure);
+`notifications` publishes it; `compression` is zlib and zstd as Buildbucket
+stores and sends them; `resultdb` finalizes the build's invocation.
+
+May import `remote`, `store`, `rules` and the base modules.
+"""

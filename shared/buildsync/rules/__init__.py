@@ -1,0 +1,12 @@
+"""Pure decisions: what a fetched task does to a build, and what a valid settings file is.
+
+`sync_time` owns the `next_backend_sync_time` key and shard ranges; `task_rules`
+validates fetched tasks and the FetchTasks protocol; `status_rules` derives a
+build's status from its task and what ending sets; `build_update` applies one
+task to one build and names the outcome; `legacy` and `steps` keep the v1
+properties, the lease and the steps as Buildbucket does; `settings` parses and
+validates Buildbucket's settings.cfg (its one file read is `load_settings`).
+
+No Datastore, network or clock here: values in, decisions out. May import only
+the base modules (`errors`, `logs`, `metrics`, `env`) and `proto`.
+"""

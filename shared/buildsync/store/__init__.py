@@ -1,0 +1,10 @@
+"""Datastore: the entities as Buildbucket stores them, and the transactions that change them.
+
+`model` reads, decodes and saves Build entities (keeping every property and
+field it does not own); `children` rewrites the child entities a status change
+touches; `commit_budget` keeps a commit under Datastore's size limit;
+`transactions` retries transient failures with a bound; `outbox` records which
+completion effects of an ended build are still to do.
+
+May import `rules` and the base modules; never the network or the stages.
+"""
