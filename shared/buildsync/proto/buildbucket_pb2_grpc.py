@@ -26,9 +26,8 @@ if _version_not_supported:
 
 
 class TaskBackendStub:
-    """A task backend. The sync calls only FetchTasks; the other methods are
-    declared so that the service matches the real one, with their messages left
-    empty because nothing here builds or reads them.
+    """A task backend. The sync calls only FetchTasks; the rest is declared so
+    that the service is the real one.
     """
 
     def __init__(self, channel):
@@ -60,9 +59,8 @@ class TaskBackendStub:
 
 
 class TaskBackendServicer:
-    """A task backend. The sync calls only FetchTasks; the other methods are
-    declared so that the service matches the real one, with their messages left
-    empty because nothing here builds or reads them.
+    """A task backend. The sync calls only FetchTasks; the rest is declared so
+    that the service is the real one.
     """
 
     def RunTask(self, request, context):
@@ -121,9 +119,8 @@ def add_TaskBackendServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class TaskBackend:
-    """A task backend. The sync calls only FetchTasks; the other methods are
-    declared so that the service matches the real one, with their messages left
-    empty because nothing here builds or reads them.
+    """A task backend. The sync calls only FetchTasks; the rest is declared so
+    that the service is the real one.
     """
 
     @staticmethod
@@ -224,6 +221,81 @@ class TaskBackend:
             '/buildbucket.v2.TaskBackend/ValidateConfigs',
             buildsync_dot_proto_dot_buildbucket__pb2.ValidateConfigsRequest.SerializeToString,
             buildsync_dot_proto_dot_buildbucket__pb2.ValidateConfigsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class TaskBackendLiteStub:
+    """A backend that only runs tasks and pushes their updates.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.RunTask = channel.unary_unary(
+                '/buildbucket.v2.TaskBackendLite/RunTask',
+                request_serializer=buildsync_dot_proto_dot_buildbucket__pb2.RunTaskRequest.SerializeToString,
+                response_deserializer=buildsync_dot_proto_dot_buildbucket__pb2.RunTaskResponse.FromString,
+                _registered_method=True)
+
+
+class TaskBackendLiteServicer:
+    """A backend that only runs tasks and pushes their updates.
+    """
+
+    def RunTask(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_TaskBackendLiteServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'RunTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.RunTask,
+                    request_deserializer=buildsync_dot_proto_dot_buildbucket__pb2.RunTaskRequest.FromString,
+                    response_serializer=buildsync_dot_proto_dot_buildbucket__pb2.RunTaskResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'buildbucket.v2.TaskBackendLite', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('buildbucket.v2.TaskBackendLite', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class TaskBackendLite:
+    """A backend that only runs tasks and pushes their updates.
+    """
+
+    @staticmethod
+    def RunTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/buildbucket.v2.TaskBackendLite/RunTask',
+            buildsync_dot_proto_dot_buildbucket__pb2.RunTaskRequest.SerializeToString,
+            buildsync_dot_proto_dot_buildbucket__pb2.RunTaskResponse.FromString,
             options,
             channel_credentials,
             insecure,
