@@ -51,7 +51,9 @@ def imported(path: pathlib.Path, root: pathlib.Path = PACKAGE) -> list[tuple[int
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                base = ".".join(
+                    package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
+                )
             targets = [f"{base}.{alias.name}" for alias in node.names] if base == "buildsync" else [base]
             found += [(node.lineno, target) for target in targets]
     return [(line, name) for line, name in found if name == "buildsync" or name.startswith("buildsync.")]
