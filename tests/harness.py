@@ -13,6 +13,7 @@ import json
 import logging
 import warnings
 from collections.abc import Iterator
+from typing import NoReturn
 
 import pytest
 from buildsync import logs
@@ -95,7 +96,11 @@ def start_emulator(kind: str) -> Emulator:
     try:
         return Emulator(kind, PROJECT).start()
     except EmulatorUnavailable as error:
-        message = f"THE {kind.upper()} EMULATOR IS NOT AVAILABLE; its tests are skipped: {error}"
-        warnings.warn(message, stacklevel=2)
-        print(f"\n\n!!! {message}\n", flush=True)
-        pytest.skip(message)
+        skip_loudly(f"THE {kind.upper()} EMULATOR IS NOT AVAILABLE; its tests are skipped: {error}")
+
+
+def skip_loudly(message: str) -> NoReturn:
+    """Skips the calling test with a warning and a printed line, so that no run misses it."""
+    warnings.warn(message, stacklevel=3)
+    print(f"\n\n!!! {message}\n", flush=True)
+    pytest.skip(message)

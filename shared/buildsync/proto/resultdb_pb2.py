@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x62uildsync/proto/resultdb.proto\x12\x10luci.resultdb.v1\")\n\x19\x46inalizeInvocationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x98\x01\n\nInvocation\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x31\n\x05state\x18\x02 \x01(\x0e\x32\".luci.resultdb.v1.Invocation.State\"I\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\n\n\x06\x41\x43TIVE\x10\x01\x12\x0e\n\nFINALIZING\x10\x02\x12\r\n\tFINALIZED\x10\x03\"\xf2\x02\n\x0e\x42igQueryExport\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12\r\n\x05table\x18\x03 \x01(\t\x12\x44\n\x0ctest_results\x18\x04 \x01(\x0b\x32,.luci.resultdb.v1.BigQueryExport.TestResultsH\x00\x12H\n\x0etext_artifacts\x18\x06 \x01(\x0b\x32..luci.resultdb.v1.BigQueryExport.TextArtifactsH\x00\x1aG\n\x0bTestResults\x12\x38\n\tpredicate\x18\x01 \x01(\x0b\x32%.luci.resultdb.v1.TestResultPredicate\x1aG\n\rTextArtifacts\x12\x36\n\tpredicate\x18\x01 \x01(\x0b\x32#.luci.resultdb.v1.ArtifactPredicateB\r\n\x0bresult_type\"l\n\x0eHistoryOptions\x12$\n\x18use_invocation_timestamp\x18\x01 \x01(\x08\x42\x02\x18\x01\x12\x34\n\x06\x63ommit\x18\x02 \x01(\x0b\x32 .luci.resultdb.v1.CommitPositionB\x02\x18\x01\"N\n\x0e\x43ommitPosition\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0f\n\x07project\x18\x02 \x01(\t\x12\x0b\n\x03ref\x18\x03 \x01(\t\x12\x10\n\x08position\x18\x04 \x01(\x03\"f\n\x07Variant\x12/\n\x03\x64\x65\x66\x18\x01 \x03(\x0b\x32\".luci.resultdb.v1.Variant.DefEntry\x1a*\n\x08\x44\x65\x66\x45ntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xac\x02\n\x13TestResultPredicate\x12\x16\n\x0etest_id_regexp\x18\x01 \x01(\t\x12\x33\n\x07variant\x18\x02 \x01(\x0b\x32\".luci.resultdb.v1.VariantPredicate\x12\x44\n\nexpectancy\x18\x03 \x01(\x0e\x32\x30.luci.resultdb.v1.TestResultPredicate.Expectancy\x12\x1a\n\x12\x65xclude_exonerated\x18\x04 \x01(\x08\"f\n\nExpectancy\x12\x07\n\x03\x41LL\x10\x00\x12$\n VARIANTS_WITH_UNEXPECTED_RESULTS\x10\x01\x12)\n%VARIANTS_WITH_ONLY_UNEXPECTED_RESULTS\x10\x02\"{\n\x10VariantPredicate\x12+\n\x06\x65quals\x18\x01 \x01(\x0b\x32\x19.luci.resultdb.v1.VariantH\x00\x12-\n\x08\x63ontains\x18\x02 \x01(\x0b\x32\x19.luci.resultdb.v1.VariantH\x00\x42\x0b\n\tpredicate\"\xdd\x03\n\x11\x41rtifactPredicate\x12I\n\x0c\x66ollow_edges\x18\x01 \x01(\x0b\x32/.luci.resultdb.v1.ArtifactPredicate.EdgeTypeSetB\x02\x18\x01\x12G\n\rartifact_kind\x18\x07 \x01(\x0e\x32\x30.luci.resultdb.v1.ArtifactPredicate.ArtifactKind\x12\x12\n\nwork_units\x18\x08 \x03(\t\x12H\n\x15test_result_predicate\x18\x02 \x01(\x0b\x32%.luci.resultdb.v1.TestResultPredicateB\x02\x18\x01\x12\x1b\n\x13\x63ontent_type_regexp\x18\x03 \x01(\t\x12\x1a\n\x12\x61rtifact_id_regexp\x18\x04 \x01(\t\x12\x1c\n\x14\x61rtifact_type_regexp\x18\x05 \x01(\t\x1a\x41\n\x0b\x45\x64geTypeSet\x12\x1c\n\x14included_invocations\x18\x01 \x01(\x08\x12\x14\n\x0ctest_results\x18\x02 \x01(\x08\"<\n\x0c\x41rtifactKind\x12\x1d\n\x19\x41RTIFACT_KIND_UNSPECIFIED\x10\x00\x12\r\n\tWORK_UNIT\x10\x01\x32k\n\x08Recorder\x12_\n\x12\x46inalizeInvocation\x12+.luci.resultdb.v1.FinalizeInvocationRequest\x1a\x1c.luci.resultdb.v1.Invocationb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x62uildsync/proto/resultdb.proto\x12\x10luci.resultdb.v1\")\n\x19\x46inalizeInvocationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\xaa\x01\n\nInvocation\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x31\n\x05state\x18\x02 \x01(\x0e\x32\".luci.resultdb.v1.Invocation.State\"I\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\n\n\x06\x41\x43TIVE\x10\x01\x12\x0e\n\nFINALIZING\x10\x02\x12\r\n\tFINALIZED\x10\x03J\x04\x08\x03\x10\x04J\x04\x08\x11\x10\x12J\x04\x08\x12\x10\x13\"\xf2\x02\n\x0e\x42igQueryExport\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12\r\n\x05table\x18\x03 \x01(\t\x12\x44\n\x0ctest_results\x18\x04 \x01(\x0b\x32,.luci.resultdb.v1.BigQueryExport.TestResultsH\x00\x12H\n\x0etext_artifacts\x18\x06 \x01(\x0b\x32..luci.resultdb.v1.BigQueryExport.TextArtifactsH\x00\x1aG\n\x0bTestResults\x12\x38\n\tpredicate\x18\x01 \x01(\x0b\x32%.luci.resultdb.v1.TestResultPredicate\x1aG\n\rTextArtifacts\x12\x36\n\tpredicate\x18\x01 \x01(\x0b\x32#.luci.resultdb.v1.ArtifactPredicateB\r\n\x0bresult_type\"l\n\x0eHistoryOptions\x12$\n\x18use_invocation_timestamp\x18\x01 \x01(\x08\x42\x02\x18\x01\x12\x34\n\x06\x63ommit\x18\x02 \x01(\x0b\x32 .luci.resultdb.v1.CommitPositionB\x02\x18\x01\"N\n\x0e\x43ommitPosition\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0f\n\x07project\x18\x02 \x01(\t\x12\x0b\n\x03ref\x18\x03 \x01(\t\x12\x10\n\x08position\x18\x04 \x01(\x03\"f\n\x07Variant\x12/\n\x03\x64\x65\x66\x18\x01 \x03(\x0b\x32\".luci.resultdb.v1.Variant.DefEntry\x1a*\n\x08\x44\x65\x66\x45ntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xac\x02\n\x13TestResultPredicate\x12\x16\n\x0etest_id_regexp\x18\x01 \x01(\t\x12\x33\n\x07variant\x18\x02 \x01(\x0b\x32\".luci.resultdb.v1.VariantPredicate\x12\x44\n\nexpectancy\x18\x03 \x01(\x0e\x32\x30.luci.resultdb.v1.TestResultPredicate.Expectancy\x12\x1a\n\x12\x65xclude_exonerated\x18\x04 \x01(\x08\"f\n\nExpectancy\x12\x07\n\x03\x41LL\x10\x00\x12$\n VARIANTS_WITH_UNEXPECTED_RESULTS\x10\x01\x12)\n%VARIANTS_WITH_ONLY_UNEXPECTED_RESULTS\x10\x02\"{\n\x10VariantPredicate\x12+\n\x06\x65quals\x18\x01 \x01(\x0b\x32\x19.luci.resultdb.v1.VariantH\x00\x12-\n\x08\x63ontains\x18\x02 \x01(\x0b\x32\x19.luci.resultdb.v1.VariantH\x00\x42\x0b\n\tpredicate\"\xdd\x03\n\x11\x41rtifactPredicate\x12I\n\x0c\x66ollow_edges\x18\x01 \x01(\x0b\x32/.luci.resultdb.v1.ArtifactPredicate.EdgeTypeSetB\x02\x18\x01\x12G\n\rartifact_kind\x18\x07 \x01(\x0e\x32\x30.luci.resultdb.v1.ArtifactPredicate.ArtifactKind\x12\x12\n\nwork_units\x18\x08 \x03(\t\x12H\n\x15test_result_predicate\x18\x02 \x01(\x0b\x32%.luci.resultdb.v1.TestResultPredicateB\x02\x18\x01\x12\x1b\n\x13\x63ontent_type_regexp\x18\x03 \x01(\t\x12\x1a\n\x12\x61rtifact_id_regexp\x18\x04 \x01(\t\x12\x1c\n\x14\x61rtifact_type_regexp\x18\x05 \x01(\t\x1a\x41\n\x0b\x45\x64geTypeSet\x12\x1c\n\x14included_invocations\x18\x01 \x01(\x08\x12\x14\n\x0ctest_results\x18\x02 \x01(\x08\"<\n\x0c\x41rtifactKind\x12\x1d\n\x19\x41RTIFACT_KIND_UNSPECIFIED\x10\x00\x12\r\n\tWORK_UNIT\x10\x01\x32k\n\x08Recorder\x12_\n\x12\x46inalizeInvocation\x12+.luci.resultdb.v1.FinalizeInvocationRequest\x1a\x1c.luci.resultdb.v1.Invocationb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,35 +44,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FINALIZEINVOCATIONREQUEST']._serialized_start=52
   _globals['_FINALIZEINVOCATIONREQUEST']._serialized_end=93
   _globals['_INVOCATION']._serialized_start=96
-  _globals['_INVOCATION']._serialized_end=248
+  _globals['_INVOCATION']._serialized_end=266
   _globals['_INVOCATION_STATE']._serialized_start=175
   _globals['_INVOCATION_STATE']._serialized_end=248
-  _globals['_BIGQUERYEXPORT']._serialized_start=251
-  _globals['_BIGQUERYEXPORT']._serialized_end=621
-  _globals['_BIGQUERYEXPORT_TESTRESULTS']._serialized_start=462
-  _globals['_BIGQUERYEXPORT_TESTRESULTS']._serialized_end=533
-  _globals['_BIGQUERYEXPORT_TEXTARTIFACTS']._serialized_start=535
-  _globals['_BIGQUERYEXPORT_TEXTARTIFACTS']._serialized_end=606
-  _globals['_HISTORYOPTIONS']._serialized_start=623
-  _globals['_HISTORYOPTIONS']._serialized_end=731
-  _globals['_COMMITPOSITION']._serialized_start=733
-  _globals['_COMMITPOSITION']._serialized_end=811
-  _globals['_VARIANT']._serialized_start=813
-  _globals['_VARIANT']._serialized_end=915
-  _globals['_VARIANT_DEFENTRY']._serialized_start=873
-  _globals['_VARIANT_DEFENTRY']._serialized_end=915
-  _globals['_TESTRESULTPREDICATE']._serialized_start=918
-  _globals['_TESTRESULTPREDICATE']._serialized_end=1218
-  _globals['_TESTRESULTPREDICATE_EXPECTANCY']._serialized_start=1116
-  _globals['_TESTRESULTPREDICATE_EXPECTANCY']._serialized_end=1218
-  _globals['_VARIANTPREDICATE']._serialized_start=1220
-  _globals['_VARIANTPREDICATE']._serialized_end=1343
-  _globals['_ARTIFACTPREDICATE']._serialized_start=1346
-  _globals['_ARTIFACTPREDICATE']._serialized_end=1823
-  _globals['_ARTIFACTPREDICATE_EDGETYPESET']._serialized_start=1696
-  _globals['_ARTIFACTPREDICATE_EDGETYPESET']._serialized_end=1761
-  _globals['_ARTIFACTPREDICATE_ARTIFACTKIND']._serialized_start=1763
-  _globals['_ARTIFACTPREDICATE_ARTIFACTKIND']._serialized_end=1823
-  _globals['_RECORDER']._serialized_start=1825
-  _globals['_RECORDER']._serialized_end=1932
+  _globals['_BIGQUERYEXPORT']._serialized_start=269
+  _globals['_BIGQUERYEXPORT']._serialized_end=639
+  _globals['_BIGQUERYEXPORT_TESTRESULTS']._serialized_start=480
+  _globals['_BIGQUERYEXPORT_TESTRESULTS']._serialized_end=551
+  _globals['_BIGQUERYEXPORT_TEXTARTIFACTS']._serialized_start=553
+  _globals['_BIGQUERYEXPORT_TEXTARTIFACTS']._serialized_end=624
+  _globals['_HISTORYOPTIONS']._serialized_start=641
+  _globals['_HISTORYOPTIONS']._serialized_end=749
+  _globals['_COMMITPOSITION']._serialized_start=751
+  _globals['_COMMITPOSITION']._serialized_end=829
+  _globals['_VARIANT']._serialized_start=831
+  _globals['_VARIANT']._serialized_end=933
+  _globals['_VARIANT_DEFENTRY']._serialized_start=891
+  _globals['_VARIANT_DEFENTRY']._serialized_end=933
+  _globals['_TESTRESULTPREDICATE']._serialized_start=936
+  _globals['_TESTRESULTPREDICATE']._serialized_end=1236
+  _globals['_TESTRESULTPREDICATE_EXPECTANCY']._serialized_start=1134
+  _globals['_TESTRESULTPREDICATE_EXPECTANCY']._serialized_end=1236
+  _globals['_VARIANTPREDICATE']._serialized_start=1238
+  _globals['_VARIANTPREDICATE']._serialized_end=1361
+  _globals['_ARTIFACTPREDICATE']._serialized_start=1364
+  _globals['_ARTIFACTPREDICATE']._serialized_end=1841
+  _globals['_ARTIFACTPREDICATE_EDGETYPESET']._serialized_start=1714
+  _globals['_ARTIFACTPREDICATE_EDGETYPESET']._serialized_end=1779
+  _globals['_ARTIFACTPREDICATE_ARTIFACTKIND']._serialized_start=1781
+  _globals['_ARTIFACTPREDICATE_ARTIFACTKIND']._serialized_end=1841
+  _globals['_RECORDER']._serialized_start=1843
+  _globals['_RECORDER']._serialized_end=1950
 # @@protoc_insertion_point(module_scope)

@@ -179,7 +179,7 @@ def _backend_problems(backend: pb.BackendSetting) -> list[str]:
     problems = []
     if not backend.target:
         problems.append("target: must be set")
-    mode = backend.WhichOneof("mode")
+    mode = backend.WhichOneof("Mode")
     if mode is None:
         problems.append("mode: set full_mode or lite_mode")
     if "://" in backend.hostname:
@@ -210,7 +210,7 @@ def _backend_settings(backend: pb.BackendSetting) -> BackendSettings:
     return BackendSettings(
         target=backend.target,
         hostname=backend.hostname,
-        lite_mode=backend.WhichOneof("mode") != "full_mode",
+        lite_mode=backend.WhichOneof("Mode") != "full_mode",
         shards=max(sync.shards, 1),
         sync_interval=(
             datetime.timedelta(seconds=sync.sync_interval_seconds)
