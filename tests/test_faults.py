@@ -501,7 +501,13 @@ BAD_ANSWERS = [
     ("status-ENDED_MASK", (pb.ENDED_MASK, 2, {}), None, "status 4 is not a usable task status", False),
     ("status-UNSPECIFIED", (pb.STATUS_UNSPECIFIED, 2, {}), None, "status 0 is not a usable task status", False),
     ("status-undefined-99", (99, 2, {}), None, "status 99 is not a usable task status", False),
-    ("details-60KB", (pb.FAILURE, 2, {"details": details_of_size(60_000)}), None, "details are 60000 bytes", False),
+    (
+        "details-60KB",
+        (pb.FAILURE, 2, {"details": details_of_size(60_000)}),
+        None,
+        "over 52,224 bytes in Go's text",
+        False,
+    ),
 ]
 
 
@@ -551,9 +557,12 @@ def test_bad_answer_is_rejected_logged_and_not_written(
 
 
 @BOTH_TRANSPORTS
-def test_details_of_exactly_50_kb_are_accepted(datastore_client, task_backend, make_settings, pool, transaction_begin):
+def test_details_size_rule_accepts_52_kb_whose_go_text_is_under_51_kib(
+    datastore_client, task_backend, make_settings, pool, transaction_begin
+):
+    # 52,000 bytes serialized, 52,025 in Go's text form: under upstream's 51 × 1024.
     put_build(datastore_client, 1, updated=LONG_AGO)
-    task_backend.backend.set_task("task-1", pb.FAILURE, 2, details=details_of_size(50_000))
+    task_backend.backend.set_task("task-1", pb.FAILURE, 2, details=details_of_size(52_000))
 
     report = sync_round(datastore_client, make_settings(), pool, transaction_begin)
 

@@ -12,9 +12,9 @@ import json
 import pathlib
 
 import pytest
+from buildsync.rules import go_text
 from google.protobuf import struct_pb2
 
-from buildsync.rules import go_text
 from tools.go_text.cases import CASES
 
 GOLDEN = json.loads((pathlib.Path(__file__).parent / "data" / "go_text_golden.json").read_text())["cases"]
@@ -55,7 +55,9 @@ def test_doubles_are_written_as_go_formats_them_shortest(value, expected):
     assert go_text.format_float(value) == expected
 
 
-@pytest.mark.parametrize("value, expected", [(0.1, "0.1"), (16777216.0, "1.6777216e+07"), (3.4028234663852886e38, "3.4028235e+38")])
+@pytest.mark.parametrize(
+    "value, expected", [(0.1, "0.1"), (16777216.0, "1.6777216e+07"), (3.4028234663852886e38, "3.4028235e+38")]
+)
 def test_floats_are_the_shortest_that_read_back_as_the_same_float32(value, expected):
     assert go_text.format_float(value, bits=32) == expected
 

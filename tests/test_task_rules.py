@@ -3,10 +3,12 @@
 import pytest
 from buildsync.errors import BackendResponseError
 from buildsync.proto import buildbucket_pb2 as pb
-from buildsync.rules import task_rules
-from buildsync.rules.task_rules import MAX_DETAILS_BYTES, TaskChange, compare_tasks, sort_responses, task_problem
+from buildsync.rules import go_text, task_rules
+from buildsync.rules.task_rules import TaskChange, compare_tasks, sort_responses, task_problem
 from google.protobuf import struct_pb2
 from google.rpc import status_pb2
+
+from tools.go_text.cases import CASES as GO_TEXT_CASES
 
 TARGET = "swarming://chromium-swarm"
 OTHER = "swarming://other-swarm"
@@ -20,15 +22,11 @@ def task(task_id="t1", update_id=1, status=pb.STARTED, **fields):
     return pb.Task(id=pb.TaskID(target=TARGET, id=task_id), update_id=update_id, status=status, **fields)
 
 
-def details_of_size(size):
-    """A Struct that serializes to exactly `size` bytes."""
+def details_of_go_text_length(length):
+    """Details whose Go text form, `fields:{key:"k" value:{string_value:"x…"}}`, is `length` bytes."""
     details = struct_pb2.Struct()
-    details["k"] = ""
-    details["k"] = "x" * (size - details.ByteSize())
-    # The string's length prefix may grow by a byte; shrink to compensate.
-    while details.ByteSize() > size:
-        details["k"] = details["k"][:-1]
-    assert details.ByteSize() == size
+    details["k"] = "x" * (length - len('fields:{key:"k" value:{string_value:""}}'))
+    assert go_text.format_message(details).length == length
     return details
 
 
@@ -61,22 +59,40 @@ def test_negative_update_id_is_not_zero_so_usable():
     assert task_problem(task(update_id=-1)) is None
 
 
-def test_the_details_limit_is_fifty_thousand_bytes():
-    assert MAX_DETAILS_BYTES == 50_000
+def test_details_size_rule_is_upstreams_whole_kib_of_go_text():
+    # len(details.String())/1024 > 50: 52,223 bytes are 50 KiB in whole KiB, 52,224 are 51.
+    assert task_rules.FIRST_REFUSED_DETAILS_LENGTH == 52_224
+    assert task_problem(task(details=details_of_go_text_length(52_223))) is None
+    problem = task_problem(task(details=details_of_go_text_length(52_224)))
+    assert problem == "details are 52,224 bytes in Go's text form, over Buildbucket's 50 KiB limit"
 
 
-@pytest.mark.parametrize("size", [MAX_DETAILS_BYTES - 1, MAX_DETAILS_BYTES])
-def test_details_up_to_fifty_thousand_bytes_are_usable(size):
-    assert task_problem(task(details=details_of_size(size))) is None
+@pytest.mark.parametrize(
+    "case, binary_size, usable",
+    [("issue: one value of 51,000 characters", 51_017, True), ("issue: 400 list dimensions", 20_024, False)],
+)
+def test_details_size_rule_follows_the_text_not_the_binary_size(case, binary_size, usable):
+    details = struct_pb2.Struct.FromString(GO_TEXT_CASES[case])
+    assert details.ByteSize() == binary_size
+    assert (task_problem(task(details=details)) is None) is usable
 
 
-@pytest.mark.parametrize("size", [MAX_DETAILS_BYTES + 1, MAX_DETAILS_BYTES + 2, 200_000])
-def test_details_over_fifty_thousand_bytes_are_rejected_with_their_size(size):
-    problem = task_problem(task(details=details_of_size(size)))
+def test_details_size_rule_stops_measuring_past_the_limit():
+    details = struct_pb2.Struct()
+    details["l"] = [None] * 100_000  # 3 MB of text from 400 KB
+    assert task_problem(task(details=details)) == (
+        "details are over 52,224 bytes in Go's text form, over Buildbucket's 50 KiB limit"
+    )
 
-    assert problem is not None
-    assert f"details are {size} bytes" in problem
-    assert "50000" in problem
+
+def test_details_size_rule_counts_utf8_bytes_as_go_does():
+    details = struct_pb2.Struct()
+    details["k"] = "é" * 26_100  # 26,100 characters, 52,200 bytes, 52,240 with the rest of the text
+    assert "52,240 bytes" in task_problem(task(details=details))
+
+
+def test_details_size_rule_accepts_a_task_without_details():
+    assert task_problem(task()) is None
 
 
 # --- sort_responses -------------------------------------------------------------------------

@@ -58,16 +58,16 @@ def _unknown_fields() -> bytes:
 
 
 def _dimensions(count: int) -> dict:
-    return {
-        "dimensions": [{"key": f"dimension-{i:03d}", "value": f"value-{i:03d}"} for i in range(count)]
-    }
+    return {"dimensions": [{"key": f"dimension-{i:03d}", "value": f"value-{i:03d}"} for i in range(count)]}
 
 
 CASES: dict[str, bytes] = {
     "empty": b"",
     "issue: one value of 51,000 characters": _struct({"log": "x" * 51_000}),
     "issue: 400 list dimensions": _struct(_dimensions(400)),
-    "kinds": _struct({"n": None, "t": True, "f": False, "s": "", "l": [], "o": {}, "nested": {"a": [1, [2, {"b": None}]]}}),
+    "kinds": _struct(
+        {"n": None, "t": True, "f": False, "s": "", "l": [], "o": {}, "nested": {"a": [1, [2, {"b": None}]]}}
+    ),
     "value without kind": _entry("unset", b""),
     "null value not declared": _entry("odd", _tag(1, 0) + _varint(5)),
     "numbers": _struct(
