@@ -1,7 +1,8 @@
 """Pure decisions: what a fetched task does to a build, and what a valid settings file is.
 
 `sync_time` owns the `next_backend_sync_time` key and shard ranges; `task_rules`
-validates fetched tasks and the FetchTasks protocol; `status_rules` derives a
+validates fetched tasks and the FetchTasks protocol; `go_text` writes a message
+as Go's `String()` does, the measure of the details limit; `status_rules` derives a
 build's status from its task and what ending sets; `build_update` applies one
 task to one build and names the outcome; `legacy` and `steps` keep the v1
 properties, the lease and the steps as Buildbucket does; `settings` parses and
