@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import hypothesis
 import pytest
+from buildsync.edge.runtime import runtime_from_env
 from buildsync.remote.backend_options import PRPC
 from buildsync.rules.settings import parse_settings
 from buildsync.store.transactions import TransactionBegin, transaction_begin_from_env
 from google.cloud import datastore
 
-from tests.harness import PROJECT, backend_pool, settings_text, start_emulator
+from tests.harness import PROJECT, Subscribed, backend_pool, settings_text, start_emulator
 from tools.emulators import DATASTORE_KINDS, Emulator
 from tools.emulators import datastore_client as emulator_client
+from tools.resultdb_recorder import ResultDBRecorder
 from tools.stack import LocalStack
 from tools.task_backend import TaskBackendServer
 
@@ -143,5 +145,44 @@ def make_stack(datastore_emulator, datastore_env, pubsub_emulator, tmp_path):
             extra_env={**datastore_env, **(extra_env or {})},
             **options,
         )
+
+    return make
+
+
+@pytest.fixture
+def recorder():
+    """A real ResultDB Recorder, served over pRPC on loopback, that records FinalizeInvocation calls."""
+    server = ResultDBRecorder().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def builds_topic(pubsub_emulator, monkeypatch):
+    """The builds topic on the Pub/Sub emulator, with a subscription that sees everything on it."""
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", pubsub_emulator.host)
+    return Subscribed("builds")
+
+
+@pytest.fixture
+def callback_topic(builds_topic):
+    """A build's callback topic (pubsub_callback.topic), subscribed."""
+    return Subscribed("callback")
+
+
+@pytest.fixture
+def runtime(datastore_client, datastore_env, builds_topic, settings_file, monkeypatch):
+    """Makes the functions' Runtime on the test's emulators, with extra environment variables if given."""
+    for name, value in datastore_env.items():  # the clients runtime_from_env makes read these
+        monkeypatch.setenv(name, value)
+    env = {
+        "GOOGLE_CLOUD_PROJECT": PROJECT,
+        "BUILDSYNC_SETTINGS": str(settings_file),
+        "BUILDSYNC_BUILDS_TOPIC": builds_topic.topic,
+        "BUILDSYNC_SHARD_TOPIC": Subscribed("shard").topic,  # the planner's sweep runs after it plans
+    }
+
+    def make(**extra: str):
+        return runtime_from_env({**env, **extra})
 
     return make

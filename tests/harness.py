@@ -11,20 +11,29 @@ import datetime
 import io
 import json
 import logging
+import uuid
 import warnings
+import zlib
 from collections.abc import Iterator
 from typing import NoReturn
 
 import pytest
+import zstandard
 from buildsync import logs
+from buildsync.proto import buildbucket_pb2 as pb
+from buildsync.proto import notification_pb2 as npb
 from buildsync.remote.backend import BackendPool
 from buildsync.remote.backend_options import GRPC, PRPC, DeploymentOptions
+from google.cloud import pubsub_v1
 
-from tools.emulators import Emulator, EmulatorUnavailable
+from tools.emulators import Emulator, EmulatorUnavailable, wait_until
 
 PROJECT = "buildsync-test"
 BACKEND = "swarming://test-swarm"
 LONG_AGO = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=1)
+
+# How long a test waits for messages it expects on a topic.
+PULL_SECONDS = 30
 
 # Generous: three Python processes and two Java emulators share two cores.
 SETTLE_SECONDS = 90
@@ -104,3 +113,43 @@ def skip_loudly(message: str) -> NoReturn:
     warnings.warn(message, stacklevel=3)
     print(f"\n\n!!! {message}\n", flush=True)
     pytest.skip(message)
+
+
+class Subscribed:
+    """A topic on the emulator with a pull subscription that sees everything published to it."""
+
+    def __init__(self, role: str) -> None:
+        suffix = uuid.uuid4().hex[:8]
+        self.topic = f"projects/{PROJECT}/topics/{role}-{suffix}"
+        self.subscription = f"projects/{PROJECT}/subscriptions/{role}-{suffix}"
+        pubsub_v1.PublisherClient().create_topic(name=self.topic)
+        self.subscriber = pubsub_v1.SubscriberClient()
+        self.subscriber.create_subscription(name=self.subscription, topic=self.topic)
+
+    def pull(self, at_least: int = 1) -> list[pubsub_v1.types.PubsubMessage]:
+        received: list = []
+
+        def more() -> bool:
+            response = self.subscriber.pull(subscription=self.subscription, max_messages=100, timeout=5)
+            if response.received_messages:
+                ack_ids = [m.ack_id for m in response.received_messages]
+                self.subscriber.acknowledge(subscription=self.subscription, ack_ids=ack_ids)
+                received.extend(m.message for m in response.received_messages)
+            return len(received) >= at_least
+
+        wait_until(more, PULL_SECONDS, f"{at_least} messages on {self.topic}", interval=0.2)
+        return received
+
+    def pull_nothing_more(self) -> list:
+        response = self.subscriber.pull(subscription=self.subscription, max_messages=100, timeout=5)
+        return list(response.received_messages)
+
+
+def large_fields(notification, build_class=pb.Build):
+    """The Build in a notification's build_large_fields, decompressed as its `compression` says."""
+    data = notification.build_large_fields
+    if notification.compression == npb.ZSTD:
+        raw = zstandard.ZstdDecompressor().decompressobj().decompress(data)
+    else:
+        raw = zlib.decompress(data)
+    return build_class.FromString(raw)

@@ -8,33 +8,26 @@ decoded with the upstream-shaped protos and checked field by field.
 from __future__ import annotations
 
 import datetime
-import uuid
-import zlib
 
 import grpc
 import pytest
-import zstandard
 from buildsync.edge import handlers
-from buildsync.edge.runtime import runtime_from_env
 from buildsync.ending import completion
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.proto import notification_pb2 as npb
 from buildsync.stages import sync
 from buildsync.stages.messages import SyncBatch, SyncTrigger
 from buildsync.store import outbox
-from google.cloud import pubsub_v1
 from google.protobuf import json_format
 
 from tests import buildbucket_writer as bb
 from tests.builds import BACKEND, put_build
 from tests.conftest import PROJECT
-from tests.harness import captured_logs
+from tests.harness import Subscribed, captured_logs, large_fields
 from tools.emulators import wait_until
-from tools.resultdb_recorder import ResultDBRecorder
 from tools.stack import LocalStack
 
 LONG_AGO = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=1)
-PULL_SECONDS = 30
 
 
 @pytest.fixture
@@ -42,71 +35,6 @@ def metric_lines():
     """The metric-bearing log lines buildsync writes during the test, by metric name."""
     with captured_logs() as captured:
         yield lambda name: [e for e in captured.events() if e.get("metric") == name]
-
-
-@pytest.fixture
-def recorder():
-    server = ResultDBRecorder().start()
-    yield server
-    server.stop()
-
-
-class Subscribed:
-    """A topic on the emulator with a pull subscription that sees everything published to it."""
-
-    def __init__(self, role: str) -> None:
-        suffix = uuid.uuid4().hex[:8]
-        self.topic = f"projects/{PROJECT}/topics/{role}-{suffix}"
-        self.subscription = f"projects/{PROJECT}/subscriptions/{role}-{suffix}"
-        pubsub_v1.PublisherClient().create_topic(name=self.topic)
-        self.subscriber = pubsub_v1.SubscriberClient()
-        self.subscriber.create_subscription(name=self.subscription, topic=self.topic)
-
-    def pull(self, at_least: int = 1) -> list[pubsub_v1.types.PubsubMessage]:
-        received: list = []
-
-        def more() -> bool:
-            response = self.subscriber.pull(subscription=self.subscription, max_messages=100, timeout=5)
-            if response.received_messages:
-                ack_ids = [m.ack_id for m in response.received_messages]
-                self.subscriber.acknowledge(subscription=self.subscription, ack_ids=ack_ids)
-                received.extend(m.message for m in response.received_messages)
-            return len(received) >= at_least
-
-        wait_until(more, PULL_SECONDS, f"{at_least} messages on {self.topic}", interval=0.2)
-        return received
-
-    def pull_nothing_more(self) -> list:
-        response = self.subscriber.pull(subscription=self.subscription, max_messages=100, timeout=5)
-        return list(response.received_messages)
-
-
-@pytest.fixture
-def builds_topic(pubsub_emulator, monkeypatch):
-    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", pubsub_emulator.host)
-    return Subscribed("builds")
-
-
-@pytest.fixture
-def callback_topic(builds_topic):
-    return Subscribed("callback")
-
-
-@pytest.fixture
-def runtime(datastore_client, datastore_env, builds_topic, settings_file, monkeypatch):
-    for name, value in datastore_env.items():  # the clients runtime_from_env makes read these
-        monkeypatch.setenv(name, value)
-    env = {
-        "GOOGLE_CLOUD_PROJECT": PROJECT,
-        "BUILDSYNC_SETTINGS": str(settings_file),
-        "BUILDSYNC_BUILDS_TOPIC": builds_topic.topic,
-        "BUILDSYNC_SHARD_TOPIC": Subscribed("shard").topic,  # the planner's sweep runs after it plans
-    }
-
-    def make(**extra: str):
-        return runtime_from_env({**env, **extra})
-
-    return make
 
 
 def put_buildbucket_build(client, build_id: int, recorder, callback_topic, task_backend, *, chunked: bool) -> None:
@@ -141,15 +69,6 @@ def batch(*build_ids: int) -> SyncBatch:
 
 def decode_builds_v2(message) -> npb.BuildsV2PubSub:
     return json_format.Parse(message.data, npb.BuildsV2PubSub())
-
-
-def large_fields(notification: npb.BuildsV2PubSub) -> pb.Build:
-    data = notification.build_large_fields
-    if notification.compression == npb.ZSTD:
-        raw = zstandard.ZstdDecompressor().decompressobj().decompress(data)
-    else:
-        raw = zlib.decompress(data)
-    return pb.Build.FromString(raw)
 
 
 def check_notification(notification: npb.BuildsV2PubSub, build_id: int, recorder) -> None:
