@@ -278,6 +278,19 @@ RULES = [
         (pb.INFRA_FAILURE, OUTPUT),
     ),
     ("3d output FAILURE, scheduled build", pb.SCHEDULED, pb.FAILURE, pb.FAILURE, False, False, (pb.FAILURE, OUTPUT)),
+    # Output status ENDED_MASK rule: it has the ended bit, so it is ended and copied, as upstream.
+    ("3d output ENDED_MASK, task SUCCESS", pb.STARTED, pb.ENDED_MASK, pb.SUCCESS, False, True, (pb.ENDED_MASK, OUTPUT)),
+    (
+        "3d output ENDED_MASK, task FAILURE",
+        pb.STARTED,
+        pb.ENDED_MASK,
+        pb.FAILURE,
+        False,
+        False,
+        (pb.ENDED_MASK, OUTPUT),
+    ),
+    ("3d output undeclared 100, task FAILURE", pb.STARTED, 100, pb.FAILURE, False, False, (100, OUTPUT)),
+    ("3a output undeclared 3 (no ended bit)", pb.STARTED, 3, pb.FAILURE, False, False, (pb.FAILURE, TASK)),
 ]
 
 

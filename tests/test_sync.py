@@ -331,15 +331,17 @@ def test_sync_keeps_properties_and_proto_fields_it_does_not_declare(datastore_cl
     assert status["build_address"] == "proj/ci/builder/b1"
 
 
-@pytest.mark.parametrize("odd_output_status", [pb.ENDED_MASK, 100])
-def test_an_undefined_ended_output_status_is_not_copied_and_blocks_no_one(
-    datastore_client, task_backend, fetcher, backend, odd_output_status
+@pytest.mark.parametrize("ended_output_status", [pb.ENDED_MASK, 100])
+def test_output_status_ended_mask_rule_ends_the_build_with_the_output_status_as_upstream(
+    datastore_client, task_backend, fetcher, backend, ended_output_status
 ):
+    # ENDED_MASK, or any value with its bit, is ended: copied like FAILURE (buildstatus.go buildEndStatus).
     put_build(datastore_client, 1, updated=LONG_AGO)
     put_build(datastore_client, 2, updated=LONG_AGO)
     odd = datastore_client.get(model.build_key(datastore_client, 1))
     proto = model.read_build(odd)
-    proto.output.status = odd_output_status
+    proto.output.status = ended_output_status
+    proto.output.status_details.resource_exhaustion.SetInParent()
     odd["proto"] = proto.SerializeToString()
     datastore_client.put(odd)
     for build_id in (1, 2):
@@ -348,7 +350,19 @@ def test_an_undefined_ended_output_status_is_not_copied_and_blocks_no_one(
     report = run(datastore_client, fetcher, backend, [1, 2])
 
     assert (report.failed, report.completed) == (0, 2)
-    assert [get_build(datastore_client, i)[1].status for i in (1, 2)] == [pb.FAILURE, pb.FAILURE]
+    entity, build, _, status = get_build(datastore_client, 1)
+    assert (build.status, build.HasField("end_time"), build.status_details.HasField("resource_exhaustion")) == (
+        ended_output_status,
+        True,
+        True,
+    )
+    assert (entity["status_v2"], entity["incomplete"], status["status"]) == (
+        ended_output_status,
+        False,
+        ended_output_status,
+    )
+    assert (entity["status"], entity["result"]) == (2, 0)  # no legacy status for it: left as it was (STARTED)
+    assert get_build(datastore_client, 2)[1].status == pb.FAILURE
 
 
 def test_a_repeated_build_id_is_synced_once(datastore_client, task_backend, fetcher, backend):

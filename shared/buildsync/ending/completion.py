@@ -27,6 +27,7 @@ from buildsync.ending.resultdb import Finalizer, Outcome, invocation_of
 from buildsync.errors import PermanentError, SyncError, TransientError
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.proto import notification_pb2 as npb
+from buildsync.rules.status_rules import status_name
 from buildsync.store import outbox
 from buildsync.store.outbox import Completion, Effect
 
@@ -256,7 +257,7 @@ def record_completed(build: pb.Build) -> None:
         run = (end - build.start_time.ToDatetime(datetime.timezone.utc)).total_seconds()
     metrics.build_completed(
         build_id=build.id,
-        status=pb.Status.Name(build.status),
+        status=status_name(build.status),
         project=build.builder.project,
         bucket=build.builder.bucket,
         builder=build.builder.builder,

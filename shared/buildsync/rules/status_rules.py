@@ -14,14 +14,15 @@ from buildsync.proto import buildbucket_pb2 as pb
 
 ENDED_MASK = pb.ENDED_MASK
 
-# The ended statuses a build may take. A stored output status with the ended
-# bit but no defined value (ENDED_MASK itself, or a value from a newer
-# Buildbucket) is treated as not ended rather than copied into the build.
-ENDED_STATUSES = frozenset({pb.SUCCESS, pb.FAILURE, pb.INFRA_FAILURE, pb.CANCELED})
-
 
 def is_ended(status: int) -> bool:
+    """Buildbucket's protoutil.IsEnded: the ended bit, whatever the rest (ENDED_MASK itself included)."""
     return status & ENDED_MASK == ENDED_MASK
+
+
+def status_name(status: int) -> str:
+    """The status's name, or its number when undeclared (Go's String() for an enum it does not know)."""
+    return pb.Status.Name(status) if status in pb.Status.values() else str(status)
 
 
 class DetailsSource(enum.Enum):
@@ -57,7 +58,9 @@ def derive_status(
     if is_ended(build_status) or not is_ended(task_status):
         return None
     from_task = StatusDecision(task_status, DetailsSource.TASK)
-    if output_status not in ENDED_STATUSES:
+    # Any output status with the ended bit is ended, as upstream: ENDED_MASK
+    # itself, or a value this schema does not declare, is copied like FAILURE.
+    if not is_ended(output_status):
         if task_status == pb.SUCCESS:
             return StatusDecision(pb.SUCCESS if task_success else pb.INFRA_FAILURE, DetailsSource.NONE)
         if build_status == pb.SCHEDULED:

@@ -23,6 +23,7 @@ from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.remote.backend import TaskFetcher, fetch_in_halves
 from buildsync.rules.build_update import Outcome, Update, decide_update, skip_reason
 from buildsync.rules.settings import BackendSettings
+from buildsync.rules.status_rules import status_name
 from buildsync.rules.sync_time import SyncTimeKeyError
 from buildsync.rules.task_rules import FetchedTasks, sort_responses, task_key
 from buildsync.stages.messages import SyncBatch
@@ -272,7 +273,7 @@ def _commit_builds(
         if completed is None:
             continue
         report.completed += 1
-        status = pb.Status.Name(completed.status)
+        status = status_name(completed.status)
         logs.event("INFO", "build completed", build_id=build_id, status=status, dry_run=dry_run)
         if ending is not None and dry_run:
             report.planned_effects[build_id] = ending.described
