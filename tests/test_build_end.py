@@ -140,10 +140,73 @@ def test_ending_a_build_writes_legacy_properties_and_clears_its_lease(
     entity = datastore_client.get(model.build_key(datastore_client, 1))
     assert report.completed == 1
     assert {name: entity[name] for name in expected} == expected
-    assert (entity["is_leased"], entity["leasee"], entity["lease_key"]) == (False, None, 0)
-    assert entity["lease_expiration_date"] == datetime.datetime(1970, 1, 1, tzinfo=UTC)
+    assert (entity["is_leased"], entity["leasee"], entity["lease_key"]) == (False, b"", 0)
+    assert entity["lease_expiration_date"] == datetime.datetime(1, 1, 1, tzinfo=UTC)
     assert {name: entity[name] for name in OTHER_PROPERTIES} == OTHER_PROPERTIES
     assert entity.exclude_from_indexes == before.exclude_from_indexes
+
+
+def stored_values(client: datastore.Client, key: datastore.Key, names: tuple[str, ...]) -> dict[str, tuple]:
+    """Each property as Datastore holds it: (value type, value), read below the client's conversions."""
+    response = client._datastore_api.lookup(request={"project_id": client.project, "keys": [key.to_protobuf()]})
+    properties = type(response).pb(response).found[0].entity.properties
+    found = {}
+    for name in names:
+        kind = properties[name].WhichOneof("value_type")
+        value = getattr(properties[name], kind)
+        found[name] = (kind, value.seconds if kind == "timestamp_value" else value)
+    return found
+
+
+@pytest.mark.both_emulators
+def test_cleared_lease_rule_stores_what_go_stores(datastore_client, task_backend, fetcher, backend, transaction_begin):
+    # model/build.go ClearLease through gae/impl/cloud: an empty blob, and Go's zero time, not the epoch.
+    put_leased_build(datastore_client, 1)
+    task_backend.backend.set_task("task-1", pb.FAILURE, 2)
+
+    batch = SyncBatch(BACKEND, "proj", (1,), PLANNED_AT)
+    report = sync_batch(
+        datastore_client, fetcher, backend, batch, clock=lambda: LATER, transaction_begin=transaction_begin
+    )
+
+    assert report.completed == 1
+    names = ("is_leased", "leasee", "lease_expiration_date", "lease_key")
+    assert stored_values(datastore_client, model.build_key(datastore_client, 1), names) == {
+        "is_leased": ("boolean_value", False),
+        "leasee": ("blob_value", b""),
+        "lease_expiration_date": ("timestamp_value", -62135596800),
+        "lease_key": ("integer_value", 0),
+    }
+    entity = datastore_client.get(model.build_key(datastore_client, 1))
+    assert (entity["leasee"], entity["lease_expiration_date"]) == (b"", datetime.datetime(1, 1, 1, tzinfo=UTC))
+
+
+@pytest.mark.both_emulators
+@pytest.mark.parametrize(
+    "stored, expected", [(None, 300_000_000_000), (0, 300_000_000_000), (120_000_000_000, 120_000_000_000)]
+)
+def test_backend_sync_interval_rule_writes_go_s_default_on_every_save(
+    datastore_client, task_backend, fetcher, backend, transaction_begin, stored, expected
+):
+    # model/build.go Save: a build on a backend with an interval of 0 is saved with 5 minutes in ns.
+    put_build(datastore_client, 1, updated=LONG_AGO)
+    entity = datastore_client.get(model.build_key(datastore_client, 1))
+    if stored is None:
+        del entity["backend_sync_interval"]
+    else:
+        entity["backend_sync_interval"] = stored
+    datastore_client.put(entity)
+    task_backend.backend.set_task("task-1", pb.STARTED, 1)  # no news: a save of update_time only
+
+    batch = SyncBatch(BACKEND, "proj", (1,), PLANNED_AT)
+    report = sync_batch(
+        datastore_client, fetcher, backend, batch, clock=lambda: LATER, transaction_begin=transaction_begin
+    )
+
+    assert report.unchanged == 1
+    saved = datastore_client.get(model.build_key(datastore_client, 1))
+    assert saved["backend_sync_interval"] == expected
+    assert "backend_sync_interval" in saved.exclude_from_indexes
 
 
 def test_a_build_that_keeps_running_keeps_its_lease_and_says_started(datastore_client, task_backend, fetcher, backend):

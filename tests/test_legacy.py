@@ -39,13 +39,13 @@ def test_statuses_outside_the_table_write_no_legacy_property(status):
     assert legacy.legacy_properties(status, NO_DETAILS) == {}
 
 
-def test_cleared_lease_is_unleased_with_zero_time_and_keeps_never_leased():
+def test_cleared_lease_rule_is_go_s_zero_values_and_keeps_never_leased():
     lease = legacy.cleared_lease()
 
     assert lease == {
         "is_leased": False,
-        "leasee": None,
-        "lease_expiration_date": datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc),
+        "leasee": b"",
+        "lease_expiration_date": datetime.datetime(1, 1, 1, tzinfo=datetime.timezone.utc),
         "lease_key": 0,
     }
     assert "never_leased" not in lease

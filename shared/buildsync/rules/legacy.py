@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 
 from buildsync.proto import buildbucket_pb2 as pb
+from buildsync.rules import sync_time
 
 # LegacyStatus, LegacyResult, LegacyFailureReason, LegacyCancelationReason.
 SCHEDULED, STARTED, COMPLETED = 1, 2, 3
@@ -18,8 +19,11 @@ UNSET, SUCCESS, FAILURE, CANCELED = 0, 1, 2, 3
 BUILD_FAILURE, INFRA_FAILURE = 1, 3
 CANCELED_EXPLICITLY, TIMEOUT = 1, 2
 
-# Buildbucket stores Go's zero time.Time as 0 microseconds since the epoch.
-ZERO_TIME = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+# Go's zero time.Time, as Buildbucket's Datastore client (gae/impl/cloud) stores
+# it: a timestamp of 0001-01-01T00:00:00Z, not the epoch.
+ZERO_TIME = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc) + datetime.timedelta(
+    seconds=sync_time.ZERO_TIME_UNIX
+)
 
 
 def legacy_properties(status: int, details: pb.StatusDetails) -> dict[str, int]:
@@ -47,5 +51,9 @@ def legacy_properties(status: int, details: pb.StatusDetails) -> dict[str, int]:
 
 
 def cleared_lease() -> dict[str, object]:
-    """The lease properties of an ended build; `never_leased` is not among them and stays."""
-    return {"is_leased": False, "leasee": None, "lease_expiration_date": ZERO_TIME, "lease_key": 0}
+    """The lease properties of an ended build, as Go's ClearLease leaves them and its save stores them.
+
+    `leasee` is Go's nil []byte, which the Datastore client stores as an empty
+    blob (not null); `never_leased` is not among them and stays.
+    """
+    return {"is_leased": False, "leasee": b"", "lease_expiration_date": ZERO_TIME, "lease_key": 0}

@@ -27,6 +27,9 @@ ZERO_TIME_UNIX = -62135596800
 # docs/storage.md "Build" and docs/rules.md "Limits": a build's backend_sync_interval
 # of 0 (or none), and a backend's unset sync_interval_seconds, both mean five minutes.
 DEFAULT_SYNC_INTERVAL = datetime.timedelta(minutes=5)
+# The same as Go's time.Duration, which Buildbucket's save writes for a build
+# on a backend whose stored interval is 0 (model/build.go Save).
+DEFAULT_SYNC_INTERVAL_NANOS = int(DEFAULT_SYNC_INTERVAL.total_seconds()) * 1_000_000_000
 
 _SUFFIX = re.compile(r"--(?P<shard>\d+)--(?P<time>-?\d+)\Z")
 

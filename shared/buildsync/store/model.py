@@ -174,7 +174,8 @@ def save_build(entity: datastore.Entity, build: pb.Build, status_changed: bool) 
     """Writes `build` into `entity` with the properties derived from it.
 
     As Buildbucket's save does: the legacy v1 properties follow the status,
-    and an ended build holds no lease (legacy.py). `next_backend_sync_time`
+    an ended build holds no lease (legacy.py), and a build on a backend whose
+    `backend_sync_interval` is 0 or absent gets the default written. `next_backend_sync_time`
     only ever moves forward: a build someone else pushed further out is not
     pulled back. Properties keep their index flags; new ones are indexed.
     """
@@ -186,6 +187,10 @@ def save_build(entity: datastore.Entity, build: pb.Build, status_changed: bool) 
         entity.update(legacy.cleared_lease())
     if status_changed:
         entity["status_changed_time"] = build.update_time.ToDatetime(datetime.timezone.utc)
+    if entity.get("backend_target") and not entity.get("backend_sync_interval"):
+        # Buildbucket's save writes the default it uses, unindexed, on every save.
+        entity["backend_sync_interval"] = sync_time.DEFAULT_SYNC_INTERVAL_NANOS
+        entity.exclude_from_indexes.add("backend_sync_interval")
     current = entity.get("next_backend_sync_time")
     if current and build.HasField("update_time"):
         key = sync_time.parse_key(current, _stored(entity, "backend_target", str))
