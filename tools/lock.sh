@@ -18,6 +18,9 @@ input=functions/requirements.in
 digest=$(sha256sum "$input" | cut -d' ' -f1)
 resolved=$(mktemp)
 trap 'rm -f "$resolved"' EXIT
+# Start from the current lock: uv keeps its pins where they still satisfy the
+# input, so adding one requirement does not upgrade everything else.
+grep -v '^#' functions/sync/requirements.txt >"$resolved" || true
 uv pip compile "$input" --quiet --no-header --generate-hashes \
   --python-version 3.12 --python-platform x86_64-manylinux_2_28 --output-file "$resolved"
 for name in planner shard sync; do
