@@ -3,7 +3,8 @@
 For the completion tests: input and output properties (plain, or zstd chunks
 of at most 1,000,000 bytes), BuildSteps (plain or zlib), tags, the
 `pubsub_callback.*` struct flattened with dots, the ResultDB update token and
-the invocation in BuildInfra. Independent of build_reader.py on purpose: the
+the invocation in BuildInfra; and the custom metrics a build was created with
+(`custome_metrics.*`, luci/gae's proto format). Independent of build_reader.py on purpose: the
 tests prove the reader against this writer.
 """
 
@@ -13,12 +14,16 @@ import zlib
 
 import zstandard
 from buildsync.proto import buildbucket_pb2 as pb
+from buildsync.proto import project_config_pb2 as cpb
 from buildsync.store import model
 from google.cloud import datastore
 from google.protobuf import struct_pb2
 
 # Buildbucket's PropertyChunk limit.
 CHUNK_BYTES = 1_000_000
+
+# The byte luci/gae writes before a stored proto: as is, or zstd-compressed.
+GAE_PROTO_PLAIN, GAE_PROTO_ZSTD = 0x0C, 0x14
 
 
 def struct(values: dict) -> struct_pb2.Struct:
@@ -97,4 +102,26 @@ def set_invocation(client: datastore.Client, build_id: int, host: str, invocatio
     infra = model.read_infra(entity)
     infra.resultdb.hostname, infra.resultdb.invocation = host, invocation
     model.write_infra(entity, infra)
+    client.put(entity)
+
+
+def gae_proto(message, compressed: bool = False) -> bytes:
+    """A proto property as luci/gae stores it (it compresses above 16 KiB)."""
+    data = message.SerializeToString()
+    if compressed:
+        return bytes([GAE_PROTO_ZSTD]) + zstandard.ZstdCompressor(write_content_size=False).compress(data)
+    return bytes([GAE_PROTO_PLAIN]) + data
+
+
+def set_custom_metrics(
+    client: datastore.Client,
+    build_id: int,
+    metrics: list[tuple[int, cpb.CustomMetricDefinition]],
+    compressed: bool = False,
+) -> None:
+    """Adds the custom metrics ScheduleBuild copies from the builder: a slice of structs, flattened."""
+    entity = client.get(model.build_key(client, build_id))
+    entity["custome_metrics.base"] = [base for base, _ in metrics]
+    entity["custome_metrics.metric"] = [gae_proto(definition, compressed) for _, definition in metrics]
+    entity.exclude_from_indexes.update({"custome_metrics.base", "custome_metrics.metric"})
     client.put(entity)

@@ -1,10 +1,13 @@
 """model: keys that encode fast and the lookup that hands them back."""
 
 import pytest
+from buildsync.proto import project_config_pb2 as cpb
+from buildsync.rules.custom_metrics import CONSECUTIVE_FAILURE_COUNT, COUNT, BuilderMetricNames, CustomMetric
 from buildsync.store import model
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import datastore
 
+from tests.buildbucket_writer import gae_proto
 from tests.builds import put_build
 from tests.harness import LONG_AGO
 
@@ -63,3 +66,82 @@ def test_lookup_returns_what_exists_by_path_carrying_the_keys_it_was_given(datas
     assert set(found) == {k.flat_path for k in keys} - {("Build", 4)}
     assert all(type(entity.key) is model.Key for entity in found.values())
     assert found[("Build", 2)].key is keys[1]
+
+
+def _build_entity(**properties) -> datastore.Entity:
+    entity = datastore.Entity(model.Key("Build", 1, project="p"))
+    entity.update(properties)
+    return entity
+
+
+def _definition(name: str, *predicates: str) -> cpb.CustomMetricDefinition:
+    return cpb.CustomMetricDefinition(
+        name=name, predicates=predicates, extra_fields={"os": "build.tags.get_value('os')"}
+    )
+
+
+@pytest.mark.parametrize("compressed", [False, True], ids=["plain", "zstd"])
+def test_custom_metrics_are_read_pairwise_from_their_flattened_lists(compressed):
+    entity = _build_entity(
+        **{
+            "custome_metrics.base": [CONSECUTIVE_FAILURE_COUNT, COUNT],
+            "custome_metrics.metric": [
+                gae_proto(_definition("failures", "a", "b"), compressed),
+                gae_proto(_definition("count", "c"), compressed),
+            ],
+        }
+    )
+    assert model.read_custom_metrics(entity) == (
+        CustomMetric(CONSECUTIVE_FAILURE_COUNT, "failures", ("a", "b")),
+        CustomMetric(COUNT, "count", ("c",)),
+    )
+
+
+@pytest.mark.parametrize(
+    "properties, metrics",
+    [
+        ({}, ()),
+        (
+            {"custome_metrics.base": COUNT, "custome_metrics.metric": gae_proto(_definition("one", "p"))},
+            (CustomMetric(COUNT, "one", ("p",)),),
+        ),  # a list of one stored as a lone value
+        ({"custome_metrics.base": [COUNT], "custome_metrics.metric": [None]}, (CustomMetric(COUNT, "", ()),)),
+        ({"custome_metrics.base": [COUNT, COUNT], "custome_metrics.metric": []}, (CustomMetric(COUNT, "", ()),) * 2),
+    ],
+    ids=["none", "lone values", "null definition", "definitions missing"],
+)
+def test_custom_metrics_read_as_luci_gae_loads_them(properties, metrics):
+    assert model.read_custom_metrics(_build_entity(**properties)) == metrics
+
+
+@pytest.mark.parametrize(
+    "properties, problem",
+    [
+        ({"custome_metrics.base": [COUNT], "custome_metrics.metric": [b"\x0a\x01x"]}, "not in luci/gae's proto format"),
+        ({"custome_metrics.base": [COUNT], "custome_metrics.metric": [b"\x0c\xff"]}, "does not decode"),
+        ({"custome_metrics.base": [COUNT], "custome_metrics.metric": [b"\x14not zstd"]}, "does not decode"),
+        ({"custome_metrics.base": ["8"]}, "holds a str, not int"),
+    ],
+    ids=["no header", "bad proto", "bad zstd", "base not an int"],
+)
+def test_undecodable_custom_metrics_raise_entity_decode_error(properties, problem):
+    with pytest.raises(model.EntityDecodeError, match=problem):
+        model.read_custom_metrics(_build_entity(**properties))
+
+
+def test_builder_metric_names_read_a_lone_string_as_a_list_of_one():
+    entity = _build_entity(custom_builder_count_metrics="one", custom_builder_max_age_metrics=["a", "b"])
+    assert model.builder_metric_names(entity) == BuilderMetricNames(count=("one",), max_age=("a", "b"))
+
+
+def test_builder_metric_names_are_written_only_where_they_changed_and_an_empty_list_is_no_property():
+    entity = _build_entity(custom_builder_count_metrics="kept", custom_builder_max_age_metrics=["dropped"])
+    names = BuilderMetricNames(count=("kept",), consecutive_failures=("new",))
+
+    model.write_builder_metric_names(entity, names)
+
+    assert dict(entity) == {
+        "custom_builder_count_metrics": "kept",
+        "custom_builder_consecutive_failures_metrics": ["new"],
+    }
+    assert model.builder_metric_names(entity) == names

@@ -5,6 +5,8 @@
 it; `notification_format` makes Buildbucket's `BuildsV2PubSub` from it (pure);
 `notifications` publishes it; `compression` is zlib and zstd as Buildbucket
 stores and sends them; `resultdb` finalizes the build's invocation.
+`builder_metrics` is the one part that runs inside the ending transaction: it
+records the custom builder metrics the build matches on its Build entity.
 
 May import `remote`, `store`, `rules` and the base modules.
 """

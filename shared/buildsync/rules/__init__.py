@@ -6,7 +6,9 @@ as Go's `String()` does, the measure of the details limit; `status_rules` derive
 build's status from its task and what ending sets; `build_update` applies one
 task to one build and names the outcome; `legacy` and `steps` keep the v1
 properties, the lease and the steps as Buildbucket does; `settings` parses and
-validates Buildbucket's settings.cfg (its one file read is `load_settings`).
+validates Buildbucket's settings.cfg (its one file read is `load_settings`);
+`custom_metrics` decides which custom builder metrics a build counts towards,
+with predicates run in `build_cel`, Buildbucket's CEL environment.
 
 No Datastore, network or clock here: values in, decisions out. May import only
 the base modules (`errors`, `logs`, `metrics`, `env`) and `proto`.

@@ -17,6 +17,7 @@ from typing import Callable
 from google.cloud import datastore
 
 from buildsync import logs
+from buildsync.ending import builder_metrics
 from buildsync.ending.completion import Targets
 from buildsync.errors import BackendResponseError, SyncError, TransientError, as_sync_error
 from buildsync.proto import buildbucket_pb2 as pb
@@ -237,7 +238,7 @@ def _commit_builds(
         pairs = [(model.build_key(client, i), model.infra_key(client, i)) for i in build_ids]
         entities = model.lookup(client, [key for pair in pairs for key in pair])
         now = clock()
-        results, to_put, changed = [], [], {}
+        results, to_put, changed, changed_entities = [], [], {}, {}
         for build_id, (build_key, infra_key) in zip(build_ids, pairs, strict=True):
             build_entity = entities.get(build_key.flat_path)
             infra_entity = entities.get(infra_key.flat_path)
@@ -253,6 +254,7 @@ def _commit_builds(
                 to_put.append(infra_entity)
             if update.status_changed:
                 changed[build_id] = build
+                changed_entities[build_id] = build_entity
             ending = None
             if update.completed and targets is not None:
                 completion = Completion(build_id, targets.effects_for(build_entity, infra), now)
@@ -260,6 +262,7 @@ def _commit_builds(
                 to_put.append(outbox.entry_entity(client, completion))
             results.append((build_id, update, build if update.completed else None, ending))
         to_put += children.changed_children(client, changed)
+        builder_metrics.record(client, changed_entities)  # into Build entities already in to_put
         to_put, left_out = commit_budget.split_writes(build_ids, to_put)
         if to_put and not dry_run:
             client.put_multi(to_put)

@@ -13,12 +13,15 @@ import dataclasses
 import datetime
 from typing import Any, TypeVar
 
+import zstandard
 from google.cloud import datastore
 from google.cloud.datastore_v1.types import entity as entity_pb2
 from google.protobuf.message import DecodeError, Message
 
 from buildsync.proto import buildbucket_pb2 as pb
+from buildsync.proto import project_config_pb2 as cpb
 from buildsync.rules import legacy, steps, sync_time
+from buildsync.rules.custom_metrics import BuilderMetricNames, CustomMetric
 from buildsync.rules.status_rules import is_ended
 from buildsync.rules.sync_time import DEFAULT_SYNC_INTERVAL
 
@@ -39,6 +42,24 @@ class EntityDecodeError(ValueError):
     The sync fails that build alone; any other error while syncing it is a bug.
     """
 
+
+# A Build's custom metrics: a list of {base, metric} stored flattened into two
+# parallel lists (docs/storage.md "Custom builder metrics"). The typo is Buildbucket's.
+CUSTOM_METRIC_BASES = "custome_metrics.base"
+CUSTOM_METRIC_DEFINITIONS = "custome_metrics.metric"
+
+# The metric names a build counts towards, one indexed list per base; Buildbucket
+# leaves a list that is empty out of the entity.
+BUILDER_METRIC_NAMES = {
+    "count": "custom_builder_count_metrics",
+    "max_age": "custom_builder_max_age_metrics",
+    "consecutive_failures": "custom_builder_consecutive_failures_metrics",
+}
+
+# luci/gae's own proto format: one header byte, then the message as is, or
+# zstd-compressed (which it does above 16 KiB).
+_GAE_PROTO_PLAIN = (1 << 3) | 4
+_GAE_PROTO_ZSTD = (2 << 3) | 4
 
 # docs/platform.md "Datastore": a lookup takes at most 1000 keys.
 MAX_LOOKUP_KEYS = 1000
@@ -198,6 +219,68 @@ def save_build(entity: datastore.Entity, build: pb.Build, status_changed: bool) 
         candidate = sync_time.next_sync_unix(update_time, sync_interval_of(entity))
         if candidate > key.unix_seconds:
             entity["next_backend_sync_time"] = str(key.with_time(candidate))
+
+
+def read_custom_metrics(entity: datastore.Entity) -> tuple[CustomMetric, ...]:
+    """The custom metrics a Build may report to; raises EntityDecodeError.
+
+    The two lists pair up by position, as luci/gae loads them; a definition
+    stored as null, or missing from a shorter list, counts as an empty one.
+    """
+    bases = _listed(entity, CUSTOM_METRIC_BASES)
+    definitions = _listed(entity, CUSTOM_METRIC_DEFINITIONS)
+    metrics = []
+    for index, base in enumerate(bases):
+        if not isinstance(base, int) or isinstance(base, bool):
+            raise EntityDecodeError(f"Build property {CUSTOM_METRIC_BASES!r} holds a {type(base).__name__}, not int")
+        stored = definitions[index] if index < len(definitions) else None
+        definition = _gae_proto(stored, cpb.CustomMetricDefinition) if stored is not None else None
+        definition = definition or cpb.CustomMetricDefinition()
+        metrics.append(CustomMetric(base, definition.name, tuple(definition.predicates)))
+    return tuple(metrics)
+
+
+def builder_metric_names(entity: datastore.Entity) -> BuilderMetricNames:
+    """The builder metric names stored on a Build (a lone string counts as a list of one)."""
+    return BuilderMetricNames(
+        **{field: tuple(str(name) for name in _listed(entity, prop)) for field, prop in BUILDER_METRIC_NAMES.items()}
+    )
+
+
+def write_builder_metric_names(entity: datastore.Entity, names: BuilderMetricNames) -> None:
+    """Stores the lists that changed, as Buildbucket does: a list of strings, or no property when empty."""
+    current = builder_metric_names(entity)
+    for field, prop in BUILDER_METRIC_NAMES.items():
+        wanted = getattr(names, field)
+        if wanted == getattr(current, field):
+            continue
+        if wanted:
+            entity[prop] = list(wanted)
+        else:
+            del entity[prop]
+
+
+def _listed(entity: datastore.Entity, name: str) -> list:
+    """A property Buildbucket stores as a list: absent is empty, a lone value is a list of one."""
+    value = entity.get(name)
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list) else [value]
+
+
+def _gae_proto(data: Any, message: type[Proto]) -> Proto:
+    """A proto stored in luci/gae's format (header byte, maybe zstd); raises EntityDecodeError."""
+    what = message.DESCRIPTOR.name
+    if not isinstance(data, bytes) or not data or data[0] not in (_GAE_PROTO_PLAIN, _GAE_PROTO_ZSTD):
+        raise EntityDecodeError(f"a stored {what} is not in luci/gae's proto format")
+    try:
+        body = data[1:]
+        if data[0] == _GAE_PROTO_ZSTD:
+            # compression.py is above the store; Go's encoder may leave the size out, so stream.
+            body = zstandard.ZstdDecompressor().decompressobj().decompress(body)
+        return message.FromString(body)
+    except (zstandard.ZstdError, DecodeError) as error:
+        raise EntityDecodeError(f"a stored {what} does not decode: {error}") from error
 
 
 def _decode(entity: datastore.Entity, name: str, message: type[Proto]) -> Proto:
