@@ -42,6 +42,7 @@ resource "google_firestore_index" "build" {
   }
 }
 
-# The planner's notification outbox sweep (kind BuildsyncNotification, one
-# inequality filter on created, no sort) is served by the built-in
-# single-property index: no composite index.
+# The planner's notification outbox sweep (kind BuildsyncNotification: an
+# inequality filter on next_attempt sorted by it, and one on created sorted by
+# it for entries written before next_attempt) is served by the built-in
+# single-property indexes: no composite index.

@@ -203,17 +203,89 @@ def test_resultdb_answers_decide_whether_the_finalization_is_retried(
     assert len(builds_topic.pull()) == 1 and builds_topic.pull_nothing_more() == [], "only the failed effect redone"
 
 
-def test_a_missing_callback_topic_keeps_only_that_effect_for_the_sweep(
+def test_a_callback_topic_that_does_not_exist_is_given_up_with_one_error_and_the_rest_done(
     datastore_client, task_backend, recorder, builds_topic, callback_topic, runtime
 ):
     put_buildbucket_build(datastore_client, 7, recorder, callback_topic, task_backend, chunked=False)
     entity = datastore_client.get(datastore_client.key("Build", 7))
-    entity["pubsub_callback.topic"] = f"projects/{PROJECT}/topics/deleted-by-mistake"
+    entity["pubsub_callback.topic"] = f"projects/{PROJECT}/topics/never-created"
     datastore_client.put(entity)
-    handlers.handle_batch(runtime(), batch(7))
+    with captured_logs() as captured:
+        handlers.handle_batch(runtime(), batch(7))
     assert len(builds_topic.pull()) == 1 and len(recorder.calls) == 1
-    left = outbox.due(datastore_client, datetime.datetime.now(datetime.timezone.utc), datetime.timedelta(0))
-    assert [(c.build_id, c.effects, c.attempts) for c in left] == [(7, {outbox.Effect.CALLBACK}, 1)]
+    assert outbox.due(datastore_client, datetime.datetime.now(datetime.timezone.utc), datetime.timedelta(0)) == []
+    (dropped,) = [e for e in captured.events() if e["severity"] == "ERROR"]
+    assert dropped["message"] == "completion effects dropped" and dropped["effects"] == ["callback"]
+    assert "never-created" in dropped["error"]
+
+
+def test_a_build_topic_that_fails_keeps_only_that_effect_and_the_entry_waits_behind_newer_ones(
+    datastore_client, task_backend, recorder, builds_topic, callback_topic, runtime
+):
+    put_buildbucket_build(datastore_client, 7, recorder, callback_topic, task_backend, chunked=False)
+    the_runtime = runtime(BUILDSYNC_BUILDS_TOPIC=f"projects/{PROJECT}/topics/deleted-by-mistake")
+    handlers.handle_batch(the_runtime, batch(7))
+    assert len(callback_topic.pull()) == 1 and len(recorder.calls) == 1
+    now = datetime.datetime.now(datetime.timezone.utc)
+    (left,) = outbox.due(datastore_client, now + datetime.timedelta(minutes=1), datetime.timedelta(0))
+    assert (left.build_id, left.effects, left.attempts) == (7, {outbox.Effect.BUILDS_TOPIC}, 1)
+    the_runtime.completer.complete([left])  # fails again: due only after its delay
+    assert outbox.due(datastore_client, now + datetime.timedelta(seconds=50), datetime.timedelta(0)) == []
+    later = now + outbox.retry_delay(2) + datetime.timedelta(minutes=1)
+    assert [c.attempts for c in outbox.due(datastore_client, later, datetime.timedelta(0))] == [2]
+
+
+class PendingBytes:
+    """Wraps the emulator's publisher to see how many published bytes were never yet awaited."""
+
+    def __init__(self, publisher) -> None:
+        self._publisher = publisher
+        self.pending = 0
+        self.peak = 0
+
+    def publish(self, topic, data, **attributes):
+        future = self._publisher.publish(topic, data, **attributes)
+        self.pending += len(data)
+        self.peak = max(self.peak, self.pending)
+        result, size = future.result, len(data)
+
+        def awaited(timeout=None):
+            self.pending -= size
+            return result(timeout=timeout)
+
+        future.result = awaited
+        return future
+
+
+def test_the_sweep_publishes_as_it_goes_and_reads_builds_a_chunk_at_a_time(
+    datastore_client, task_backend, recorder, builds_topic, callback_topic, runtime, monkeypatch
+):
+    ids = list(range(101, 161))
+    for build_id in ids:
+        put_buildbucket_build(datastore_client, build_id, recorder, callback_topic, task_backend, chunked=False)
+    the_runtime = runtime()
+    backend = the_runtime.settings.backend(BACKEND)
+    fetcher = the_runtime.backends.get(backend.target, backend.hostname)
+    report = sync.sync_batch(
+        the_runtime.datastore, fetcher, backend, batch(*ids), targets=the_runtime.completer.targets
+    )
+    reads: list[int] = []
+    real_read = completion.build_reader.read_builds
+    monkeypatch.setattr(
+        completion.build_reader,
+        "read_builds",
+        lambda client, build_ids: reads.append(len(build_ids)) or real_read(client, build_ids),
+    )
+    monkeypatch.setattr(completion.notifications, "MAX_PENDING_BYTES", 20_000)
+    spy = PendingBytes(the_runtime.publisher)
+    completer = completion.Completer(
+        the_runtime.datastore, the_runtime.completer.targets, the_runtime.completer.finalizer, spy
+    )
+    done = completer.complete(report.completions)
+    assert done.done == 60 * 4 and done.retry == 0
+    assert max(reads) == completion.BUILDS_PER_CHUNK and sum(reads) == 60
+    biggest = max(len(m.data) for m in builds_topic.pull(60) + callback_topic.pull(60))
+    assert spy.peak <= 20_000 + 2 * biggest, f"{spy.peak} bytes held unawaited"
 
 
 def test_a_malformed_callback_topic_is_given_up_and_the_rest_done(

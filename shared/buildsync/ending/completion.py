@@ -5,9 +5,11 @@ needs and the sync writes them into its outbox entry (outbox.py). After the
 commit, `Completer.complete` re-reads the builds whole (build_reader.py) and
 does each effect: the notifications (notifications.py), the ResultDB
 finalization (resultdb.py) and the completion metrics. What fails stays in
-the outbox for the planner's sweep (a publish whatever the error, ResultDB
+the outbox for the planner's sweep, tried again later and later (outbox.py)
+for a day at most (a publish to the builds topic whatever the error, ResultDB
 unless its answer is final); what can never succeed (an entity that does not
-decode, a malformed callback topic, PERMISSION_DENIED) is logged and dropped.
+decode, a malformed callback topic, a callback topic that is missing or
+closed to us, ResultDB's PERMISSION_DENIED) is logged and dropped.
 A dry run only describes the effects.
 """
 
@@ -16,7 +18,9 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import datetime
+import itertools
 import threading
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Callable
 
 from google.cloud import datastore
@@ -24,7 +28,7 @@ from google.cloud import datastore
 from buildsync import logs, metrics
 from buildsync.ending import build_reader, notifications
 from buildsync.ending.resultdb import Finalizer, Outcome, invocation_of
-from buildsync.errors import PermanentError, SyncError, TransientError
+from buildsync.errors import PermanentError, SyncError, TransientError, is_permanent
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.proto import notification_pb2 as npb
 from buildsync.rules.status_rules import status_name
@@ -37,10 +41,9 @@ if TYPE_CHECKING:
 # ResultDB calls of one batch made side by side.
 RESULTDB_WORKERS = 8
 
-# An effect still failing after this many tries (a day of sweeps, one a
-# minute) is given up with an ERROR, so a topic deleted for good or an
-# invocation ResultDB never accepts cannot keep an entry forever.
-MAX_ATTEMPTS = 1440
+# Builds whose effects are done together, then settled: a sweep of 1000 ended
+# builds never holds more than this many builds' entities and notifications.
+BUILDS_PER_CHUNK = 25
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,13 +119,21 @@ class Completer:
     def complete(self, completions: list[Completion]) -> CompletionReport:
         """Does the effects of `completions`, then rewrites or deletes their outbox entries.
 
+        Builds are done BUILDS_PER_CHUNK at a time, each chunk settled before
+        the next is read, so memory holds one chunk's builds and messages.
         Retry behaviour: raises TransientError when Datastore cannot be read
         or the outbox cannot be settled (the entries stay, the sweep redoes
         them); single effects that fail are counted in the report instead.
         """
         report = CompletionReport()
-        if not completions:
-            return report
+        for start in range(0, len(completions), BUILDS_PER_CHUNK):
+            self._complete_chunk(completions[start : start + BUILDS_PER_CHUNK], report)
+        if completions:
+            logs.event("INFO", "completion effects", builds=len(completions), **dataclasses.asdict(report))
+        return report
+
+    def _complete_chunk(self, completions: list[Completion], report: CompletionReport) -> None:
+        now = datetime.datetime.now(datetime.timezone.utc)
         stored = build_reader.read_builds(self.client, [c.build_id for c in completions])
         left: dict[int, set[Effect]] = {c.build_id: set(c.effects) for c in completions}
         for completion in completions:
@@ -133,17 +144,16 @@ class Completer:
         self._finalize(stored, left, report)
         self._record_metrics(stored, left, report)
         for completion in completions:
-            if left.get(completion.build_id) and completion.attempts + 1 >= MAX_ATTEMPTS:
-                self._give_up(completion.build_id, set(left[completion.build_id]), left, report, "too many attempts")
+            if left.get(completion.build_id) and outbox.out_of_budget(completion, now):
+                why = f"still failing {outbox.RETRY_BUDGET} after the build ended"
+                self._give_up(completion.build_id, set(left[completion.build_id]), left, report, why)
         done = [c for c in completions if not left.get(c.build_id)]
         kept = [
             dataclasses.replace(c, effects=frozenset(left[c.build_id]), attempts=c.attempts + 1)
             for c in completions
             if left.get(c.build_id)
         ]
-        outbox.settle(self.client, done, kept)
-        logs.event("INFO", "completion effects", builds=len(completions), **dataclasses.asdict(report))
-        return report
+        outbox.settle(self.client, done, kept, now)
 
     def complete_after_commit(self, completions: list[Completion]) -> CompletionReport | None:
         """`complete` for a sync that has committed: a failure is logged and left to the sweep."""
@@ -154,7 +164,7 @@ class Completer:
             return None
 
     def sweep(self, now: datetime.datetime, min_age: datetime.timedelta = outbox.SWEEP_MIN_AGE) -> int:
-        """Redoes the outbox entries older than `min_age`; returns how many builds.
+        """Redoes the outbox entries due more than `min_age` ago (outbox.due); returns how many builds.
 
         Retry behaviour: raises TransientError when the outbox cannot be read
         or settled; the next sweep tries again.
@@ -171,8 +181,28 @@ class Completer:
         report.gave_up += len(effects)
 
     def _notify(self, stored: dict, left: dict[int, set[Effect]], report: CompletionReport) -> None:
+        outgoing = self._messages(stored, left, report)
+        first = next(outgoing, None)
+        if first is None:
+            return
+        for message, error in notifications.publish_each(self.publisher(), itertools.chain([first], outgoing)):
+            if error is None:
+                left[message.build_id].discard(message.effect)
+                report.done += 1
+            elif message.effect is Effect.CALLBACK and is_permanent(error):
+                # The creator's topic, missing or closed to us: no retry will change that.
+                self._give_up(message.build_id, {Effect.CALLBACK}, left, report, str(error))
+            else:
+                # The deployment's own builds topic is retried whatever the error:
+                # a topic deleted by mistake must not lose the notifications meanwhile.
+                logs.event("WARNING", "notification left for the sweep", build_id=message.build_id, error=str(error))
+                report.retry += 1
+
+    def _messages(
+        self, stored: dict, left: dict[int, set[Effect]], report: CompletionReport
+    ) -> Iterator[notifications.Outgoing]:
+        """The notifications each build still needs, made one build at a time as they are published."""
         wanted = {Effect.BUILDS_TOPIC, Effect.CALLBACK}
-        outgoing = []
         for build_id, effects in left.items():
             mine = effects & wanted
             problem = notifications.callback_topic_problem(stored[build_id]) if Effect.CALLBACK in mine else None
@@ -183,7 +213,7 @@ class Completer:
                 continue
             try:
                 build = build_reader.api_build(stored[build_id])
-                outgoing += notifications.messages_for(
+                messages = notifications.messages_for(
                     stored[build_id],
                     build,
                     frozenset(mine),
@@ -194,20 +224,10 @@ class Completer:
                 self._give_up(build_id, mine, left, report, str(error))
                 continue
             # An effect with no message (no topic configured any more, no callback) is done.
-            sent = {o.effect for o in outgoing if o.build_id == build_id}
-            report.done += len(mine - sent)
-            left[build_id] -= mine - sent
-        if not outgoing:
-            return
-        # As upstream, a failed publish is retried whatever the error: a topic
-        # deleted by mistake must not lose the notifications meanwhile.
-        for message, error in zip(outgoing, notifications.publish_each(self.publisher(), outgoing), strict=True):
-            if error is None:
-                left[message.build_id].discard(message.effect)
-                report.done += 1
-            else:
-                logs.event("WARNING", "notification left for the sweep", build_id=message.build_id, error=str(error))
-                report.retry += 1
+            unsent = mine - {message.effect for message in messages}
+            report.done += len(unsent)
+            left[build_id] -= unsent
+            yield from messages
 
     def _finalize(self, stored: dict, left: dict[int, set[Effect]], report: CompletionReport) -> None:
         build_ids = [build_id for build_id, effects in left.items() if Effect.RESULTDB in effects]

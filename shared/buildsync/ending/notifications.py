@@ -9,8 +9,11 @@ the others.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import re
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future
 from typing import TYPE_CHECKING
 
 from buildsync.ending import notification_format
@@ -24,6 +27,11 @@ if TYPE_CHECKING:  # the client is the caller's
     from google.cloud import pubsub_v1
 
     from buildsync.ending.build_reader import StoredBuild
+
+# Messages published whose acceptance is not yet awaited hold at most this many
+# bytes: a sweep of 1000 builds, two messages of up to 10 MB each, never holds
+# them all (a few of Pub/Sub's largest messages at once).
+MAX_PENDING_BYTES = 32 * 1000 * 1000
 
 # What Pub/Sub accepts as a full topic name.
 _TOPIC_NAME = re.compile(r"^projects/[^/]+/topics/[^/]+$")
@@ -76,18 +84,42 @@ def callback_topic_problem(stored: StoredBuild) -> str | None:
     return None
 
 
-def publish_each(publisher: pubsub_v1.PublisherClient, outgoing: list[Outgoing]) -> list[Exception | None]:
-    """Publishes every message; returns, in order, None for each accepted and the error of each not.
+def publish_each(
+    publisher: pubsub_v1.PublisherClient, outgoing: Iterable[Outgoing]
+) -> Iterator[tuple[Outgoing, Exception | None]]:
+    """Publishes every message as `outgoing` makes it; yields each with None when accepted, else its error.
 
-    The errors are TransientError or PermanentError as errors.py sorts them, or
-    an error in neither table (a bug) as it is.
+    Results come in order. While more than MAX_PENDING_BYTES (read at each
+    call) await their acceptance, the oldest is awaited before the next
+    message is taken, so memory holds a bounded window, not every message. The errors are
+    TransientError or PermanentError as errors.py sorts them, or an error in
+    neither table (a bug) as it is.
     """
-    futures = [publisher.publish(o.topic, o.data, **o.attributes) for o in outgoing]
-    results: list[Exception | None] = []
-    for message, future in zip(outgoing, futures, strict=True):
+    limit = MAX_PENDING_BYTES
+    pending: collections.deque[tuple[Outgoing, Future | Exception]] = collections.deque()
+    pending_bytes = 0
+    for message in outgoing:
+        try:
+            pending.append((message, publisher.publish(message.topic, message.data, **message.attributes)))
+        except Exception as error:  # refused before sending (an attribute Pub/Sub cannot carry)
+            pending.append((message, error))
+        pending_bytes += len(message.data)
+        while pending_bytes > limit:
+            oldest, future = pending.popleft()
+            pending_bytes -= len(oldest.data)
+            yield oldest, _accepted(oldest, future)
+    while pending:
+        oldest, future = pending.popleft()
+        yield oldest, _accepted(oldest, future)
+
+
+def _accepted(message: Outgoing, future: Future | Exception) -> Exception | None:
+    """None once Pub/Sub accepted `message`, else its error sorted by the one table in errors.py."""
+    error = future if isinstance(future, Exception) else None
+    if error is None:
         try:
             future.result(timeout=PUBLISH_TIMEOUT_SECONDS)
-            results.append(None)
-        except Exception as error:  # sorted by the one table in errors.py
-            results.append(as_sync_error(error, f"publishing build {message.build_id} to {message.topic}"))
-    return results
+            return None
+        except Exception as failed:  # sorted below
+            error = failed
+    return as_sync_error(error, f"publishing build {message.build_id} to {message.topic}")

@@ -7,6 +7,11 @@ Whoever does the effects re-reads the build, so an entry can be redone at any
 time; after the effects it is rewritten with what is left, or deleted. The
 planner's sweep redoes entries whose first attempt died. Effects therefore
 happen at least once; subscribers de-duplicate by build id.
+
+The sweep takes entries by their next attempt, not by when they were made: an
+entry rewritten with effects left is tried again after a growing delay
+(`retry_delay`), behind every entry that is due sooner, so entries that keep
+failing never hold newer ones back.
 """
 
 from __future__ import annotations
@@ -31,6 +36,16 @@ SWEEP_MIN_AGE = datetime.timedelta(minutes=1)
 
 # At most this many entries per sweep: one publish request holds 1000.
 SWEEP_LIMIT = 1000
+
+# An entry left over is tried again at the next sweep, then after 1, 2, 4, ...
+# minutes up to this ceiling: a topic or host that is down for hours costs a
+# few tries an hour, not one a minute.
+MAX_RETRY_DELAY = datetime.timedelta(minutes=30)
+
+# An effect still not done this long after its build ended is given up with an
+# ERROR (completion.py): a topic deleted for good or an invocation ResultDB
+# never accepts cannot keep an entry forever.
+RETRY_BUDGET = datetime.timedelta(days=1)
 
 # Datastore takes at most 500 mutations in one commit.
 MUTATIONS_PER_COMMIT = 500
@@ -63,13 +78,36 @@ def entry_key(client: datastore.Client, build_id: int) -> datastore.Key:
     return model.child_key(client, build_id, OUTBOX_KIND)
 
 
-def entry_entity(client: datastore.Client, completion: Completion) -> datastore.Entity:
-    entity = datastore.Entity(entry_key(client, completion.build_id), exclude_from_indexes=("effects", "attempts"))
+def retry_delay(attempts: int) -> datetime.timedelta:
+    """How long after its `attempts`-th try an entry waits: none after the first, then doubling to the ceiling."""
+    if attempts <= 1:
+        return datetime.timedelta(0)
+    return min(SWEEP_MIN_AGE * 2 ** min(attempts - 2, 32), MAX_RETRY_DELAY)
+
+
+def out_of_budget(completion: Completion, now: datetime.datetime) -> bool:
+    """Whether the effects left of `completion` have been retried for as long as they may be."""
+    return now - completion.created >= RETRY_BUDGET
+
+
+def entry_entity(
+    client: datastore.Client, completion: Completion, next_attempt: datetime.datetime | None = None
+) -> datastore.Entity:
+    """The entry of `completion`, due at `next_attempt` (default: when it was made).
+
+    Only `next_attempt` is indexed: the sweep orders by it. `created` is
+    indexed only on entries written before `next_attempt` existed, which the
+    sweep finds by it (`due`) and rewrites.
+    """
+    entity = datastore.Entity(
+        entry_key(client, completion.build_id), exclude_from_indexes=("effects", "attempts", "created")
+    )
     entity.update(
         {
             "effects": sorted(completion.effects),
             "created": completion.created,
             "attempts": completion.attempts,
+            "next_attempt": next_attempt or completion.created,
         }
     )
     return entity
@@ -95,26 +133,41 @@ def due(
     min_age: datetime.timedelta = SWEEP_MIN_AGE,
     limit: int = SWEEP_LIMIT,
 ) -> list[Completion]:
-    """Entries older than `min_age`, oldest first.
+    """Up to `limit` entries whose next attempt is more than `min_age` ago, the longest due first.
 
-    Raises TransientError or PermanentError (errors.py) when Datastore fails.
+    Entries written before `next_attempt` existed (their `created` indexed)
+    come first, found by `created`; settling rewrites them, so each is read
+    this way once. Raises TransientError or PermanentError (errors.py) when
+    Datastore fails.
     """
-    query = client.query(kind=OUTBOX_KIND, order=["created"])
-    query.add_filter(filter=datastore.query.PropertyFilter("created", "<", now - min_age))
+    found: list[Completion] = []
     try:
-        return [from_entity(entity) for entity in query.fetch(limit=limit)]
+        for name in ("created", "next_attempt"):
+            if len(found) >= limit:
+                break
+            query = client.query(kind=OUTBOX_KIND, order=[name])
+            query.add_filter(filter=datastore.query.PropertyFilter(name, "<", now - min_age))
+            found += [from_entity(entity) for entity in query.fetch(limit=limit - len(found))]
     except Exception as error:  # sorted by the one table in errors.py
         raise as_sync_error(error, "reading the completion outbox") from error
+    return found
 
 
-def settle(client: datastore.Client, done: list[Completion], left: list[Completion]) -> None:
+def settle(
+    client: datastore.Client,
+    done: list[Completion],
+    left: list[Completion],
+    now: datetime.datetime | None = None,
+) -> None:
     """Deletes the entries of `done` and rewrites those of `left` with what is still to do.
 
-    Raises TransientError or PermanentError (errors.py); the entries then stay
-    as they were, and their effects are redone.
+    Each of `left` is due again `retry_delay(attempts)` after `now` (default:
+    the current time). Raises TransientError or PermanentError (errors.py);
+    the entries then stay as they were, and their effects are redone.
     """
+    now = now or datetime.datetime.now(datetime.timezone.utc)
     deletes = [entry_key(client, c.build_id) for c in done]
-    puts = [entry_entity(client, c) for c in left]
+    puts = [entry_entity(client, c, now + retry_delay(c.attempts)) for c in left]
     try:
         for start in range(0, len(deletes), MUTATIONS_PER_COMMIT):
             client.delete_multi(deletes[start : start + MUTATIONS_PER_COMMIT])
