@@ -1,8 +1,8 @@
-"""The task details whose Go text form tests/data/go_text_golden.json records (tools/go_text/run.sh).
+"""The task details whose Go text form tests/data/go_text_golden.json records.
 
 `python -m tools.go_text.cases` prints the cases as {name: base64 of the
-serialized Struct}, for the Go probe; `--golden GO_JSON TAG` turns the
-probe's answer into the golden file. tests/test_go_text.py builds the same
+serialized Struct}, the input of the Go measurement; `--golden GO_JSON TAG` turns the
+Go measurement's answer into the golden file. tests/test_go_text.py builds the same
 cases and compares buildsync's text with Go's.
 """
 
@@ -110,7 +110,7 @@ def _golden(go_answer: dict, tag: str) -> dict:
             "text_sha256": hashlib.sha256(text.encode()).hexdigest(),
             "text": text if len(text) <= _KEPT_TEXT else None,
         }
-    return {"protobuf_go": tag, "made_by": "tools/go_text/run.sh", "cases": cases}
+    return {"protobuf_go": tag, "made_by": "protobuf-go String(), measured once", "cases": cases}
 
 
 def main(argv: list[str]) -> None:
