@@ -307,7 +307,7 @@ def test_sync_keeps_properties_and_proto_fields_it_does_not_declare(datastore_cl
     infra = datastore_client.get(model.infra_key(datastore_client, 1))
     infra_proto = model.read_infra(infra)
     infra_proto.backend.task.summary_html = "<b>hi</b>"
-    infra["infra"] = infra_proto.SerializeToString() + b"\x0a\x03abc"  # field 1: other infra
+    infra["infra"] = infra_proto.SerializeToString() + b"\x9a\x06\x03abc"  # field 99 (string): not declared
     infra["extra"] = 42
     datastore_client.put_multi([entity, infra])
     task_backend.backend.set_task("task-1", pb.FAILURE, 2)
@@ -326,7 +326,7 @@ def test_sync_keeps_properties_and_proto_fields_it_does_not_declare(datastore_cl
     assert {"note", "proto", "backend_sync_interval"} <= set(entity.exclude_from_indexes)
     stored_infra = datastore_client.get(model.infra_key(datastore_client, 1))
     assert stored_infra["extra"] == 42
-    assert b"\x0a\x03abc" in stored_infra["infra"]
+    assert b"\x9a\x06\x03abc" in stored_infra["infra"]
     assert infra_after.backend.task.summary_html == "<b>hi</b>"
     assert status["build_address"] == "proj/ci/builder/b1"
 
