@@ -16,11 +16,11 @@ from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.rules import legacy
 from buildsync.stages.messages import SyncBatch
 from buildsync.stages.sync import sync_batch
-from buildsync.store import commit_budget, model
+from buildsync.store import commit_budget, model, outbox
 from google.cloud import datastore
 
 from tests.buildbucket_writer import put_steps
-from tests.builds import BACKEND, put_build
+from tests.builds import BACKEND, get_build, put_build, snapshot
 from tests.harness import PROJECT, captured_logs
 from tools.emulators import datastore_client as emulator_client
 
@@ -207,6 +207,52 @@ def test_backend_sync_interval_rule_writes_go_s_default_on_every_save(
     saved = datastore_client.get(model.build_key(datastore_client, 1))
     assert saved["backend_sync_interval"] == expected
     assert "backend_sync_interval" in saved.exclude_from_indexes
+
+
+@pytest.mark.both_emulators
+@pytest.mark.parametrize(
+    "build_status, task_status", [(pb.STARTED, pb.FAILURE), (pb.SCHEDULED, pb.CANCELED)], ids=["started", "scheduled"]
+)
+def test_missing_build_status_rule_saves_nothing_of_that_build_and_counts_it_failed(
+    datastore_client, task_backend, fetcher, backend, transaction_begin, build_status, task_status
+):
+    # internal/buildstatus/buildstatus.go Do: NotFound for the BuildStatus, and the sync saves nothing.
+    for build_id in (1, 2):
+        put_build(datastore_client, build_id, updated=LONG_AGO, status=build_status)
+        task_backend.backend.set_task(f"task-{build_id}", task_status, 2)
+    put_steps(datastore_client, 1, [step("s", pb.STARTED)])
+    datastore_client.delete(model.status_key(datastore_client, 1))
+    before = snapshot(datastore_client, [1]), get_steps(datastore_client, 1)
+
+    batch = SyncBatch(BACKEND, "proj", (1, 2), PLANNED_AT)
+    with captured_logs() as captured:
+        report = sync_batch(
+            datastore_client, fetcher, backend, batch, clock=lambda: LATER, transaction_begin=transaction_begin
+        )
+
+    assert (report.failed, report.updated, report.completed) == (1, 1, 1)
+    assert (snapshot(datastore_client, [1]), get_steps(datastore_client, 1)) == before
+    assert datastore_client.get(outbox.entry_key(datastore_client, 1)) is None
+    [failed] = [e for e in captured.events() if e["message"] == "build failed"]
+    assert failed["build_id"] == 1 and "BuildStatus entity is missing" in failed["reason"]
+    assert get_build(datastore_client, 2)[0]["incomplete"] is False
+
+
+@pytest.mark.both_emulators
+def test_missing_build_status_rule_does_not_stop_a_save_without_a_status_change(
+    datastore_client, task_backend, fetcher, backend, transaction_begin
+):
+    put_build(datastore_client, 1, updated=LONG_AGO)
+    datastore_client.delete(model.status_key(datastore_client, 1))
+    task_backend.backend.set_task("task-1", pb.STARTED, 2)
+
+    batch = SyncBatch(BACKEND, "proj", (1,), PLANNED_AT)
+    report = sync_batch(
+        datastore_client, fetcher, backend, batch, clock=lambda: LATER, transaction_begin=transaction_begin
+    )
+
+    assert (report.failed, report.updated) == (0, 1)
+    assert get_build(datastore_client, 1)[2].backend.task.update_id == 2
 
 
 def test_a_build_that_keeps_running_keeps_its_lease_and_says_started(datastore_client, task_backend, fetcher, backend):

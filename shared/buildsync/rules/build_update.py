@@ -49,6 +49,15 @@ class Update:
         return self.status_changed and self.ended
 
 
+# docs/rules.md "A missing BuildStatus entity": Buildbucket's status updater
+# fails with NotFound when the build's BuildStatus is missing, and its sync
+# then saves nothing for that build, not even the merged task.
+NO_BUILD_STATUS = Update(
+    Outcome.FAILED,
+    "BuildStatus entity is missing, so the status change cannot be recorded; nothing of the build was saved",
+)
+
+
 def skip_reason(
     build: pb.Build | None, infra: pb.BuildInfra | None, next_sync_key: str, planned_at: datetime.datetime
 ) -> str | None:

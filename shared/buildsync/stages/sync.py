@@ -22,7 +22,7 @@ from buildsync.ending.completion import Targets
 from buildsync.errors import BackendResponseError, SyncError, TransientError, as_sync_error
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.remote.backend import TaskFetcher, fetch_in_halves
-from buildsync.rules.build_update import Outcome, Update, decide_update, skip_reason
+from buildsync.rules.build_update import NO_BUILD_STATUS, Outcome, Update, decide_update, skip_reason
 from buildsync.rules.settings import BackendSettings
 from buildsync.rules.status_rules import status_name
 from buildsync.rules.sync_time import SyncTimeKeyError
@@ -261,8 +261,13 @@ def _commit_builds(
                 ending = _Ending(completion, targets.describe(build_entity, infra) if dry_run else [])
                 to_put.append(outbox.entry_entity(client, completion))
             results.append((build_id, update, build if update.completed else None, ending))
-        to_put += children.changed_children(client, changed)
-        builder_metrics.record(client, changed_entities)  # into Build entities already in to_put
+        written = children.changed_children(client, changed)
+        if written.missing_status:  # nothing of theirs is saved (build_update.NO_BUILD_STATUS)
+            to_put = [entity for entity in to_put if model.build_id_of(entity.key) not in written.missing_status]
+            results = [(r[0], NO_BUILD_STATUS, None, None) if r[0] in written.missing_status else r for r in results]
+        to_put += written.entities
+        saved = {i: entity for i, entity in changed_entities.items() if i not in written.missing_status}
+        builder_metrics.record(client, saved)  # into Build entities already in to_put
         to_put, left_out = commit_budget.split_writes(build_ids, to_put)
         if to_put and not dry_run:
             client.put_multi(to_put)

@@ -1,6 +1,7 @@
 """The child entities a build's status change rewrites, inside the build's transaction.
 
-BuildStatus mirrors every new status. A build that ended also has its steps
+BuildStatus mirrors every new status, and a build without one saves nothing
+(docs/rules.md "A missing BuildStatus entity"). A build that ended also has its steps
 ended (docs/rules.md "When a build ends"; steps.py decides), so its
 BuildSteps is read too, in the same lookup as the BuildStatus entities: one
 round trip for the whole group, and one more entity read only per build that
@@ -9,6 +10,8 @@ a build without one does not get one.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 from google.cloud import datastore
 
@@ -19,36 +22,48 @@ from buildsync.rules.status_rules import is_ended
 from buildsync.store import model
 
 
-def changed_children(client: datastore.Client, changed: dict[int, pb.Build]) -> list[datastore.Entity]:
+@dataclasses.dataclass(frozen=True)
+class ChangedChildren:
+    """The children to write, and the builds whose status change must not be saved at all.
+
+    A build without a BuildStatus entity cannot record its new status:
+    Buildbucket's status updater fails with NotFound there and nothing of
+    that build is saved (build_update.NO_BUILD_STATUS), so none of its
+    children is among `entities` either.
+    """
+
+    entities: list[datastore.Entity]
+    missing_status: frozenset[int]
+
+
+def changed_children(client: datastore.Client, changed: dict[int, pb.Build]) -> ChangedChildren:
     """The BuildStatus and BuildSteps entities to write for the builds whose status changed.
 
-    `changed` maps build ids to their new Build protos. A missing BuildStatus
-    is logged and not created; a missing BuildSteps means the build has no
-    steps. Steps that cannot be decoded are logged and kept as they are: the
-    build still ends, as in Buildbucket.
+    `changed` maps build ids to their new Build protos. A missing BuildSteps
+    means the build has no steps. Steps that cannot be decoded are logged and
+    kept as they are: the build still ends, as in Buildbucket.
     """
     if not changed:
-        return []
+        return ChangedChildren([], frozenset())
     # Build by build, in the order of `changed`: the group's one lock order (sync.py).
     keys = []
     for build_id, build in changed.items():
         keys.append(model.status_key(client, build_id))
         if is_ended(build.status):
             keys.append(model.steps_key(client, build_id))
-    to_put, statuses_found = [], set()
-    for entity in model.lookup(client, keys).values():
+    found = list(model.lookup(client, keys).values())
+    with_status = {model.build_id_of(e.key) for e in found if e.key.kind == model.BUILD_STATUS_KIND}
+    to_put = []
+    for entity in found:
         build_id = model.build_id_of(entity.key)
-        build = changed[build_id]
+        if build_id not in with_status:
+            continue
         if entity.key.kind == model.BUILD_STATUS_KIND:
-            entity["status"] = build.status
-            statuses_found.add(build_id)
+            entity["status"] = changed[build_id].status
             to_put.append(entity)
-        elif _end_steps(entity, build):
+        elif _end_steps(entity, changed[build_id]):
             to_put.append(entity)
-    missing = set(changed) - statuses_found
-    if missing:
-        logs.event("WARNING", "BuildStatus entity missing; not created", build_ids=sorted(missing))
-    return to_put
+    return ChangedChildren(to_put, frozenset(changed) - with_status)
 
 
 def _end_steps(entity: datastore.Entity, build: pb.Build) -> bool:
