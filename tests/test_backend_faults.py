@@ -20,7 +20,7 @@ from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.remote.backend import BackendPool, TaskFetcher
 from buildsync.remote.backend_options import GRPC, PRPC, DeploymentOptions
 from buildsync.stages.messages import SyncBatch
-from buildsync.stages.sync import sync_batch
+from buildsync.stages.sync import SyncOptions, sync_batch
 from buildsync.store import model
 from google.protobuf import struct_pb2
 
@@ -42,7 +42,7 @@ def fetcher_for(task_backend, transport: str, **pool_options) -> Iterator[TaskFe
 
 def sync(client, fetcher, make_settings, build_ids, project="proj"):
     batch = SyncBatch(BACKEND, project, tuple(build_ids), PLANNED_AT)
-    return sync_batch(client, fetcher, make_settings().backend(BACKEND), batch, clock=lambda: LATER)
+    return sync_batch(client, fetcher, make_settings().backend(BACKEND), batch, SyncOptions(clock=lambda: LATER))
 
 
 def seed(client, task_backend, n, status=pb.FAILURE):

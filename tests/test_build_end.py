@@ -15,7 +15,7 @@ import pytest
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.rules import legacy
 from buildsync.stages.messages import SyncBatch
-from buildsync.stages.sync import sync_batch
+from buildsync.stages.sync import SyncOptions, sync_batch
 from buildsync.store import commit_budget, model, outbox
 from google.cloud import datastore
 
@@ -56,9 +56,9 @@ def backend(make_settings):
     return make_settings().backend(BACKEND)
 
 
-def run(client, fetcher, backend, build_ids):
+def run(client, fetcher, backend, build_ids, **options):
     batch = SyncBatch(BACKEND, "proj", tuple(build_ids), PLANNED_AT)
-    return sync_batch(client, fetcher, backend, batch, clock=lambda: LATER)
+    return sync_batch(client, fetcher, backend, batch, SyncOptions(clock=lambda: LATER, **options))
 
 
 def put_leased_build(client: datastore.Client, build_id: int) -> datastore.Entity:
@@ -166,7 +166,7 @@ def test_cleared_lease_rule_stores_what_go_stores(datastore_client, task_backend
 
     batch = SyncBatch(BACKEND, "proj", (1,), PLANNED_AT)
     report = sync_batch(
-        datastore_client, fetcher, backend, batch, clock=lambda: LATER, transaction_begin=transaction_begin
+        datastore_client, fetcher, backend, batch, SyncOptions(clock=lambda: LATER, transaction_begin=transaction_begin)
     )
 
     assert report.completed == 1
@@ -200,7 +200,7 @@ def test_backend_sync_interval_rule_writes_go_s_default_on_every_save(
 
     batch = SyncBatch(BACKEND, "proj", (1,), PLANNED_AT)
     report = sync_batch(
-        datastore_client, fetcher, backend, batch, clock=lambda: LATER, transaction_begin=transaction_begin
+        datastore_client, fetcher, backend, batch, SyncOptions(clock=lambda: LATER, transaction_begin=transaction_begin)
     )
 
     assert report.unchanged == 1
@@ -227,7 +227,11 @@ def test_missing_build_status_rule_saves_nothing_of_that_build_and_counts_it_fai
     batch = SyncBatch(BACKEND, "proj", (1, 2), PLANNED_AT)
     with captured_logs() as captured:
         report = sync_batch(
-            datastore_client, fetcher, backend, batch, clock=lambda: LATER, transaction_begin=transaction_begin
+            datastore_client,
+            fetcher,
+            backend,
+            batch,
+            SyncOptions(clock=lambda: LATER, transaction_begin=transaction_begin),
         )
 
     assert (report.failed, report.updated, report.completed) == (1, 1, 1)
@@ -248,7 +252,7 @@ def test_missing_build_status_rule_does_not_stop_a_save_without_a_status_change(
 
     batch = SyncBatch(BACKEND, "proj", (1,), PLANNED_AT)
     report = sync_batch(
-        datastore_client, fetcher, backend, batch, clock=lambda: LATER, transaction_begin=transaction_begin
+        datastore_client, fetcher, backend, batch, SyncOptions(clock=lambda: LATER, transaction_begin=transaction_begin)
     )
 
     assert (report.failed, report.updated) == (0, 1)
@@ -409,13 +413,12 @@ def test_steps_that_had_all_ended_are_not_written_again(
 
 
 def test_a_group_whose_writes_exceed_one_commit_is_split_and_every_build_ends(
-    datastore_emulator, datastore_client, task_backend, fetcher, backend, monkeypatch
+    datastore_emulator, datastore_client, task_backend, fetcher, backend
 ):
     # Production takes 10 MiB per commit; the emulator's client takes 4 MiB per
     # answer, so here three builds that each rewrite ~900 KB of steps share a
     # 2 MiB budget.
     budget = 2 * 1024 * 1024
-    monkeypatch.setattr(commit_budget, "COMMIT_BUDGET_BYTES", budget)
     build_ids = [1, 2, 3]
     for build_id in build_ids:
         put_build(datastore_client, build_id, updated=LONG_AGO)
@@ -424,7 +427,7 @@ def test_a_group_whose_writes_exceed_one_commit_is_split_and_every_build_ends(
         task_backend.backend.set_task(f"task-{build_id}", pb.FAILURE, 2)
     client = recording_client(datastore_emulator)
 
-    report = run(client, fetcher, backend, build_ids)
+    report = run(client, fetcher, backend, build_ids, commit_budget=budget)
 
     assert (report.completed, report.failed) == (3, 0)
     for build_id in build_ids:

@@ -1,10 +1,18 @@
-"""docs/rules.md "Updating one build": skip_reason and decide_update, on protos only."""
+"""docs/rules.md "Updating one build": the skip and misroute rules and decide_update, on protos only."""
 
 import datetime
 
 import pytest
 from buildsync.proto import buildbucket_pb2 as pb
-from buildsync.rules.build_update import Outcome, Update, decide_update, skip_reason
+from buildsync.rules.build_update import (
+    Outcome,
+    Skip,
+    Update,
+    decide_update,
+    misrouted,
+    skip_before_fetch,
+    skip_reason,
+)
 from buildsync.rules.sync_time import SyncTimeKey
 
 UTC = datetime.timezone.utc
@@ -118,6 +126,77 @@ def test_time_part_is_compared_as_a_number_not_as_text():
     key = str(SyncTimeKey(TARGET, "p", 0, 999_999_999))
 
     assert skip_reason(make_build(), make_infra(), key, NOW) is None
+
+
+# --- skip_before_fetch and misrouted ---------------------------------------------------------
+
+
+def test_a_prompt_batch_fetches_every_build_with_a_task_on_its_backend():
+    assert skip_before_fetch(make_infra(), TARGET) is None
+
+
+@pytest.mark.parametrize(
+    "infra, skip",
+    [
+        (None, Skip("no BuildInfra or no backend task")),
+        (make_infra(make_task(task_id="")), Skip("no BuildInfra or no backend task")),
+        (
+            make_infra(pb.Task(id=pb.TaskID(target="swarming://other", id="t1"))),
+            Skip("build's task is on 'swarming://other', not on the batch's backend " + repr(TARGET), misrouted=True),
+        ),
+    ],
+    ids=["no-infra", "no-task-id", "task-on-another-backend"],
+)
+def test_builds_without_a_task_on_the_batch_backend_are_left_before_fetch(infra, skip):
+    assert skip_before_fetch(infra, TARGET) == skip
+
+
+def test_a_task_without_a_target_counts_as_the_batch_backends():
+    assert skip_before_fetch(make_infra(pb.Task(id=pb.TaskID(id="t1"))), TARGET) is None
+
+
+@pytest.mark.parametrize(
+    "build, next_sync, skip",
+    [
+        (make_build(), key_at(EARLIER), None),
+        (make_build(status=pb.SUCCESS), key_at(EARLIER), Skip("build has already ended")),
+        (
+            make_build(),
+            key_at(NOW + datetime.timedelta(minutes=1)),
+            Skip("build was updated after this sync was planned"),
+        ),
+    ],
+    ids=["still-due", "ended", "updated-since"],
+)
+def test_a_late_batch_asks_skip_reason_before_fetch(build, next_sync, skip):
+    assert skip_before_fetch(make_infra(), TARGET, build, next_sync, NOW) == skip
+
+
+@pytest.mark.parametrize(
+    "backend_target, task_target, project, reason",
+    [
+        (TARGET, TARGET, "chromium--beta", None),
+        (TARGET, "", "chromium--beta", None),
+        (
+            "swarming://x",
+            TARGET,
+            "chromium--beta",
+            f"build's backend_target 'swarming://x' is not the batch's backend {TARGET!r}",
+        ),
+        (
+            TARGET,
+            "swarming://x",
+            "chromium--beta",
+            f"build's task is on 'swarming://x', not on the batch's backend {TARGET!r}",
+        ),
+        (TARGET, TARGET, "other", "build's project 'chromium--beta' is not the batch's project 'other'"),
+    ],
+    ids=["belongs", "task-without-target", "other-backend-target", "task-elsewhere", "other-project"],
+)
+def test_misrouted_names_what_does_not_belong_to_the_batch(backend_target, task_target, project, reason):
+    infra = make_infra(pb.Task(id=pb.TaskID(target=task_target, id="t1")))
+
+    assert misrouted(make_build(), infra, backend_target, TARGET, project) == reason
 
 
 # --- decide_update: no usable task, stale, unchanged ---------------------------------------------

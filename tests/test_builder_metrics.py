@@ -14,7 +14,7 @@ from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.proto import project_config_pb2 as cpb
 from buildsync.proto import service_config_pb2 as spb
 from buildsync.stages.messages import SyncBatch
-from buildsync.stages.sync import sync_batch
+from buildsync.stages.sync import SyncOptions, sync_batch
 from buildsync.store import model
 from google.cloud.datastore.query import PropertyFilter
 
@@ -66,7 +66,11 @@ def sync(datastore_client, pool, task_backend, transport, make_settings, transac
         fetcher = pool.get(BACKEND, task_backend.hostname_for(transport))
         batch = SyncBatch(BACKEND, "proj", tuple(build_ids), PLANNED_AT)
         return sync_batch(
-            datastore_client, fetcher, backend, batch, clock=lambda: LATER, transaction_begin=transaction_begin
+            datastore_client,
+            fetcher,
+            backend,
+            batch,
+            SyncOptions(clock=lambda: LATER, transaction_begin=transaction_begin),
         )
 
     return run

@@ -48,13 +48,6 @@ def test_builds_that_write_nothing_are_never_left_out():
     assert kept == writes and left_out == []
 
 
-def test_the_default_budget_is_read_at_each_call(monkeypatch):
-    writes = [entity(1, size=100), entity(2, size=100)]
-    monkeypatch.setattr(commit_budget, "COMMIT_BUDGET_BYTES", commit_budget.encoded_size(writes[0]))
-
-    assert commit_budget.split_writes([1, 2], writes)[1] == [2]
-
-
 def test_encoded_size_counts_the_property_bytes():
     assert commit_budget.encoded_size(entity(1, size=1000)) - commit_budget.encoded_size(entity(1)) >= 1000
 

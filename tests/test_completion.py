@@ -154,7 +154,7 @@ def test_effects_left_by_a_crash_after_the_commit_are_done_by_the_sweep_once(
     backend = the_runtime.settings.backend(BACKEND)
     fetcher = the_runtime.backends.get(backend.target, backend.hostname)
     report = sync.sync_batch(
-        the_runtime.datastore, fetcher, backend, batch(3, 4), targets=the_runtime.completer.targets
+        the_runtime.datastore, fetcher, backend, batch(3, 4), sync.SyncOptions(targets=the_runtime.completer.targets)
     )
     assert report.completed == 2
     assert recorder.calls == [] and builds_topic.pull_nothing_more() == []
@@ -267,7 +267,7 @@ def test_the_sweep_publishes_as_it_goes_and_reads_builds_a_chunk_at_a_time(
     backend = the_runtime.settings.backend(BACKEND)
     fetcher = the_runtime.backends.get(backend.target, backend.hostname)
     report = sync.sync_batch(
-        the_runtime.datastore, fetcher, backend, batch(*ids), targets=the_runtime.completer.targets
+        the_runtime.datastore, fetcher, backend, batch(*ids), sync.SyncOptions(targets=the_runtime.completer.targets)
     )
     reads: list[int] = []
     real_read = completion.build_reader.read_builds

@@ -34,7 +34,7 @@ from buildsync.rules.status_rules import is_ended
 from buildsync.stages.messages import ShardJob, SyncBatch, SyncTrigger
 from buildsync.stages.pipeline import run_pipeline
 from buildsync.stages.report import SyncReport
-from buildsync.stages.sync import sync_batch, utc_now
+from buildsync.stages.sync import Syncer, SyncOptions, sync_batch, utc_now
 from buildsync.store import model
 from buildsync.store.outbox import OUTBOX_KIND
 from buildsync.store.transactions import TransactionBegin, run_in_transaction
@@ -76,15 +76,9 @@ def sync_round(
     **options,
 ) -> SyncReport:
     """One pipeline run over the test backend's "proj" builds, planned at `at` with the clock stopped there."""
+    sync_options = SyncOptions(clock=lambda: at, transaction_begin=transaction_begin)
     return run_pipeline(
-        client,
-        settings,
-        backends,
-        SyncTrigger(BACKEND, "proj"),
-        planned_at=at,
-        clock=lambda: at,
-        transaction_begin=transaction_begin,
-        **options,
+        Syncer(client, settings, backends, options=sync_options), SyncTrigger(BACKEND, "proj"), planned_at=at, **options
     )
 
 
@@ -403,6 +397,7 @@ def test_hung_backend_fails_the_batch_at_the_deadline_and_writes_nothing(
         task_backend.backend.set_task(f"task-{i}", pb.FAILURE, 2)
     backend = make_settings().backend(BACKEND)
     batch = SyncBatch(BACKEND, "proj", tuple(ids), T0)
+    options = SyncOptions(clock=lambda: T0, transaction_begin=transaction_begin)
     before = snapshot(datastore_client, ids)
     task_backend.backend.hang = threading.Event()
     backends = backend_pool(transport, deadline_seconds=2)
@@ -410,16 +405,14 @@ def test_hung_backend_fails_the_batch_at_the_deadline_and_writes_nothing(
     try:
         started = time.monotonic()
         with pytest.raises(TransientError, match="DEADLINE_EXCEEDED") as raised:
-            sync_batch(datastore_client, fetcher, backend, batch, clock=lambda: T0, transaction_begin=transaction_begin)
+            sync_batch(datastore_client, fetcher, backend, batch, options)
         fired_after = time.monotonic() - started
         assert snapshot(datastore_client, ids) == before
         assert task_backend.backend.calls == [3]  # the call reached the backend and hung there
 
         task_backend.backend.hang.set()  # the backend recovers
         task_backend.backend.hang = None
-        report = sync_batch(
-            datastore_client, fetcher, backend, batch, clock=lambda: T0, transaction_begin=transaction_begin
-        )
+        report = sync_batch(datastore_client, fetcher, backend, batch, options)
     finally:
         backends.close()
 
@@ -448,12 +441,11 @@ def test_hung_backend_in_the_pipeline_is_a_retryable_failure(
     with contextlib.closing(backend_pool(transport, deadline_seconds=2)) as backends:
         started = time.monotonic()
         report = run_pipeline(
-            datastore_client,
-            make_settings(),
-            backends,
+            Syncer(
+                datastore_client, make_settings(), backends, options=SyncOptions(transaction_begin=transaction_begin)
+            ),
             SyncTrigger(BACKEND, "proj"),
             planned_at=T0,
-            transaction_begin=transaction_begin,
         )
         elapsed = time.monotonic() - started
     task_backend.backend.hang.set()
@@ -695,8 +687,7 @@ def test_concurrent_writer_loses_no_update_and_never_goes_backwards(
                             pool.get(BACKEND, backend.hostname),
                             backend,
                             batch,
-                            clock=lambda at=at: at,
-                            transaction_begin=transaction_begin,
+                            SyncOptions(clock=lambda at=at: at, transaction_begin=transaction_begin),
                         )
                     )
             except Exception as error:  # noqa: BLE001 - recorded and asserted below
@@ -1020,8 +1011,7 @@ def test_transaction_cut_off_by_a_datastore_restart_is_retryable(
                 fetcher,
                 backend,
                 SyncBatch(BACKEND, "proj", tuple(ids), T0),
-                clock=clock,
-                transaction_begin=transaction_begin,
+                SyncOptions(clock=clock, transaction_begin=transaction_begin),
             )
         errors = [e["error"] for e in captured.events() if e["message"] == "transaction for a group of builds failed"]
         # What a redelivery of the batch would do: a fresh transaction on the same server.
@@ -1030,8 +1020,7 @@ def test_transaction_cut_off_by_a_datastore_restart_is_retryable(
             fetcher,
             backend,
             SyncBatch(BACKEND, "proj", tuple(ids), T0),
-            clock=lambda: T0,
-            transaction_begin=transaction_begin,
+            SyncOptions(clock=lambda: T0, transaction_begin=transaction_begin),
         )
     stored = read_stored(client, ids)
 

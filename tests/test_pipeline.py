@@ -11,6 +11,7 @@ from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.stages.messages import ShardJob, SyncTrigger
 from buildsync.stages.pipeline import run_pipeline
 from buildsync.stages.planner import plan
+from buildsync.stages.sync import Syncer, SyncOptions
 
 from tests.builds import BACKEND, get_build, put_build
 
@@ -24,7 +25,7 @@ def test_full_pipeline_with_batches_of_one_syncs_six_builds(datastore_client, ta
         put_build(datastore_client, build_id, updated=LONG_AGO, shard=build_id % 3, shards=3)
         task_backend.backend.set_task(f"task-{build_id}", pb.FAILURE if build_id % 2 else pb.STARTED, 2)
 
-    report = run_pipeline(datastore_client, settings, pool, SyncTrigger(BACKEND, "proj"), batch_size=1)
+    report = run_pipeline(Syncer(datastore_client, settings, pool), SyncTrigger(BACKEND, "proj"), batch_size=1)
 
     assert task_backend.backend.calls == [1] * 6
     assert (report.due, report.updated, report.completed, report.failed) == (6, 6, 3, 0)
@@ -35,9 +36,9 @@ def test_second_run_finds_nothing_due(datastore_client, task_backend, make_setti
     put_build(datastore_client, 1, updated=LONG_AGO)
     task_backend.backend.set_task("task-1", pb.STARTED, 1)
     settings = make_settings()
-    run_pipeline(datastore_client, settings, pool, SyncTrigger(BACKEND, "proj"))
+    run_pipeline(Syncer(datastore_client, settings, pool), SyncTrigger(BACKEND, "proj"))
 
-    report = run_pipeline(datastore_client, settings, pool, SyncTrigger(BACKEND, "proj"))
+    report = run_pipeline(Syncer(datastore_client, settings, pool), SyncTrigger(BACKEND, "proj"))
 
     assert report.due == 0 and task_backend.backend.calls == [1]
 
@@ -71,15 +72,10 @@ def test_concurrent_runs_split_the_work_and_fail_nothing(
     for build_id in range(1, 201):
         put_build(datastore_client, build_id, updated=LONG_AGO, shard=build_id % 4, shards=4)
         task_backend.backend.set_task(f"task-{build_id}", pb.SUCCESS if build_id % 2 else pb.STARTED, 2)
-    trigger = SyncTrigger(BACKEND, "proj")
+    syncer = Syncer(datastore_client, settings, pool, options=SyncOptions(transaction_begin=transaction_begin))
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=3) as executor:
-        reports = list(
-            executor.map(
-                lambda _: run_pipeline(datastore_client, settings, pool, trigger, transaction_begin=transaction_begin),
-                range(3),
-            )
-        )
+        reports = list(executor.map(lambda _: run_pipeline(syncer, SyncTrigger(BACKEND, "proj")), range(3)))
 
     assert sum(r.failed for r in reports) == 0
     assert sum(r.updated for r in reports) == 200  # each build updated by exactly one run

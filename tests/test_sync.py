@@ -13,7 +13,7 @@ from buildsync.remote.backend import BackendPool
 from buildsync.remote.backend_options import GRPC, PRPC, DeploymentOptions
 from buildsync.rules import sync_time
 from buildsync.stages.messages import SyncBatch
-from buildsync.stages.sync import sync_batch
+from buildsync.stages.sync import SyncOptions, sync_batch
 from buildsync.store import model, outbox
 from buildsync.store.outbox import Effect
 from google.api_core import exceptions as api_exceptions
@@ -44,7 +44,7 @@ def fetcher(request, task_backend):
 
 def run(client, fetcher, backend, build_ids, **options):
     batch = SyncBatch(BACKEND, "proj", tuple(build_ids), PLANNED_AT)
-    return sync_batch(client, fetcher, backend, batch, clock=lambda: LATER, **options)
+    return sync_batch(client, fetcher, backend, batch, SyncOptions(clock=lambda: LATER, **options))
 
 
 def test_nothing_to_update_leaves_builds_untouched(datastore_client, task_backend, fetcher, backend):
@@ -421,7 +421,9 @@ def test_a_late_batch_fetches_only_the_builds_still_due(
         task_backend.backend.set_task(f"task-{build_id}", pb.STARTED, 2)
     batch = SyncBatch(BACKEND, "proj", (1, 2), PLANNED_AT)
 
-    report = sync_batch(datastore_client, fetcher, backend, batch, clock=lambda: PLANNED_AT + handled_after)
+    report = sync_batch(
+        datastore_client, fetcher, backend, batch, SyncOptions(clock=lambda: PLANNED_AT + handled_after)
+    )
 
     assert task_backend.backend.calls == fetched_ids
     assert (report.updated, report.skipped) == (1, 1)

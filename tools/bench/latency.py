@@ -25,7 +25,7 @@ from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.remote.backend import BackendPool
 from buildsync.stages.messages import MAX_BATCH_SIZE, SyncBatch, SyncTrigger
 from buildsync.stages.pipeline import DEFAULT_WORKERS, run_pipeline
-from buildsync.stages.sync import DEFAULT_GROUP_WORKERS, sync_batch
+from buildsync.stages.sync import DEFAULT_GROUP_WORKERS, Syncer, SyncOptions, sync_batch
 
 from tools.bench.environment import BenchEnvironment
 from tools.bench.results import Results
@@ -79,14 +79,8 @@ class LatencyProfile:
                 for group_workers in GROUP_WORKER_CHOICES:
                     batch = SyncBatch(BACKEND, LATENCY_PROJECT, batch_ids, self._next_run())
                     started = time.perf_counter()
-                    report = sync_batch(
-                        client,
-                        fetcher,
-                        backend,
-                        batch,
-                        group_workers=group_workers,
-                        transaction_begin=self.env.transaction_begin,
-                    )
+                    options = SyncOptions(group_workers=group_workers, transaction_begin=self.env.transaction_begin)
+                    report = sync_batch(client, fetcher, backend, batch, options)
                     seconds = time.perf_counter() - started
                     figures.batch_seconds[(delay_ms, group_workers)] = seconds
                     self.env.log(
@@ -97,13 +91,15 @@ class LatencyProfile:
                     planned_at = self._next_run()
                     started = time.perf_counter()
                     report = run_pipeline(
-                        client,
-                        settings,
-                        backends,
+                        Syncer(
+                            client,
+                            settings,
+                            backends,
+                            options=SyncOptions(transaction_begin=self.env.transaction_begin),
+                        ),
                         SyncTrigger(BACKEND, LATENCY_PROJECT),
                         planned_at=planned_at,
                         workers=workers,
-                        transaction_begin=self.env.transaction_begin,
                     )
                     rate = report.updated / (time.perf_counter() - started)
                     figures.builds_per_second[(delay_ms, workers)] = rate

@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     from buildsync.rules.settings import BackendSettings
     from buildsync.rules.sync_time import DEFAULT_SYNC_INTERVAL
     from buildsync.stages.messages import SyncBatch
-    from buildsync.stages.sync import sync_batch
+    from buildsync.stages.sync import SyncOptions, sync_batch
     from buildsync.store import model
     from google.cloud import datastore
 
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.tracemalloc:
         tracemalloc.start()
     started = time.perf_counter()
-    report = sync_batch(client, fetcher, backend, batch, transaction_begin=environment.transaction_begin())
+    report = sync_batch(client, fetcher, backend, batch, SyncOptions(transaction_begin=environment.transaction_begin()))
     seconds = time.perf_counter() - started
     result = {
         "after_imports_mib": after_imports,

@@ -11,6 +11,7 @@ import time
 from buildsync.remote.backend import BackendPool
 from buildsync.stages.messages import SyncTrigger
 from buildsync.stages.pipeline import run_pipeline
+from buildsync.stages.sync import Syncer, SyncOptions
 
 from tools.bench.cpu import CpuMeter
 from tools.bench.environment import BenchEnvironment
@@ -89,14 +90,12 @@ class Runs:
         ):
             started = time.perf_counter()
             with profiler:
+                options = SyncOptions(transaction_begin=self.env.transaction_begin)
                 report = run_pipeline(
-                    client,
-                    self.env.settings,
-                    backends,
+                    Syncer(client, self.env.settings, backends, options=options),
                     SyncTrigger(BACKEND),
                     planned_at=planned_at,
                     workers=self.workers,
-                    transaction_begin=self.env.transaction_begin,
                 )
             seconds = time.perf_counter() - started
         counts = counter.reset()

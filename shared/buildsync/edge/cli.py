@@ -171,24 +171,20 @@ def run_sync(args: argparse.Namespace, settings: Settings, client: datastore.Cli
     from buildsync.remote.backend import BackendPool
     from buildsync.stages.pipeline import DEFAULT_WORKERS, run_pipeline
     from buildsync.stages.status import pairs_with_incomplete_builds, projects_hint
+    from buildsync.stages.sync import Syncer, SyncOptions
 
     if args.backend is not None and not settings.full_mode_backends(args.backend):
         print(f"backend {args.backend} is in lite mode: nothing to sync")
         return EXIT_OK
     targets = environment.completion_targets(project=env.required(env.PROJECT))
     completer = Completer(client, targets, resultdb.prpc_finalizer(), make_publisher=_publisher)
-    transaction_begin = environment.transaction_begin()
+    options = SyncOptions(dry_run=args.dry_run, transaction_begin=environment.transaction_begin())
     backends = BackendPool(deadline_seconds=environment.fetch_deadline_seconds(), options=environment.backend_options())
     try:
         report = run_pipeline(
-            client,
-            settings,
-            backends,
+            Syncer(client, settings, backends, completer, options),
             SyncTrigger(args.backend, args.project),
-            dry_run=args.dry_run,
             workers=args.workers or DEFAULT_WORKERS,
-            completer=completer,
-            transaction_begin=transaction_begin,
         )
     finally:
         backends.close()

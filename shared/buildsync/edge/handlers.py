@@ -20,7 +20,7 @@ from buildsync.stages.messages import ShardJob, SyncBatch, SyncTrigger
 from buildsync.stages.planner import job_attributes, plan, summarize
 from buildsync.stages.report import SyncReport
 from buildsync.stages.shard import due_batches, sync_lag_seconds
-from buildsync.stages.sync import Clock, sync_batch, utc_now
+from buildsync.stages.sync import Clock, Syncer, SyncOptions, utc_now
 
 
 def handle_trigger(
@@ -83,24 +83,12 @@ def handle_batch(runtime: Runtime, batch: SyncBatch, clock: Clock = utc_now) -> 
     fail stay in the outbox for the planner's sweep and do not fail the batch.
     """
     admission.check_batch(batch, clock(), env.max_event_age())
-    backends = runtime.settings.full_mode_backends(batch.backend)
-    if not backends:
-        logs.event("INFO", "backend is in lite mode; nothing to sync", backend=batch.backend)
+    options = SyncOptions(clock=clock, transaction_begin=runtime.transaction_begin)
+    syncer = Syncer(runtime.datastore, runtime.settings, runtime.backends, runtime.completer, options)
+    report = syncer.sync_and_complete(batch)
+    if report is None:
         return SyncReport()
-    (backend,) = backends
-    fetcher = runtime.backends.get(backend.target, backend.hostname)
-    completer = runtime.completer
-    report = sync_batch(
-        runtime.datastore,
-        fetcher,
-        backend,
-        batch,
-        targets=completer.targets,
-        clock=clock,
-        transaction_begin=runtime.transaction_begin,
-    )
     logs.event("INFO", "synced batch", backend=batch.backend, project=batch.project, **report.counts())
-    completer.complete_after_commit(report.completions)
     synced = {outcome.value: report.outcomes[outcome] for outcome in Outcome}
     metrics.builds_synced(batch.backend, batch.project, synced)
     if report.retry:

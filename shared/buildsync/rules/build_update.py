@@ -75,6 +75,60 @@ def skip_reason(
     return None
 
 
+@dataclasses.dataclass(frozen=True)
+class Skip:
+    """Why a build is left alone. A misrouted build is worth a warning: no batch should name it."""
+
+    reason: str
+    misrouted: bool = False
+
+
+def skip_before_fetch(
+    infra: pb.BuildInfra | None,
+    backend: str,
+    build: pb.Build | None = None,
+    next_sync_key: str = "",
+    planned_at: datetime.datetime | None = None,
+) -> Skip | None:
+    """Why a build of a batch for `backend` is left out before FetchTasks, or None to fetch its task.
+
+    `build` is given only for a late batch, whose Build was read before the
+    fetch: then skip_reason is asked here, saving its task a fetch. For a
+    prompt batch (or a build gone missing) the transaction asks it instead.
+    """
+    task = infra.backend.task if infra is not None else None
+    if task is None or not task.id.id:
+        return Skip("no BuildInfra or no backend task")
+    reason = _task_misrouted(task.id.target, backend)
+    if reason:
+        return Skip(reason, misrouted=True)
+    if build is None or planned_at is None:
+        return None
+    reason = skip_reason(build, infra, next_sync_key, planned_at)
+    return Skip(reason) if reason else None
+
+
+def misrouted(
+    build: pb.Build, infra: pb.BuildInfra, backend_target: str | None, backend: str, project: str
+) -> str | None:
+    """Why a build (stored with `backend_target`) does not belong to a batch of `backend` and `project`, or None."""
+    if backend_target != backend:
+        return f"build's backend_target {backend_target!r} is not the batch's backend {backend!r}"
+    reason = _task_misrouted(infra.backend.task.id.target, backend)
+    if reason:
+        return reason
+    if build.builder.project != project:
+        return f"build's project {build.builder.project!r} is not the batch's project {project!r}"
+    return None
+
+
+def _task_misrouted(task_target: str, backend: str) -> str | None:
+    """A task on another backend is never asked of this one, nor its answer applied."""
+    if task_target and task_target != backend:
+        return f"build's task is on {task_target!r}, not on the batch's backend {backend!r}"
+    return None
+
+
 def decide_update(
     build: pb.Build,
     infra: pb.BuildInfra,

@@ -10,22 +10,17 @@ The CLI and the benchmarks use it.
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import datetime
 
-from google.cloud import datastore
-
 from buildsync import logs
-from buildsync.ending.completion import Completer
 from buildsync.errors import SyncError, TransientError
-from buildsync.remote.backend import BackendPool
 from buildsync.rules.build_update import Outcome
-from buildsync.rules.settings import Settings
 from buildsync.stages.messages import MAX_BATCH_SIZE, ShardJob, SyncBatch, SyncTrigger
 from buildsync.stages.planner import plan
 from buildsync.stages.report import SyncReport
 from buildsync.stages.shard import due_batches
-from buildsync.stages.sync import Clock, sync_batch, utc_now
-from buildsync.store.transactions import TransactionBegin
+from buildsync.stages.sync import Syncer
 
 # Batches read and fetched at once. Their group transactions share one pool of
 # DEFAULT_TRANSACTIONS, so the next batch's BuildInfra lookup and FetchTasks
@@ -38,63 +33,29 @@ DEFAULT_TRANSACTIONS = 16
 
 
 def run_pipeline(
-    client: datastore.Client,
-    settings: Settings,
-    backends: BackendPool,
+    syncer: Syncer,
     trigger: SyncTrigger,
     *,
     planned_at: datetime.datetime | None = None,
-    dry_run: bool = False,
     workers: int = DEFAULT_WORKERS,
     transactions: int = DEFAULT_TRANSACTIONS,
     batch_size: int = MAX_BATCH_SIZE,
-    clock: Clock = utc_now,
-    completer: Completer | None = None,
-    transaction_begin: TransactionBegin = TransactionBegin.LAZY,
 ) -> SyncReport:
     """Runs one full sync of what `trigger` names and reports it.
+
+    `syncer` syncs and completes each batch; its options' executor is replaced
+    by one pool of `transactions` shared by all batches.
 
     Retry behaviour: raises only for bad settings or an unknown backend
     (PermanentError) and when planning fails (TransientError); failures of
     single shards and batches are in the report, with `report.retry` set when
-    running again may fix them. Without `completer`, ended builds get no
+    running again may fix them. Without a completer, ended builds get no
     outbox entry and no completion effects (the benchmarks).
     """
-    planned_at = planned_at or clock()
-    jobs = plan(client, settings, trigger, planned_at)
+    client = syncer.client
+    planned_at = planned_at or syncer.options.clock()
+    jobs = plan(client, syncer.settings, trigger, planned_at)
     report = SyncReport()
-
-    def sync_one(batch: SyncBatch) -> SyncReport:
-        backend = settings.backend(batch.backend)
-        fetcher = backends.get(backend.target, backend.hostname)
-        targets = completer.targets if completer is not None else None
-        try:
-            report = sync_batch(
-                client,
-                fetcher,
-                backend,
-                batch,
-                dry_run=dry_run,
-                targets=targets,
-                clock=clock,
-                transaction_begin=transaction_begin,
-                executor=group_pool,
-            )
-            if completer is not None:
-                completer.complete_after_commit(report.completions)
-            return report
-        except SyncError as error:
-            logs.event(
-                "ERROR",
-                "batch failed",
-                backend=batch.backend,
-                project=batch.project,
-                builds=len(batch.build_ids),
-                error=str(error),
-            )
-            failed = SyncReport(due=len(batch.build_ids), errors=[str(error)], retry=isinstance(error, TransientError))
-            failed.count(Outcome.FAILED, len(batch.build_ids))
-            return failed
 
     with (
         concurrent.futures.ThreadPoolExecutor(
@@ -105,6 +66,14 @@ def run_pipeline(
             max_workers=max(1, min(len(jobs), workers)), thread_name_prefix="shard"
         ) as shard_pool,
     ):
+        batch_syncer = dataclasses.replace(syncer, options=dataclasses.replace(syncer.options, executor=group_pool))
+
+        def sync_one(batch: SyncBatch) -> SyncReport:
+            try:
+                report = batch_syncer.sync_and_complete(batch)
+            except SyncError as error:
+                return _failed_batch(batch, error)
+            return report if report is not None else SyncReport()
 
         def query_one(job: ShardJob) -> tuple[list[concurrent.futures.Future[SyncReport]], SyncError | None]:
             submitted = []
@@ -133,10 +102,25 @@ def run_pipeline(
                 report.retry = report.retry or isinstance(error, TransientError)
             for batch_future in batch_futures:
                 report.add(batch_future.result())
-    if completer is not None and not dry_run:
+    if syncer.completer is not None and not syncer.options.dry_run:
         try:
-            completer.sweep(planned_at)
+            syncer.completer.sweep(planned_at)
         except SyncError as error:
             report.errors.append(f"completion sweep: {error}")
             report.retry = report.retry or isinstance(error, TransientError)
     return report
+
+
+def _failed_batch(batch: SyncBatch, error: SyncError) -> SyncReport:
+    """A batch that failed whole: every build counted failed, and a retry if it may clear."""
+    logs.event(
+        "ERROR",
+        "batch failed",
+        backend=batch.backend,
+        project=batch.project,
+        builds=len(batch.build_ids),
+        error=str(error),
+    )
+    failed = SyncReport(due=len(batch.build_ids), errors=[str(error)], retry=isinstance(error, TransientError))
+    failed.count(Outcome.FAILED, len(batch.build_ids))
+    return failed

@@ -12,18 +12,27 @@ import concurrent.futures
 import dataclasses
 import datetime
 import functools
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from google.cloud import datastore
 
 from buildsync import logs
 from buildsync.ending import builder_metrics
-from buildsync.ending.completion import Targets
+from buildsync.ending.completion import Completer, Targets
 from buildsync.errors import BackendResponseError, SyncError, TransientError, as_sync_error
 from buildsync.proto import buildbucket_pb2 as pb
-from buildsync.remote.backend import TaskFetcher, fetch_in_halves
-from buildsync.rules.build_update import NO_BUILD_STATUS, Outcome, Update, decide_update, skip_reason
-from buildsync.rules.settings import BackendSettings
+from buildsync.remote.backend import BackendPool, TaskFetcher, fetch_in_halves
+from buildsync.rules.build_update import (
+    NO_BUILD_STATUS,
+    Outcome,
+    Skip,
+    Update,
+    decide_update,
+    misrouted,
+    skip_before_fetch,
+    skip_reason,
+)
+from buildsync.rules.settings import BackendSettings, Settings
 from buildsync.rules.status_rules import status_name
 from buildsync.rules.sync_time import SyncTimeKeyError
 from buildsync.rules.task_rules import FetchedTasks, sort_responses, task_key
@@ -60,28 +69,72 @@ def utc_now() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
 
 
+@dataclasses.dataclass(frozen=True)
+class SyncOptions:
+    """How batches are synced: one value for all the batches of a function's process or a pipeline run."""
+
+    # A dry run writes nothing and reports the completion effects it would have.
+    dry_run: bool = False
+    # With targets, each build ended gets an outbox entry naming its completion effects.
+    targets: Targets | None = None
+    # The group transactions run this many at once, or on `executor` when given
+    # (the pipeline shares one over all its batches).
+    group_workers: int = DEFAULT_GROUP_WORKERS
+    executor: concurrent.futures.Executor | None = None
+    clock: Clock = utc_now
+    transaction_begin: TransactionBegin = TransactionBegin.LAZY
+    # The bytes one commit may carry (commit_budget.py).
+    commit_budget: int = commit_budget.COMMIT_BUDGET_BYTES
+
+
+@dataclasses.dataclass(frozen=True)
+class Syncer:
+    """What syncing a batch and completing it takes, alike for the sync function and the pipeline."""
+
+    client: datastore.Client
+    settings: Settings
+    backends: BackendPool
+    # What ending a build does after its commit; None: ended builds get no
+    # outbox entry and no completion effects (the benchmarks).
+    completer: Completer | None = None
+    options: SyncOptions = SyncOptions()
+
+    def sync_and_complete(self, batch: SyncBatch) -> SyncReport | None:
+        """Syncs `batch` on its backend's client, then does the completion effects of the builds it ended.
+
+        Returns None when the backend is in lite mode: it has nothing to sync.
+        Retry behaviour: as sync_batch's, and an unknown backend is permanent.
+        Completion effects that fail stay in the outbox for the sweep and do
+        not fail the batch.
+        """
+        backends = self.settings.full_mode_backends(batch.backend)
+        if not backends:
+            logs.event("INFO", "backend is in lite mode; nothing to sync", backend=batch.backend)
+            return None
+        (backend,) = backends
+        fetcher = self.backends.get(backend.target, backend.hostname)
+        options = self.options
+        if self.completer is not None:
+            options = dataclasses.replace(options, targets=self.completer.targets)
+        report = sync_batch(self.client, fetcher, backend, batch, options)
+        if self.completer is not None:
+            self.completer.complete_after_commit(report.completions)
+        return report
+
+
 def sync_batch(
     client: datastore.Client,
     fetcher: TaskFetcher,
     backend: BackendSettings,
     batch: SyncBatch,
-    *,
-    dry_run: bool = False,
-    targets: Targets | None = None,
-    group_workers: int = DEFAULT_GROUP_WORKERS,
-    executor: concurrent.futures.Executor | None = None,
-    clock: Clock = utc_now,
-    transaction_begin: TransactionBegin = TransactionBegin.LAZY,
+    options: SyncOptions = SyncOptions(),
 ) -> SyncReport:
     """Syncs the builds of `batch` with their tasks.
 
-    The group transactions run `group_workers` at once, or on `executor` when
-    given (the pipeline shares one over all its batches).
-
-    With `targets`, each build ended gets an outbox entry in its transaction
-    naming the completion effects it needs (outbox.py); doing them is the
-    caller's (completion.Completer). A dry run writes nothing and reports the
-    effects it would have instead.
+    With `options.targets`, each build ended gets an outbox entry in its
+    transaction naming the completion effects it needs (outbox.py); doing them
+    is the caller's (completion.Completer). A dry run writes nothing and
+    reports the effects it would have instead.
 
     Retry behaviour: raises TransientError when the whole batch failed in a way
     a redelivery may fix (Datastore or the backend unreachable), and
@@ -92,7 +145,7 @@ def sync_batch(
     """
     build_ids = list(dict.fromkeys(batch.build_ids))  # a repeated id would be written twice in one commit
     report = SyncReport(due=len(build_ids))
-    late = clock() - batch.planned_at > LATE_BATCH_AGE
+    late = options.clock() - batch.planned_at > LATE_BATCH_AGE
     task_ids, syncable = _read_task_ids(client, batch, build_ids, report, check_builds=late)
     if not task_ids:
         return report
@@ -110,23 +163,13 @@ def sync_batch(
     # locking (Firestore) no two groups wait on each other in a cycle.
     syncable.sort()
     groups = [syncable[i : i + BUILDS_PER_TRANSACTION] for i in range(0, len(syncable), BUILDS_PER_TRANSACTION)]
-    update_group = functools.partial(
-        _update_group,
-        client,
-        fetched=fetched,
-        backend=backend,
-        batch=batch,
-        dry_run=dry_run,
-        targets=targets,
-        clock=clock,
-        transaction_begin=transaction_begin,
-    )
+    group = _Group(client, fetched, backend, batch, options)
     # Each group's lines carry the request's trace (logs.in_current_context).
-    update_group = logs.in_current_context(update_group)
-    if executor is not None:
-        group_reports = list(executor.map(update_group, groups))
+    update_group = logs.in_current_context(functools.partial(_update_group, group))
+    if options.executor is not None:
+        group_reports = list(options.executor.map(update_group, groups))
     else:
-        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, group_workers)) as pool:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, options.group_workers)) as pool:
             group_reports = list(pool.map(update_group, groups))
     for group_report in group_reports:
         report.add(group_report)
@@ -138,11 +181,9 @@ def _read_task_ids(
 ) -> tuple[list[pb.TaskID], list[int]]:
     """The distinct task ids to fetch and the builds worth a transaction.
 
-    A task on another backend is never asked of this one: a misrouted batch
-    must not fetch, nor apply, one backend's tasks for another's builds.
-
-    With `check_builds` (a late batch), Build is read too and the builds
-    skip_reason leaves alone are counted as skipped here, before FetchTasks.
+    With `check_builds` (a late batch), Build is read too, so that the builds
+    skip_reason leaves alone are counted as skipped here, before FetchTasks
+    (build_update.skip_before_fetch decides).
     """
     keys = [model.infra_key(client, build_id) for build_id in build_ids]
     if check_builds:
@@ -151,143 +192,48 @@ def _read_task_ids(
         entities = list(model.lookup(client, keys).values())
     except Exception as error:  # sorted by the one table in errors.py
         raise as_sync_error(error, f"reading BuildInfra of {len(build_ids)} builds") from error
-    backend_target = batch.backend
     infras = {model.build_id_of(e.key): e for e in entities if e.key.kind == model.BUILD_INFRA_KIND}
     builds = {model.build_id_of(e.key): e for e in entities if e.key.kind == model.BUILD_KIND}
     task_ids: dict[str, pb.TaskID] = {}
     syncable = []
     for build_id in build_ids:
-        entity = infras.get(build_id)
+        infra_entity, build_entity = infras.get(build_id), builds.get(build_id)
         try:
-            infra = model.read_infra(entity) if entity is not None else None
-            reason = _late_skip_reason(builds.get(build_id), infra, batch.planned_at) if check_builds else None
+            infra = model.read_infra(infra_entity) if infra_entity is not None else None
+            late_build = build_entity if build_entity is not None and infra is not None else None
+            build = model.read_build(late_build) if late_build is not None else None
+            next_sync = model.next_sync_key_of(late_build) if late_build is not None else ""
         except _BAD_ENTITY_ERRORS as error:
             _count(report, build_id, Update(Outcome.FAILED, f"Build or BuildInfra does not decode: {error}"))
             continue
-        task = infra.backend.task if infra is not None else None
-        if task is None or not task.id.id:
-            _count(report, build_id, Update(Outcome.SKIPPED, "no BuildInfra or no backend task"))
+        skip = skip_before_fetch(infra, batch.backend, build, next_sync, batch.planned_at)
+        if skip is not None:
+            _skip(report, build_id, skip)
             continue
-        if task.id.target and task.id.target != backend_target:
-            reason = f"build's task is on {task.id.target!r}, not on the batch's backend {backend_target!r}"
-            _count(report, build_id, Update(Outcome.SKIPPED, reason))
-            logs.event("WARNING", "build skipped: not the batch's", build_id=build_id, reason=reason)
-            continue
-        if reason:
-            _count(report, build_id, Update(Outcome.SKIPPED, reason))
-            continue
-        task_ids.setdefault(task.id.id, pb.TaskID(target=backend_target, id=task.id.id))
+        task_ids.setdefault(infra.backend.task.id.id, pb.TaskID(target=batch.backend, id=infra.backend.task.id.id))
         syncable.append(build_id)
     return list(task_ids.values()), syncable
 
 
-def _late_skip_reason(
-    build_entity: datastore.Entity | None, infra: pb.BuildInfra | None, planned_at: datetime.datetime
-) -> str | None:
-    """skip_reason for a build of a late batch, from the entities read outside any transaction."""
-    if build_entity is None or infra is None:
-        return None  # said below, or left to the transaction
-    build = model.read_build(build_entity)
-    return skip_reason(build, infra, build_entity.get("next_backend_sync_time", ""), planned_at)
+@dataclasses.dataclass(frozen=True)
+class _Group:
+    """What every group transaction of one batch shares."""
+
+    client: datastore.Client
+    fetched: FetchedTasks
+    backend: BackendSettings
+    batch: SyncBatch
+    options: SyncOptions
 
 
-def _update_group(client: datastore.Client, build_ids: list[int], **options) -> SyncReport:
-    """Up to 25 builds, in one transaction unless their writes exceed one commit (commit_budget.py).
+class _BuildResult(NamedTuple):
+    """One build's part in a group transaction, counted once the transaction committed."""
 
-    A group whose commit fails permanently is retried one build at a time,
-    so that one build's bad write fails only that build.
-    """
-    report = SyncReport()
-    while build_ids:
-        try:
-            committed, build_ids = _commit_builds(client, build_ids, **options)
-        except SyncError as error:
-            logs.event("ERROR", "transaction for a group of builds failed", build_ids=build_ids, error=str(error))
-            if len(build_ids) > 1 and not isinstance(error, TransientError):
-                # One build's write can fail the commit of all (an entity over
-                # Datastore's size limit): one at a time, only that build fails.
-                for build_id in build_ids:
-                    report.add(_update_group(client, [build_id], **options))
-            else:
-                report.count(Outcome.FAILED, len(build_ids))
-                report.retry = report.retry or isinstance(error, TransientError)
-            break
-        report.add(committed)
-    return report
-
-
-def _commit_builds(
-    client: datastore.Client,
-    build_ids: list[int],
-    fetched: FetchedTasks,
-    backend: BackendSettings,
-    batch: SyncBatch,
-    dry_run: bool,
-    targets: Targets | None,
-    clock: Clock,
-    transaction_begin: TransactionBegin,
-) -> tuple[SyncReport, list[int]]:
-    """One transaction over `build_ids`; the report counts them once it committed; raises SyncError.
-
-    Also returns the builds left out because their writes did not fit in
-    the commit: nothing of theirs was written, and they need a transaction
-    of their own.
-    """
-
-    def work(_: datastore.Transaction) -> tuple[list[tuple[int, Update, pb.Build | None, _Ending | None]], list[int]]:
-        pairs = [(model.build_key(client, i), model.infra_key(client, i)) for i in build_ids]
-        entities = model.lookup(client, [key for pair in pairs for key in pair])
-        now = clock()
-        results, to_put, changed, changed_entities = [], [], {}, {}
-        for build_id, (build_key, infra_key) in zip(build_ids, pairs, strict=True):
-            build_entity = entities.get(build_key.flat_path)
-            infra_entity = entities.get(infra_key.flat_path)
-            try:
-                update, build, infra = _update_build(build_entity, infra_entity, fetched, backend, batch, now)
-            except _BAD_ENTITY_ERRORS as error:
-                # Nothing of this build is written; the rest of the group goes on.
-                results.append((build_id, Update(Outcome.FAILED, f"build cannot be synced: {error}"), None, None))
-                continue
-            if update.writes_build:
-                to_put.append(build_entity)
-            if update.writes_infra:
-                to_put.append(infra_entity)
-            if update.status_changed:
-                changed[build_id] = build
-                changed_entities[build_id] = build_entity
-            ending = None
-            if update.completed and targets is not None:
-                completion = Completion(build_id, targets.effects_for(build_entity, infra), now)
-                ending = _Ending(completion, targets.describe(build_entity, infra) if dry_run else [])
-                to_put.append(outbox.entry_entity(client, completion))
-            results.append((build_id, update, build if update.completed else None, ending))
-        written = children.changed_children(client, changed)
-        if written.missing_status:  # nothing of theirs is saved (build_update.NO_BUILD_STATUS)
-            to_put = [entity for entity in to_put if model.build_id_of(entity.key) not in written.missing_status]
-            results = [(r[0], NO_BUILD_STATUS, None, None) if r[0] in written.missing_status else r for r in results]
-        to_put += written.entities
-        saved = {i: entity for i, entity in changed_entities.items() if i not in written.missing_status}
-        builder_metrics.record(client, saved)  # into Build entities already in to_put
-        to_put, left_out = commit_budget.split_writes(build_ids, to_put)
-        if to_put and not dry_run:
-            client.put_multi(to_put)
-        return [result for result in results if result[0] not in left_out], left_out
-
-    results, left_out = run_in_transaction(client, work, read_only=dry_run, begin=transaction_begin)
-    report = SyncReport()
-    # Counted only now, after the commit: a retried transaction counts once.
-    for build_id, update, completed, ending in results:
-        _count(report, build_id, update)
-        if completed is None:
-            continue
-        report.completed += 1
-        status = status_name(completed.status)
-        logs.event("INFO", "build completed", build_id=build_id, status=status, dry_run=dry_run)
-        if ending is not None and dry_run:
-            report.planned_effects[build_id] = ending.described
-        elif ending is not None:
-            report.completions.append(ending.completion)
-    return report, left_out
+    build_id: int
+    update: Update
+    # The build, when this update ended it.
+    completed: pb.Build | None = None
+    ending: _Ending | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -298,33 +244,130 @@ class _Ending:
     described: list[str]
 
 
+def _update_group(group: _Group, build_ids: list[int]) -> SyncReport:
+    """Up to 25 builds, in one transaction unless their writes exceed one commit (commit_budget.py).
+
+    A group whose commit fails permanently is retried one build at a time,
+    so that one build's bad write fails only that build.
+    """
+    report = SyncReport()
+    while build_ids:
+        try:
+            committed, build_ids = _commit_builds(group, build_ids)
+        except SyncError as error:
+            logs.event("ERROR", "transaction for a group of builds failed", build_ids=build_ids, error=str(error))
+            if len(build_ids) > 1 and not isinstance(error, TransientError):
+                # One build's write can fail the commit of all (an entity over
+                # Datastore's size limit): one at a time, only that build fails.
+                for build_id in build_ids:
+                    report.add(_update_group(group, [build_id]))
+            else:
+                report.count(Outcome.FAILED, len(build_ids))
+                report.retry = report.retry or isinstance(error, TransientError)
+            break
+        report.add(committed)
+    return report
+
+
+def _commit_builds(group: _Group, build_ids: list[int]) -> tuple[SyncReport, list[int]]:
+    """One transaction over `build_ids`; the report counts them once it committed; raises SyncError.
+
+    Also returns the builds left out because their writes did not fit in
+    the commit: nothing of theirs was written, and they need a transaction
+    of their own.
+    """
+    client, options = group.client, group.options
+
+    def work(_: datastore.Transaction) -> tuple[list[_BuildResult], list[int]]:
+        pairs = [(model.build_key(client, i), model.infra_key(client, i)) for i in build_ids]
+        entities = model.lookup(client, [key for pair in pairs for key in pair])
+        now = options.clock()
+        results, to_put, changed, changed_entities = [], [], {}, {}
+        for build_id, (build_key, infra_key) in zip(build_ids, pairs, strict=True):
+            build_entity = entities.get(build_key.flat_path)
+            infra_entity = entities.get(infra_key.flat_path)
+            try:
+                update, build, infra = _update_build(group, build_entity, infra_entity, now)
+            except _BAD_ENTITY_ERRORS as error:
+                # Nothing of this build is written; the rest of the group goes on.
+                results.append(_BuildResult(build_id, Update(Outcome.FAILED, f"build cannot be synced: {error}")))
+                continue
+            if update.writes_build:
+                to_put.append(build_entity)
+            if update.writes_infra:
+                to_put.append(infra_entity)
+            if update.status_changed:
+                changed[build_id] = build
+                changed_entities[build_id] = build_entity
+            ending = None
+            if update.completed and options.targets is not None:
+                completion = Completion(build_id, options.targets.effects_for(build_entity, infra), now)
+                described = options.targets.describe(build_entity, infra) if options.dry_run else []
+                ending = _Ending(completion, described)
+                to_put.append(outbox.entry_entity(client, completion))
+            results.append(_BuildResult(build_id, update, build if update.completed else None, ending))
+        written = children.changed_children(client, changed)
+        if written.missing_status:  # nothing of theirs is saved (build_update.NO_BUILD_STATUS)
+            to_put = [entity for entity in to_put if model.build_id_of(entity.key) not in written.missing_status]
+            results = [
+                _BuildResult(r.build_id, NO_BUILD_STATUS) if r.build_id in written.missing_status else r
+                for r in results
+            ]
+        to_put += written.entities
+        saved = {i: entity for i, entity in changed_entities.items() if i not in written.missing_status}
+        builder_metrics.record(client, saved)  # into Build entities already in to_put
+        to_put, left_out = commit_budget.split_writes(build_ids, to_put, options.commit_budget)
+        if to_put and not options.dry_run:
+            client.put_multi(to_put)
+        return [result for result in results if result.build_id not in left_out], left_out
+
+    results, left_out = run_in_transaction(client, work, read_only=options.dry_run, begin=options.transaction_begin)
+    return _committed_report(results, options.dry_run), left_out
+
+
+def _committed_report(results: list[_BuildResult], dry_run: bool) -> SyncReport:
+    """The report of a committed transaction: counted only now, so that a retried transaction counts once."""
+    report = SyncReport()
+    for result in results:
+        _count(report, result.build_id, result.update)
+        if result.completed is None:
+            continue
+        report.completed += 1
+        status = status_name(result.completed.status)
+        logs.event("INFO", "build completed", build_id=result.build_id, status=status, dry_run=dry_run)
+        if result.ending is not None and dry_run:
+            report.planned_effects[result.build_id] = result.ending.described
+        elif result.ending is not None:
+            report.completions.append(result.ending.completion)
+    return report
+
+
 def _update_build(
+    group: _Group,
     build_entity: datastore.Entity | None,
     infra_entity: datastore.Entity | None,
-    fetched: FetchedTasks,
-    backend: BackendSettings,
-    batch: SyncBatch,
     now: datetime.datetime,
 ) -> tuple[Update, pb.Build | None, pb.BuildInfra | None]:
     """Decides one build and writes the decision into its entities (not yet to Datastore)."""
+    batch = group.batch
     build = model.read_build(build_entity) if build_entity is not None else None
     infra = model.read_infra(infra_entity) if infra_entity is not None else None
     next_sync = model.next_sync_key_of(build_entity) if build_entity is not None else ""
     reason = skip_reason(build, infra, next_sync, batch.planned_at)
     if reason:
         return Update(Outcome.SKIPPED, reason), build, infra
-    reason = _misrouted(build_entity, build, infra, batch)
+    reason = misrouted(build, infra, build_entity.get("backend_target"), batch.backend, batch.project)
     if reason:
-        logs.event("WARNING", "build skipped: not the batch's", build_id=build_entity.key.id, reason=reason)
+        _warn_misrouted(build_entity.key.id, reason)
         return Update(Outcome.SKIPPED, reason), build, infra
     key = task_key(infra.backend.task.id, batch.backend)
     update = decide_update(
         build,
         infra,
-        fetched.usable.get(key),
-        fetched.rejected.get(key),
+        group.fetched.usable.get(key),
+        group.fetched.rejected.get(key),
         now,
-        backend.succeed_build_if_task_is_succeeded,
+        group.backend.succeed_build_if_task_is_succeeded,
     )
     if update.writes_build:
         model.save_build(build_entity, build, update.status_changed)
@@ -333,17 +376,14 @@ def _update_build(
     return update, build, infra
 
 
-def _misrouted(build_entity: datastore.Entity, build: pb.Build, infra: pb.BuildInfra, batch: SyncBatch) -> str | None:
-    """Why a build does not belong to the batch's backend and project, or None when it does."""
-    backend_target = build_entity.get("backend_target")
-    if backend_target != batch.backend:
-        return f"build's backend_target {backend_target!r} is not the batch's backend {batch.backend!r}"
-    task_target = infra.backend.task.id.target
-    if task_target and task_target != batch.backend:
-        return f"build's task is on {task_target!r}, not on the batch's backend {batch.backend!r}"
-    if build.builder.project != batch.project:
-        return f"build's project {build.builder.project!r} is not the batch's project {batch.project!r}"
-    return None
+def _skip(report: SyncReport, build_id: int, skip: Skip) -> None:
+    _count(report, build_id, Update(Outcome.SKIPPED, skip.reason))
+    if skip.misrouted:
+        _warn_misrouted(build_id, skip.reason)
+
+
+def _warn_misrouted(build_id: int, reason: str) -> None:
+    logs.event("WARNING", "build skipped: not the batch's", build_id=build_id, reason=reason)
 
 
 def _count(report: SyncReport, build_id: int, update: Update) -> None:

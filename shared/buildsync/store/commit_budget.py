@@ -79,15 +79,14 @@ def builds_that_fit(sizes: list[int], budget: int) -> int:
 
 
 def split_writes(
-    build_ids: list[int], entities: list[datastore.Entity], budget: int | None = None
+    build_ids: list[int], entities: list[datastore.Entity], budget: int
 ) -> tuple[list[datastore.Entity], list[int]]:
     """The entities of the leading builds that fit in `budget`, and the ids of the builds left over.
 
     Every entity belongs to one build (its key's root); a build is kept or
-    left over whole, so each build's writes stay in one transaction. The
-    budget defaults to COMMIT_BUDGET_BYTES, read at each call.
+    left over whole, so each build's writes stay in one transaction. The sync
+    passes COMMIT_BUDGET_BYTES unless told otherwise (sync.SyncOptions).
     """
-    budget = COMMIT_BUDGET_BYTES if budget is None else budget
     by_build: dict[int, list[datastore.Entity]] = {build_id: [] for build_id in build_ids}
     for entity in entities:
         by_build[model.build_id_of(entity.key)].append(entity)
