@@ -7,8 +7,10 @@ import pathlib
 import pytest
 from buildsync.errors import PermanentError, SettingsError, UnknownBackendError
 from buildsync.proto import service_config_pb2
-from buildsync.rules.settings import MAX_SHARDS, SETTINGS_ENV, BackendSettings, load_settings, parse_settings
+from buildsync.rules.settings import MANY_SHARDS, SETTINGS_ENV, BackendSettings, load_settings, parse_settings
 from google.protobuf import json_format, text_format
+
+from tests.harness import captured_logs
 
 # Buildbucket's settings.cfg as upstream accepts it, every section included.
 BUILDBUCKET_SAMPLE = pathlib.Path(__file__).parent / "data" / "buildbucket_settings.cfg"
@@ -255,19 +257,21 @@ def test_a_hostname_with_a_scheme_is_rejected_naming_the_backend(hostname):
 
 
 @pytest.mark.parametrize("hostname", ["swarm.example.com/prpc", "swarm example.com", "host:port", "a:1:2"])
-def test_a_full_mode_hostname_that_cannot_be_called_is_rejected_naming_it(hostname):
-    message = rejection(full(hostname=hostname))
+def test_settings_rule_accepts_a_hostname_upstream_accepts_and_warns_it_cannot_be_called(hostname):
+    settings = parse_settings(full(hostname=hostname) + full(target=OTHER), "text")
 
-    assert f"backends[0] ('{SWARM}'): hostname: {hostname!r} is not a host[:port] that can be called" in message
+    assert [b.hostname for b in settings.full_mode_backends()] == [hostname, "h.example.com"]
+    (warning,) = settings.warnings
+    assert warning.startswith(f"backend '{SWARM}': hostname {hostname!r} is not a host[:port]")
 
 
 @pytest.mark.parametrize(
     "hostname", ["chromium-swarm.appspot.com", "127.0.0.1:8080", "[::1]:50051", "a_b.internal:443"]
 )
 def test_callable_hostnames_are_accepted(hostname):
-    (backend,) = parse_settings(full(hostname=hostname), "text").backends
+    settings = parse_settings(full(hostname=hostname), "text")
 
-    assert backend.hostname == hostname
+    assert (settings.backends[0].hostname, settings.warnings) == (hostname, ())
 
 
 def test_a_lite_backend_hostname_with_a_scheme_is_rejected_too():
@@ -339,18 +343,35 @@ def test_unknown_target_with_no_backends_says_none_are_known():
 # --- rejections: each names the backend and the field ----------------------------------------------
 
 
-def test_duplicate_target_is_rejected_naming_the_backend_and_field():
-    message = rejection(full() + full(hostname="other.example.com"))
+def test_settings_rule_duplicate_target_takes_each_field_from_the_entry_upstream_takes_it_from():
+    text = full(hostname="first.example.com", shards=2, interval=120, task_success=False)
+    text += full(target=OTHER) + full(hostname="last.example.com", shards=7, interval=600, task_success=True)
 
-    assert f"backends[1] ('{SWARM}')" in message
-    assert "target: duplicate" in message
-    assert "backends[0]" not in message
+    settings = parse_settings(text, "text")
+
+    assert settings.backend(SWARM) == BackendSettings(
+        target=SWARM,
+        hostname="first.example.com",  # the client's GetBackendHost: the first entry
+        lite_mode=False,
+        shards=7,  # the sync's loop over every entry: the last one
+        sync_interval=datetime.timedelta(seconds=120),  # new builds (tasks/backend.go): the first entry
+        succeed_build_if_task_is_succeeded=True,  # the sync's loop: the last one
+    )
+    assert [b.target for b in settings.full_mode_backends()] == [SWARM, OTHER]
+    (warning,) = settings.warnings
+    assert warning.startswith(f"backend '{SWARM}': listed 2 times (backends[0], backends[2])")
 
 
-def test_duplicate_target_across_modes_is_rejected():
-    message = rejection(full(target=LITE) + f'backends {{ target: "{LITE}" lite_mode {{}} }}')
+@pytest.mark.parametrize("lite_first", [True, False])
+def test_settings_rule_duplicate_target_with_a_lite_entry_is_not_synced(lite_first):
+    lite = f'backends {{ target: "{SWARM}" hostname: "h" lite_mode {{}} }}\n'
+    text = lite + full() if lite_first else full() + lite
 
-    assert f"backends[1] ('{LITE}'): target: duplicate" in message
+    settings = parse_settings(text + full(target=OTHER), "text")
+
+    assert settings.backend(SWARM).lite_mode is True
+    assert [b.target for b in settings.full_mode_backends()] == [OTHER]
+    assert "not synced, since backends[" in settings.warnings[0]
 
 
 @pytest.mark.parametrize("shards", [-1, -100])
@@ -376,10 +397,13 @@ def test_full_mode_backend_without_hostname_is_rejected_naming_the_backend_and_f
     assert "hostname: must be set for a full_mode backend" in message
 
 
-def test_backend_without_target_is_rejected_by_index():
-    message = rejection('backends { hostname: "h" full_mode {} }')
+def test_settings_rule_accepts_an_entry_without_target_and_never_syncs_it():
+    settings = parse_settings('backends { hostname: "h" full_mode {} }\n' + full(), "text")
 
-    assert "backends[0]: target: must be set" in message
+    assert [b.target for b in settings.full_mode_backends()] == [SWARM]
+    assert settings.warnings == (
+        "backend '': no target: never synced, as Buildbucket finds its work by a non-empty backend_target",
+    )
 
 
 def test_backend_without_mode_is_rejected_naming_the_backend_and_field():
@@ -504,7 +528,21 @@ def test_json_file_with_text_content_is_rejected(tmp_path):
         load_settings(path)
 
 
-def test_shards_over_the_limit_are_rejected_and_the_limit_itself_is_fine():
-    assert parse_settings(full(shards=MAX_SHARDS), "text").backend(SWARM).shards == MAX_SHARDS
-    message = rejection(full(shards=MAX_SHARDS + 1))
-    assert f"full_mode.build_sync_setting.shards: {MAX_SHARDS + 1} is over the limit of {MAX_SHARDS}" in message
+def test_settings_rule_accepts_shards_over_100_syncs_every_one_and_warns_what_they_cost():
+    assert parse_settings(full(shards=MANY_SHARDS), "text").warnings == ()
+    settings = parse_settings(full(shards=250), "text")
+    assert settings.backend(SWARM).shards == 250
+    (warning,) = settings.warnings
+    assert warning.startswith(f"backend '{SWARM}': 250 shards: every one is synced")
+
+
+def test_settings_warnings_are_logged_once_each_when_the_file_is_loaded(tmp_path):
+    path = tmp_path / "settings.cfg"
+    path.write_text(full(shards=250, hostname="a b") + full(target=OTHER))
+
+    with captured_logs() as captured:
+        settings = load_settings(path)
+
+    warnings = [e for e in captured.events() if e["severity"] == "WARNING"]
+    assert [e["message"] for e in warnings] == [f"settings file {path}: {w}" for w in settings.warnings]
+    assert len(warnings) == 2

@@ -19,7 +19,7 @@ import re
 
 from google.protobuf import json_format, text_format
 
-from buildsync import env
+from buildsync import env, logs
 from buildsync.errors import SettingsError, UnknownBackendError
 from buildsync.proto import service_config_pb2 as pb
 from buildsync.rules.sync_time import DEFAULT_SYNC_INTERVAL
@@ -30,11 +30,12 @@ SETTINGS_ENV = env.SETTINGS
 # docs/rules.md "Limits": shorter than a minute is meaningless because sync times
 # are kept at minute precision (unset means sync_time.DEFAULT_SYNC_INTERVAL).
 MIN_SYNC_INTERVAL_SECONDS = 60
-# Each shard is one message and one query per project per minute; more shards
-# than this would flood the planner's fan-out without making a query cheaper.
-MAX_SHARDS = 100
+# Each shard is one message and one query per project per run. Buildbucket
+# takes any number and so does buildsync (a clamp would strand the builds of
+# the shards above it), but past this many it says what they cost.
+MANY_SHARDS = 100
 
-# What a full-mode backend's hostname must be: a DNS name or [IPv6], with an optional port.
+# A hostname that can be called: a DNS name or [IPv6], with an optional port.
 _HOST_AND_PORT = re.compile(r"(?:[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 
 _TEXT_SUFFIXES = (".textproto", ".cfg", ".txtpb", ".pbtxt")
@@ -54,7 +55,10 @@ class BackendSettings:
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
+    """One BackendSettings per target, and what the file holds that costs something (one line each)."""
+
     backends: tuple[BackendSettings, ...]
+    warnings: tuple[str, ...] = ()
 
     def backend(self, target: str) -> BackendSettings:
         """The settings of `target`; unknown targets are a permanent error."""
@@ -69,9 +73,11 @@ class Settings:
 
         The one home of the lite-mode rule: a lite-mode backend's builds are
         never synced, so it is left out. An unknown `target` is still an error.
+        An entry without a target is left out too: Buildbucket's sync finds
+        its work by a non-empty `backend_target`, so it never syncs one.
         """
         backends = self.backends if target is None else (self.backend(target),)
-        return tuple(b for b in backends if not b.lite_mode)
+        return tuple(b for b in backends if not b.lite_mode and b.target)
 
 
 def parse_settings(text: str, fmt: str) -> Settings:
@@ -153,32 +159,89 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
     except OSError as error:
         raise SettingsError(f"settings file {path} cannot be read: {error}") from error
     try:
-        return parse_settings(text, fmt)
+        settings = parse_settings(text, fmt)
     except SettingsError as error:
         raise SettingsError(f"settings file {path}: {error}") from error
+    for warning in settings.warnings:
+        logs.event("WARNING", f"settings file {path}: {warning}", settings=str(path))
+    return settings
 
 
 def validate_settings(config: pb.SettingsCfg) -> Settings:
-    """Checks every backend and returns the settings the sync uses."""
+    """Checks every backend and returns the settings the sync uses.
+
+    Refuses what Buildbucket's config validation refuses and accepts the
+    rest, used as Buildbucket uses it (docs/rules.md "Settings as Buildbucket
+    takes them"): a target listed twice is one backend whose fields come from
+    the entries Buildbucket takes them from, and a value that costs something
+    is accepted with a warning.
+    """
     problems = []
-    seen: set[str] = set()
-    backends = []
+    entries: dict[str, list[tuple[int, pb.BackendSetting]]] = {}
     for index, backend in enumerate(config.backends):
         name = f"backends[{index}] ({backend.target!r})" if backend.target else f"backends[{index}]"
         problems += [f"{name}: {problem}" for problem in _backend_problems(backend)]
-        if backend.target in seen:
-            problems.append(f"{name}: target: duplicate of an earlier backend")
-        seen.add(backend.target)
-        backends.append(_backend_settings(backend))
+        entries.setdefault(backend.target, []).append((index, backend))
     if problems:
         raise SettingsError("invalid settings: " + "; ".join(problems))
-    return Settings(backends=tuple(backends))
+    backends, warnings = [], []
+    for target, listed in entries.items():
+        backend, merged = _merged(listed)
+        backends.append(backend)
+        warnings += [f"backend {target!r}: {warning}" for warning in merged + _costs(backend)]
+    return Settings(backends=tuple(backends), warnings=tuple(warnings))
+
+
+def _merged(listed: list[tuple[int, pb.BackendSetting]]) -> tuple[BackendSettings, list[str]]:
+    """One target's entries as Buildbucket reads them, and a warning when there are several.
+
+    Its sync (tasks/sync_builds_with_backend_tasks.go) skips the target when
+    any entry is in lite mode and takes shards and task-success from the last
+    entry; its backend client (internal/clients/backend.go) calls the first
+    entry's hostname, and new builds take the first entry's sync interval
+    (tasks/backend.go).
+    """
+    first, last = _backend_settings(listed[0][1]), _backend_settings(listed[-1][1])
+    if len(listed) == 1:
+        return first, []
+    lite = [index for index, entry in listed if entry.WhichOneof("Mode") != "full_mode"]
+    backend = dataclasses.replace(
+        first,
+        lite_mode=bool(lite),
+        shards=last.shards,
+        succeed_build_if_task_is_succeeded=last.succeed_build_if_task_is_succeeded,
+    )
+    where = ", ".join(f"backends[{index}]" for index, _ in listed)
+    lite_note = f"; not synced, since backends[{lite[0]}] is in lite mode" if lite else ""
+    return backend, [
+        f"listed {len(listed)} times ({where}); as in Buildbucket, hostname and sync interval come from "
+        f"backends[{listed[0][0]}], shards and succeed_build_if_task_is_succeeded from "
+        f"backends[{listed[-1][0]}]{lite_note}"
+    ]
+
+
+def _costs(backend: BackendSettings) -> list[str]:
+    """Accepted values that cost something, each said once."""
+    warnings = []
+    if not backend.target:
+        warnings.append("no target: never synced, as Buildbucket finds its work by a non-empty backend_target")
+    if backend.lite_mode:
+        return warnings
+    if backend.shards > MANY_SHARDS:
+        warnings.append(
+            f"{backend.shards} shards: every one is synced, so each run publishes {backend.shards} shard "
+            f"messages and runs {backend.shards} queries per project (over {MANY_SHARDS} buys no cheaper query)"
+        )
+    if not _HOST_AND_PORT.fullmatch(backend.hostname):
+        warnings.append(
+            f"hostname {backend.hostname!r} is not a host[:port]: every FetchTasks call to it will fail, "
+            "as Buildbucket's would, and its builds stay due"
+        )
+    return warnings
 
 
 def _backend_problems(backend: pb.BackendSetting) -> list[str]:
     problems = []
-    if not backend.target:
-        problems.append("target: must be set")
     mode = backend.WhichOneof("Mode")
     if mode is None:
         problems.append("mode: set full_mode or lite_mode")
@@ -187,14 +250,9 @@ def _backend_problems(backend: pb.BackendSetting) -> list[str]:
     if mode == "full_mode":
         if not backend.hostname:
             problems.append("hostname: must be set for a full_mode backend")
-        elif "://" not in backend.hostname and not _HOST_AND_PORT.fullmatch(backend.hostname):
-            # Upstream forbids only "://", but a path or a space cannot be called: say so now, not per batch.
-            problems.append(f"hostname: {backend.hostname!r} is not a host[:port] that can be called")
         sync = backend.full_mode.build_sync_setting
         if sync.shards < 0:
             problems.append(f"full_mode.build_sync_setting.shards: {sync.shards} is negative")
-        elif sync.shards > MAX_SHARDS:
-            problems.append(f"full_mode.build_sync_setting.shards: {sync.shards} is over the limit of {MAX_SHARDS}")
         if sync.sync_interval_seconds < 0 or 0 < sync.sync_interval_seconds < MIN_SYNC_INTERVAL_SECONDS:
             problems.append(
                 "full_mode.build_sync_setting.sync_interval_seconds: "
