@@ -52,11 +52,9 @@ def run_pipeline(
     running again may fix them. Without a completer, ended builds get no
     outbox entry and no completion effects (the benchmarks).
     """
-    client = syncer.client
     planned_at = planned_at or syncer.options.clock()
-    jobs = plan(client, syncer.settings, trigger, planned_at)
+    jobs = plan(syncer.client, syncer.settings, trigger, planned_at)
     report = SyncReport()
-
     with (
         concurrent.futures.ThreadPoolExecutor(
             max_workers=max(1, transactions), thread_name_prefix="group"
@@ -68,18 +66,11 @@ def run_pipeline(
     ):
         batch_syncer = dataclasses.replace(syncer, options=dataclasses.replace(syncer.options, executor=group_pool))
 
-        def sync_one(batch: SyncBatch) -> SyncReport:
-            try:
-                report = batch_syncer.sync_and_complete(batch)
-            except SyncError as error:
-                return _failed_batch(batch, error)
-            return report if report is not None else SyncReport()
-
         def query_one(job: ShardJob) -> tuple[list[concurrent.futures.Future[SyncReport]], SyncError | None]:
             submitted = []
             try:
-                for batch in due_batches(client, job, batch_size):
-                    submitted.append(sync_pool.submit(sync_one, batch))
+                for batch in due_batches(syncer.client, job, batch_size):
+                    submitted.append(sync_pool.submit(_sync_one, batch_syncer, batch))
             except SyncError as error:
                 # The batches found before the failure are still synced.
                 return submitted, error
@@ -89,17 +80,7 @@ def run_pipeline(
         for shard_future in concurrent.futures.as_completed(shard_futures):
             batch_futures, error = shard_future.result()
             if error is not None:
-                job = shard_futures[shard_future]
-                logs.event(
-                    "ERROR",
-                    "shard query failed",
-                    backend=job.backend,
-                    project=job.project,
-                    shard=job.shard,
-                    error=str(error),
-                )
-                report.errors.append(str(error))
-                report.retry = report.retry or isinstance(error, TransientError)
+                _shard_failed(report, shard_futures[shard_future], error)
             for batch_future in batch_futures:
                 report.add(batch_future.result())
     if syncer.completer is not None and not syncer.options.dry_run:
@@ -109,6 +90,23 @@ def run_pipeline(
             report.errors.append(f"completion sweep: {error}")
             report.retry = report.retry or isinstance(error, TransientError)
     return report
+
+
+def _sync_one(syncer: Syncer, batch: SyncBatch) -> SyncReport:
+    """One batch; its failure is its own report, never the run's."""
+    try:
+        report = syncer.sync_and_complete(batch)
+    except SyncError as error:
+        return _failed_batch(batch, error)
+    return report if report is not None else SyncReport()
+
+
+def _shard_failed(report: SyncReport, job: ShardJob, error: SyncError) -> None:
+    logs.event(
+        "ERROR", "shard query failed", backend=job.backend, project=job.project, shard=job.shard, error=str(error)
+    )
+    report.errors.append(str(error))
+    report.retry = report.retry or isinstance(error, TransientError)
 
 
 def _failed_batch(batch: SyncBatch, error: SyncError) -> SyncReport:
