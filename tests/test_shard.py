@@ -12,9 +12,12 @@ from buildsync.stages.shard import due_batches, sync_lag_seconds
 from buildsync.store import model
 
 from tests.builds import BACKEND, put_build
+from tools.capacity.probe import seed_bare
 
 NOW = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
 LONG_AGO = NOW - datetime.timedelta(hours=1)
+# Due builds in one shard, more keys than one 4 MiB answer holds.
+LARGE_SHARD = 25_000
 
 
 def job(project: str = "proj", shard: int = 0, shards: int = 1) -> ShardJob:
@@ -61,6 +64,26 @@ def test_due_builds_come_in_batches_of_the_batch_size(datastore_client):
         put_build(datastore_client, build_id, updated=LONG_AGO)
 
     assert due_ids(datastore_client, job(), batch_size=2) == [[1, 2], [3, 4], [5]]
+
+
+# The Firestore emulator answers a query whole, as production may: 25,000 keys are over the client's 4 MiB.
+@pytest.mark.parametrize("datastore_kind", ["firestore"], indirect=True)
+def test_a_shard_too_large_for_one_answer_is_read_a_batch_a_page(datastore_client):
+    due = sync_time.SyncTimeKey(BACKEND, "proj", 0, sync_time.truncate_to_minute(LONG_AGO))
+    seed_bare(datastore_client, range(1, LARGE_SHARD + 1), due)
+
+    batches = due_ids(datastore_client, job())
+
+    assert [len(batch) for batch in batches] == [1000] * (LARGE_SHARD // 1000)
+    assert sorted(build_id for batch in batches for build_id in batch) == list(range(1, LARGE_SHARD + 1))
+
+
+@pytest.mark.both_emulators
+def test_due_builds_that_fill_their_last_batch_end_the_query(datastore_client):
+    for build_id in range(1, 5):
+        put_build(datastore_client, build_id, updated=LONG_AGO)
+
+    assert due_ids(datastore_client, job(), batch_size=2) == [[1, 2], [3, 4]]
 
 
 def test_no_due_builds_yields_no_batch(datastore_client):

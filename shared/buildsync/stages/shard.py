@@ -63,19 +63,26 @@ def sync_lag_seconds(client: datastore.Client, job: ShardJob, now: datetime.date
 
 
 def due_batches(client: datastore.Client, job: ShardJob, batch_size: int = MAX_BATCH_SIZE) -> Iterator[SyncBatch]:
-    """Yields the due builds of `job` in batches of at most `batch_size` ids.
+    """Yields the due builds of `job` in batches of at most `batch_size` ids, one query page each.
 
-    Retry behaviour: Datastore failures raise TransientError. Batches already
-    yielded stay valid; a rerun of the shard yields the builds still due.
+    Paged with a cursor every `batch_size` keys, as upstream's RunBatchQuery
+    does (docs/rules.md "Which builds are due"): left to itself the server may
+    answer a whole shard at once, which the client refuses over 4 MiB (about
+    20,000 keys). Retry behaviour: Datastore failures raise TransientError.
+    Batches already yielded stay valid; a rerun of the shard yields the
+    builds still due.
     """
-    ids: list[int] = []
-    try:
-        for entity in due_builds_query(client, job).fetch():
-            ids.append(entity.key.id)
-            if len(ids) == batch_size:
-                yield SyncBatch(job.backend, job.project, tuple(ids), job.planned_at)
-                ids = []
-    except Exception as error:  # sorted by the one table in errors.py
-        raise as_sync_error(error, f"querying shard {job.shard} of {job.backend}/{job.project}") from error
-    if ids:
-        yield SyncBatch(job.backend, job.project, tuple(ids), job.planned_at)
+    query = due_builds_query(client, job)
+    cursor = None
+    while True:
+        try:
+            page = query.fetch(limit=batch_size, start_cursor=cursor)
+            ids = tuple(entity.key.id for entity in page)
+        except Exception as error:  # sorted by the one table in errors.py
+            raise as_sync_error(error, f"querying shard {job.shard} of {job.backend}/{job.project}") from error
+        if ids:
+            yield SyncBatch(job.backend, job.project, ids, job.planned_at)
+        cursor = page.next_page_token
+        # No cursor: the server knows there is no more (a full last page may say so, or not).
+        if len(ids) < batch_size or cursor is None:
+            return
