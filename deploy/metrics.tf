@@ -82,6 +82,14 @@ locals {
       description = "Messages acknowledged unhandled because a newer plan covers them."
       buckets     = null
     }
+    unknown_backend_runs = {
+      line        = "unknown_backend"
+      labels      = ["backend"]
+      value       = null
+      unit        = "1"
+      description = "Planner runs that found incomplete builds on a backend missing from the settings (never synced)."
+      buckets     = null
+    }
     permanent_errors = {
       line        = "permanent_error"
       labels      = ["stage", "error_type"]

@@ -37,6 +37,7 @@ EMITTERS = {
     "transaction_retry": lambda: metrics.transaction_retry("Aborted", 1, final=False),
     "sync_lag": lambda: metrics.sync_lag("swarming://s", "chromium", 3, 125.0),
     "message_dropped": lambda: metrics.message_dropped("sync", "older than the cut-off", 700.0, message_id="m1"),
+    "unknown_backend": lambda: metrics.unknown_backend("swarming://gone", ["p1", "p2"]),
     "permanent_error": lambda: _raise_and_report(),
 }
 

@@ -1,4 +1,4 @@
-"""The planner's pure parts: which backends a trigger names, and the log line that says what it resolved."""
+"""The planner: which backends a trigger names, the log line that says what it resolved, and unknown backends."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ import datetime
 
 import pytest
 from buildsync.errors import UnknownBackendError
+from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.rules.settings import parse_settings
 from buildsync.stages.messages import ShardJob, SyncTrigger
 from buildsync.stages.planner import lite_mode_targets, plan, resolve_backends, shard_jobs, summarize
 
+from tests.builds import put_build
 from tests.harness import captured_logs
 
 NOW = datetime.datetime(2026, 12, 1, tzinfo=datetime.timezone.utc)
@@ -115,3 +117,35 @@ def test_the_log_line_of_a_lite_backend_says_it_is_not_synced():
 
     assert message == "planned 0 shard jobs: lite://c: lite mode, not synced"
     assert fields["backend"] == "lite://c" and fields["project"] == "p"
+
+
+# --- builds on a backend missing from the settings (on the emulator) ---------------------------
+
+
+def test_unknown_backend_rule_one_error_line_and_metric_per_run_and_backend(datastore_client):
+    put_build(datastore_client, 1, backend="swarming://a", project="p1", updated=NOW)
+    for build_id, project in ((2, "p1"), (3, "p2"), (4, "p2")):
+        put_build(datastore_client, build_id, backend="swarming://gone", project=project, updated=NOW)
+    put_build(datastore_client, 5, backend="swarming://gone", project="p3", updated=NOW, status=pb.SUCCESS)
+
+    with captured_logs() as captured:
+        jobs = plan(datastore_client, SETTINGS, SyncTrigger(), NOW)
+
+    assert jobs == jobs_for("swarming://a", "p1")  # the known backends are planned as ever
+    [error] = [event for event in captured.events() if event["severity"] == "ERROR"]
+    assert (error["metric"], error["backend"], error["projects"]) == (
+        "unknown_backend",
+        "swarming://gone",
+        ["p1", "p2"],
+    )
+    assert "not in the settings" in error["message"]
+
+
+def test_unknown_backend_rule_is_checked_only_by_a_whole_run(datastore_client):
+    put_build(datastore_client, 2, backend="swarming://gone", project="p1", updated=NOW)
+
+    with captured_logs() as captured:
+        plan(datastore_client, SETTINGS, SyncTrigger(project="p1"), NOW)
+        plan(datastore_client, SETTINGS, SyncTrigger("swarming://a"), NOW)
+
+    assert [event for event in captured.events() if event["severity"] == "ERROR"] == []

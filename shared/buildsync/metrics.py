@@ -95,6 +95,13 @@ METRICS: dict[str, LogMetric] = {
         "1",
         "Messages acknowledged unhandled because a newer plan covers them.",
     ),
+    "unknown_backend_runs": LogMetric(
+        "unknown_backend",
+        ("backend",),
+        None,
+        "1",
+        "Planner runs that found incomplete builds on a backend missing from the settings (never synced).",
+    ),
     "permanent_errors": LogMetric(
         "permanent_error",
         ("stage", "error_type"),
@@ -178,6 +185,17 @@ def message_dropped(stage: str, reason: str, age_seconds: float, detail: str = "
         reason=reason,
         age_seconds=round(age_seconds, 3),
         **fields,
+    )
+
+
+def unknown_backend(backend: str, projects: list[str]) -> None:
+    """Incomplete builds on `backend`, which the settings lack: one ERROR line per planner run."""
+    _emit(
+        "unknown_backend",
+        severity="ERROR",
+        message=f"incomplete builds on backend {backend!r}, which is not in the settings: they are never synced",
+        backend=backend,
+        projects=sorted(projects),
     )
 
 

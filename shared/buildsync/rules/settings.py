@@ -68,6 +68,10 @@ class Settings:
         known = ", ".join(b.target for b in self.backends) or "none"
         raise UnknownBackendError(f"backend {target!r} is not in the settings (known: {known})")
 
+    def knows(self, target: str) -> bool:
+        """Whether the settings name `target` (in any mode)."""
+        return any(backend.target == target for backend in self.backends)
+
     def full_mode_backends(self, target: str | None = None) -> tuple[BackendSettings, ...]:
         """The backends a sync of `target` (None: of every backend) has work for.
 

@@ -13,9 +13,10 @@ from typing import Any
 from google.cloud import datastore
 from google.cloud.datastore.query import PropertyFilter
 
-from buildsync import logs
+from buildsync import logs, metrics
 from buildsync.errors import UnknownBackendError, as_sync_error
 from buildsync.rules.settings import BackendSettings, Settings
+from buildsync.stages import status
 from buildsync.stages.messages import ShardJob, SyncTrigger
 from buildsync.store import model
 
@@ -34,6 +35,20 @@ def projects_with_incomplete_builds(client: datastore.Client, backend: str) -> l
         return [entity["project"] for entity in query.fetch()]
     except Exception as error:  # sorted by the one table in errors.py
         raise as_sync_error(error, f"listing projects with incomplete builds on {backend}") from error
+
+
+def unknown_backends(client: datastore.Client, settings: Settings) -> dict[str, list[str]]:
+    """Backends that have incomplete builds but are not in the settings, with those builds' projects.
+
+    Buildbucket's cron finds every (project, backend) with incomplete builds
+    and its sync fails for a backend its settings lack, so such builds are
+    never synced (docs/rules.md "Builds on a backend missing from the settings").
+    """
+    found: dict[str, list[str]] = {}
+    for backend, project in status.pairs_with_incomplete_builds(client):
+        if backend and not settings.knows(backend):
+            found.setdefault(backend, []).append(project)
+    return found
 
 
 def resolve_backends(settings: Settings, trigger: SyncTrigger) -> tuple[BackendSettings, ...]:
@@ -97,9 +112,16 @@ def plan(
 ) -> list[ShardJob]:
     """The shard jobs for `trigger`.
 
+    A whole run (a trigger naming neither backend nor project) also writes
+    one ERROR line, the `unknown_backend` metric, per backend that has
+    incomplete builds and is missing from the settings.
+
     Retry behaviour: an unknown backend raises UnknownBackendError (permanent);
     Datastore failures while listing projects raise TransientError.
     """
+    if trigger.backend is None and trigger.project is None:
+        for backend, projects in sorted(unknown_backends(client, settings).items()):
+            metrics.unknown_backend(backend, projects)
     for target in sorted(lite_mode_targets(settings, trigger)):
         logs.event("INFO", "backend is in lite mode; nothing to sync", backend=target)
     jobs = []
