@@ -125,3 +125,30 @@ def set_custom_metrics(
     entity["custome_metrics.metric"] = [gae_proto(definition, compressed) for _, definition in metrics]
     entity.exclude_from_indexes.update({"custome_metrics.base", "custome_metrics.metric"})
     client.put(entity)
+
+
+def set_stage_attempt_token(client: datastore.Client, build_id: int, token: str) -> None:
+    """What Buildbucket stores on a build TurboCI runs as a stage attempt."""
+    entity = client.get(model.build_key(client, build_id))
+    entity["stage_attempt_token"] = token
+    entity.exclude_from_indexes.add("stage_attempt_token")
+    client.put(entity)
+
+
+def put_builder(client: datastore.Client, builder: pb.BuilderID, max_concurrent_builds: int) -> None:
+    """A Bucket.Builder entity, its config stored as gae's `legacy` proto: the bare serialized message."""
+    key = client.key("Project", builder.project, "BucketV2", builder.bucket, "Bucket.Builder", builder.builder)
+    entity = datastore.Entity(key, exclude_from_indexes=("config",))
+    config = cpb.BuilderConfig(max_concurrent_builds=max_concurrent_builds).SerializeToString()
+    entity.update({"config": config, "config_hash": "hash"})
+    client.put(entity)
+
+
+def put_project(client: datastore.Client, project: str, topics: list[tuple[str, int]], *, zstd: bool = False) -> None:
+    """A Project entity whose common_config names `topics` (name, compression), in gae's modern proto format."""
+    config = cpb.BuildbucketCfg.CommonConfig()
+    for name, compression in topics:
+        config.builds_notification_topics.add(name=name, compression=compression)
+    entity = datastore.Entity(client.key("Project", project), exclude_from_indexes=("common_config",))
+    entity["common_config"] = gae_proto(config, compressed=zstd)
+    client.put(entity)

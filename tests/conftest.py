@@ -19,6 +19,7 @@ from buildsync.store.transactions import TransactionBegin, transaction_begin_fro
 from google.cloud import datastore
 
 from tests.harness import PROJECT, Subscribed, backend_pool, settings_text, start_emulator
+from tools.cloud_tasks import CloudTasksServer
 from tools.emulators import DATASTORE_KINDS, Emulator
 from tools.emulators import datastore_client as emulator_client
 from tools.resultdb_recorder import ResultDBRecorder
@@ -90,6 +91,14 @@ def datastore_client(datastore_emulator) -> datastore.Client:
     """A client on an emptied emulator."""
     datastore_emulator.reset()
     return emulator_client(datastore_emulator.host, PROJECT)
+
+
+@pytest.fixture
+def cloud_tasks():
+    """A real Cloud Tasks server on loopback with Buildbucket's queues; `.servicer` records every request."""
+    server = CloudTasksServer().start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -87,6 +87,7 @@ def test_dry_run_writes_nothing_and_lists_the_effects_it_would_have(
     assert result.stdout.split("would complete:\n", 1)[1].splitlines() == [
         "  build 1:",
         "    publish BuildsV2PubSub (ZSTD) to projects/p/topics/builds",
+        "    publish BuildsV2PubSub to the builds_notification_topics of proj",
         "    publish PubSubCallBack (ZLIB) to projects/p/topics/callback",
         "    finalize ResultDB invocation invocations/build-1 on results.example",
         "    record the completed-build metrics",

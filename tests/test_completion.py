@@ -17,7 +17,7 @@ from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.proto import notification_pb2 as npb
 from buildsync.stages import sync
 from buildsync.stages.messages import SyncBatch, SyncTrigger
-from buildsync.store import outbox
+from buildsync.store import model, outbox
 from google.protobuf import json_format
 
 from tests import buildbucket_writer as bb
@@ -307,9 +307,12 @@ def test_dry_run_descriptions_name_every_effect(datastore_client, recorder):
     bb.set_invocation(datastore_client, 8, "results.example", "invocations/x")
     entity = datastore_client.get(datastore_client.key("Build", 8))
     infra = pb.BuildInfra.FromString(datastore_client.get(datastore_client.key("Build", 8, "BuildInfra", 1))["infra"])
-    lines = completion.Targets("projects/p/topics/builds", npb.ZSTD).describe(entity, infra)
-    assert lines == [
+    targets = completion.Targets("projects/p/topics/builds", npb.ZSTD)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ending = targets.completion_for(datastore_client, entity, model.read_build(entity), infra, now)
+    assert targets.describe(ending, entity, infra) == [
         "publish BuildsV2PubSub (ZSTD) to projects/p/topics/builds",
+        "publish BuildsV2PubSub to the builds_notification_topics of proj",
         "publish PubSubCallBack (ZLIB) to projects/p/topics/cb",
         "finalize ResultDB invocation invocations/x on results.example",
         "record the completed-build metrics",

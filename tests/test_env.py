@@ -41,3 +41,42 @@ def test_a_bad_fetch_deadline_is_an_error_naming_the_variable(value):
 def test_a_required_variable_that_is_missing_is_named():
     with pytest.raises(SettingsError, match=f"{env.PROJECT} is not set"):
         env.required(env.PROJECT, {env.PROJECT: ""})
+
+
+BUILDBUCKET_MODE = {env.COMPLETION: "buildbucket", env.BUILDBUCKET_QUEUES: "projects/bb/locations/us-central1"}
+
+
+@pytest.mark.parametrize(
+    "environ, named",
+    [
+        ({env.COMPLETION: "buildbuckett"}, env.COMPLETION),
+        ({env.COMPLETION: "buildbucket"}, env.BUILDBUCKET_QUEUES),
+        ({**BUILDBUCKET_MODE, env.BUILDBUCKET_QUEUES: "projects/bb/locations/l/queues/q"}, env.BUILDBUCKET_QUEUES),
+        ({**BUILDBUCKET_MODE, env.BUILDBUCKET_PUSH: "http://bb.example"}, env.BUILDBUCKET_PUSH),
+        ({**BUILDBUCKET_MODE, env.BUILDBUCKET_PUSH: "https://bb.example/path"}, env.BUILDBUCKET_PUSH),
+        ({**BUILDBUCKET_MODE, env.BUILDBUCKET_PUSH: "https://bb.example"}, env.BUILDBUCKET_PUSH_AS),
+        ({**BUILDBUCKET_MODE, env.CLOUD_TASKS_ENDPOINT: "cloudtasks.googleapis.com:443"}, env.CLOUD_TASKS_ENDPOINT),
+    ],
+)
+def test_a_bad_completion_setting_is_an_error_naming_the_variable(environ, named):
+    with pytest.raises(SettingsError, match=named):
+        environment.completion_targets(environ, "p")
+
+
+def test_standalone_is_the_default_and_buildbucket_mode_hands_off_without_topics():
+    assert environment.completion_targets({}, "p").handoff is None
+    environ = {
+        **BUILDBUCKET_MODE,
+        env.BUILDS_TOPIC: "builds",
+        env.BUILDBUCKET_PUSH: "https://cr-buildbucket.example",
+        env.BUILDBUCKET_PUSH_AS: "pusher@bb.iam.gserviceaccount.com",
+        env.CLOUD_TASKS_ENDPOINT: "127.0.0.1:8123",
+    }
+    targets = environment.completion_targets(environ, "p")
+    assert targets.builds_topic is None, "unused in buildbucket mode: Buildbucket publishes"
+    assert targets.handoff.queues == "projects/bb/locations/us-central1"
+    assert (targets.handoff.push.host, targets.handoff.push.service_account) == (
+        "cr-buildbucket.example",
+        "pusher@bb.iam.gserviceaccount.com",
+    )
+    assert targets.handoff.endpoint == "127.0.0.1:8123"

@@ -100,3 +100,10 @@ def test_an_entry_written_before_next_attempt_existed_is_still_swept_once(datast
     outbox.settle(datastore_client, [], [dataclasses.replace(completion, attempts=3)], now=NOW)
     assert outbox.due(datastore_client, NOW) == [], "rewritten with its next attempt, not found twice"
     assert [c.build_id for c in outbox.due(datastore_client, NOW + 10 * MINUTE)] == [6]
+
+
+def test_an_entry_keeps_the_names_of_its_cloud_tasks(datastore_client):
+    tasks = frozenset({outbox.TaskRef("export-bigquery-go", "0" * 32), outbox.TaskRef("pop-pending-builds", "a" * 32)})
+    written = outbox.Completion(6, frozenset({Effect.METRICS}), NOW - 2 * MINUTE, tasks=tasks)
+    datastore_client.put(outbox.entry_entity(datastore_client, written))
+    assert outbox.due(datastore_client, NOW) == [written]

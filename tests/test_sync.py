@@ -106,7 +106,9 @@ def test_ended_tasks_end_their_builds(
     assert entity["status_changed_time"] == LATER
     assert status["build_address"] == "proj/ci/builder/b1"
     assert report.completed == 1
-    assert [(c.build_id, c.effects, c.created) for c in report.completions] == [(1, {Effect.METRICS}, LATER)]
+    assert [(c.build_id, c.effects, c.created) for c in report.completions] == [
+        (1, {Effect.METRICS, Effect.PROJECT_TOPICS}, LATER)
+    ]
     assert outbox.due(datastore_client, LATER + datetime.timedelta(minutes=2)) == report.completions
 
 

@@ -10,12 +10,20 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 
+from buildsync import logs
 from buildsync.ending.completion import Targets
+from buildsync.ending.handoff import Handoff, Push
 from buildsync.env import (
     BACKEND_OPTIONS,
+    BUILDBUCKET_PUSH,
+    BUILDBUCKET_PUSH_AS,
+    BUILDBUCKET_QUEUES,
     BUILDS_TOPIC,
     BUILDS_TOPIC_COMPRESSION,
+    CLOUD_TASKS_ENDPOINT,
+    COMPLETION,
     FETCH_DEADLINE,
     PROJECT,
     SWEEP_MIN_AGE_SECONDS,
@@ -27,6 +35,7 @@ from buildsync.errors import SettingsError
 from buildsync.proto import notification_pb2 as npb
 from buildsync.remote.backend import DEFAULT_DEADLINE_SECONDS
 from buildsync.remote.backend_options import DeploymentOptions, parse_backend_options
+from buildsync.remote.prpc import is_loopback_address
 from buildsync.remote.publishing import topic_path
 from buildsync.store.outbox import SWEEP_MIN_AGE
 from buildsync.store.transactions import TransactionBegin, transaction_begin_from_env
@@ -42,21 +51,68 @@ def sweep_min_age(environ: Environ = os.environ) -> datetime.timedelta:
     return datetime.timedelta(seconds=seconds(SWEEP_MIN_AGE_SECONDS, SWEEP_MIN_AGE.total_seconds(), environ))
 
 
-def completion_targets(environ: Environ = os.environ, project: str | None = None) -> Targets:
-    """Where ended builds are announced: BUILDSYNC_BUILDS_TOPIC (unset: nowhere) and its compression (ZLIB or ZSTD).
+STANDALONE = "standalone"
+BUILDBUCKET = "buildbucket"
 
-    The functions and the CLI both read them here, so both end builds alike.
+_QUEUES = re.compile(r"^projects/[^/]+/locations/[^/]+$")
+_PUSH_HOST = re.compile(r"^https://([A-Za-z0-9.-]+(:[0-9]+)?)$")
+
+
+def completion_targets(environ: Environ = os.environ, project: str | None = None) -> Targets:
+    """Who does an ended build's follow-up work, and where (BUILDSYNC_COMPLETION and the variables of its mode).
+
+    `standalone` (the default): buildsync publishes to BUILDSYNC_BUILDS_TOPIC
+    (unset: nowhere) with its compression, to the callback and the project's
+    topics, and finalizes ResultDB. `buildbucket`: it hands all that to
+    Buildbucket's task queues (`handoff`). The functions and the CLI both
+    read them here, so both end builds alike.
     """
+    mode = text(COMPLETION, environ) or STANDALONE
+    if mode not in (STANDALONE, BUILDBUCKET):
+        raise SettingsError(f"{COMPLETION}={mode!r}: expected {STANDALONE!r} or {BUILDBUCKET!r}")
     builds_topic = text(BUILDS_TOPIC, environ)
     if builds_topic and not project and not builds_topic.startswith("projects/"):
         raise SettingsError(f"{BUILDS_TOPIC}={builds_topic!r} needs {PROJECT} or a full path")
     name = (text(BUILDS_TOPIC_COMPRESSION, environ) or "ZLIB").upper()
     if name not in npb.Compression.keys():
         raise SettingsError(f"{BUILDS_TOPIC_COMPRESSION}={name!r}: expected one of {', '.join(npb.Compression.keys())}")
+    if mode == BUILDBUCKET:
+        if builds_topic:
+            logs.event("INFO", f"{BUILDS_TOPIC} is unused in {BUILDBUCKET} completion mode: Buildbucket publishes")
+        return Targets(handoff=handoff(environ))
     return Targets(
         builds_topic=topic_path(project or "", builds_topic) if builds_topic else None,
         builds_compression=npb.Compression.Value(name),
     )
+
+
+def handoff(environ: Environ = os.environ) -> Handoff:
+    """Where Buildbucket's queues are and how their tasks reach it (the variables of buildbucket mode)."""
+    queues = text(BUILDBUCKET_QUEUES, environ)
+    if queues is None or not _QUEUES.match(queues):
+        raise SettingsError(
+            f"{BUILDBUCKET_QUEUES}={queues!r}: expected projects/<project>/locations/<location>, "
+            f"the parent of Buildbucket's queues ({COMPLETION}={BUILDBUCKET})"
+        )
+    push_text = text(BUILDBUCKET_PUSH, environ) or "appengine"
+    push = Push()
+    if push_text != "appengine":
+        host = _PUSH_HOST.match(push_text)
+        if host is None:
+            raise SettingsError(f"{BUILDBUCKET_PUSH}={push_text!r}: expected 'appengine' or https://<host>")
+        account = text(BUILDBUCKET_PUSH_AS, environ)
+        if account is None or "@" not in account:
+            raise SettingsError(
+                f"{BUILDBUCKET_PUSH_AS}={account!r}: {BUILDBUCKET_PUSH}={push_text} needs the service account "
+                "whose OIDC token the tasks carry"
+            )
+        push = Push(host=host.group(1), service_account=account)
+    endpoint = text(CLOUD_TASKS_ENDPOINT, environ)
+    if endpoint is not None and not is_loopback_address(endpoint):
+        raise SettingsError(
+            f"{CLOUD_TASKS_ENDPOINT}={endpoint!r}: expected a loopback host:port (plaintext, no credentials)"
+        )
+    return Handoff(queues=queues, push=push, endpoint=endpoint)
 
 
 def backend_options(environ: Environ = os.environ) -> DeploymentOptions:

@@ -65,6 +65,11 @@ class StoredBuild:
         return self.entity.get("pubsub_callback.user_data") or b""
 
     @property
+    def stage_attempt_token(self) -> str:
+        """Set when TurboCI runs the build as a stage attempt, which must be ended too."""
+        return self.entity.get("stage_attempt_token") or ""
+
+    @property
     def resultdb_update_token(self) -> str:
         return self.entity.get("resultdb_update_token") or ""
 

@@ -1,10 +1,11 @@
 """What happens when a build ends, after its transaction: one core for the functions and the CLI.
 
-In the ending transaction, `Targets.effects_for` names the effects the build
-needs and the sync writes them into its outbox entry (outbox.py). After the
-commit, `Completer.complete` re-reads the builds whole (build_reader.py) and
-does each effect: the notifications (notifications.py), the ResultDB
-finalization (resultdb.py) and the completion metrics. What fails stays in
+In the ending transaction, `Targets.completion_for` names the effects the
+build needs (and in buildbucket mode the Cloud Tasks, handoff.py) and the sync
+writes them into its outbox entry (outbox.py). After the commit,
+`Completer.complete` re-reads the builds whole (build_reader.py) and does each
+effect: the notifications (notifications.py), the ResultDB finalization
+(resultdb.py), the Cloud Tasks (handoff.py) and the completion metrics. What fails stays in
 the outbox for the planner's sweep, tried again later and later (outbox.py)
 for a day at most (a publish to the builds topic whatever the error, ResultDB
 unless its answer is final); what can never succeed (an entity that does not
@@ -27,19 +28,22 @@ from google.cloud import datastore
 
 from buildsync import logs, metrics
 from buildsync.ending import build_reader, notifications
+from buildsync.ending.handoff import Handoff
 from buildsync.ending.resultdb import Finalizer, Outcome, invocation_of
-from buildsync.errors import PermanentError, SyncError, TransientError, is_permanent
+from buildsync.errors import PermanentError, SyncError, TransientError, as_sync_error, is_permanent
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.proto import notification_pb2 as npb
+from buildsync.remote.cloud_tasks import Created, TaskCreator
 from buildsync.rules.status_rules import status_name
-from buildsync.store import outbox
-from buildsync.store.outbox import Completion, Effect
+from buildsync.store import configs, model, outbox
+from buildsync.store.outbox import Completion, Effect, TaskRef
 
 if TYPE_CHECKING:
     from google.cloud import pubsub_v1
 
-# ResultDB calls of one batch made side by side.
+# ResultDB calls, and Cloud Tasks created, of one batch made side by side.
 RESULTDB_WORKERS = 8
+HANDOFF_WORKERS = 8
 
 # Builds whose effects are done together, then settled: a sweep of 1000 ended
 # builds never holds more than this many builds' entities and notifications.
@@ -48,34 +52,62 @@ BUILDS_PER_CHUNK = 25
 
 @dataclasses.dataclass(frozen=True)
 class Targets:
-    """Where this deployment sends completion effects (the environment names them, runtime.py)."""
+    """Where this deployment sends completion effects (the environment names them, edge/environment.py).
+
+    With `handoff` (`buildbucket` completion mode) an ended build gets the
+    Cloud Tasks Buildbucket's own sync would enqueue, and buildsync publishes,
+    exports and finalizes nothing itself; without it (`standalone`) buildsync
+    does that work itself.
+    """
 
     builds_topic: str | None = None
     builds_compression: int = npb.ZLIB
+    handoff: Handoff | None = None
 
-    def effects_for(self, build_entity: datastore.Entity, infra: pb.BuildInfra) -> frozenset[Effect]:
-        """The effects an ending build needs, decided in its transaction."""
-        effects = {Effect.METRICS}
+    def completion_for(
+        self,
+        client: datastore.Client,
+        build_entity: datastore.Entity,
+        build: pb.Build,
+        infra: pb.BuildInfra,
+        now: datetime.datetime,
+    ) -> Completion:
+        """The outbox entry of an ending build, decided in its transaction.
+
+        In buildbucket mode the builder's entity is read outside the
+        transaction, as Buildbucket does, so that busy builders are not locked.
+        """
+        stored = build_reader.StoredBuild(build_entity)
+        if self.handoff is not None:
+            found = configs.read_outside_transaction(client, [configs.builder_key(client, build.builder)])
+            limit = configs.max_concurrent_builds(next(iter(found.values()), None))
+            tasks = self.handoff.plan(stored, infra, limit)
+            return Completion(stored.build_id, frozenset({Effect.METRICS}), now, tasks=tasks)
+        effects = {Effect.METRICS, Effect.PROJECT_TOPICS}
         if self.builds_topic:
             effects.add(Effect.BUILDS_TOPIC)
-        if build_entity.get("pubsub_callback.topic"):
+        if stored.callback_topic:
             effects.add(Effect.CALLBACK)
         if invocation_of(infra) is not None:
             effects.add(Effect.RESULTDB)
-        return frozenset(effects)
+        return Completion(stored.build_id, frozenset(effects), now)
 
-    def describe(self, build_entity: datastore.Entity, infra: pb.BuildInfra) -> list[str]:
+    def describe(self, completion: Completion, build_entity: datastore.Entity, infra: pb.BuildInfra) -> list[str]:
         """One line per effect of an ending build, for a dry run."""
         lines = []
-        effects = self.effects_for(build_entity, infra)
+        effects = completion.effects
         if Effect.BUILDS_TOPIC in effects:
             compression = npb.Compression.Name(self.builds_compression)
             lines.append(f"publish BuildsV2PubSub ({compression}) to {self.builds_topic}")
+        if Effect.PROJECT_TOPICS in effects:
+            lines.append(f"publish BuildsV2PubSub to the builds_notification_topics of {build_entity.get('project')}")
         if Effect.CALLBACK in effects:
             lines.append(f"publish PubSubCallBack (ZLIB) to {build_entity['pubsub_callback.topic']}")
         if Effect.RESULTDB in effects:
             host, invocation = invocation_of(infra)
             lines.append(f"finalize ResultDB invocation {invocation} on {host}")
+        if self.handoff is not None:
+            lines += self.handoff.describe(completion.tasks)
         lines.append("record the completed-build metrics")
         return lines
 
@@ -107,6 +139,8 @@ class Completer:
         self._publisher = publisher
         self._make_publisher = make_publisher
         self._lock = threading.Lock()
+        handoff = targets.handoff
+        self.task_creator = TaskCreator(handoff.endpoint) if handoff is not None else None
 
     def publisher(self) -> pubsub_v1.PublisherClient:
         with self._lock:
@@ -135,13 +169,15 @@ class Completer:
     def _complete_chunk(self, completions: list[Completion], report: CompletionReport) -> None:
         now = datetime.datetime.now(datetime.timezone.utc)
         stored = build_reader.read_builds(self.client, [c.build_id for c in completions])
-        left: dict[int, set[Effect]] = {c.build_id: set(c.effects) for c in completions}
+        # What each build still needs: effects, and Cloud Tasks to create.
+        left: dict[int, set[Effect | TaskRef]] = {c.build_id: {*c.effects, *c.tasks} for c in completions}
         for completion in completions:
             if completion.build_id not in stored:
                 logs.event("WARNING", "ended build is gone; its effects are dropped", build_id=completion.build_id)
                 report.gave_up += len(left.pop(completion.build_id))
         self._notify(stored, left, report)
         self._finalize(stored, left, report)
+        self._hand_off(stored, left, {c.build_id: c.created for c in completions}, report)
         self._record_metrics(stored, left, report)
         for completion in completions:
             if left.get(completion.build_id) and outbox.out_of_budget(completion, now):
@@ -149,7 +185,12 @@ class Completer:
                 self._give_up(completion.build_id, set(left[completion.build_id]), left, report, why)
         done = [c for c in completions if not left.get(c.build_id)]
         kept = [
-            dataclasses.replace(c, effects=frozenset(left[c.build_id]), attempts=c.attempts + 1)
+            dataclasses.replace(
+                c,
+                effects=frozenset(item for item in left[c.build_id] if isinstance(item, Effect)),
+                tasks=frozenset(item for item in left[c.build_id] if isinstance(item, TaskRef)),
+                attempts=c.attempts + 1,
+            )
             for c in completions
             if left.get(c.build_id)
         ]
@@ -175,20 +216,22 @@ class Completer:
             logs.event("INFO", "swept leftover completion effects", builds=len(completions))
         return len(completions)
 
-    def _give_up(self, build_id: int, effects: set[Effect], left: dict, report: CompletionReport, why: str) -> None:
-        logs.event("ERROR", "completion effects dropped", build_id=build_id, effects=sorted(effects), error=why)
+    def _give_up(self, build_id: int, effects: set, left: dict, report: CompletionReport, why: str) -> None:
+        names = sorted(map(str, effects))
+        logs.event("ERROR", "completion effects dropped", build_id=build_id, effects=names, error=why)
         left[build_id] -= effects
         report.gave_up += len(effects)
 
-    def _notify(self, stored: dict, left: dict[int, set[Effect]], report: CompletionReport) -> None:
-        outgoing = self._messages(stored, left, report)
+    def _notify(self, stored: dict, left: dict[int, set], report: CompletionReport) -> None:
+        outgoing = self._messages(stored, left, report, self._project_topics(stored, left, report))
         first = next(outgoing, None)
         if first is None:
             return
+        # An effect of several messages (the project's topics) is done when all are.
+        sent, failed = set(), set()
         for message, error in notifications.publish_each(self.publisher(), itertools.chain([first], outgoing)):
             if error is None:
-                left[message.build_id].discard(message.effect)
-                report.done += 1
+                sent.add((message.build_id, message.effect))
             elif message.effect is Effect.CALLBACK and is_permanent(error):
                 # The creator's topic, missing or closed to us: no retry will change that.
                 self._give_up(message.build_id, {Effect.CALLBACK}, left, report, str(error))
@@ -196,13 +239,40 @@ class Completer:
                 # The deployment's own builds topic is retried whatever the error:
                 # a topic deleted by mistake must not lose the notifications meanwhile.
                 logs.event("WARNING", "notification left for the sweep", build_id=message.build_id, error=str(error))
-                report.retry += 1
+                failed.add((message.build_id, message.effect))
+        for build_id, effect in sent - failed:
+            if effect in left[build_id]:  # not given up meanwhile
+                left[build_id].discard(effect)
+                report.done += 1
+        report.retry += len(failed)
+
+    def _project_topics(self, stored: dict, left: dict[int, set], report: CompletionReport) -> dict[str, tuple]:
+        """The builds_notification_topics of each project whose builds still need them (one lookup)."""
+        needing = [build_id for build_id, effects in left.items() if Effect.PROJECT_TOPICS in effects]
+        projects = sorted({stored[build_id].project for build_id in needing})
+        if not projects:
+            return {}
+        keys = [configs.project_key(self.client, project) for project in projects]
+        try:
+            found = model.lookup(self.client, keys)
+        except Exception as error:  # sorted by the one table in errors.py
+            raise as_sync_error(error, f"reading the Project entities of {len(projects)} projects") from error
+        topics, broken = {}, {}
+        for project, key in zip(projects, keys, strict=True):
+            try:
+                topics[project] = tuple(configs.notification_topics(found.get(key.flat_path)))
+            except model.EntityDecodeError as error:
+                broken[project] = str(error)
+        for build_id in needing:
+            if stored[build_id].project in broken:
+                self._give_up(build_id, {Effect.PROJECT_TOPICS}, left, report, broken[stored[build_id].project])
+        return topics
 
     def _messages(
-        self, stored: dict, left: dict[int, set[Effect]], report: CompletionReport
+        self, stored: dict, left: dict[int, set], report: CompletionReport, project_topics: dict[str, tuple]
     ) -> Iterator[notifications.Outgoing]:
         """The notifications each build still needs, made one build at a time as they are published."""
-        wanted = {Effect.BUILDS_TOPIC, Effect.CALLBACK}
+        wanted = {Effect.BUILDS_TOPIC, Effect.CALLBACK, Effect.PROJECT_TOPICS}
         for build_id, effects in left.items():
             mine = effects & wanted
             problem = notifications.callback_topic_problem(stored[build_id]) if Effect.CALLBACK in mine else None
@@ -219,6 +289,7 @@ class Completer:
                     frozenset(mine),
                     self.targets.builds_topic,
                     self.targets.builds_compression,
+                    project_topics.get(stored[build_id].project, ()),
                 )
             except PermanentError as error:
                 self._give_up(build_id, mine, left, report, str(error))
@@ -253,6 +324,36 @@ class Completer:
                     report.done += 1
                 else:
                     report.gave_up += 1
+
+    def _hand_off(self, stored: dict, left: dict, created: dict, report: CompletionReport) -> None:
+        """Creates the Cloud Tasks still to create; each by the name the ending transaction chose."""
+        work = [(build_id, item) for build_id, items in left.items() for item in items if isinstance(item, TaskRef)]
+        if not work:
+            return
+
+        def create(build_id: int, task: TaskRef) -> tuple[Created, Exception | None]:
+            build = stored[build_id]
+            try:
+                request = self.targets.handoff.request(
+                    task, build_id, build.build_proto(), build.callback_topic, created[build_id]
+                )
+            except PermanentError as error:
+                return Created.GAVE_UP, error
+            return self.task_creator.create(request)
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=HANDOFF_WORKERS) as pool:
+            verdicts = list(pool.map(lambda pair: create(*pair), work))
+        for (build_id, task), (verdict, error) in zip(work, verdicts, strict=True):
+            if verdict is Created.RETRY:
+                logs.event(
+                    "WARNING", "Cloud Task left for the sweep", build_id=build_id, task=str(task), error=str(error)
+                )
+                report.retry += 1
+            elif verdict is Created.GAVE_UP:
+                self._give_up(build_id, {task}, left, report, str(error))
+            else:
+                left[build_id].discard(task)
+                report.done += 1
 
     def _record_metrics(self, stored: dict, left: dict[int, set[Effect]], report: CompletionReport) -> None:
         for build_id, effects in left.items():

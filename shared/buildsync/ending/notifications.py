@@ -1,7 +1,8 @@
 """Publishing Buildbucket's notifications of ended builds: the builds topic and callbacks.
 
-Two effects of the outbox (outbox.py): `BuildsV2PubSub` to the deployment's
-builds topic, compressed as that topic is configured, and `PubSubCallBack` to
+Three effects of the outbox (outbox.py): `BuildsV2PubSub` to the deployment's
+builds topic, compressed as that topic is configured, the same to each of the
+project's builds_notification_topics, and `PubSubCallBack` to
 the build's own `pubsub_callback.topic`, always ZLIB (as upstream). Each
 message succeeds or fails alone, so one bad callback topic never holds back
 the others.
@@ -20,6 +21,7 @@ from buildsync.ending import notification_format
 from buildsync.errors import as_sync_error
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.proto import notification_pb2 as npb
+from buildsync.proto import project_config_pb2 as cpb
 from buildsync.remote.publishing import PUBLISH_TIMEOUT_SECONDS
 from buildsync.store.outbox import Effect
 
@@ -54,9 +56,12 @@ def messages_for(
     effects: frozenset[Effect],
     builds_topic: str | None,
     builds_compression: int = npb.ZLIB,
+    project_topics: tuple[cpb.BuildbucketCfg.Topic, ...] = (),
 ) -> list[Outgoing]:
     """The notifications `build` (read whole after the commit) still needs.
 
+    `project_topics` are the build's project's builds_notification_topics,
+    each with its own compression, as Buildbucket's handler publishes them.
     A callback topic that is not a full topic name gets none (see
     `callback_topic_problem`).
     """
@@ -66,6 +71,10 @@ def messages_for(
         message = notification_format.builds_v2_pubsub(build, builds_compression)
         data = notification_format.to_pubsub_data(message)
         outgoing.append(Outgoing(stored.build_id, Effect.BUILDS_TOPIC, builds_topic, data, attributes))
+    for topic in project_topics if Effect.PROJECT_TOPICS in effects else ():
+        message = notification_format.builds_v2_pubsub(build, topic.compression)
+        data = notification_format.to_pubsub_data(message)
+        outgoing.append(Outgoing(stored.build_id, Effect.PROJECT_TOPICS, topic.name, data, attributes))
     if Effect.CALLBACK in effects and stored.callback_topic and not callback_topic_problem(stored):
         notification = notification_format.builds_v2_pubsub(build, npb.ZLIB)
         message = notification_format.callback_message(notification, stored.callback_user_data)

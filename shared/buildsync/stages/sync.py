@@ -301,8 +301,8 @@ def _commit_builds(group: _Group, build_ids: list[int]) -> tuple[SyncReport, lis
                 changed_entities[build_id] = build_entity
             ending = None
             if update.completed and options.targets is not None:
-                completion = Completion(build_id, options.targets.effects_for(build_entity, infra), now)
-                described = options.targets.describe(build_entity, infra) if options.dry_run else []
+                completion = options.targets.completion_for(client, build_entity, build, infra, now)
+                described = options.targets.describe(completion, build_entity, infra) if options.dry_run else []
                 ending = _Ending(completion, described)
                 to_put.append(outbox.entry_entity(client, completion))
             results.append(_BuildResult(build_id, update, build if update.completed else None, ending))

@@ -12,6 +12,12 @@ The sweep takes entries by their next attempt, not by when they were made: an
 entry rewritten with effects left is tried again after a growing delay
 (`retry_delay`), behind every entry that is due sooner, so entries that keep
 failing never hold newer ones back.
+
+In `buildbucket` completion mode the entry also names the Cloud Tasks to
+create in Buildbucket's queues, each with the task name chosen in the ending
+transaction: a redone entry creates the same names again, which Cloud Tasks
+refuses as duplicates, so each task is created once (docs/handoff.md
+"The Cloud Tasks request").
 """
 
 from __future__ import annotations
@@ -58,9 +64,28 @@ class Effect(enum.StrEnum):
     CALLBACK = "callback"  # PubSubCallBack to the build's pubsub_callback.topic
     RESULTDB = "resultdb"  # FinalizeInvocation of the build's invocation
     METRICS = "metrics"  # the completed-build count and durations
+    PROJECT_TOPICS = "project_topics"  # BuildsV2PubSub to the project's builds_notification_topics
 
 
 ALL_EFFECTS = frozenset(Effect)
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class TaskRef:
+    """One Cloud Task to create in Buildbucket's queues: its task class and the id its name ends with."""
+
+    class_id: str
+    task_id: str
+
+    def to_text(self) -> str:
+        return f"{self.class_id}/{self.task_id}"
+
+    __str__ = to_text
+
+    @classmethod
+    def from_text(cls, text: str) -> TaskRef:
+        class_id, _, task_id = text.partition("/")
+        return cls(class_id, task_id)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +97,8 @@ class Completion:
     created: datetime.datetime
     # How many times the effects were tried and some were left over.
     attempts: int = 0
+    # The Cloud Tasks still to create (buildbucket completion mode), names fixed.
+    tasks: frozenset[TaskRef] = frozenset()
 
 
 def entry_key(client: datastore.Client, build_id: int) -> datastore.Key:
@@ -99,9 +126,8 @@ def entry_entity(
     indexed only on entries written before `next_attempt` existed, which the
     sweep finds by it (`due`) and rewrites.
     """
-    entity = datastore.Entity(
-        entry_key(client, completion.build_id), exclude_from_indexes=("effects", "attempts", "created")
-    )
+    unindexed = ("effects", "attempts", "created", "tasks")
+    entity = datastore.Entity(entry_key(client, completion.build_id), exclude_from_indexes=unindexed)
     entity.update(
         {
             "effects": sorted(completion.effects),
@@ -110,6 +136,8 @@ def entry_entity(
             "next_attempt": next_attempt or completion.created,
         }
     )
+    if completion.tasks:  # buildbucket mode only; a standalone entry stays as it was
+        entity["tasks"] = sorted(task.to_text() for task in completion.tasks)
     return entity
 
 
@@ -124,7 +152,8 @@ def from_entity(entity: datastore.Entity) -> Completion:
             logs.event("WARNING", "outbox entry names unknown effects", key=str(entity.key.flat_path), effects=names)
         effects = frozenset(Effect(name) for name in known)
     created = entity.get("created") or datetime.datetime.fromtimestamp(0, datetime.timezone.utc)
-    return Completion(model.build_id_of(entity.key), effects, created, int(entity.get("attempts") or 0))
+    tasks = frozenset(TaskRef.from_text(text) for text in entity.get("tasks") or ())
+    return Completion(model.build_id_of(entity.key), effects, created, int(entity.get("attempts") or 0), tasks)
 
 
 def due(
