@@ -77,6 +77,13 @@ def test_an_invocation_without_a_host_finalizes_nothing():
 # --- the request's bytes (pure) ---
 
 
+def test_a_payload_names_its_type_as_upstream_does():
+    """The envelope's `type` is the payload's full name; tests/test_schema.py compares the fields with upstream's."""
+    assert tpb.NotifyPubSubGo.DESCRIPTOR.full_name == "taskdefs.NotifyPubSubGo"
+    topic = tpb.NotifyPubSubGo.DESCRIPTOR.fields_by_name["topic"].message_type
+    assert topic.full_name == "buildbucket.BuildbucketCfg.Topic"
+
+
 def test_the_envelope_is_byte_for_byte_what_gos_encoder_writes():
     body = handoff.envelope("notify-pubsub-go-proxy", tpb.NotifyPubSubGoProxy(build_id=123, project="a<b&c>"))
     assert body == (

@@ -49,6 +49,8 @@ UPSTREAM_FILES = tuple(
 # Ours on purpose declare less than upstream: full name -> why that is safe.
 PARTIAL = {
     "luci.resultdb.v1.Invocation": "FinalizeInvocation's answer: only its state is read; never stored or sent on",
+    "buildbucket.BuilderConfig": "read from a Bucket.Builder entity for max_concurrent_builds alone; never written",
+    "buildbucket.BuildbucketCfg": "its CommonConfig is read from a Project entity for the topics alone; never written",
 }
 
 
