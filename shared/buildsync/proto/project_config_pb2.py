@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from buildsync.proto import notification_pb2 as buildsync_dot_proto_dot_notification__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$buildsync/proto/project_config.proto\x12\x0b\x62uildbucket\x1a\"buildsync/proto/notification.proto\"\xba\x01\n\x16\x43ustomMetricDefinition\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\npredicates\x18\x02 \x03(\t\x12J\n\x0c\x65xtra_fields\x18\x03 \x03(\x0b\x32\x34.buildbucket.CustomMetricDefinition.ExtraFieldsEntry\x1a\x32\n\x10\x45xtraFieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"X\n\rBuilderConfig\x12\x1d\n\x15max_concurrent_builds\x18) \x01(\rJ\x04\x08\x08\x10\tJ\x04\x08\n\x10\x0bJ\x04\x08\x0b\x10\x0cJ\x04\x08\r\x10\x0eJ\x04\x08\x0f\x10\x10J\x04\x08\x13\x10\x14J\x04\x08\x1b\x10\x1c\"\x83\x02\n\x0e\x42uildbucketCfg\x12?\n\rcommon_config\x18\x05 \x01(\x0b\x32(.buildbucket.BuildbucketCfg.CommonConfig\x1aG\n\x05Topic\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x30\n\x0b\x63ompression\x18\x02 \x01(\x0e\x32\x1b.buildbucket.v2.Compression\x1aU\n\x0c\x43ommonConfig\x12\x45\n\x1a\x62uilds_notification_topics\x18\x01 \x03(\x0b\x32!.buildbucket.BuildbucketCfg.TopicJ\x04\x08\x02\x10\x03J\x04\x08\x03\x10\x04J\x04\x08\x04\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$buildsync/proto/project_config.proto\x12\x0b\x62uildbucket\x1a\"buildsync/proto/notification.proto\"\xba\x01\n\x16\x43ustomMetricDefinition\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\npredicates\x18\x02 \x03(\t\x12J\n\x0c\x65xtra_fields\x18\x03 \x03(\x0b\x32\x34.buildbucket.CustomMetricDefinition.ExtraFieldsEntry\x1a\x32\n\x10\x45xtraFieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xb5\x01\n\rBuilderConfig\x12\x1d\n\x15max_concurrent_builds\x18) \x01(\r\x1a[\n\nCacheEntry\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12 \n\x18wait_for_warm_cache_secs\x18\x03 \x01(\x05\x12\x0f\n\x07\x65nv_var\x18\x04 \x01(\tJ\x04\x08\x08\x10\tJ\x04\x08\n\x10\x0bJ\x04\x08\x0b\x10\x0cJ\x04\x08\r\x10\x0eJ\x04\x08\x0f\x10\x10J\x04\x08\x13\x10\x14J\x04\x08\x1b\x10\x1c\"\x83\x02\n\x0e\x42uildbucketCfg\x12?\n\rcommon_config\x18\x05 \x01(\x0b\x32(.buildbucket.BuildbucketCfg.CommonConfig\x1aG\n\x05Topic\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x30\n\x0b\x63ompression\x18\x02 \x01(\x0e\x32\x1b.buildbucket.v2.Compression\x1aU\n\x0c\x43ommonConfig\x12\x45\n\x1a\x62uilds_notification_topics\x18\x01 \x03(\x0b\x32!.buildbucket.BuildbucketCfg.TopicJ\x04\x08\x02\x10\x03J\x04\x08\x03\x10\x04J\x04\x08\x04\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,12 +38,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CUSTOMMETRICDEFINITION']._serialized_end=276
   _globals['_CUSTOMMETRICDEFINITION_EXTRAFIELDSENTRY']._serialized_start=226
   _globals['_CUSTOMMETRICDEFINITION_EXTRAFIELDSENTRY']._serialized_end=276
-  _globals['_BUILDERCONFIG']._serialized_start=278
-  _globals['_BUILDERCONFIG']._serialized_end=366
-  _globals['_BUILDBUCKETCFG']._serialized_start=369
-  _globals['_BUILDBUCKETCFG']._serialized_end=628
-  _globals['_BUILDBUCKETCFG_TOPIC']._serialized_start=452
-  _globals['_BUILDBUCKETCFG_TOPIC']._serialized_end=523
-  _globals['_BUILDBUCKETCFG_COMMONCONFIG']._serialized_start=525
-  _globals['_BUILDBUCKETCFG_COMMONCONFIG']._serialized_end=610
+  _globals['_BUILDERCONFIG']._serialized_start=279
+  _globals['_BUILDERCONFIG']._serialized_end=460
+  _globals['_BUILDERCONFIG_CACHEENTRY']._serialized_start=327
+  _globals['_BUILDERCONFIG_CACHEENTRY']._serialized_end=418
+  _globals['_BUILDBUCKETCFG']._serialized_start=463
+  _globals['_BUILDBUCKETCFG']._serialized_end=722
+  _globals['_BUILDBUCKETCFG_TOPIC']._serialized_start=546
+  _globals['_BUILDBUCKETCFG_TOPIC']._serialized_end=617
+  _globals['_BUILDBUCKETCFG_COMMONCONFIG']._serialized_start=619
+  _globals['_BUILDBUCKETCFG_COMMONCONFIG']._serialized_end=704
 # @@protoc_insertion_point(module_scope)

@@ -26,6 +26,17 @@ class CustomMetricDefinition(_message.Message):
 
 class BuilderConfig(_message.Message):
     __slots__ = ("max_concurrent_builds",)
+    class CacheEntry(_message.Message):
+        __slots__ = ("name", "path", "wait_for_warm_cache_secs", "env_var")
+        NAME_FIELD_NUMBER: _ClassVar[int]
+        PATH_FIELD_NUMBER: _ClassVar[int]
+        WAIT_FOR_WARM_CACHE_SECS_FIELD_NUMBER: _ClassVar[int]
+        ENV_VAR_FIELD_NUMBER: _ClassVar[int]
+        name: str
+        path: str
+        wait_for_warm_cache_secs: int
+        env_var: str
+        def __init__(self, name: _Optional[str] = ..., path: _Optional[str] = ..., wait_for_warm_cache_secs: _Optional[int] = ..., env_var: _Optional[str] = ...) -> None: ...
     MAX_CONCURRENT_BUILDS_FIELD_NUMBER: _ClassVar[int]
     max_concurrent_builds: int
     def __init__(self, max_concurrent_builds: _Optional[int] = ...) -> None: ...

@@ -23,9 +23,10 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
+from buildsync.proto import project_config_pb2 as buildsync_dot_proto_dot_project__config__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$buildsync/proto/service_config.proto\x12\x0b\x62uildbucket\x1a\x1egoogle/protobuf/duration.proto\"\x83\x04\n\x0bSettingsCfg\x12/\n\x08swarming\x18\x01 \x01(\x0b\x32\x1d.buildbucket.SwarmingSettings\x12+\n\x06logdog\x18\x02 \x01(\x0b\x32\x1b.buildbucket.LogDogSettings\x12!\n\x19known_public_gerrit_hosts\x18\x03 \x03(\t\x12/\n\x08resultdb\x18\x04 \x01(\x0b\x32\x1d.buildbucket.ResultDBSettings\x12\x33\n\nexperiment\x18\x05 \x01(\x0b\x32\x1f.buildbucket.ExperimentSettings\x12\'\n\x04\x63ipd\x18\x06 \x01(\x0b\x32\x19.buildbucket.CipdSettings\x12-\n\x08\x62\x61\x63kends\x18\x07 \x03(\x0b\x32\x1b.buildbucket.BackendSetting\x12I\n\x11swarming_backends\x18\x08 \x03(\x0b\x32..buildbucket.SettingsCfg.SwarmingBackendsEntry\x12\x31\n\x0e\x63ustom_metrics\x18\t \x03(\x0b\x32\x19.buildbucket.CustomMetric\x1a\x37\n\x15SwarmingBackendsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xd3\x04\n\x0e\x42\x61\x63kendSetting\x12\x0e\n\x06target\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12\x15\n\tpubsub_id\x18\x03 \x01(\tB\x02\x18\x01\x12L\n\x12\x62uild_sync_setting\x18\x04 \x01(\x0b\x32,.buildbucket.BackendSetting.BuildSyncSettingB\x02\x18\x01\x12\x39\n\tfull_mode\x18\x05 \x01(\x0b\x32$.buildbucket.BackendSetting.FullModeH\x00\x12\x39\n\tlite_mode\x18\x06 \x01(\x0b\x32$.buildbucket.BackendSetting.LiteModeH\x00\x12\x38\n\x15task_creating_timeout\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x1a\x41\n\x10\x42uildSyncSetting\x12\x0e\n\x06shards\x18\x01 \x01(\x05\x12\x1d\n\x15sync_interval_seconds\x18\x02 \x01(\x05\x1a\xb2\x01\n\x08\x46ullMode\x12\x11\n\tpubsub_id\x18\x01 \x01(\t\x12H\n\x12\x62uild_sync_setting\x18\x02 \x01(\x0b\x32,.buildbucket.BackendSetting.BuildSyncSetting\x12\x1d\n\x15redirect_to_task_page\x18\x03 \x01(\x08\x12*\n\"succeed_build_if_task_is_succeeded\x18\x04 \x01(\x08\x1a\n\n\x08LiteModeB\x06\n\x04Mode\"\xec\x05\n\x10SwarmingSettings\x12\x15\n\rmilo_hostname\x18\x02 \x01(\t\x12?\n\rglobal_caches\x18\x04 \x03(\x0b\x32(.buildbucket.SwarmingSettings.CacheEntry\x12<\n\ruser_packages\x18\x05 \x03(\x0b\x32%.buildbucket.SwarmingSettings.Package\x12>\n\x0fkitchen_package\x18\x07 \x01(\x0b\x32%.buildbucket.SwarmingSettings.Package\x12>\n\x0f\x62\x62\x61gent_package\x18\x08 \x01(\x0b\x32%.buildbucket.SwarmingSettings.Package\x12I\n\x1a\x61lternative_agent_packages\x18\t \x03(\x0b\x32%.buildbucket.SwarmingSettings.Package\x12G\n\x18\x62\x62\x61gent_utility_packages\x18\n \x03(\x0b\x32%.buildbucket.SwarmingSettings.Package\x1a\xc4\x01\n\x07Package\x12\x14\n\x0cpackage_name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x16\n\x0eversion_canary\x18\x03 \x01(\t\x12/\n\x08\x62uilders\x18\x04 \x01(\x0b\x32\x1d.buildbucket.BuilderPredicate\x12\x0e\n\x06subdir\x18\x05 \x01(\t\x12\x1a\n\x12omit_on_experiment\x18\x06 \x03(\t\x12\x1d\n\x15include_on_experiment\x18\x07 \x03(\t\x1a[\n\nCacheEntry\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12 \n\x18wait_for_warm_cache_secs\x18\x03 \x01(\x05\x12\x0f\n\x07\x65nv_var\x18\x04 \x01(\tJ\x04\x08\x01\x10\x02J\x04\x08\x06\x10\x07\"\"\n\x0eLogDogSettings\x12\x10\n\x08hostname\x18\x01 \x01(\t\"$\n\x10ResultDBSettings\x12\x10\n\x08hostname\x18\x01 \x01(\t\"\xe3\x01\n\x12\x45xperimentSettings\x12?\n\x0b\x65xperiments\x18\x01 \x03(\x0b\x32*.buildbucket.ExperimentSettings.Experiment\x1a\x8b\x01\n\nExperiment\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rdefault_value\x18\x02 \x01(\x05\x12\x15\n\rminimum_value\x18\x03 \x01(\x05\x12/\n\x08\x62uilders\x18\x04 \x01(\x0b\x32\x1d.buildbucket.BuilderPredicate\x12\x10\n\x08inactive\x18\x05 \x01(\x08\"8\n\x10\x42uilderPredicate\x12\r\n\x05regex\x18\x01 \x03(\t\x12\x15\n\rregex_exclude\x18\x02 \x03(\t\"\x99\x01\n\x0c\x43ipdSettings\x12\x0e\n\x06server\x18\x01 \x01(\t\x12\x30\n\x06source\x18\x02 \x01(\x0b\x32 .buildbucket.CipdSettings.Source\x1aG\n\x06Source\x12\x14\n\x0cpackage_name\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x16\n\x0eversion_canary\x18\x04 \x01(\t\"\x86\x01\n\x0c\x43ustomMetric\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x14\n\x0c\x65xtra_fields\x18\x03 \x03(\t\x12\x34\n\x0bmetric_base\x18\x04 \x01(\x0e\x32\x1d.buildbucket.CustomMetricBaseH\x00\x42\x07\n\x05\x63lass*\xa3\x03\n\x10\x43ustomMetricBase\x12\x1c\n\x18\x43USTOM_METRIC_BASE_UNSET\x10\x00\x12\x1e\n\x1a\x43USTOM_METRIC_BASE_CREATED\x10\x01\x12\x1e\n\x1a\x43USTOM_METRIC_BASE_STARTED\x10\x02\x12 \n\x1c\x43USTOM_METRIC_BASE_COMPLETED\x10\x03\x12&\n\"CUSTOM_METRIC_BASE_CYCLE_DURATIONS\x10\x04\x12$\n CUSTOM_METRIC_BASE_RUN_DURATIONS\x10\x05\x12+\n\'CUSTOM_METRIC_BASE_SCHEDULING_DURATIONS\x10\x06\x12(\n$CUSTOM_METRIC_BASE_MAX_AGE_SCHEDULED\x10\x07\x12\x1c\n\x18\x43USTOM_METRIC_BASE_COUNT\x10\x08\x12\x30\n,CUSTOM_METRIC_BASE_CONSECUTIVE_FAILURE_COUNT\x10\t\x12\x1a\n\x16\x43USTOM_METRIC_BASE_AGE\x10\nb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$buildsync/proto/service_config.proto\x12\x0b\x62uildbucket\x1a\x1egoogle/protobuf/duration.proto\x1a$buildsync/proto/project_config.proto\"\x83\x04\n\x0bSettingsCfg\x12/\n\x08swarming\x18\x01 \x01(\x0b\x32\x1d.buildbucket.SwarmingSettings\x12+\n\x06logdog\x18\x02 \x01(\x0b\x32\x1b.buildbucket.LogDogSettings\x12!\n\x19known_public_gerrit_hosts\x18\x03 \x03(\t\x12/\n\x08resultdb\x18\x04 \x01(\x0b\x32\x1d.buildbucket.ResultDBSettings\x12\x33\n\nexperiment\x18\x05 \x01(\x0b\x32\x1f.buildbucket.ExperimentSettings\x12\'\n\x04\x63ipd\x18\x06 \x01(\x0b\x32\x19.buildbucket.CipdSettings\x12-\n\x08\x62\x61\x63kends\x18\x07 \x03(\x0b\x32\x1b.buildbucket.BackendSetting\x12I\n\x11swarming_backends\x18\x08 \x03(\x0b\x32..buildbucket.SettingsCfg.SwarmingBackendsEntry\x12\x31\n\x0e\x63ustom_metrics\x18\t \x03(\x0b\x32\x19.buildbucket.CustomMetric\x1a\x37\n\x15SwarmingBackendsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xd3\x04\n\x0e\x42\x61\x63kendSetting\x12\x0e\n\x06target\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12\x15\n\tpubsub_id\x18\x03 \x01(\tB\x02\x18\x01\x12L\n\x12\x62uild_sync_setting\x18\x04 \x01(\x0b\x32,.buildbucket.BackendSetting.BuildSyncSettingB\x02\x18\x01\x12\x39\n\tfull_mode\x18\x05 \x01(\x0b\x32$.buildbucket.BackendSetting.FullModeH\x00\x12\x39\n\tlite_mode\x18\x06 \x01(\x0b\x32$.buildbucket.BackendSetting.LiteModeH\x00\x12\x38\n\x15task_creating_timeout\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x1a\x41\n\x10\x42uildSyncSetting\x12\x0e\n\x06shards\x18\x01 \x01(\x05\x12\x1d\n\x15sync_interval_seconds\x18\x02 \x01(\x05\x1a\xb2\x01\n\x08\x46ullMode\x12\x11\n\tpubsub_id\x18\x01 \x01(\t\x12H\n\x12\x62uild_sync_setting\x18\x02 \x01(\x0b\x32,.buildbucket.BackendSetting.BuildSyncSetting\x12\x1d\n\x15redirect_to_task_page\x18\x03 \x01(\x08\x12*\n\"succeed_build_if_task_is_succeeded\x18\x04 \x01(\x08\x1a\n\n\x08LiteModeB\x06\n\x04Mode\"\x8c\x05\n\x10SwarmingSettings\x12\x15\n\rmilo_hostname\x18\x02 \x01(\t\x12<\n\rglobal_caches\x18\x04 \x03(\x0b\x32%.buildbucket.BuilderConfig.CacheEntry\x12<\n\ruser_packages\x18\x05 \x03(\x0b\x32%.buildbucket.SwarmingSettings.Package\x12>\n\x0fkitchen_package\x18\x07 \x01(\x0b\x32%.buildbucket.SwarmingSettings.Package\x12>\n\x0f\x62\x62\x61gent_package\x18\x08 \x01(\x0b\x32%.buildbucket.SwarmingSettings.Package\x12I\n\x1a\x61lternative_agent_packages\x18\t \x03(\x0b\x32%.buildbucket.SwarmingSettings.Package\x12G\n\x18\x62\x62\x61gent_utility_packages\x18\n \x03(\x0b\x32%.buildbucket.SwarmingSettings.Package\x1a\xc4\x01\n\x07Package\x12\x14\n\x0cpackage_name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x16\n\x0eversion_canary\x18\x03 \x01(\t\x12/\n\x08\x62uilders\x18\x04 \x01(\x0b\x32\x1d.buildbucket.BuilderPredicate\x12\x0e\n\x06subdir\x18\x05 \x01(\t\x12\x1a\n\x12omit_on_experiment\x18\x06 \x03(\t\x12\x1d\n\x15include_on_experiment\x18\x07 \x03(\tJ\x04\x08\x01\x10\x02J\x04\x08\x06\x10\x07\"\"\n\x0eLogDogSettings\x12\x10\n\x08hostname\x18\x01 \x01(\t\"$\n\x10ResultDBSettings\x12\x10\n\x08hostname\x18\x01 \x01(\t\"\xe3\x01\n\x12\x45xperimentSettings\x12?\n\x0b\x65xperiments\x18\x01 \x03(\x0b\x32*.buildbucket.ExperimentSettings.Experiment\x1a\x8b\x01\n\nExperiment\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rdefault_value\x18\x02 \x01(\x05\x12\x15\n\rminimum_value\x18\x03 \x01(\x05\x12/\n\x08\x62uilders\x18\x04 \x01(\x0b\x32\x1d.buildbucket.BuilderPredicate\x12\x10\n\x08inactive\x18\x05 \x01(\x08\"8\n\x10\x42uilderPredicate\x12\r\n\x05regex\x18\x01 \x03(\t\x12\x15\n\rregex_exclude\x18\x02 \x03(\t\"\x99\x01\n\x0c\x43ipdSettings\x12\x0e\n\x06server\x18\x01 \x01(\t\x12\x30\n\x06source\x18\x02 \x01(\x0b\x32 .buildbucket.CipdSettings.Source\x1aG\n\x06Source\x12\x14\n\x0cpackage_name\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x16\n\x0eversion_canary\x18\x04 \x01(\t\"\x86\x01\n\x0c\x43ustomMetric\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x14\n\x0c\x65xtra_fields\x18\x03 \x03(\t\x12\x34\n\x0bmetric_base\x18\x04 \x01(\x0e\x32\x1d.buildbucket.CustomMetricBaseH\x00\x42\x07\n\x05\x63lass*\xa3\x03\n\x10\x43ustomMetricBase\x12\x1c\n\x18\x43USTOM_METRIC_BASE_UNSET\x10\x00\x12\x1e\n\x1a\x43USTOM_METRIC_BASE_CREATED\x10\x01\x12\x1e\n\x1a\x43USTOM_METRIC_BASE_STARTED\x10\x02\x12 \n\x1c\x43USTOM_METRIC_BASE_COMPLETED\x10\x03\x12&\n\"CUSTOM_METRIC_BASE_CYCLE_DURATIONS\x10\x04\x12$\n CUSTOM_METRIC_BASE_RUN_DURATIONS\x10\x05\x12+\n\'CUSTOM_METRIC_BASE_SCHEDULING_DURATIONS\x10\x06\x12(\n$CUSTOM_METRIC_BASE_MAX_AGE_SCHEDULED\x10\x07\x12\x1c\n\x18\x43USTOM_METRIC_BASE_COUNT\x10\x08\x12\x30\n,CUSTOM_METRIC_BASE_CONSECUTIVE_FAILURE_COUNT\x10\t\x12\x1a\n\x16\x43USTOM_METRIC_BASE_AGE\x10\nb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,40 +39,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_BACKENDSETTING'].fields_by_name['pubsub_id']._serialized_options = b'\030\001'
   _globals['_BACKENDSETTING'].fields_by_name['build_sync_setting']._loaded_options = None
   _globals['_BACKENDSETTING'].fields_by_name['build_sync_setting']._serialized_options = b'\030\001'
-  _globals['_CUSTOMMETRICBASE']._serialized_start=2608
-  _globals['_CUSTOMMETRICBASE']._serialized_end=3027
-  _globals['_SETTINGSCFG']._serialized_start=86
-  _globals['_SETTINGSCFG']._serialized_end=601
-  _globals['_SETTINGSCFG_SWARMINGBACKENDSENTRY']._serialized_start=546
-  _globals['_SETTINGSCFG_SWARMINGBACKENDSENTRY']._serialized_end=601
-  _globals['_BACKENDSETTING']._serialized_start=604
-  _globals['_BACKENDSETTING']._serialized_end=1199
-  _globals['_BACKENDSETTING_BUILDSYNCSETTING']._serialized_start=933
-  _globals['_BACKENDSETTING_BUILDSYNCSETTING']._serialized_end=998
-  _globals['_BACKENDSETTING_FULLMODE']._serialized_start=1001
-  _globals['_BACKENDSETTING_FULLMODE']._serialized_end=1179
-  _globals['_BACKENDSETTING_LITEMODE']._serialized_start=1181
-  _globals['_BACKENDSETTING_LITEMODE']._serialized_end=1191
-  _globals['_SWARMINGSETTINGS']._serialized_start=1202
-  _globals['_SWARMINGSETTINGS']._serialized_end=1950
-  _globals['_SWARMINGSETTINGS_PACKAGE']._serialized_start=1649
-  _globals['_SWARMINGSETTINGS_PACKAGE']._serialized_end=1845
-  _globals['_SWARMINGSETTINGS_CACHEENTRY']._serialized_start=1847
-  _globals['_SWARMINGSETTINGS_CACHEENTRY']._serialized_end=1938
-  _globals['_LOGDOGSETTINGS']._serialized_start=1952
-  _globals['_LOGDOGSETTINGS']._serialized_end=1986
-  _globals['_RESULTDBSETTINGS']._serialized_start=1988
-  _globals['_RESULTDBSETTINGS']._serialized_end=2024
-  _globals['_EXPERIMENTSETTINGS']._serialized_start=2027
-  _globals['_EXPERIMENTSETTINGS']._serialized_end=2254
-  _globals['_EXPERIMENTSETTINGS_EXPERIMENT']._serialized_start=2115
-  _globals['_EXPERIMENTSETTINGS_EXPERIMENT']._serialized_end=2254
-  _globals['_BUILDERPREDICATE']._serialized_start=2256
-  _globals['_BUILDERPREDICATE']._serialized_end=2312
-  _globals['_CIPDSETTINGS']._serialized_start=2315
-  _globals['_CIPDSETTINGS']._serialized_end=2468
-  _globals['_CIPDSETTINGS_SOURCE']._serialized_start=2397
-  _globals['_CIPDSETTINGS_SOURCE']._serialized_end=2468
-  _globals['_CUSTOMMETRIC']._serialized_start=2471
-  _globals['_CUSTOMMETRIC']._serialized_end=2605
+  _globals['_CUSTOMMETRICBASE']._serialized_start=2550
+  _globals['_CUSTOMMETRICBASE']._serialized_end=2969
+  _globals['_SETTINGSCFG']._serialized_start=124
+  _globals['_SETTINGSCFG']._serialized_end=639
+  _globals['_SETTINGSCFG_SWARMINGBACKENDSENTRY']._serialized_start=584
+  _globals['_SETTINGSCFG_SWARMINGBACKENDSENTRY']._serialized_end=639
+  _globals['_BACKENDSETTING']._serialized_start=642
+  _globals['_BACKENDSETTING']._serialized_end=1237
+  _globals['_BACKENDSETTING_BUILDSYNCSETTING']._serialized_start=971
+  _globals['_BACKENDSETTING_BUILDSYNCSETTING']._serialized_end=1036
+  _globals['_BACKENDSETTING_FULLMODE']._serialized_start=1039
+  _globals['_BACKENDSETTING_FULLMODE']._serialized_end=1217
+  _globals['_BACKENDSETTING_LITEMODE']._serialized_start=1219
+  _globals['_BACKENDSETTING_LITEMODE']._serialized_end=1229
+  _globals['_SWARMINGSETTINGS']._serialized_start=1240
+  _globals['_SWARMINGSETTINGS']._serialized_end=1892
+  _globals['_SWARMINGSETTINGS_PACKAGE']._serialized_start=1684
+  _globals['_SWARMINGSETTINGS_PACKAGE']._serialized_end=1880
+  _globals['_LOGDOGSETTINGS']._serialized_start=1894
+  _globals['_LOGDOGSETTINGS']._serialized_end=1928
+  _globals['_RESULTDBSETTINGS']._serialized_start=1930
+  _globals['_RESULTDBSETTINGS']._serialized_end=1966
+  _globals['_EXPERIMENTSETTINGS']._serialized_start=1969
+  _globals['_EXPERIMENTSETTINGS']._serialized_end=2196
+  _globals['_EXPERIMENTSETTINGS_EXPERIMENT']._serialized_start=2057
+  _globals['_EXPERIMENTSETTINGS_EXPERIMENT']._serialized_end=2196
+  _globals['_BUILDERPREDICATE']._serialized_start=2198
+  _globals['_BUILDERPREDICATE']._serialized_end=2254
+  _globals['_CIPDSETTINGS']._serialized_start=2257
+  _globals['_CIPDSETTINGS']._serialized_end=2410
+  _globals['_CIPDSETTINGS_SOURCE']._serialized_start=2339
+  _globals['_CIPDSETTINGS_SOURCE']._serialized_end=2410
+  _globals['_CUSTOMMETRIC']._serialized_start=2413
+  _globals['_CUSTOMMETRIC']._serialized_end=2547
 # @@protoc_insertion_point(module_scope)

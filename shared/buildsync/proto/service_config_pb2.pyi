@@ -1,6 +1,7 @@
 import datetime
 
 from google.protobuf import duration_pb2 as _duration_pb2
+from buildsync.proto import project_config_pb2 as _project_config_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -122,17 +123,6 @@ class SwarmingSettings(_message.Message):
         omit_on_experiment: _containers.RepeatedScalarFieldContainer[str]
         include_on_experiment: _containers.RepeatedScalarFieldContainer[str]
         def __init__(self, package_name: _Optional[str] = ..., version: _Optional[str] = ..., version_canary: _Optional[str] = ..., builders: _Optional[_Union[BuilderPredicate, _Mapping]] = ..., subdir: _Optional[str] = ..., omit_on_experiment: _Optional[_Iterable[str]] = ..., include_on_experiment: _Optional[_Iterable[str]] = ...) -> None: ...
-    class CacheEntry(_message.Message):
-        __slots__ = ("name", "path", "wait_for_warm_cache_secs", "env_var")
-        NAME_FIELD_NUMBER: _ClassVar[int]
-        PATH_FIELD_NUMBER: _ClassVar[int]
-        WAIT_FOR_WARM_CACHE_SECS_FIELD_NUMBER: _ClassVar[int]
-        ENV_VAR_FIELD_NUMBER: _ClassVar[int]
-        name: str
-        path: str
-        wait_for_warm_cache_secs: int
-        env_var: str
-        def __init__(self, name: _Optional[str] = ..., path: _Optional[str] = ..., wait_for_warm_cache_secs: _Optional[int] = ..., env_var: _Optional[str] = ...) -> None: ...
     MILO_HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     GLOBAL_CACHES_FIELD_NUMBER: _ClassVar[int]
     USER_PACKAGES_FIELD_NUMBER: _ClassVar[int]
@@ -141,13 +131,13 @@ class SwarmingSettings(_message.Message):
     ALTERNATIVE_AGENT_PACKAGES_FIELD_NUMBER: _ClassVar[int]
     BBAGENT_UTILITY_PACKAGES_FIELD_NUMBER: _ClassVar[int]
     milo_hostname: str
-    global_caches: _containers.RepeatedCompositeFieldContainer[SwarmingSettings.CacheEntry]
+    global_caches: _containers.RepeatedCompositeFieldContainer[_project_config_pb2.BuilderConfig.CacheEntry]
     user_packages: _containers.RepeatedCompositeFieldContainer[SwarmingSettings.Package]
     kitchen_package: SwarmingSettings.Package
     bbagent_package: SwarmingSettings.Package
     alternative_agent_packages: _containers.RepeatedCompositeFieldContainer[SwarmingSettings.Package]
     bbagent_utility_packages: _containers.RepeatedCompositeFieldContainer[SwarmingSettings.Package]
-    def __init__(self, milo_hostname: _Optional[str] = ..., global_caches: _Optional[_Iterable[_Union[SwarmingSettings.CacheEntry, _Mapping]]] = ..., user_packages: _Optional[_Iterable[_Union[SwarmingSettings.Package, _Mapping]]] = ..., kitchen_package: _Optional[_Union[SwarmingSettings.Package, _Mapping]] = ..., bbagent_package: _Optional[_Union[SwarmingSettings.Package, _Mapping]] = ..., alternative_agent_packages: _Optional[_Iterable[_Union[SwarmingSettings.Package, _Mapping]]] = ..., bbagent_utility_packages: _Optional[_Iterable[_Union[SwarmingSettings.Package, _Mapping]]] = ...) -> None: ...
+    def __init__(self, milo_hostname: _Optional[str] = ..., global_caches: _Optional[_Iterable[_Union[_project_config_pb2.BuilderConfig.CacheEntry, _Mapping]]] = ..., user_packages: _Optional[_Iterable[_Union[SwarmingSettings.Package, _Mapping]]] = ..., kitchen_package: _Optional[_Union[SwarmingSettings.Package, _Mapping]] = ..., bbagent_package: _Optional[_Union[SwarmingSettings.Package, _Mapping]] = ..., alternative_agent_packages: _Optional[_Iterable[_Union[SwarmingSettings.Package, _Mapping]]] = ..., bbagent_utility_packages: _Optional[_Iterable[_Union[SwarmingSettings.Package, _Mapping]]] = ...) -> None: ...
 
 class LogDogSettings(_message.Message):
     __slots__ = ("hostname",)
