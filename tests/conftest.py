@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import hypothesis
 import pytest
+from buildsync.edge import environment
 from buildsync.edge.runtime import runtime_from_env
 from buildsync.remote.backend_options import PRPC
 from buildsync.rules.settings import parse_settings
-from buildsync.store.transactions import TransactionBegin, transaction_begin_from_env
+from buildsync.store.transactions import TransactionBegin
 from google.cloud import datastore
 
 from tests.harness import PROJECT, Subscribed, backend_pool, settings_text, start_emulator
@@ -83,7 +84,7 @@ def datastore_env(datastore_emulator) -> dict[str, str]:
 @pytest.fixture
 def transaction_begin(datastore_emulator) -> TransactionBegin:
     """How in-process code begins its transactions on the test's emulator (as a child process would)."""
-    return transaction_begin_from_env(datastore_emulator.env)
+    return environment.transaction_begin(datastore_emulator.env)
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from buildsync.env import BACKEND_OPTIONS
 from buildsync.errors import SettingsError
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.remote.backend import BackendPool, GrpcTaskBackend, PrpcTaskBackend
@@ -22,12 +23,15 @@ SWARM = "swarming://chromium-swarm"
 
 def test_no_options_mean_prpc_and_an_access_token_for_every_backend():
     for text in (None, "", "{}"):
-        assert parse_backend_options(text).for_target(SWARM) == BackendOptions("prpc", "access-token", None)
+        assert parse_backend_options(text, BACKEND_OPTIONS).for_target(SWARM) == BackendOptions(
+            "prpc", "access-token", None
+        )
 
 
 def test_a_backends_entry_overrides_the_deployment_default_key_by_key():
     options = parse_backend_options(
-        json.dumps({"*": {"identity": "id-token", "audience": "https://all"}, SWARM: {"transport": "grpc"}})
+        json.dumps({"*": {"identity": "id-token", "audience": "https://all"}, SWARM: {"transport": "grpc"}}),
+        BACKEND_OPTIONS,
     )
 
     assert options.for_target(SWARM) == BackendOptions("grpc", "id-token", "https://all")
@@ -35,7 +39,9 @@ def test_a_backends_entry_overrides_the_deployment_default_key_by_key():
 
 
 def test_unset_keys_as_terraform_writes_them_mean_the_defaults():
-    options = parse_backend_options(json.dumps({SWARM: {"transport": "grpc", "identity": None, "audience": None}}))
+    options = parse_backend_options(
+        json.dumps({SWARM: {"transport": "grpc", "identity": None, "audience": None}}), BACKEND_OPTIONS
+    )
 
     assert options.for_target(SWARM) == BackendOptions("grpc", "access-token", None)
 
@@ -59,7 +65,7 @@ def test_the_id_token_audience_defaults_to_the_backends_https_url():
 )
 def test_bad_options_are_a_settings_error_naming_the_backend_and_key(text, problem):
     with pytest.raises(SettingsError) as raised:
-        parse_backend_options(text)
+        parse_backend_options(text, BACKEND_OPTIONS)
 
     assert str(raised.value).startswith("BUILDSYNC_BACKEND_OPTIONS: ")
     assert problem in str(raised.value)
@@ -74,7 +80,7 @@ def test_bad_options_are_a_settings_error_naming_the_backend_and_key(text, probl
     ],
 )
 def test_a_remote_backend_gets_the_chosen_transport_and_identity(entry, transport, credentials):
-    pool = BackendPool(options=parse_backend_options(json.dumps({SWARM: entry})))
+    pool = BackendPool(options=parse_backend_options(json.dumps({SWARM: entry}), BACKEND_OPTIONS))
     try:
         fetcher = pool.get(SWARM, "chromium-swarm.appspot.com")
         assert isinstance(fetcher, transport)

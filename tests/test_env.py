@@ -80,3 +80,17 @@ def test_standalone_is_the_default_and_buildbucket_mode_hands_off_without_topics
         "pusher@bb.iam.gserviceaccount.com",
     )
     assert targets.handoff.endpoint == "127.0.0.1:8123"
+
+
+def test_the_settings_file_is_the_one_buildsync_settings_names():
+    assert environment.settings_file(None, {env.SETTINGS: "/etc/settings.cfg"}) == "/etc/settings.cfg"
+
+
+def test_an_explicit_settings_file_wins_over_buildsync_settings():
+    assert environment.settings_file("explicit.json", {env.SETTINGS: "/etc/settings.cfg"}) == "explicit.json"
+
+
+@pytest.mark.parametrize("environ", [{}, {env.SETTINGS: ""}])
+def test_no_settings_file_is_an_error_naming_the_option_and_the_variable(environ):
+    with pytest.raises(SettingsError, match="pass --settings or set BUILDSYNC_SETTINGS"):
+        environment.settings_file(None, environ)

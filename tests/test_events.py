@@ -6,7 +6,7 @@ import base64
 import datetime
 
 import pytest
-from buildsync import logs
+from buildsync import env, logs
 from buildsync.edge import events
 from buildsync.errors import MessageError, PermanentError, SupersededError, TransientError
 from cloudevents.http import CloudEvent
@@ -23,6 +23,11 @@ def pubsub_event(data: bytes, published: datetime.datetime | None = None, messag
         "time": published.isoformat().replace("+00:00", "Z"),
     }
     return CloudEvent(attributes, {"message": {"data": base64.b64encode(data).decode(), "messageId": message_id}})
+
+
+def handle(event, stage, work, max_age=env.DEFAULT_MAX_EVENT_AGE):
+    """events.handle with the cut-off a Runtime would carry."""
+    events.handle(event, stage, work, lambda: max_age)
 
 
 @pytest.fixture
@@ -53,7 +58,7 @@ def test_undecodable_envelopes_are_message_errors(data, problem):
 def test_success_returns_normally_with_the_data(log_lines):
     seen = []
 
-    events.handle(pubsub_event(b"payload"), "sync", seen.append)
+    handle(pubsub_event(b"payload"), "sync", seen.append)
 
     assert seen == [b"payload"] and log_lines() == []
 
@@ -62,7 +67,7 @@ def test_permanent_error_is_logged_once_and_acknowledged(log_lines):
     def work(_):
         raise PermanentError("backend 'x' is not in the settings")
 
-    events.handle(pubsub_event(b"{}", message_id="m-7"), "planner", work)
+    handle(pubsub_event(b"{}", message_id="m-7"), "planner", work)
 
     [line] = log_lines()
     assert (line["severity"], line["message_id"], line["retry"], line["stage"]) == ("ERROR", "m-7", False, "planner")
@@ -74,7 +79,7 @@ def test_transient_error_is_raised_for_redelivery(log_lines):
         raise TransientError("FetchTasks: UNAVAILABLE")
 
     with pytest.raises(TransientError):
-        events.handle(pubsub_event(b"{}"), "sync", work)
+        handle(pubsub_event(b"{}"), "sync", work)
 
     assert [(line["severity"], line["retry"]) for line in log_lines()] == [("WARNING", True)]
 
@@ -84,18 +89,17 @@ def test_unexpected_error_is_raised_with_its_traceback_logged(log_lines):
         raise ZeroDivisionError("a bug")
 
     with pytest.raises(ZeroDivisionError):
-        events.handle(pubsub_event(b"{}"), "shard", work)
+        handle(pubsub_event(b"{}"), "shard", work)
 
     [line] = log_lines()
     assert line["severity"] == "ERROR" and line["retry"] is True and "ZeroDivisionError" in line["exception"]
 
 
-def test_event_older_than_the_cut_off_is_dropped_without_work(log_lines, monkeypatch):
-    monkeypatch.setenv("BUILDSYNC_MAX_EVENT_AGE_SECONDS", "600")
+def test_event_older_than_the_cut_off_is_dropped_without_work(log_lines):
     old = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=11)
     seen = []
 
-    events.handle(pubsub_event(b"{}", published=old, message_id="m-9"), "sync", seen.append)
+    handle(pubsub_event(b"{}", published=old, message_id="m-9"), "sync", seen.append, datetime.timedelta(minutes=10))
 
     assert seen == []
     [line] = log_lines()
@@ -108,10 +112,11 @@ def test_event_older_than_the_cut_off_is_dropped_without_work(log_lines, monkeyp
     )
 
 
-def test_a_bad_max_event_age_is_a_permanent_settings_error_and_does_no_work(log_lines, monkeypatch):
-    monkeypatch.setenv("BUILDSYNC_MAX_EVENT_AGE_SECONDS", "abc")
+def test_a_bad_max_event_age_is_a_permanent_settings_error_and_does_no_work(log_lines):
+    def max_age():
+        return env.max_event_age({env.MAX_EVENT_AGE: "abc"})
 
-    events.handle(pubsub_event(b"{}"), "sync", pytest.fail)  # pytest.fail would escape handle
+    events.handle(pubsub_event(b"{}"), "sync", pytest.fail, max_age)  # pytest.fail would escape handle
 
     [line] = log_lines()
     assert (line["severity"], line["error_type"], line["retry"]) == ("ERROR", "SettingsError", False)
@@ -122,7 +127,7 @@ def test_permanent_error_reaches_error_reporting_and_the_permanent_errors_metric
     def work(_):
         raise MessageError("shard message field 'shard': expected int")
 
-    events.handle(pubsub_event(b"{}", message_id="m-8"), "shard", work)
+    handle(pubsub_event(b"{}", message_id="m-8"), "shard", work)
 
     [line] = log_lines()
     assert line["@type"] == logs.REPORTED_ERROR_TYPE
@@ -134,7 +139,7 @@ def test_a_message_superseded_by_newer_plans_is_dropped_not_reported_as_an_error
     def work(_):
         raise SupersededError("sync message planned 700 s ago, over the 600 s cut-off", datetime.timedelta(seconds=700))
 
-    events.handle(pubsub_event(b"{}"), "sync", work)  # returns: acknowledged
+    handle(pubsub_event(b"{}"), "sync", work)  # returns: acknowledged
 
     [line] = log_lines()
     assert line["severity"] == "WARNING" and "@type" not in line

@@ -35,6 +35,7 @@ def test_defaults_name_the_standard_topics_and_no_notifications(env, monkeypatch
     assert runtime.sync_topic == "projects/proj/topics/buildsync-sync"
     assert runtime.completer.targets == Targets(builds_topic=None, builds_compression=npb.ZLIB)
     assert runtime.sweep_min_age == datetime.timedelta(minutes=1)
+    assert runtime.max_event_age == datetime.timedelta(minutes=10)
     assert runtime.settings.backend("swarming://s").hostname == "localhost:1"
 
 
@@ -46,6 +47,7 @@ def test_topics_and_durations_come_from_the_environment(env, monkeypatch):
         "BUILDSYNC_BUILDS_TOPIC_COMPRESSION": "zstd",
         "BUILDSYNC_SWEEP_MIN_AGE_SECONDS": "0",
         "BUILDSYNC_FETCH_DEADLINE_SECONDS": "2.5",
+        "BUILDSYNC_MAX_EVENT_AGE_SECONDS": "90",
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -60,6 +62,7 @@ def test_topics_and_durations_come_from_the_environment(env, monkeypatch):
     assert runtime.completer.targets.builds_compression == npb.ZSTD
     assert runtime.sweep_min_age == datetime.timedelta(0)
     assert runtime.backends._deadline_seconds == 2.5
+    assert runtime.max_event_age == datetime.timedelta(seconds=90)
 
 
 @pytest.mark.parametrize(
@@ -70,6 +73,7 @@ def test_topics_and_durations_come_from_the_environment(env, monkeypatch):
         ({"BUILDSYNC_FETCH_DEADLINE_SECONDS": "soon"}, "BUILDSYNC_FETCH_DEADLINE_SECONDS='soon'"),
         ({"BUILDSYNC_SWEEP_MIN_AGE_SECONDS": "-1"}, "BUILDSYNC_SWEEP_MIN_AGE_SECONDS='-1'"),
         ({"BUILDSYNC_TRANSACTION_BEGIN": "later"}, "BUILDSYNC_TRANSACTION_BEGIN='later'"),
+        ({"BUILDSYNC_MAX_EVENT_AGE_SECONDS": "0"}, "BUILDSYNC_MAX_EVENT_AGE_SECONDS='0'"),
     ],
 )
 def test_bad_environment_is_a_settings_error_naming_the_variable(env, monkeypatch, change, problem):

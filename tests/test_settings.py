@@ -7,7 +7,7 @@ import pathlib
 import pytest
 from buildsync.errors import PermanentError, SettingsError, UnknownBackendError
 from buildsync.proto import service_config_pb2
-from buildsync.rules.settings import MANY_SHARDS, SETTINGS_ENV, BackendSettings, load_settings, parse_settings
+from buildsync.rules.settings import MANY_SHARDS, BackendSettings, load_settings, parse_settings
 from google.protobuf import json_format, text_format
 
 from tests.harness import captured_logs
@@ -461,30 +461,6 @@ def test_load_settings_reads_the_format_of_the_suffix(tmp_path, name, text):
 
     assert load_settings(path).backends == EXPECTED
     assert load_settings(str(path)).backends == EXPECTED
-
-
-def test_load_settings_uses_the_environment_variable(tmp_path, monkeypatch):
-    path = tmp_path / "settings.cfg"
-    path.write_text(TEXT)
-    monkeypatch.setenv(SETTINGS_ENV, str(path))
-
-    assert SETTINGS_ENV == "BUILDSYNC_SETTINGS"
-    assert load_settings().backends == EXPECTED
-
-
-def test_an_explicit_path_wins_over_the_environment_variable(tmp_path, monkeypatch):
-    explicit = tmp_path / "explicit.json"
-    explicit.write_text(json.dumps({"backends": [{"target": LITE, "liteMode": {}}]}))
-    monkeypatch.setenv(SETTINGS_ENV, str(tmp_path / "missing.cfg"))
-
-    assert load_settings(explicit).backends == (EXPECTED[1],)
-
-
-def test_no_path_and_no_environment_variable_is_rejected(monkeypatch):
-    monkeypatch.delenv(SETTINGS_ENV, raising=False)
-
-    with pytest.raises(SettingsError, match=SETTINGS_ENV):
-        load_settings()
 
 
 def test_missing_file_is_rejected_naming_the_file(tmp_path):

@@ -5,8 +5,9 @@ from __future__ import annotations
 import threading
 
 import pytest
+from buildsync.edge.environment import transaction_begin
 from buildsync.errors import SettingsError
-from buildsync.store.transactions import TransactionBegin, run_in_transaction, transaction_begin_from_env
+from buildsync.store.transactions import TransactionBegin, run_in_transaction
 from google.cloud import datastore
 
 from tests.harness import PROJECT
@@ -23,12 +24,12 @@ from tools.emulators import datastore_client as emulator_client
     ],
 )
 def test_transaction_begin_is_lazy_unless_the_environment_says_explicit(env, begin):
-    assert transaction_begin_from_env(env) is begin
+    assert transaction_begin(env) is begin
 
 
 def test_an_unknown_transaction_begin_is_a_settings_error_naming_the_choices():
     with pytest.raises(SettingsError, match="BUILDSYNC_TRANSACTION_BEGIN='Explicit': expected 'lazy' or 'explicit'"):
-        transaction_begin_from_env({"BUILDSYNC_TRANSACTION_BEGIN": "Explicit"})
+        transaction_begin({"BUILDSYNC_TRANSACTION_BEGIN": "Explicit"})
 
 
 def counter(client: datastore.Client, value: int) -> datastore.Entity:

@@ -35,6 +35,9 @@ BUILDBUCKET_PUSH_AS = "BUILDSYNC_BUILDBUCKET_PUSH_AS"
 CLOUD_TASKS_ENDPOINT = "BUILDSYNC_CLOUD_TASKS_ENDPOINT"
 # Buildbucket's Redis, whose dscache entries a BuildStatus write must invalidate.
 DSCACHE_REDIS = "BUILDSYNC_DSCACHE_REDIS"
+# Set by Cloud Functions (Cloud Run): the function's name and revision, for Error Reporting.
+SERVICE = "K_SERVICE"
+REVISION = "K_REVISION"
 
 DEFAULT_SHARD_TOPIC = "buildsync-shard"
 DEFAULT_SYNC_TOPIC = "buildsync-sync"

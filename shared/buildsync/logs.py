@@ -23,11 +23,12 @@ import contextvars
 import datetime
 import json
 import logging
-import os
 import re
 import sys
 import traceback
 from typing import Any, Callable, Mapping, TextIO, TypeVar
+
+from buildsync import env
 
 LOGGER = logging.getLogger("buildsync")
 
@@ -93,7 +94,7 @@ def _request_fields() -> dict[str, Any]:
     if flask is None or not flask.has_request_context():
         return {}
     headers = flask.request.headers
-    fields = trace_fields(headers, os.environ.get("GOOGLE_CLOUD_PROJECT"))
+    fields = trace_fields(headers, env.text(env.PROJECT))
     execution_id = headers.get("Function-Execution-Id")
     if execution_id:
         fields[LABELS_FIELD] = {"execution_id": execution_id}
@@ -200,8 +201,8 @@ def reported_error(message: str, error: BaseException, **fields: Any) -> None:
         message,
         **{"@type": REPORTED_ERROR_TYPE},
         serviceContext={
-            "service": os.environ.get("K_SERVICE", "buildsync"),
-            "version": os.environ.get("K_REVISION", "local"),
+            "service": env.text(env.SERVICE) or "buildsync",
+            "version": env.text(env.REVISION) or "local",
         },
         context={
             "reportLocation": {

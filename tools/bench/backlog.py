@@ -3,8 +3,8 @@
 Time runs TIME_SCALE times faster than in production, and every duration
 scales alike: a trigger every 6 s stands for Cloud Scheduler's one a minute,
 a 30 s hold for 5 minutes, the message-age cut-off a deployment gets
-(deploy/variables.tf, else the edge's default) divided by TIME_SCALE, set
-through the edge's environment variable, and the sync's LATE_BATCH_AGE (one
+(deploy/variables.tf, else the edge's default) divided by TIME_SCALE, carried
+by the stages' Runtime as a deployment's is, and the sync's LATE_BATCH_AGE (one
 trigger interval) likewise.
 
 The three stages run in this process on real Pub/Sub topics (the emulator)
@@ -23,8 +23,8 @@ import base64
 import concurrent.futures
 import contextlib
 import dataclasses
+import datetime
 import logging
-import os
 import pathlib
 import re
 import threading
@@ -111,8 +111,11 @@ def _event(message: pubsub_v1.types.PubsubMessage) -> CloudEvent:
 class _Stage:
     """One function: pulls its subscription and hands each message to the edge, `instances` at a time."""
 
-    def __init__(self, subscriber, subscription: str, name: str, work, instances: int) -> None:
+    def __init__(
+        self, subscriber, subscription: str, name: str, work, instances: int, max_age: datetime.timedelta
+    ) -> None:
         self.subscriber = subscriber
+        self.max_age = max_age
         self.subscription = subscription
         self.name = name
         self.work = work
@@ -124,7 +127,7 @@ class _Stage:
 
     def _one(self, received) -> None:
         try:
-            events.handle(_event(received.message), self.name, self.work)
+            events.handle(_event(received.message), self.name, self.work, lambda: self.max_age)
         except Exception:
             # Retry: Pub/Sub redelivers once the ack deadline is reset.
             self.subscriber.modify_ack_deadline(
@@ -173,8 +176,7 @@ def run_backlog(env: BenchEnvironment, hold_minutes: float = DEFAULT_HOLD_MINUTE
     """Seeds BACKLOG_BUILDS due builds, holds the sync stage `hold_minutes` (scaled) under triggers, then lets it go."""
     n = BACKLOG_BUILDS
     env.fresh_builds(n)
-    cut_off = deployed_max_event_age_seconds() / TIME_SCALE
-    os.environ["BUILDSYNC_MAX_EVENT_AGE_SECONDS"] = str(cut_off)  # read by the edge, in this process
+    cut_off = datetime.timedelta(seconds=deployed_max_event_age_seconds() / TIME_SCALE)
     client, counter = env.counting_client()
     publisher = pubsub_v1.PublisherClient()
     subscriber = pubsub_v1.SubscriberClient()
@@ -191,7 +193,6 @@ def run_backlog(env: BenchEnvironment, hold_minutes: float = DEFAULT_HOLD_MINUTE
     logs.LOGGER.addHandler(drops)
     with contextlib.ExitStack() as stack:
         stack.callback(logs.LOGGER.removeHandler, drops)
-        stack.callback(os.environ.pop, "BUILDSYNC_MAX_EVENT_AGE_SECONDS", None)
         # The sync's late-batch age is one trigger interval: it scales with the interval.
         stack.enter_context(mock.patch.object(sync, "LATE_BATCH_AGE", sync.LATE_BATCH_AGE / TIME_SCALE))
         backends = stack.enter_context(contextlib.closing(BackendPool(deadline_seconds=60)))
@@ -205,6 +206,7 @@ def run_backlog(env: BenchEnvironment, hold_minutes: float = DEFAULT_HOLD_MINUTE
             # The builds stay running: nothing ends, so no effect is ever done.
             completer=Completer(client, Targets(), resultdb.prpc_finalizer(), publisher),
             transaction_begin=env.transaction_begin,
+            max_event_age=cut_off,
         )
         stages = {
             "planner": _Stage(
@@ -213,9 +215,15 @@ def run_backlog(env: BenchEnvironment, hold_minutes: float = DEFAULT_HOLD_MINUTE
                 "planner",
                 lambda d: handle_trigger(runtime, SyncTrigger.from_json(d)),
                 1,
+                cut_off,
             ),
             "shard": _Stage(
-                subscriber, subscriptions["shard"], "shard", lambda d: handle_job(runtime, ShardJob.from_json(d)), 4
+                subscriber,
+                subscriptions["shard"],
+                "shard",
+                lambda d: handle_job(runtime, ShardJob.from_json(d)),
+                4,
+                cut_off,
             ),
             "sync": _Stage(
                 subscriber,
@@ -223,6 +231,7 @@ def run_backlog(env: BenchEnvironment, hold_minutes: float = DEFAULT_HOLD_MINUTE
                 "sync",
                 lambda d: handle_batch(runtime, SyncBatch.from_json(d)),
                 SYNC_INSTANCES,
+                cut_off,
             ),
         }
         for stage in stages.values():
@@ -279,7 +288,7 @@ def run_backlog(env: BenchEnvironment, hold_minutes: float = DEFAULT_HOLD_MINUTE
         converge_seconds=(converged_at - released_at) if converged_at and released_at else float("nan"),
         dropped=dict(drops.dropped),
         handled={name: stage.handled for name, stage in stages.items()},
-        cut_off_seconds=cut_off,
+        cut_off_seconds=cut_off.total_seconds(),
         hold_seconds=hold_seconds(hold_minutes),
         note=note,
     )

@@ -221,11 +221,12 @@ def run_status(args: argparse.Namespace, settings: Settings, client: datastore.C
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logs.configure(sys.stderr, level=logging.CRITICAL + 1 if args.quiet else logging.getLevelName(args.log_level))
+    from buildsync.edge import environment
     from buildsync.rules.settings import load_settings
 
     client = None
     try:
-        settings = load_settings(args.settings)
+        settings = load_settings(environment.settings_file(args.settings))
         client = open_datastore()
         check_datastore(client)
         return (run_sync if args.command == "sync" else run_status)(args, settings, client)

@@ -26,7 +26,9 @@ from buildsync.env import (
     COMPLETION,
     FETCH_DEADLINE,
     PROJECT,
+    SETTINGS,
     SWEEP_MIN_AGE_SECONDS,
+    TRANSACTION_BEGIN,
     Environ,
     seconds,
     text,
@@ -38,7 +40,15 @@ from buildsync.remote.backend_options import DeploymentOptions, parse_backend_op
 from buildsync.remote.prpc import is_loopback_address
 from buildsync.remote.publishing import topic_path
 from buildsync.store.outbox import SWEEP_MIN_AGE
-from buildsync.store.transactions import TransactionBegin, transaction_begin_from_env
+from buildsync.store.transactions import TransactionBegin, parse_transaction_begin
+
+
+def settings_file(explicit: str | None = None, environ: Environ = os.environ) -> str:
+    """The settings file: `explicit` (the CLI's --settings), else BUILDSYNC_SETTINGS; neither is a SettingsError."""
+    path = explicit or text(SETTINGS, environ)
+    if not path:
+        raise SettingsError(f"no settings file: pass --settings or set {SETTINGS}")
+    return path
 
 
 def fetch_deadline_seconds(environ: Environ = os.environ) -> float:
@@ -122,4 +132,4 @@ def backend_options(environ: Environ = os.environ) -> DeploymentOptions:
 
 def transaction_begin(environ: Environ = os.environ) -> TransactionBegin:
     """BUILDSYNC_TRANSACTION_BEGIN: how transactions begin (transactions.py owns the choices)."""
-    return transaction_begin_from_env(environ)
+    return parse_transaction_begin(text(TRANSACTION_BEGIN, environ), TRANSACTION_BEGIN)

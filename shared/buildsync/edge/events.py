@@ -16,7 +16,8 @@ from typing import Any, Callable
 
 from cloudevents.http import CloudEvent
 
-from buildsync import env, logs, metrics
+from buildsync import logs, metrics
+from buildsync.edge.runtime import current_runtime
 from buildsync.errors import MessageError, PermanentError, SupersededError, TransientError
 
 
@@ -39,12 +40,25 @@ def event_age(event: CloudEvent, now: datetime.datetime) -> datetime.timedelta |
     return now - published if published.tzinfo else None
 
 
-def handle(event: CloudEvent, stage: str, work: Callable[[bytes], Any]) -> None:
-    """Runs `work` on the message data of `event` and maps its outcome (see module doc)."""
+def _deployed_max_age() -> datetime.timedelta:
+    return current_runtime().max_event_age
+
+
+def handle(
+    event: CloudEvent,
+    stage: str,
+    work: Callable[[bytes], Any],
+    max_age: Callable[[], datetime.timedelta] = _deployed_max_age,
+) -> None:
+    """Runs `work` on the message data of `event` and maps its outcome (see module doc).
+
+    An event published more than `max_age()` ago (the process's Runtime says
+    how long) is dropped without work.
+    """
     fields = {"stage": stage, "message_id": event.get("id")}
     age = event_age(event, datetime.datetime.now(datetime.timezone.utc))
     try:
-        if age is not None and age > env.max_event_age():
+        if age is not None and age > max_age():
             metrics.message_dropped(stage, "published too long ago", age.total_seconds(), message_id=event.get("id"))
             return
         work(message_data(event))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime
 
-from buildsync import env, logs, metrics
+from buildsync import logs, metrics
 from buildsync.edge.runtime import Runtime
 from buildsync.errors import SyncError, TransientError
 from buildsync.remote.publishing import publish_all
@@ -55,7 +55,7 @@ def handle_job(runtime: Runtime, job: ShardJob, clock: Clock = utc_now) -> int:
     batch already synced).
     """
     now = clock()
-    admission.check_job(job, runtime.settings.backend(job.backend), now, env.max_event_age())
+    admission.check_job(job, runtime.settings.backend(job.backend), now, runtime.max_event_age)
     metrics.sync_lag(job.backend, job.project, job.shard, sync_lag_seconds(runtime.datastore, job, now))
     batches = list(due_batches(runtime.datastore, job))
     attributes = {"backend": job.backend, "project": job.project}
@@ -82,7 +82,7 @@ def handle_batch(runtime: Runtime, batch: SyncBatch, clock: Clock = utc_now) -> 
     already synced are skipped when it comes back). Completion effects that
     fail stay in the outbox for the planner's sweep and do not fail the batch.
     """
-    admission.check_batch(batch, clock(), env.max_event_age())
+    admission.check_batch(batch, clock(), runtime.max_event_age)
     options = SyncOptions(clock=clock, transaction_begin=runtime.transaction_begin)
     syncer = Syncer(runtime.datastore, runtime.settings, runtime.backends, runtime.completer, options)
     report = syncer.sync_and_complete(batch)

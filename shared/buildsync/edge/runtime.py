@@ -38,6 +38,8 @@ class Runtime:
     sweep_min_age: datetime.timedelta = SWEEP_MIN_AGE
     # How the sync's transactions begin (BUILDSYNC_TRANSACTION_BEGIN).
     transaction_begin: TransactionBegin = TransactionBegin.LAZY
+    # Events and messages older than this are dropped (BUILDSYNC_MAX_EVENT_AGE_SECONDS).
+    max_event_age: datetime.timedelta = env.DEFAULT_MAX_EVENT_AGE
 
 
 def runtime_from_env(environ: env.Environ = os.environ) -> Runtime:
@@ -59,6 +61,7 @@ def runtime_from_env(environ: env.Environ = os.environ) -> Runtime:
         ),
         sweep_min_age=environment.sweep_min_age(environ),
         transaction_begin=environment.transaction_begin(environ),
+        max_event_age=env.max_event_age(environ),
     )
 
 

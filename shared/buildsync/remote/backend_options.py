@@ -30,9 +30,6 @@ from buildsync.metrics import GRPC, PRPC
 ACCESS_TOKEN, ID_TOKEN = "access-token", "id-token"
 EVERY_BACKEND = "*"
 
-# The variable that holds the options, for the functions and the CLI alike.
-BACKEND_OPTIONS_ENV = "BUILDSYNC_BACKEND_OPTIONS"
-
 _CHOICES = {"transport": (PRPC, GRPC), "identity": (ACCESS_TOKEN, ID_TOKEN)}
 _KEYS = (*_CHOICES, "audience")
 
@@ -59,8 +56,8 @@ class DeploymentOptions:
         return BackendOptions(**merged)
 
 
-def parse_backend_options(text: str | None, source: str = BACKEND_OPTIONS_ENV) -> DeploymentOptions:
-    """Parses the JSON of `source`; every problem names the target and key it is about."""
+def parse_backend_options(text: str | None, source: str) -> DeploymentOptions:
+    """Parses the JSON of `source` (where it was read); every problem names the target and key it is about."""
     if not text:
         return DeploymentOptions()
     try:

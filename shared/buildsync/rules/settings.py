@@ -19,13 +19,12 @@ import re
 
 from google.protobuf import json_format, text_format
 
-from buildsync import env, logs
+from buildsync import logs
 from buildsync.errors import SettingsError, UnknownBackendError
 from buildsync.proto import service_config_pb2 as pb
 from buildsync.rules.sync_time import DEFAULT_SYNC_INTERVAL
 
 # The variable that names the settings file for the functions and the CLI.
-SETTINGS_ENV = env.SETTINGS
 
 # docs/rules.md "Limits": shorter than a minute is meaningless because sync times
 # are kept at minute precision (unset means sync_time.DEFAULT_SYNC_INTERVAL).
@@ -149,11 +148,8 @@ def _text_block_index(text: str, field: str, line: int) -> int | None:
 _TOKEN = re.compile(r"#.*|\"(?:[^\"\\]|\\.)*\"?|'(?:[^'\\]|\\.)*'?|[A-Za-z_][A-Za-z0-9_]*|[{}<>]")
 
 
-def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
-    """Reads the settings file at `path`, or the one `BUILDSYNC_SETTINGS` names."""
-    path = path or env.text(SETTINGS_ENV)
-    if not path:
-        raise SettingsError(f"no settings file: pass --settings or set {SETTINGS_ENV}")
+def load_settings(path: str | os.PathLike[str]) -> Settings:
+    """Reads and validates the settings file at `path` (the edge says which: edge/environment.py)."""
     path = pathlib.Path(path)
     fmt = "json" if path.suffix == ".json" else "text" if path.suffix in _TEXT_SUFFIXES else None
     if fmt is None:

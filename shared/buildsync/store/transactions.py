@@ -21,7 +21,6 @@ from __future__ import annotations
 import enum
 import random
 import time
-from collections.abc import Mapping
 from typing import Callable, TypeVar
 
 from google.cloud import datastore
@@ -37,8 +36,6 @@ DEFAULT_ATTEMPTS = 5
 _FIRST_BACKOFF_SECONDS = 0.1
 _MAX_BACKOFF_SECONDS = 2.0
 
-TRANSACTION_BEGIN_ENV = "BUILDSYNC_TRANSACTION_BEGIN"
-
 
 class TransactionBegin(enum.Enum):
     """When a transaction starts on the server."""
@@ -47,14 +44,14 @@ class TransactionBegin(enum.Enum):
     EXPLICIT = "explicit"  # with a BeginTransaction call first (for the Firestore emulator)
 
 
-def transaction_begin_from_env(env: Mapping[str, str]) -> TransactionBegin:
-    """BUILDSYNC_TRANSACTION_BEGIN: `lazy` (default) or `explicit`."""
-    text = env.get(TRANSACTION_BEGIN_ENV) or TransactionBegin.LAZY.value
+def parse_transaction_begin(text: str | None, source: str) -> TransactionBegin:
+    """`lazy` (also when unset) or `explicit`; anything else is a SettingsError naming `source`."""
+    text = text or TransactionBegin.LAZY.value
     try:
         return TransactionBegin(text)
     except ValueError:
         choices = " or ".join(repr(b.value) for b in TransactionBegin)
-        raise SettingsError(f"{TRANSACTION_BEGIN_ENV}={text!r}: expected {choices}") from None
+        raise SettingsError(f"{source}={text!r}: expected {choices}") from None
 
 
 def run_in_transaction(
