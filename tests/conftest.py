@@ -135,9 +135,10 @@ def make_settings(task_backend, transport):
 
 
 @pytest.fixture
-def settings_file(tmp_path, task_backend):
+def settings_file(tmp_path, task_backend, recorder):
+    """Settings of the test TaskBackend, 3 shards, whose ResultDB host is the test's recorder."""
     path = tmp_path / "settings.cfg"
-    path.write_text(settings_text(task_backend.hostname, shards=3))
+    path.write_text(settings_text(task_backend.hostname, shards=3, resultdb=recorder.hostname))
     return path
 
 

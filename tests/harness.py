@@ -55,10 +55,15 @@ def backend_pool(transport: str, deadline_seconds: float) -> BackendPool:
 
 
 def settings_text(hostname: str, **options) -> str:
-    """A SettingsCfg with one full-mode backend at `hostname` and one lite-mode backend."""
+    """A SettingsCfg with one full-mode backend at `hostname` and one lite-mode backend.
+
+    `resultdb` names the ResultDB host the settings allow (none when left out).
+    """
     shards = options.get("shards", 1)
     task_success = str(options.get("task_success", False)).lower()
+    resultdb = f'resultdb {{ hostname: "{options["resultdb"]}" }}' if options.get("resultdb") else ""
     return f"""
+{resultdb}
 backends {{
   target: "{options.get("target", BACKEND)}"
   hostname: "{hostname}"

@@ -110,6 +110,14 @@ def test_the_pool_reuses_a_backends_client_until_its_hostname_changes(server):
     pool.close()
 
 
+@pytest.mark.parametrize("hostname", ["swarm.example.com@evil.example", "swarm example.com", "swarm.example.com/x"])
+def test_a_settings_hostname_that_cannot_be_called_is_a_permanent_error_for_its_batches_not_a_bug(hostname):
+    pool = BackendPool()
+    with pytest.raises(PermanentError, match=f"backend {TARGET}: hostname {hostname!r} is not a host"):
+        pool.get(TARGET, hostname)
+    pool.close()
+
+
 @pytest.mark.parametrize("transport", [PRPC, GRPC])
 def test_more_than_1000_ids_are_refused_before_any_call(server, backend, transport):
     fetcher = TRANSPORTS[transport](TARGET, server.hostname_for(transport))

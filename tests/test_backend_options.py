@@ -61,6 +61,7 @@ def test_the_id_token_audience_defaults_to_the_backends_https_url():
         (json.dumps({"*": {"identity": "none"}}), "'*': identity: 'none' is not one of access-token, id-token"),
         (json.dumps({SWARM: {"transprt": "grpc"}}), f"'{SWARM}': unknown key 'transprt'"),
         (json.dumps({SWARM: {"audience": ""}}), f"'{SWARM}': audience: expected a non-empty string"),
+        ('{"*": ' * 100_000 + "{}" + "}" * 100_000, "nests too deep"),
     ],
 )
 def test_bad_options_are_a_settings_error_naming_the_backend_and_key(text, problem):

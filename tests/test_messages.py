@@ -276,6 +276,24 @@ def test_bad_trigger_is_rejected_naming_the_problem(fields, problem):
     assert problem in str(raised.value)
 
 
+@pytest.mark.parametrize(
+    ("cls", "data"),
+    [
+        (SyncTrigger, b'{"project": "\\ud800"}'),
+        (SyncTrigger, b'{"backend": "swarming://x\\udfff"}'),
+        (
+            ShardJob,
+            b'{"version": 1, "backend": "b", "project": "\\ud800", "shard": 0, "shards": 1,'
+            b' "planned_at": "2026-01-01T00:00:00+00:00"}',
+        ),
+        (SyncBatch, b'{"version": 1, "\\ud800": 1}'),
+    ],
+)
+def test_text_no_utf8_can_carry_is_rejected_before_it_reaches_a_publish_or_a_query(cls, data):
+    with pytest.raises(MessageError, match="not Unicode text"):
+        cls.from_json(data)
+
+
 def test_a_message_of_one_kind_is_not_read_as_another():
     with pytest.raises(MessageError, match="unknown fields"):
         SyncBatch.from_json(ShardJob("b", "p", 0, 1, PLANNED).to_json())

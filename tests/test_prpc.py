@@ -99,9 +99,21 @@ def test_parse_status_details_names_a_value_that_is_not_base64():
     assert caught.value.code is grpc.StatusCode.INTERNAL
 
 
-@pytest.mark.parametrize("host", ["https://example.com", "example.com/prpc", ""])
-def test_client_refuses_a_host_with_a_scheme_or_path(host):
-    with pytest.raises(ValueError, match="bare host"):
+@pytest.mark.parametrize(
+    "host",
+    [
+        "https://example.com",
+        "example.com/prpc",
+        "",
+        "results.api.cr.dev@evil.example",
+        "evil.example#",
+        "evil.example?",
+        "evil.example\\",
+        "localhost:\u00b2",
+    ],
+)
+def test_client_refuses_anything_but_a_bare_host_and_port(host):
+    with pytest.raises(ValueError, match=r"is not a host\[:port\] that can be called"):
         prpc.PrpcClient(host)
 
 
@@ -258,7 +270,7 @@ def test_a_4xx_answer_without_the_code_header_is_not_prpc(server, client):
         _fetch(client)
 
 
-@pytest.mark.parametrize("header", ["abc", "-1", "99", ""])
+@pytest.mark.parametrize("header", ["abc", "-1", "99", "", "\u00b2", "1\u00b2"])
 def test_an_unreadable_code_header_is_internal(server, client, header):
     server.raw_answer = lambda request: RawAnswer(headers={prpc.CODE_HEADER: header})
     with pytest.raises(prpc.PrpcError, match="invalid X-Prpc-Grpc-Code header value") as caught:
@@ -310,6 +322,29 @@ def test_an_answer_over_the_limit_is_caught_by_the_client_too(server, client):
     )
     with pytest.raises(prpc.ResponseTooBigError, match=f"size {(1 << 20) + 1} exceeds the client limit {1 << 20}"):
         _fetch(client)
+
+
+def test_a_content_length_that_is_not_ascii_digits_is_read_as_no_length(server, client):
+    server.add_method(SERVICE, METHOD, pb.FetchTasksRequest, _echo)
+    headers = {prpc.CODE_HEADER: "0", "Content-Type": prpc.BINARY_MEDIA_TYPE, "Content-Length": "\u00b2"}
+    answer = RawAnswer(
+        headers={**headers, "Connection": "close"},  # the body ends where the connection does
+        body=_echo(pb.FetchTasksRequest(task_ids=[pb.TaskID(id="t1")]), {}).SerializeToString(),
+    )
+    server.raw_answer = lambda request: answer
+    assert [r.task.id.id for r in _fetch(client, timeout=10.0).responses] == ["t1"]
+
+
+def test_a_redirect_is_never_followed_so_headers_and_body_stay_with_the_host_called(server, client):
+    elsewhere = PrpcServer().start()
+    try:
+        elsewhere.add_method(SERVICE, METHOD, pb.FetchTasksRequest, _echo)
+        server.redirect_to = f"http://{elsewhere.hostname}/prpc/{SERVICE}/{METHOD}"
+        with pytest.raises(prpc.PrpcError, match="HTTP status 307"):
+            _fetch(client, headers={"Update-Token": "secret", "X-Luci-Project": "chromium"})
+        assert elsewhere.connections == 0 and elsewhere.requests == []
+    finally:
+        elsewhere.stop()
 
 
 def test_a_closed_port_is_unavailable_and_retried(sleeps):

@@ -13,6 +13,8 @@ from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.proto import resultdb_pb2 as rpb
 from buildsync.remote import prpc
 
+from tests.harness import captured_logs
+
 
 class FakeClient:
     def __init__(self, answers: list) -> None:
@@ -34,7 +36,7 @@ def infra(host: str = "results.example", invocation: str = "invocations/i") -> p
 
 
 def finalizer(client: FakeClient, now: list[float]) -> resultdb.Finalizer:
-    return resultdb.Finalizer(lambda host: client, cool_down=60.0, clock=lambda: now[0])
+    return resultdb.Finalizer(lambda host: client, "results.example", cool_down=60.0, clock=lambda: now[0])
 
 
 def test_a_finalize_call_carries_the_token_and_the_project():
@@ -54,7 +56,9 @@ def test_a_finalize_call_carries_the_token_and_the_project():
 @pytest.mark.parametrize("missing", ["host", "invocation"])
 def test_a_build_without_host_or_invocation_needs_no_call(missing):
     client = FakeClient([])
-    build_infra = infra(host="" if missing == "host" else "h", invocation="" if missing == "invocation" else "i")
+    build_infra = infra(
+        host="" if missing == "host" else "results.example", invocation="" if missing == "invocation" else "i"
+    )
     assert finalizer(client, [0.0]).finalize(1, "p", build_infra, "t") is resultdb.Outcome.DONE
     assert client.calls == []
 
@@ -91,3 +95,21 @@ def test_a_permanent_failure_does_not_cool_the_host_down():
     the_finalizer = finalizer(client, [0.0])
     assert the_finalizer.finalize(1, "p", infra(), "t") is resultdb.Outcome.RETRY
     assert the_finalizer.finalize(2, "p", infra(invocation="invocations/j"), "t") is resultdb.Outcome.DONE
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "results.example/x",  # a path: once a bug-class ValueError, retried for a day
+        "results.example@evil.example",
+        "evil.example#",
+        "evil.example",  # well formed, but not the settings' ResultDB host
+    ],
+)
+def test_a_host_that_is_not_the_settings_is_never_called_and_given_up_with_one_error(host):
+    client = FakeClient([])
+    with captured_logs() as captured:
+        outcome = finalizer(client, [0.0]).finalize(1, "p", infra(host=host), "secret")
+    assert outcome is resultdb.Outcome.GAVE_UP and client.calls == []
+    (error,) = [e for e in captured.events() if e["severity"] == "ERROR"]
+    assert error["message"] == "invocation left open: its host is not called" and error["host"] == host

@@ -256,7 +256,20 @@ def test_a_hostname_with_a_scheme_is_rejected_naming_the_backend(hostname):
     assert f"backends[0] ('{SWARM}'): hostname: {hostname!r} must be a bare host[:port], without '://'" in message
 
 
-@pytest.mark.parametrize("hostname", ["swarm.example.com/prpc", "swarm example.com", "host:port", "a:1:2"])
+@pytest.mark.parametrize(
+    "hostname",
+    [
+        "swarm.example.com/prpc",
+        "swarm example.com",
+        "host:port",
+        "a:1:2",
+        "swarm.example.com@evil.example",
+        "evil#",
+        "evil?",
+        "host:99999",
+        "host:\u00b2",
+    ],
+)
 def test_settings_rule_accepts_a_hostname_upstream_accepts_and_warns_it_cannot_be_called(hostname):
     settings = parse_settings(full(hostname=hostname) + full(target=OTHER), "text")
 
@@ -522,3 +535,19 @@ def test_settings_warnings_are_logged_once_each_when_the_file_is_loaded(tmp_path
     warnings = [e for e in captured.events() if e["severity"] == "WARNING"]
     assert [e["message"] for e in warnings] == [f"settings file {path}: {w}" for w in settings.warnings]
     assert len(warnings) == 2
+
+
+def test_a_settings_file_that_is_not_utf8_is_a_settings_error_naming_it(tmp_path):
+    path = tmp_path / "settings.cfg"
+    path.write_bytes(b'backends { target: "swarming://x\xff" }')
+    with pytest.raises(SettingsError, match=f"settings file {path} cannot be read"):
+        load_settings(path)
+
+
+def test_the_resultdb_host_is_read_and_one_that_cannot_be_called_is_warned_of():
+    assert parse_settings('resultdb { hostname: "results.api.cr.dev" }', "text").resultdb_hostname == (
+        "results.api.cr.dev"
+    )
+    assert parse_settings("", "text").resultdb_hostname == ""
+    (warning,) = parse_settings('resultdb { hostname: "results.api.cr.dev@evil.example" }', "text").warnings
+    assert warning.startswith("resultdb.hostname: 'results.api.cr.dev@evil.example' is not a host[:port]")

@@ -4,13 +4,18 @@ It speaks the server half of pRPC (binary encoding only): methods are
 registered with their request type and a handler; a handler raises
 `PrpcStatus` to answer an error. Every request's path and headers are recorded,
 and `raw_answer` can replace any answer with bytes of a test's choosing (a
-proxy's HTML, garbage, a missing code header).
+proxy's HTML, garbage, a missing code header). It can also misbehave as real
+servers do: ignore the client's `X-Prpc-Max-Response-Size`, gzip its answers
+(so the client learns their size only as it reads), or answer every call with
+a redirect to another URL. `connections` counts the TCP connections accepted,
+requests or not.
 """
 
 from __future__ import annotations
 
 import base64
 import dataclasses
+import gzip
 import http.server
 import sys
 import threading
@@ -57,8 +62,15 @@ class PrpcServer:
         self.requests: list[RecordedRequest] = []
         # When set, called before the handler; an answer it returns is sent as it is.
         self.raw_answer: Callable[[RecordedRequest], RawAnswer | None] | None = None
+        # False: answer whatever the size, as a backend that ignores the client's limit does.
+        self.honours_max_response_size = True
+        # True: successful answers are gzip-compressed, with Content-Encoding and no plain length.
+        self.gzip_answers = False
+        # When set, every call is answered 307 Temporary Redirect to this URL.
+        self.redirect_to: str | None = None
+        self.connections = 0
         self._lock = threading.Lock()
-        self._http = _HttpServer(("127.0.0.1", 0), _handler_class(self))
+        self._http = _HttpServer(("127.0.0.1", 0), _handler_class(self), on_connection=self._connected)
         self.port = self._http.server_address[1]
         self.hostname = f"127.0.0.1:{self.port}"
         self._thread = threading.Thread(
@@ -77,6 +89,10 @@ class PrpcServer:
         self._http.server_close()
         self._thread.join()
 
+    def _connected(self) -> None:
+        with self._lock:
+            self.connections += 1
+
     def record(self, request: RecordedRequest) -> None:
         with self._lock:
             self.requests.append(request)
@@ -85,6 +101,8 @@ class PrpcServer:
         """What pRPC answers: the encoded message, or an error with the code header."""
         if self.raw_answer is not None and (raw := self.raw_answer(request)) is not None:
             return raw
+        if self.redirect_to is not None:
+            return RawAnswer(status=307, headers={"Location": self.redirect_to}, body=b"moved\n")
         route = self.methods.get(request.path)
         if route is None:
             return _error(grpc.StatusCode.UNIMPLEMENTED, f"no method {request.path}")
@@ -100,7 +118,7 @@ class PrpcServer:
         except PrpcStatus as status:
             return _error(status.code, status.message, status.details)
         limit = int(request.headers.get(prpc.MAX_RESPONSE_SIZE_HEADER.lower(), "0") or 0)
-        if limit and len(payload) > limit:
+        if limit and len(payload) > limit and self.honours_max_response_size:
             too_big = any_pb2.Any()
             too_big.Pack(
                 prpc_pb2.ErrorDetails(
@@ -108,7 +126,10 @@ class PrpcServer:
                 )
             )
             return _error(grpc.StatusCode.UNAVAILABLE, f"the response size {len(payload)} exceeds {limit}", (too_big,))
-        return RawAnswer(headers={prpc.CODE_HEADER: "0", "Content-Type": prpc.BINARY_MEDIA_TYPE}, body=payload)
+        headers = {prpc.CODE_HEADER: "0", "Content-Type": prpc.BINARY_MEDIA_TYPE}
+        if self.gzip_answers:
+            return RawAnswer(headers={**headers, "Content-Encoding": "gzip"}, body=gzip.compress(payload))
+        return RawAnswer(headers=headers, body=payload)
 
 
 def _error(code: grpc.StatusCode, message: str, details: tuple[any_pb2.Any, ...] = ()) -> RawAnswer:
@@ -134,6 +155,14 @@ _HTTP_STATUS = {
 class _HttpServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
+    def __init__(self, address: tuple[str, int], handler: type, on_connection: Callable[[], None]) -> None:
+        super().__init__(address, handler)
+        self._on_connection = on_connection
+
+    def process_request(self, request: object, client_address: tuple[str, int]) -> None:
+        self._on_connection()
+        super().process_request(request, client_address)
+
     def handle_error(self, request: object, client_address: tuple[str, int]) -> None:
         """A client that hung up (its deadline, an answer over its limit) is not a server fault."""
         if not isinstance(sys.exc_info()[1], ConnectionError):
@@ -156,7 +185,8 @@ def _handler_class(server: PrpcServer) -> type[http.server.BaseHTTPRequestHandle
             self.send_response(answer.status)
             for name, value in answer.headers.items():
                 self.send_header(name, value)
-            self.send_header("Content-Length", str(len(answer.body)))
+            if "Content-Length" not in answer.headers:  # a test may send its own, readable or not
+                self.send_header("Content-Length", str(len(answer.body)))
             self.end_headers()
             self.wfile.write(answer.body)
 

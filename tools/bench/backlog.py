@@ -204,7 +204,7 @@ def run_backlog(env: BenchEnvironment, hold_minutes: float = DEFAULT_HOLD_MINUTE
             shard_topic=topic_path(PROJECT, topics["shard"]),
             sync_topic=topic_path(PROJECT, topics["sync"]),
             # The builds stay running: nothing ends, so no effect is ever done.
-            completer=Completer(client, Targets(), resultdb.prpc_finalizer(), publisher),
+            completer=Completer(client, Targets(), resultdb.prpc_finalizer(env.settings.resultdb_hostname), publisher),
             transaction_begin=env.transaction_begin,
             max_event_age=cut_off,
         )

@@ -177,7 +177,9 @@ def run_sync(args: argparse.Namespace, settings: Settings, client: datastore.Cli
         print(f"backend {args.backend} is in lite mode: nothing to sync")
         return EXIT_OK
     targets = environment.completion_targets(project=env.required(env.PROJECT))
-    completer = Completer(client, targets, resultdb.prpc_finalizer(), make_publisher=_publisher)
+    completer = Completer(
+        client, targets, resultdb.prpc_finalizer(settings.resultdb_hostname), make_publisher=_publisher
+    )
     options = SyncOptions(dry_run=args.dry_run, transaction_begin=environment.transaction_begin())
     backends = BackendPool(deadline_seconds=environment.fetch_deadline_seconds(), options=environment.backend_options())
     try:

@@ -47,17 +47,21 @@ def runtime_from_env(environ: env.Environ = os.environ) -> Runtime:
     project = env.required(env.PROJECT, environ)
     client = datastore.Client(project=project)
     publisher = pubsub_v1.PublisherClient()
+    settings = load_settings(env.required(env.SETTINGS, environ))
     return Runtime(
         datastore=client,
         publisher=publisher,
-        settings=load_settings(env.required(env.SETTINGS, environ)),
+        settings=settings,
         backends=BackendPool(
             deadline_seconds=environment.fetch_deadline_seconds(environ), options=environment.backend_options(environ)
         ),
         shard_topic=topic_path(project, env.text(env.SHARD_TOPIC, environ) or env.DEFAULT_SHARD_TOPIC),
         sync_topic=topic_path(project, env.text(env.SYNC_TOPIC, environ) or env.DEFAULT_SYNC_TOPIC),
         completer=Completer(
-            client, environment.completion_targets(environ, project), resultdb.prpc_finalizer(), publisher
+            client,
+            environment.completion_targets(environ, project),
+            resultdb.prpc_finalizer(settings.resultdb_hostname),
+            publisher,
         ),
         sweep_min_age=environment.sweep_min_age(environ),
         transaction_begin=environment.transaction_begin(environ),

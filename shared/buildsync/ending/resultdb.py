@@ -5,6 +5,10 @@ has one. The call is `luci.resultdb.v1.Recorder/FinalizeInvocation` over
 pRPC with the build's update token and on behalf of the build's project
 (docs/rules.md "ResultDB"). It is safe to repeat: an invocation that
 is already final answers FAILED_PRECONDITION, which counts as done.
+
+The host comes from the stored build, so it is called only when it is the
+settings' ResultDB host (rules/hosts.py); any other is given up with an
+ERROR, and no request, token or header reaches it.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.proto import resultdb_pb2 as rpb
 from buildsync.remote import identity
 from buildsync.remote.prpc import PrpcClient
+from buildsync.rules.hosts import resultdb_host_problem
 
 SERVICE = "luci.resultdb.v1.Recorder"
 METHOD = "FinalizeInvocation"
@@ -61,11 +66,13 @@ class Finalizer:
     def __init__(
         self,
         make_client: Callable[[str], PrpcClient],
+        allowed_host: str,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
         cool_down: float = HOST_COOL_DOWN_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._make_client = make_client
+        self._allowed_host = allowed_host  # the settings' resultdb.hostname; "" calls no host
         self._timeout = timeout
         self._cool_down = cool_down
         self._clock = clock
@@ -92,6 +99,10 @@ class Finalizer:
         host, invocation = target
         headers = {UPDATE_TOKEN_HEADER: update_token, **identity.project_headers(project)}
         fields = {"build_id": build_id, "host": host, "invocation": invocation}
+        problem = resultdb_host_problem(host, self._allowed_host)
+        if problem is not None:
+            logs.event("ERROR", "invocation left open: its host is not called", error=problem, **fields)
+            return Outcome.GAVE_UP
         if self._cooling(host):
             return Outcome.RETRY
         try:
@@ -119,7 +130,7 @@ class Finalizer:
         return Outcome.DONE
 
 
-def prpc_finalizer(timeout: float = DEFAULT_TIMEOUT_SECONDS) -> Finalizer:
-    """A Finalizer over pRPC; loopback hosts (tests, the local stack) get no credentials."""
+def prpc_finalizer(allowed_host: str, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> Finalizer:
+    """A Finalizer over pRPC to `allowed_host` alone; loopback hosts (tests, the local stack) get no credentials."""
     credentials = identity.AccessTokenCredentials()  # Buildbucket's way: the service account's token
-    return Finalizer(lambda host: PrpcClient(host, credentials=credentials), timeout)
+    return Finalizer(lambda host: PrpcClient(host, credentials=credentials), allowed_host, timeout)

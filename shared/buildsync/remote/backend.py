@@ -23,6 +23,7 @@ from buildsync.proto import buildbucket_pb2_grpc as pb_grpc
 from buildsync.remote import identity
 from buildsync.remote.backend_options import GRPC, ID_TOKEN, PRPC, BackendOptions, DeploymentOptions
 from buildsync.remote.prpc import Credentials, PrpcClient, PrpcError, is_loopback_address, rpc_error
+from buildsync.rules.hosts import host_problem
 from buildsync.rules.task_rules import MAX_TASK_IDS
 
 # Long enough for a backend to look up 1000 tasks, short enough that a hung
@@ -198,6 +199,10 @@ class BackendPool:
             return fetcher
 
     def _open(self, target: str, hostname: str) -> PrpcTaskBackend | GrpcTaskBackend:
+        """The fetcher of `target`; a hostname that cannot be called (hosts.py) is a PermanentError, not a call."""
+        problem = host_problem(hostname)
+        if problem is not None:
+            raise PermanentError(f"backend {target}: hostname {problem}; no FetchTasks is sent")
         options = self._options.for_target(target)
         kind = GrpcTaskBackend if options.transport == GRPC else PrpcTaskBackend
         credentials = self._credentials(hostname, options)

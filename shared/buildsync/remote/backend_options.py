@@ -64,6 +64,8 @@ def parse_backend_options(text: str | None, source: str) -> DeploymentOptions:
         value = json.loads(text)
     except json.JSONDecodeError as error:
         raise SettingsError(f"{source}: not JSON: {error}") from error
+    except RecursionError as error:
+        raise SettingsError(f"{source}: nests too deep to be the options of any backend") from error
     if not isinstance(value, dict):
         raise SettingsError(f"{source}: expected a JSON object from backend target to options")
     problems = []

@@ -9,7 +9,9 @@ docs/protocols.md "pRPC: how Buildbucket calls a backend".
 
 One `PrpcClient` per host keeps one pooled HTTP session, so batches reuse
 connections. A loopback `host:port` is reached over plaintext HTTP and gets no
-credentials; every other host gets HTTPS only.
+credentials; every other host gets HTTPS only. The host must be a bare
+host[:port] (rules/hosts.py), and a redirect is never followed: it would carry
+the request's headers and body to wherever the answer points.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import ipaddress
+import re
 import time
 from collections.abc import Callable, Mapping
 from typing import Protocol, TypeVar
@@ -29,6 +32,7 @@ from google.protobuf.message import DecodeError, Message
 from buildsync import errors, logs
 from buildsync.errors import TRANSIENT_GRPC_CODES, PermanentError, TransientError
 from buildsync.proto import prpc_pb2
+from buildsync.rules.hosts import host_problem
 
 BINARY_MEDIA_TYPE = "application/prpc; encoding=binary"
 USER_AGENT = "buildsync pRPC client"
@@ -67,7 +71,7 @@ ResponseT = TypeVar("ResponseT", bound=Message)
 def is_loopback_address(host: str) -> bool:
     """Whether `host` is `localhost:P`, `127.x.y.z:P` or `[::1]:P`: a local server, reached in plaintext."""
     name, sep, port = host.rpartition(":")
-    if not sep or not port.isdigit() or not name:
+    if not sep or _decimal(port) is None or not name:
         return False
     if name == "localhost":
         return True
@@ -189,8 +193,9 @@ class PrpcClient:
         pool_size: int = 10,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        if not host or "://" in host or "/" in host:
-            raise ValueError(f"pRPC host {host!r} must be a bare host[:port], without a scheme or path")
+        problem = host_problem(host)
+        if problem is not None:
+            raise ValueError(f"pRPC host {problem}")
         self.host = host
         self.plaintext = is_loopback_address(host)
         self.credentials = None if self.plaintext else credentials
@@ -268,7 +273,9 @@ class PrpcClient:
             }
         )
         try:
-            with self._session.post(url, data=body, headers=headers, timeout=remaining, stream=True) as answer:
+            with self._session.post(
+                url, data=body, headers=headers, timeout=remaining, stream=True, allow_redirects=False
+            ) as answer:
                 payload = self._read_body(answer, deadline)
                 return self._check_status(url, answer, payload), answer.headers.get("Content-Type", "")
         except requests.Timeout as error:
@@ -282,8 +289,8 @@ class PrpcClient:
     def _read_body(self, answer: requests.Response, deadline: float) -> bytearray:
         """The body, read within the deadline and the size limit (Content-Length checked first)."""
         limit = self.max_response_bytes
-        declared = answer.headers.get("Content-Length", "")
-        length = int(declared) if declared.isdigit() and "Content-Encoding" not in answer.headers else None
+        declared = _decimal(answer.headers.get("Content-Length", ""))
+        length = declared if "Content-Encoding" not in answer.headers else None
         if length is not None and length > limit:
             raise self._too_big(length)
         buffer = bytearray()  # parsed as it is: a copy into bytes would double the peak
@@ -316,7 +323,7 @@ class PrpcClient:
                 grpc.StatusCode.INTERNAL,
                 f"{url}: no {CODE_HEADER} header, HTTP status {answer.status_code}, body: {text!r}",
             )
-        number = int(code_text) if code_text.strip().isdigit() else None
+        number = _decimal(code_text.strip())
         code = _CODES_BY_NUMBER.get(number) if number is not None else None
         if code is None:
             raise rpc_error(grpc.StatusCode.INTERNAL, f"{url}: invalid {CODE_HEADER} header value {code_text!r}")
@@ -327,6 +334,14 @@ class PrpcClient:
 
     def close(self) -> None:
         self._session.close()
+
+
+def _decimal(text: str) -> int | None:
+    """`text` as a number when it is ASCII digits only; `str.isdigit` also takes "²", which int() refuses."""
+    return int(text) if _DIGITS.fullmatch(text) else None
+
+
+_DIGITS = re.compile(r"[0-9]{1,18}")
 
 
 def _media_type(content_type: str) -> tuple[str, ...]:

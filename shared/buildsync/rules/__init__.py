@@ -7,6 +7,8 @@ build's status from its task and what ending sets; `build_update` applies one
 task to one build and names the outcome; `legacy` and `steps` keep the v1
 properties, the lease and the steps as Buildbucket does; `settings` parses and
 validates Buildbucket's settings.cfg (its one file read is `load_settings`);
+`hosts` says which hosts may be called (a bare host[:port], and for ResultDB
+only the settings' host);
 `custom_metrics` decides which custom builder metrics a build counts towards,
 with predicates run in `build_cel`, Buildbucket's CEL environment.
 

@@ -4,7 +4,8 @@ The file is Buildbucket's `SettingsCfg` as it is, in text format (`.cfg`,
 `.textproto`, as LUCI Config serves it) or proto3 JSON (`.json`). It is parsed
 as strictly as Buildbucket parses it, against every section
 (proto/service_config.proto); buildsync then reads and validates only
-`backends` (docs/protocols.md "Buildbucket's service config"). Every problem
+`backends` and `resultdb.hostname` (docs/protocols.md "Buildbucket's service
+config"; hosts.py says which hosts may be called). Every problem
 is reported with the backend and field it is about, because an operator reads
 these errors in a log line.
 """
@@ -22,6 +23,7 @@ from google.protobuf import json_format, text_format
 from buildsync import logs
 from buildsync.errors import SettingsError, UnknownBackendError
 from buildsync.proto import service_config_pb2 as pb
+from buildsync.rules import hosts
 from buildsync.rules.sync_time import DEFAULT_SYNC_INTERVAL
 
 # The variable that names the settings file for the functions and the CLI.
@@ -33,9 +35,6 @@ MIN_SYNC_INTERVAL_SECONDS = 60
 # takes any number and so does buildsync (a clamp would strand the builds of
 # the shards above it), but past this many it says what they cost.
 MANY_SHARDS = 100
-
-# A hostname that can be called: a DNS name or [IPv6], with an optional port.
-_HOST_AND_PORT = re.compile(r"(?:[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 
 _TEXT_SUFFIXES = (".textproto", ".cfg", ".txtpb", ".pbtxt")
 
@@ -58,6 +57,8 @@ class Settings:
 
     backends: tuple[BackendSettings, ...]
     warnings: tuple[str, ...] = ()
+    # `resultdb.hostname`: the one ResultDB host a build's invocation is finalized on (hosts.py); "" for none.
+    resultdb_hostname: str = ""
 
     def backend(self, target: str) -> BackendSettings:
         """The settings of `target`; unknown targets are a permanent error."""
@@ -156,7 +157,7 @@ def load_settings(path: str | os.PathLike[str]) -> Settings:
         raise SettingsError(f"settings file {path}: unknown suffix {path.suffix!r}; use .json, .textproto or .cfg")
     try:
         text = path.read_text(encoding="utf-8")
-    except OSError as error:
+    except (OSError, UnicodeDecodeError) as error:
         raise SettingsError(f"settings file {path} cannot be read: {error}") from error
     try:
         settings = parse_settings(text, fmt)
@@ -189,7 +190,10 @@ def validate_settings(config: pb.SettingsCfg) -> Settings:
         backend, merged = _merged(listed)
         backends.append(backend)
         warnings += [f"backend {target!r}: {warning}" for warning in merged + _costs(backend)]
-    return Settings(backends=tuple(backends), warnings=tuple(warnings))
+    resultdb_hostname = config.resultdb.hostname
+    if resultdb_hostname and hosts.host_problem(resultdb_hostname):
+        warnings.append(f"resultdb.hostname: {hosts.host_problem(resultdb_hostname)}; no invocation is finalized")
+    return Settings(backends=tuple(backends), warnings=tuple(warnings), resultdb_hostname=resultdb_hostname)
 
 
 def _merged(listed: list[tuple[int, pb.BackendSetting]]) -> tuple[BackendSettings, list[str]]:
@@ -232,10 +236,10 @@ def _costs(backend: BackendSettings) -> list[str]:
             f"{backend.shards} shards: every one is synced, so each run publishes {backend.shards} shard "
             f"messages and runs {backend.shards} queries per project (over {MANY_SHARDS} buys no cheaper query)"
         )
-    if not _HOST_AND_PORT.fullmatch(backend.hostname):
+    if hosts.host_problem(backend.hostname):
         warnings.append(
-            f"hostname {backend.hostname!r} is not a host[:port]: every FetchTasks call to it will fail, "
-            "as Buildbucket's would, and its builds stay due"
+            f"hostname {backend.hostname!r} is not a host[:port]: it is never called (rules/hosts.py), "
+            "every batch of its builds fails with one ERROR, as Buildbucket's calls would fail, and they stay due"
         )
     return warnings
 

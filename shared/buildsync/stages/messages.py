@@ -37,6 +37,10 @@ def _decode_object(data: bytes | str, kind: str, hint: str = "") -> dict[str, An
         raise MessageError(f"{kind} message is not JSON: {error}{hint}") from error
     if not isinstance(payload, dict):
         raise MessageError(f"{kind} message is a JSON {type(payload).__name__}, not an object{hint}")
+    try:  # JSON's \\ud800 escapes decode to lone surrogates, which no publish, query or log line can carry
+        json.dumps(payload, ensure_ascii=False).encode()
+    except UnicodeEncodeError as error:
+        raise MessageError(f"{kind} message holds a string that is not Unicode text: {error}{hint}") from error
     return payload
 
 
