@@ -12,7 +12,7 @@ import datetime
 import grpc
 import pytest
 from buildsync.edge import handlers
-from buildsync.ending import completion
+from buildsync.ending import completion, resultdb
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.proto import notification_pb2 as npb
 from buildsync.stages import sync
@@ -25,6 +25,7 @@ from tests.builds import BACKEND, put_build
 from tests.conftest import PROJECT
 from tests.harness import Subscribed, captured_logs, large_fields
 from tools.emulators import wait_until
+from tools.resultdb_recorder import ResultDBRecorder
 from tools.stack import LocalStack
 
 LONG_AGO = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=1)
@@ -286,6 +287,37 @@ def test_the_sweep_publishes_as_it_goes_and_reads_builds_a_chunk_at_a_time(
     assert max(reads) == completion.BUILDS_PER_CHUNK and sum(reads) == 60
     biggest = max(len(m.data) for m in builds_topic.pull(60) + callback_topic.pull(60))
     assert spy.peak <= 20_000 + 2 * biggest, f"{spy.peak} bytes held unawaited"
+
+
+@pytest.mark.parametrize("steer", ["user-info", "another-host", "redirect"])
+def test_a_build_cannot_steer_its_resultdb_call_away_from_the_settings_host(
+    datastore_client, task_backend, recorder, builds_topic, callback_topic, runtime, steer
+):
+    """The update token, the project and the body reach the settings' recorder or nothing."""
+    elsewhere = ResultDBRecorder().start()
+    try:
+        put_buildbucket_build(datastore_client, 9, recorder, callback_topic, task_backend, chunked=False)
+        elsewhere.add_invocation("invocations/build-9", "token-9")
+        host = {
+            "user-info": f"{recorder.hostname}@{elsewhere.hostname}",  # https://user@host: the part after '@'
+            "another-host": elsewhere.hostname,
+            "redirect": recorder.hostname,
+        }[steer]
+        bb.set_invocation(datastore_client, 9, host, "invocations/build-9")
+        recorder.server.redirect_to = f"http://{elsewhere.hostname}/prpc/{resultdb.SERVICE}/{resultdb.METHOD}"
+        with captured_logs() as captured:
+            handlers.handle_batch(runtime(), batch(9))
+        assert elsewhere.server.connections == 0 and elsewhere.calls == []
+        assert len(builds_topic.pull()) == 1, "the other effects are done"
+        left = outbox.due(datastore_client, datetime.datetime.now(datetime.timezone.utc), datetime.timedelta(0))
+        if steer == "redirect":  # the settings' host, misbehaving: retried later, never followed
+            assert [(c.build_id, c.effects) for c in left] == [(9, {outbox.Effect.RESULTDB})]
+            return
+        assert left == [] and recorder.server.connections == 0
+        (error,) = [e for e in captured.events() if e["severity"] == "ERROR"]
+        assert error["message"] == "invocation left open: its host is not called" and error["host"] == host
+    finally:
+        elsewhere.stop()
 
 
 def test_a_malformed_callback_topic_is_given_up_and_the_rest_done(
