@@ -19,10 +19,11 @@ from buildsync.rules.settings import parse_settings
 from buildsync.store.transactions import TransactionBegin
 from google.cloud import datastore
 
-from tests.harness import PROJECT, Subscribed, backend_pool, settings_text, start_emulator
+from tests.harness import PROJECT, Subscribed, backend_pool, settings_text, skip_loudly, start_emulator
 from tools.cloud_tasks import CloudTasksServer
-from tools.emulators import DATASTORE_KINDS, Emulator
+from tools.emulators import DATASTORE_KINDS, Emulator, EmulatorUnavailable
 from tools.emulators import datastore_client as emulator_client
+from tools.redis_server import RedisServer
 from tools.resultdb_recorder import ResultDBRecorder
 from tools.stack import LocalStack
 from tools.task_backend import TaskBackendServer
@@ -92,6 +93,26 @@ def datastore_client(datastore_emulator) -> datastore.Client:
     """A client on an emptied emulator."""
     datastore_emulator.reset()
     return emulator_client(datastore_emulator.host, PROJECT)
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """A real redis-server for the session on a free port, or a loud skip when it is not installed."""
+    try:
+        server = RedisServer().start()
+    except EmulatorUnavailable as error:
+        skip_loudly(f"REDIS-SERVER IS NOT AVAILABLE; the dscache tests are skipped: {error}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_client(redis_server):
+    """A client of the session's redis-server, emptied for the test."""
+    client = redis_server.client()
+    client.flushall()
+    yield client
+    client.close()
 
 
 @pytest.fixture

@@ -94,3 +94,14 @@ def test_an_explicit_settings_file_wins_over_buildsync_settings():
 def test_no_settings_file_is_an_error_naming_the_option_and_the_variable(environ):
     with pytest.raises(SettingsError, match="pass --settings or set BUILDSYNC_SETTINGS"):
         environment.settings_file(None, environ)
+
+
+@pytest.mark.parametrize("value", ["redis", "redis:", ":6379", "host:port", "host:70000"])
+def test_a_bad_dscache_address_is_an_error_naming_the_variable(value):
+    with pytest.raises(SettingsError, match=env.DSCACHE_REDIS):
+        environment.dscache({env.DSCACHE_REDIS: value})
+
+
+def test_no_dscache_address_means_no_cache_to_keep():
+    assert environment.dscache({}) is None
+    assert environment.dscache({env.DSCACHE_REDIS: "10.0.0.3:6379"}) is not None

@@ -225,7 +225,7 @@ def test_an_ended_build_is_handed_to_buildbuckets_queues_exactly_as_its_dispatch
     assert recorder.calls == [], "Buildbucket finalizes the invocation, not buildsync"
     assert outbox.due(datastore_client, datetime.datetime.now(datetime.timezone.utc), datetime.timedelta(0)) == []
     if push == "appengine":
-        print("CREATE_TASK_REQUESTS", json.dumps([r.to_json() for r in found[1].values()], indent=1, sort_keys=True))
+        print("CREATE_TASK_REQUESTS", json.dumps([r.to_json() for r in found[1].values()], sort_keys=True))
 
 
 def test_builders_without_a_limit_or_without_an_entity_get_no_pop_task(

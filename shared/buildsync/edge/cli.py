@@ -180,7 +180,9 @@ def run_sync(args: argparse.Namespace, settings: Settings, client: datastore.Cli
     completer = Completer(
         client, targets, resultdb.prpc_finalizer(settings.resultdb_hostname), make_publisher=_publisher
     )
-    options = SyncOptions(dry_run=args.dry_run, transaction_begin=environment.transaction_begin())
+    options = SyncOptions(
+        dry_run=args.dry_run, transaction_begin=environment.transaction_begin(), dscache=environment.dscache()
+    )
     backends = BackendPool(deadline_seconds=environment.fetch_deadline_seconds(), options=environment.backend_options())
     try:
         report = run_pipeline(

@@ -24,6 +24,7 @@ from buildsync.env import (
     BUILDS_TOPIC_COMPRESSION,
     CLOUD_TASKS_ENDPOINT,
     COMPLETION,
+    DSCACHE_REDIS,
     FETCH_DEADLINE,
     PROJECT,
     SETTINGS,
@@ -39,6 +40,7 @@ from buildsync.remote.backend import DEFAULT_DEADLINE_SECONDS
 from buildsync.remote.backend_options import DeploymentOptions, parse_backend_options
 from buildsync.remote.prpc import is_loopback_address
 from buildsync.remote.publishing import topic_path
+from buildsync.store.dscache import Cache
 from buildsync.store.outbox import SWEEP_MIN_AGE
 from buildsync.store.transactions import TransactionBegin, parse_transaction_begin
 
@@ -123,6 +125,17 @@ def handoff(environ: Environ = os.environ) -> Handoff:
             f"{CLOUD_TASKS_ENDPOINT}={endpoint!r}: expected a loopback host:port (plaintext, no credentials)"
         )
     return Handoff(queues=queues, push=push, endpoint=endpoint)
+
+
+def dscache(environ: Environ = os.environ) -> Cache | None:
+    """BUILDSYNC_DSCACHE_REDIS: host:port of Buildbucket's Redis, whose dscache keys our writes keep true."""
+    address = text(DSCACHE_REDIS, environ)
+    if address is None:
+        return None
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise SettingsError(f"{DSCACHE_REDIS}={address!r}: expected host:port of Buildbucket's Redis")
+    return Cache.at(address)
 
 
 def backend_options(environ: Environ = os.environ) -> DeploymentOptions:

@@ -83,7 +83,7 @@ def handle_batch(runtime: Runtime, batch: SyncBatch, clock: Clock = utc_now) -> 
     fail stay in the outbox for the planner's sweep and do not fail the batch.
     """
     admission.check_batch(batch, clock(), runtime.max_event_age)
-    options = SyncOptions(clock=clock, transaction_begin=runtime.transaction_begin)
+    options = SyncOptions(clock=clock, transaction_begin=runtime.transaction_begin, dscache=runtime.dscache)
     syncer = Syncer(runtime.datastore, runtime.settings, runtime.backends, runtime.completer, options)
     report = syncer.sync_and_complete(batch)
     if report is None:

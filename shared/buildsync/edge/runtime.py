@@ -20,6 +20,7 @@ from buildsync.ending.completion import Completer
 from buildsync.remote.backend import BackendPool
 from buildsync.remote.publishing import topic_path
 from buildsync.rules.settings import Settings, load_settings
+from buildsync.store.dscache import Cache
 from buildsync.store.outbox import SWEEP_MIN_AGE
 from buildsync.store.transactions import TransactionBegin
 
@@ -40,6 +41,8 @@ class Runtime:
     transaction_begin: TransactionBegin = TransactionBegin.LAZY
     # Events and messages older than this are dropped (BUILDSYNC_MAX_EVENT_AGE_SECONDS).
     max_event_age: datetime.timedelta = env.DEFAULT_MAX_EVENT_AGE
+    # Buildbucket's Redis cache, kept true by the sync's writes (BUILDSYNC_DSCACHE_REDIS).
+    dscache: Cache | None = None
 
 
 def runtime_from_env(environ: env.Environ = os.environ) -> Runtime:
@@ -66,6 +69,7 @@ def runtime_from_env(environ: env.Environ = os.environ) -> Runtime:
         sweep_min_age=environment.sweep_min_age(environ),
         transaction_begin=environment.transaction_begin(environ),
         max_event_age=env.max_event_age(environ),
+        dscache=environment.dscache(environ),
     )
 
 

@@ -38,7 +38,7 @@ from buildsync.rules.sync_time import SyncTimeKeyError
 from buildsync.rules.task_rules import FetchedTasks, sort_responses, task_key
 from buildsync.stages.messages import SyncBatch
 from buildsync.stages.report import SyncReport
-from buildsync.store import children, commit_budget, model, outbox
+from buildsync.store import children, commit_budget, dscache, model, outbox
 from buildsync.store.outbox import Completion
 from buildsync.store.transactions import TransactionBegin, run_in_transaction
 
@@ -85,6 +85,8 @@ class SyncOptions:
     transaction_begin: TransactionBegin = TransactionBegin.LAZY
     # The bytes one commit may carry (commit_budget.py).
     commit_budget: int = commit_budget.COMMIT_BUDGET_BYTES
+    # Buildbucket's Redis cache, whose BuildStatus keys a commit must lock (dscache.py).
+    dscache: dscache.Cache | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -277,6 +279,7 @@ def _commit_builds(group: _Group, build_ids: list[int]) -> tuple[SyncReport, lis
     of their own.
     """
     client, options = group.client, group.options
+    locks = options.dscache.write_locks() if options.dscache is not None and not options.dry_run else None
 
     def work(_: datastore.Transaction) -> tuple[list[_BuildResult], list[int]]:
         pairs = [(model.build_key(client, i), model.infra_key(client, i)) for i in build_ids]
@@ -319,9 +322,13 @@ def _commit_builds(group: _Group, build_ids: list[int]) -> tuple[SyncReport, lis
         to_put, left_out = commit_budget.split_writes(build_ids, to_put, options.commit_budget)
         if to_put and not options.dry_run:
             client.put_multi(to_put)
+            if locks is not None:  # the last step before the commit (docs/handoff.md "The dscache write protocol")
+                locks.lock(entity.key.flat_path for entity in to_put)
         return [result for result in results if result.build_id not in left_out], left_out
 
     results, left_out = run_in_transaction(client, work, read_only=options.dry_run, begin=options.transaction_begin)
+    if locks is not None:  # committed: readers may cache the new values now
+        locks.release()
     return _committed_report(results, options.dry_run), left_out
 
 
