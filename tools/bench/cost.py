@@ -113,30 +113,40 @@ def add_message_bytes(results: Results) -> None:
 VARIABLES = REPO / "deploy" / "variables.tf"
 
 
-def _default(name: str, pattern: str, variables: pathlib.Path) -> re.Match:
-    match = re.search(rf'variable "{name}".*?default\s*=\s*"{pattern}"', variables.read_text(), re.S)
+def variable_default(name: str, variables: pathlib.Path = VARIABLES) -> str:
+    """The default of Terraform variable `name` as written: a number, a "string" (quotes kept) or a { map }."""
+    pattern = rf'variable "{name}" {{.*?\n  default\s*=\s*(\{{.*?\n  \}}|[^\n]+)'
+    match = re.search(pattern, variables.read_text(), re.S)
     if not match:
         raise SystemExit(f"no {name} default in {variables}")
-    return match
+    return match.group(1).strip()
 
 
 def function_memory_mib(variables: pathlib.Path = VARIABLES) -> int:
     """The default of `function_memory` in the Terraform variables, in MiB."""
-    match = _default("function_memory", r"(\d+)(Mi|Gi)", variables)
+    match = re.fullmatch(r'"(\d+)(Mi|Gi)"', variable_default("function_memory", variables))
+    if not match:
+        raise SystemExit(f"function_memory in {variables} is not a number of Mi or Gi")
     return int(match.group(1)) * (1024 if match.group(2) == "Gi" else 1)
 
 
 def sync_vcpu(variables: pathlib.Path = VARIABLES) -> float:
     """The default of `sync_cpu` in the Terraform variables: the sync instance's vCPU."""
-    return float(_default("sync_cpu", r"([0-9.]+)", variables).group(1))
+    return float(variable_default("sync_cpu", variables).strip('"'))
 
 
-def monthly_units(measured: Measured, builds: int, memory_mib: int, sync_vcpu: float) -> dict[str, float]:
-    """Units of each price per month for `builds` concurrently running builds.
+def monthly_units(
+    measured: Measured,
+    builds: int,
+    memory_mib: int,
+    sync_vcpu: float,
+    interval_minutes: float = SYNC_INTERVAL_MINUTES,
+) -> dict[str, float]:
+    """Units of each price per month for `builds` concurrently running builds, each due every `interval_minutes`.
 
     The planner and shard get the vCPU of their memory; the sync `sync_vcpu`.
     """
-    due = builds / SYNC_INTERVAL_MINUTES
+    due = builds / interval_minutes
     jobs = measured.shard_jobs
     per_job = due / jobs
     batches_per_job = math.ceil(per_job / BATCH_LIMIT) if per_job else 0
@@ -168,6 +178,11 @@ def monthly_units(measured: Measured, builds: int, memory_mib: int, sync_vcpu: f
     }
 
 
+def monthly_total(units: dict[str, float]) -> float:
+    """USD a month for `monthly_units`, at the list prices."""
+    return sum(units[item] * price for item, (price, _) in PRICES.items())
+
+
 def cost_table(measured: Measured, memory_mib: int, vcpu: float) -> str:
     """The Markdown table: USD a month per item, for each number of running builds (`vcpu`: the sync's)."""
     header = "| USD / month | " + " | ".join(f"{b:,} builds" for b in RUNNING_BUILDS) + " |"
@@ -176,7 +191,7 @@ def cost_table(measured: Measured, memory_mib: int, vcpu: float) -> str:
     for item, (price, what) in PRICES.items():
         cells = " | ".join(f"{units[b][item] * price:,.2f}" for b in RUNNING_BUILDS)
         lines.append(f"| {what} | {cells} |")
-    totals = " | ".join(f"**{sum(units[b][i] * PRICES[i][0] for i in PRICES):,.2f}**" for b in RUNNING_BUILDS)
+    totals = " | ".join(f"**{monthly_total(units[b]):,.2f}**" for b in RUNNING_BUILDS)
     lines.append(f"| **total** | {totals} |")
     return "\n".join(lines)
 
