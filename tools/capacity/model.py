@@ -31,25 +31,25 @@ HEADROOM = 0.5
 class Load:
     """What runs: N builds over projects and backends, and how the sync is set up for them."""
 
-    builds: int
-    projects: int
-    backends: int
-    shards: int = 1
-    interval_seconds: float = 300.0
-    busiest_pair_share: float = 0.5
-    build_minutes: float = 30.0
+    builds: int  # running: incomplete, with a backend task
+    projects: int  # with running builds on every backend (the most shard jobs)
+    backends: int  # full-mode ones
+    shards: int = 1  # each backend's build_sync_setting.shards
+    interval_seconds: float = 300.0  # sync_interval_seconds
+    busiest_pair_share: float = 0.5  # of all builds, in the busiest (backend, project) pair: an assumption
+    build_minutes: float = 30.0  # a build's mean duration: how fast builds end (an assumption)
 
 
 @dataclasses.dataclass(frozen=True)
 class Deployment:
     """The deployment's limits (deploy/variables.tf and the code's constants)."""
 
-    max_instances: dict[str, int]
-    fetch_deadline_seconds: float = 60.0
-    trigger_seconds: float = 60.0
-    batch_limit: int = 1000
-    sweep_per_trigger: int = 1000
-    outbox_index_ranges: int = 1
+    max_instances: dict[str, int]  # max_instance_count per function
+    fetch_deadline_seconds: float = 60.0  # how long a hung backend holds a sync instance
+    trigger_seconds: float = 60.0  # the Cloud Scheduler job's period
+    batch_limit: int = 1000  # build ids per sync batch (FetchTasks' limit)
+    sweep_per_trigger: int = 1000  # outbox entries one sweep redoes
+    outbox_index_ranges: int = 1  # sequential ranges the outbox's indexed time is spread over
     # docs/platform.md "Datastore": writes a second to one sequential index range.
     hot_range_writes_per_second: float = 500.0
 
