@@ -674,7 +674,11 @@ def code_queries() -> dict[str, datastore.Query]:
     now = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
     client = RecordingClient()
     job = ShardJob("swarming://x", "chromium", 0, 1, now)
-    queries = {"shard": shard.due_builds_query(client, job), "sync_lag": shard.oldest_due_query(client, job)}
+    queries = {
+        "shard": shard.due_builds_query(client, job),
+        "sync_lag": shard.oldest_due_query(client, job),
+        "stray": shard.stray_query(client, job, "swarming://x--chromium--0--~", None),
+    }
     for name, run in (
         ("status_pairs", lambda: status.pairs_with_incomplete_builds(client)),
         ("status_times", lambda: status.sync_times(client, "swarming://x", "chromium")),

@@ -12,6 +12,7 @@ from buildsync.stages.messages import ShardJob, SyncTrigger
 from buildsync.stages.pipeline import run_pipeline
 from buildsync.stages.planner import plan
 from buildsync.stages.sync import Syncer, SyncOptions
+from buildsync.store import model
 
 from tests.builds import BACKEND, get_build, put_build
 
@@ -30,6 +31,25 @@ def test_full_pipeline_with_batches_of_one_syncs_six_builds(datastore_client, ta
     assert task_backend.backend.calls == [1] * 6
     assert (report.due, report.updated, report.completed, report.failed) == (6, 6, 3, 0)
     assert [get_build(datastore_client, i)[1].status for i in range(1, 7)] == [pb.FAILURE, pb.STARTED] * 3
+
+
+def test_shards_lowered_then_raised_strand_no_build(datastore_client, task_backend, make_settings, pool):
+    for build_id in range(1, 9):
+        put_build(datastore_client, build_id, updated=LONG_AGO, shard=build_id - 1, shards=8)
+        task_backend.backend.set_task(f"task-{build_id}", pb.STARTED, 2)
+
+    lowered = run_pipeline(Syncer(datastore_client, make_settings(shards=3), pool), SyncTrigger(BACKEND, "proj"))
+
+    assert (lowered.due, lowered.updated) == (8, 8)
+    shards = [model.next_sync_key_of(get_build(datastore_client, i)[0]).split("--")[-2] for i in range(1, 9)]
+    assert shards == ["0", "1", "2", "0", "1", "2", "0", "1"]  # each moved to its shard mod 3
+    for build_id in range(1, 9):
+        task_backend.backend.set_task(f"task-{build_id}", pb.STARTED, 3)
+    later = NOW + datetime.timedelta(minutes=10)
+    raised = run_pipeline(
+        Syncer(datastore_client, make_settings(shards=8), pool), SyncTrigger(BACKEND, "proj"), planned_at=later
+    )
+    assert (raised.due, raised.updated) == (8, 8)
 
 
 def test_second_run_finds_nothing_due(datastore_client, task_backend, make_settings, pool):

@@ -86,6 +86,20 @@ def test_due_builds_that_fill_their_last_batch_end_the_query(datastore_client):
     assert due_ids(datastore_client, job(), batch_size=2) == [[1, 2], [3, 4]]
 
 
+def test_builds_in_shards_above_a_lowered_count_are_found_once_each_when_due(datastore_client):
+    # Eight shards once, four now: builds 4..7 sit in shards no job of four queries.
+    for build_id in range(8):
+        put_build(datastore_client, build_id + 1, updated=LONG_AGO, shard=build_id, shards=8)
+    put_build(datastore_client, 20, updated=NOW, shard=6, shards=8)  # not due yet
+    put_build(datastore_client, 21, updated=LONG_AGO, shard=12, shards=13, project="other")
+
+    found = [due_ids(datastore_client, job(shard=shard, shards=4)) for shard in range(4)]
+
+    flat = sorted(build_id for batches in found for batch in batches for build_id in batch)
+    assert flat == list(range(1, 9))
+    assert found[0][0] == [1]  # its own shard first, then its share of the strays
+
+
 def test_no_due_builds_yields_no_batch(datastore_client):
     put_build(datastore_client, 1, updated=NOW)
 

@@ -301,3 +301,42 @@ def test_rounding_ignores_the_timezone_of_an_aware_datetime():
 def test_naive_datetime_is_rejected(call):
     with pytest.raises(ValueError, match="naive datetime"):
         call(datetime.datetime(2024, 1, 1, 12, 0))
+
+
+# --- shard counts that change ------------------------------------------------------------------
+
+
+def _in(value: str, bounds: tuple[str, str | None]) -> bool:
+    lower, upper = bounds
+    return lower <= value and (upper is None or value < upper)
+
+
+@given(st.integers(1, 120), st.integers(0, 10**4), st.integers(ZERO_TIME_UNIX, 2**33))
+def test_a_key_lies_in_exactly_one_stray_range_when_its_shard_is_not_in_use(shards, shard, unix):
+    key = str(SyncTimeKey("swarming://x", "proj", shard, unix))
+    ranges = sync_time.stray_ranges("swarming://x", "proj", shards)
+
+    holding = [bounds for bounds in ranges if _in(key, bounds)]
+
+    assert len(ranges) == shards + 1
+    assert len(holding) == (0 if shard < shards else 1)
+
+
+@given(st.integers(1, 120))
+def test_every_stray_range_is_read_by_exactly_one_shard_job(shards):
+    every = sync_time.stray_ranges("swarming://x", "proj", shards)
+    read = [
+        bounds for shard in range(shards) for bounds in sync_time.stray_ranges_of("swarming://x", "proj", shard, shards)
+    ]
+
+    assert sorted(read, key=str) == sorted(every, key=str)
+
+
+@given(st.integers(1, 120), st.integers(0, 10**4))
+def test_a_settled_key_is_in_a_shard_in_use_and_one_in_use_stays_put(shards, shard):
+    key = SyncTimeKey("swarming://x", "proj", shard, 1_800_000_000)
+
+    settled = key.settled(shards)
+
+    assert settled.shard < shards and settled.with_time(key.unix_seconds) == settled
+    assert settled == (key if shard < shards else SyncTimeKey("swarming://x", "proj", shard % shards, 1_800_000_000))

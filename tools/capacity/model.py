@@ -138,10 +138,11 @@ def query_seconds(keys: float, costs: UnitCosts, deployment: Deployment) -> floa
 
 
 def job_seconds(group: JobGroup, costs: UnitCosts, deployment: Deployment) -> float:
-    """One shard job: its sync-lag query (one page), its due-builds query, publishing its batches."""
+    """One shard job: its sync-lag query and its share of the stray ranges (a page each when there are no
+    strays), its due-builds query, publishing its batches."""
     batches = batches_per_job(group.due, deployment.batch_limit)
     return (
-        costs.query_page_seconds
+        2 * costs.query_page_seconds
         + query_seconds(group.due, costs, deployment)
         + batches * costs.publish_seconds_per_message
     )

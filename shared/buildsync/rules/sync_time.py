@@ -31,6 +31,9 @@ DEFAULT_SYNC_INTERVAL = datetime.timedelta(minutes=5)
 # on a backend whose stored interval is 0 (model/build.go Save).
 DEFAULT_SYNC_INTERVAL_NANOS = int(DEFAULT_SYNC_INTERVAL.total_seconds()) * 1_000_000_000
 
+# Above every character of a key's time part (digits and a minus sign): a bound past all of one shard's keys.
+_PAST_EVERY_TIME = "~"
+
 _SUFFIX = re.compile(r"--(?P<shard>\d+)--(?P<time>-?\d+)\Z")
 
 
@@ -50,6 +53,16 @@ class SyncTimeKey:
 
     def with_time(self, unix_seconds: int) -> SyncTimeKey:
         return dataclasses.replace(self, unix_seconds=unix_seconds)
+
+    def settled(self, shards: int) -> SyncTimeKey:
+        """This key in a shard below `shards`: its own, or for a shard at or above it, shard mod `shards`.
+
+        Upstream keeps a build's shard for life; a build left above a lowered
+        `shards` is moved the first time the sync saves it, so it needs no
+        stray query after that (docs/rules.md "Shard counts that change").
+        """
+        shards = max(shards, 1)
+        return self if self.shard < shards else dataclasses.replace(self, shard=self.shard % shards)
 
 
 def parse_key(value: str, backend: str) -> SyncTimeKey:
@@ -93,6 +106,28 @@ def shard_range(backend: str, project: str, shard: int, now: datetime.datetime) 
     lower = SyncTimeKey(backend, project, shard, ZERO_TIME_UNIX)
     upper = SyncTimeKey(backend, project, shard, _unix_micros(now) // 1_000_000)
     return str(lower), str(upper)
+
+
+def stray_ranges(backend: str, project: str, shards: int) -> list[tuple[str, str | None]]:
+    """The key ranges [lower, upper) of (backend, project) that hold no shard below `shards`; None: no upper bound.
+
+    Datastore compares keys as strings, so the shards in use sort by their
+    decimal names ("1" < "10" < "2"); every other key of the pair, a higher
+    shard's above all, lies in one of the `shards` + 1 gaps around them.
+    """
+    prefix = f"{backend}{SEPARATOR}{project}{SEPARATOR}"
+    ranges: list[tuple[str, str | None]] = []
+    lower = prefix
+    for name in sorted(str(shard) for shard in range(max(shards, 1))):
+        ranges.append((lower, f"{prefix}{name}{SEPARATOR}"))
+        lower = f"{prefix}{name}{SEPARATOR}{_PAST_EVERY_TIME}"
+    ranges.append((lower, None))
+    return ranges
+
+
+def stray_ranges_of(backend: str, project: str, shard: int, shards: int) -> list[tuple[str, str | None]]:
+    """The gaps shard job `shard` of `shards` reads: every `shards`-th from its own, so each is read once a trigger."""
+    return stray_ranges(backend, project, shards)[shard :: max(shards, 1)]
 
 
 def new_key(

@@ -2,12 +2,18 @@
 
 The sync-time key range selects the shard and the cut-off; the equality filters
 keep other projects and backends out even when their keys interleave.
+
+A build keeps the shard it was created in, so when a backend's `shards` is
+lowered, builds remain in shards no job queries. Each job therefore also
+reads its share of the key ranges between the shards in use (`stray_query`),
+so that those builds are synced too; the sync moves each into a shard in use
+(rules/sync_time.py `settled`), and the strays are gone once each was synced.
 """
 
 from __future__ import annotations
 
 import datetime
-from typing import Iterator
+from typing import Callable, Iterator
 
 from google.cloud import datastore
 from google.cloud.datastore.query import PropertyFilter
@@ -28,6 +34,22 @@ def due_builds_query(client: datastore.Client, job: ShardJob) -> datastore.Query
     query.add_filter(filter=PropertyFilter("next_backend_sync_time", ">", lower))
     query.add_filter(filter=PropertyFilter("next_backend_sync_time", "<", upper))
     query.keys_only()
+    return query
+
+
+def stray_query(client: datastore.Client, job: ShardJob, lower: str, upper: str | None) -> datastore.Query:
+    """The builds of the job's backend and project whose key lies in [lower, upper), with their sync time.
+
+    A projection, so that the due ones can be told apart without reading the builds; the shard query's
+    composite index serves it.
+    """
+    query = client.query(kind=model.BUILD_KIND, projection=["next_backend_sync_time"])
+    query.add_filter(filter=PropertyFilter("incomplete", "=", True))
+    query.add_filter(filter=PropertyFilter("backend_target", "=", job.backend))
+    query.add_filter(filter=PropertyFilter("project", "=", job.project))
+    query.add_filter(filter=PropertyFilter("next_backend_sync_time", ">=", lower))
+    if upper is not None:
+        query.add_filter(filter=PropertyFilter("next_backend_sync_time", "<", upper))
     return query
 
 
@@ -63,26 +85,49 @@ def sync_lag_seconds(client: datastore.Client, job: ShardJob, now: datetime.date
 
 
 def due_batches(client: datastore.Client, job: ShardJob, batch_size: int = MAX_BATCH_SIZE) -> Iterator[SyncBatch]:
-    """Yields the due builds of `job` in batches of at most `batch_size` ids, one query page each.
+    """Yields the due builds of `job` in batches of at most `batch_size` ids: its shard, then its strays.
 
-    Paged with a cursor every `batch_size` keys, as upstream's RunBatchQuery
-    does (docs/rules.md "Which builds are due"): left to itself the server may
-    answer a whole shard at once, which the client refuses over 4 MiB (about
-    20,000 keys). Retry behaviour: Datastore failures raise TransientError.
-    Batches already yielded stay valid; a rerun of the shard yields the
-    builds still due.
+    The shard is read a page of `batch_size` keys at a time with a cursor, one
+    page a batch, as upstream's RunBatchQuery does (docs/rules.md "Which builds
+    are due"): left to itself the server may answer a whole shard at once,
+    which the client refuses over 4 MiB (about 20,000 keys). Retry behaviour:
+    Datastore failures raise TransientError. Batches already yielded stay
+    valid; a rerun of the shard yields the builds still due.
     """
-    query = due_builds_query(client, job)
+    yield from _batches(due_builds_query(client, job), job, batch_size)
+    due_before = job.planned_at.timestamp()
+    for lower, upper in sync_time.stray_ranges_of(job.backend, job.project, job.shard, job.shards):
+        stray = stray_query(client, job, lower, upper)
+        yield from _batches(stray, job, batch_size, lambda entity: _due_stray(entity, job.backend, due_before))
+
+
+def _batches(
+    query: datastore.Query,
+    job: ShardJob,
+    batch_size: int,
+    keep: Callable[[datastore.Entity], bool] = lambda entity: True,
+) -> Iterator[SyncBatch]:
+    """The ids of the query's results that `keep` keeps, a page of `batch_size` results at a time."""
     cursor = None
     while True:
         try:
             page = query.fetch(limit=batch_size, start_cursor=cursor)
-            ids = tuple(entity.key.id for entity in page)
+            results = list(page)
         except Exception as error:  # sorted by the one table in errors.py
             raise as_sync_error(error, f"querying shard {job.shard} of {job.backend}/{job.project}") from error
+        ids = tuple(entity.key.id for entity in results if keep(entity))
         if ids:
             yield SyncBatch(job.backend, job.project, ids, job.planned_at)
         cursor = page.next_page_token
         # No cursor: the server knows there is no more (a full last page may say so, or not).
-        if len(ids) < batch_size or cursor is None:
+        if len(results) < batch_size or cursor is None:
             return
+
+
+def _due_stray(entity: datastore.Entity, backend: str, due_before: float) -> bool:
+    """Whether a stray build is due, as the shard query's upper bound would say; a key that does not
+    parse is never due (`buildsync status` lists it)."""
+    try:
+        return sync_time.parse_key(entity["next_backend_sync_time"], backend).unix_seconds < due_before
+    except sync_time.SyncTimeKeyError:
+        return False

@@ -377,7 +377,7 @@ def _update_build(
         group.backend.succeed_build_if_task_is_succeeded,
     )
     if update.writes_build:
-        model.save_build(build_entity, build, update.status_changed)
+        model.save_build(build_entity, build, update.status_changed, group.backend.shards)
     if update.writes_infra:
         model.write_infra(infra_entity, infra)
     return update, build, infra

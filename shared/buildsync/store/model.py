@@ -191,14 +191,16 @@ def sync_interval_of(entity: datastore.Entity) -> datetime.timedelta:
     return datetime.timedelta(microseconds=nanos // 1000) if nanos > 0 else DEFAULT_SYNC_INTERVAL
 
 
-def save_build(entity: datastore.Entity, build: pb.Build, status_changed: bool) -> None:
+def save_build(entity: datastore.Entity, build: pb.Build, status_changed: bool, shards: int | None = None) -> None:
     """Writes `build` into `entity` with the properties derived from it.
 
     As Buildbucket's save does: the legacy v1 properties follow the status,
     an ended build holds no lease (legacy.py), and a build on a backend whose
     `backend_sync_interval` is 0 or absent gets the default written. `next_backend_sync_time`
     only ever moves forward: a build someone else pushed further out is not
-    pulled back. Properties keep their index flags; new ones are indexed.
+    pulled back. Given the backend's `shards`, a key in a shard at or above it
+    moves into one below (`SyncTimeKey.settled`). Properties keep their index
+    flags; new ones are indexed.
     """
     entity["proto"] = build.SerializeToString()
     entity["status_v2"] = build.status
@@ -217,8 +219,10 @@ def save_build(entity: datastore.Entity, build: pb.Build, status_changed: bool) 
         key = sync_time.parse_key(current, _stored(entity, "backend_target", str))
         update_time = build.update_time.ToDatetime(datetime.timezone.utc)
         candidate = sync_time.next_sync_unix(update_time, sync_interval_of(entity))
-        if candidate > key.unix_seconds:
-            entity["next_backend_sync_time"] = str(key.with_time(candidate))
+        settled = key.settled(shards) if shards is not None else key
+        written = settled.with_time(max(candidate, key.unix_seconds))
+        if written != key:
+            entity["next_backend_sync_time"] = str(written)
 
 
 def read_custom_metrics(entity: datastore.Entity) -> tuple[CustomMetric, ...]:
