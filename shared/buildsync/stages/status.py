@@ -142,15 +142,15 @@ def collect_status(
 
     Retry behaviour: Datastore failures raise TransientError.
     """
-    known = {b.target: b for b in settings.backends}
+    known = {b.target for b in settings.backends}
+    synced = {b.target: b for b in settings.full_mode_backends()}  # Settings owns the lite-mode rule
     rows: list[ShardStatus] = []
     not_synced: dict[str, NotSynced] = {}
     problems = []
     for pair_backend, pair_project in pairs_with_incomplete_builds(client):
         if backend not in (None, pair_backend) or project not in (None, pair_project):
             continue
-        setting = known.get(pair_backend)
-        shards = setting.shards if setting is not None and not setting.lite_mode else 0
+        shards = synced[pair_backend].shards if pair_backend in synced else 0
         pair_rows, unreadable = shard_rows(
             pair_backend, pair_project, sync_times(client, pair_backend, pair_project), now, shards
         )
@@ -160,7 +160,7 @@ def collect_status(
                 f"{unreadable} incomplete builds of {pair_backend}/{pair_project} have a next_backend_sync_time "
                 "that is not <backend>--<project>--<shard>--<unix seconds>; no shard query finds them"
             )
-        reason = NOT_IN_SETTINGS if setting is None else LITE_MODE if setting.lite_mode else None
+        reason = NOT_IN_SETTINGS if pair_backend not in known else None if pair_backend in synced else LITE_MODE
         if reason is not None:
             count = sum(row.incomplete for row in pair_rows)
             previous = not_synced.get(pair_backend)
