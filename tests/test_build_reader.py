@@ -8,6 +8,7 @@ import random
 import pytest
 from buildsync.ending import build_reader
 from buildsync.proto import buildbucket_pb2 as pb
+from buildsync.store import model
 
 from tests import buildbucket_writer as bb
 from tests.builds import put_build
@@ -78,7 +79,7 @@ def test_a_child_that_does_not_decode_names_itself(datastore_client):
     put_build(client, 12, updated=UPDATED)
     entity = bb._child(client, 12, "BuildInputProperties", properties=b"\xff\xff not a struct")
     client.put(entity)
-    with pytest.raises(build_reader.BuildReadError, match="BuildInputProperties"):
+    with pytest.raises(model.EntityDecodeError, match="BuildInputProperties"):
         build_reader.api_build(build_reader.read_builds(client, [12])[12])
 
 

@@ -42,7 +42,7 @@ def finalizer(client: FakeClient, now: list[float]) -> resultdb.Finalizer:
 def test_a_finalize_call_carries_the_token_and_the_project():
     client = FakeClient([rpb.Invocation(name="invocations/i")])
     outcome = finalizer(client, [0.0]).finalize(1, "chromium", infra(), "secret")
-    assert outcome is resultdb.Outcome.DONE
+    assert outcome is resultdb.Finalization.DONE
     assert client.calls == [
         (
             "luci.resultdb.v1.Recorder",
@@ -59,18 +59,18 @@ def test_a_build_without_host_or_invocation_needs_no_call(missing):
     build_infra = infra(
         host="" if missing == "host" else "results.example", invocation="" if missing == "invocation" else "i"
     )
-    assert finalizer(client, [0.0]).finalize(1, "p", build_infra, "t") is resultdb.Outcome.DONE
+    assert finalizer(client, [0.0]).finalize(1, "p", build_infra, "t") is resultdb.Finalization.DONE
     assert client.calls == []
 
 
 @pytest.mark.parametrize(
     ("code", "outcome"),
     [
-        (grpc.StatusCode.FAILED_PRECONDITION, resultdb.Outcome.DONE),
-        (grpc.StatusCode.PERMISSION_DENIED, resultdb.Outcome.GAVE_UP),
-        (grpc.StatusCode.NOT_FOUND, resultdb.Outcome.RETRY),
-        (grpc.StatusCode.INVALID_ARGUMENT, resultdb.Outcome.RETRY),
-        (grpc.StatusCode.UNAVAILABLE, resultdb.Outcome.RETRY),
+        (grpc.StatusCode.FAILED_PRECONDITION, resultdb.Finalization.DONE),
+        (grpc.StatusCode.PERMISSION_DENIED, resultdb.Finalization.GAVE_UP),
+        (grpc.StatusCode.NOT_FOUND, resultdb.Finalization.RETRY),
+        (grpc.StatusCode.INVALID_ARGUMENT, resultdb.Finalization.RETRY),
+        (grpc.StatusCode.UNAVAILABLE, resultdb.Finalization.RETRY),
     ],
 )
 def test_resultdb_codes_map_to_upstreams_verdicts(code, outcome):
@@ -82,19 +82,19 @@ def test_a_host_that_failed_transiently_is_left_alone_for_the_cool_down():
     now = [100.0]
     client = FakeClient([prpc.rpc_error(grpc.StatusCode.UNAVAILABLE, "down"), rpb.Invocation()])
     the_finalizer = finalizer(client, now)
-    assert the_finalizer.finalize(1, "p", infra(), "t") is resultdb.Outcome.RETRY
-    assert the_finalizer.finalize(2, "p", infra(invocation="invocations/j"), "t") is resultdb.Outcome.RETRY
+    assert the_finalizer.finalize(1, "p", infra(), "t") is resultdb.Finalization.RETRY
+    assert the_finalizer.finalize(2, "p", infra(invocation="invocations/j"), "t") is resultdb.Finalization.RETRY
     assert len(client.calls) == 1, "no call waited on the host that is down"
     now[0] += 61
-    assert the_finalizer.finalize(2, "p", infra(invocation="invocations/j"), "t") is resultdb.Outcome.DONE
+    assert the_finalizer.finalize(2, "p", infra(invocation="invocations/j"), "t") is resultdb.Finalization.DONE
     assert len(client.calls) == 2
 
 
 def test_a_permanent_failure_does_not_cool_the_host_down():
     client = FakeClient([prpc.rpc_error(grpc.StatusCode.NOT_FOUND, "no such invocation"), rpb.Invocation()])
     the_finalizer = finalizer(client, [0.0])
-    assert the_finalizer.finalize(1, "p", infra(), "t") is resultdb.Outcome.RETRY
-    assert the_finalizer.finalize(2, "p", infra(invocation="invocations/j"), "t") is resultdb.Outcome.DONE
+    assert the_finalizer.finalize(1, "p", infra(), "t") is resultdb.Finalization.RETRY
+    assert the_finalizer.finalize(2, "p", infra(invocation="invocations/j"), "t") is resultdb.Finalization.DONE
 
 
 @pytest.mark.parametrize(
@@ -110,6 +110,6 @@ def test_a_host_that_is_not_the_settings_is_never_called_and_given_up_with_one_e
     client = FakeClient([])
     with captured_logs() as captured:
         outcome = finalizer(client, [0.0]).finalize(1, "p", infra(host=host), "secret")
-    assert outcome is resultdb.Outcome.GAVE_UP and client.calls == []
+    assert outcome is resultdb.Finalization.GAVE_UP and client.calls == []
     (error,) = [e for e in captured.events() if e["severity"] == "ERROR"]
     assert error["message"] == "invocation left open: its host is not called" and error["host"] == host

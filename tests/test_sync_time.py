@@ -110,10 +110,6 @@ def test_parse_time_rejects_a_key_without_shard_and_time(value):
     assert repr(value) in str(raised.value)
 
 
-def test_sync_time_key_error_is_a_value_error():
-    assert issubclass(SyncTimeKeyError, ValueError)
-
-
 # --- shard ranges (Python str order = Datastore string order) ------------------------
 
 

@@ -53,6 +53,18 @@ class SupersededError(PermanentError):
         self.age = age
 
 
+class StoredDataError(PermanentError):
+    """Something stored (an entity's property, a sync-time key, a steps blob) that does not hold what it should.
+
+    It fails only what it belongs to (one build, one outbox entry): reading
+    it again reads the same bytes.
+    """
+
+
+class DatastoreUnavailable(TransientError):
+    """Datastore did not answer a small read: the run stops, naming the host."""
+
+
 class BackendResponseError(PermanentError):
     """A FetchTasks response that breaks the protocol for the whole batch."""
 

@@ -21,7 +21,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from buildsync import env, logs
-from buildsync.errors import PermanentError, SettingsError, SyncError, TransientError
+from buildsync.errors import DatastoreUnavailable, PermanentError, SettingsError, SyncError, TransientError
 from buildsync.stages.messages import SyncTrigger
 
 if TYPE_CHECKING:  # imported lazily so that --help answers without loading the clients
@@ -34,10 +34,6 @@ EXIT_OK, EXIT_RETRY, EXIT_BAD_INPUT = 0, 1, 2
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 # How long the first Datastore request may retry before the CLI calls Datastore unavailable.
 PROBE_SECONDS = 10.0
-
-
-class DatastoreUnavailable(TransientError):
-    """Datastore did not answer a small read: the run stops, naming the host."""
 
 
 class _Parser(argparse.ArgumentParser):

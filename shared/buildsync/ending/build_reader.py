@@ -13,10 +13,9 @@ import dataclasses
 
 from google.cloud import datastore
 from google.protobuf import struct_pb2
-from google.protobuf.message import DecodeError
 
 from buildsync.ending import compression
-from buildsync.errors import PermanentError, as_sync_error
+from buildsync.errors import as_sync_error
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.proto import notification_pb2 as npb
 from buildsync.rules.steps import StepsFormatError
@@ -31,10 +30,6 @@ HIDDEN_TAG_KEYS = frozenset({"build_address", "builder", "gitiles_ref"})
 
 # Buildbucket cuts a merged summary to this many bytes (protoutil).
 SUMMARY_MARKDOWN_MAX_LENGTH = 4000
-
-
-class BuildReadError(PermanentError):
-    """A stored build or child entity that does not decode; rereading will not help."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,11 +69,11 @@ class StoredBuild:
         return self.entity.get("resultdb_update_token") or ""
 
     def build_proto(self) -> pb.Build:
-        """Build.proto alone, as stored; raises BuildReadError."""
+        """Build.proto alone, as stored; raises model.EntityDecodeError."""
         return _decode(pb.Build, self.entity.get("proto") or b"", self.build_id, "Build.proto")
 
     def build_infra(self) -> pb.BuildInfra:
-        """BuildInfra's proto (empty when the entity is absent); raises BuildReadError."""
+        """BuildInfra's proto (empty when the entity is absent); raises model.EntityDecodeError."""
         if self.infra is None:
             return pb.BuildInfra()
         return _decode(pb.BuildInfra, self.infra.get("infra") or b"", self.build_id, "BuildInfra")
@@ -137,7 +132,7 @@ def _chunk_count(output: datastore.Entity | None) -> int:
 def api_build(stored: StoredBuild) -> pb.Build:
     """The build as Buildbucket's GetBuild answers it with every field asked for.
 
-    Raises BuildReadError naming the entity that does not decode.
+    Raises model.EntityDecodeError naming the entity that does not decode.
     """
     build_id = stored.build_id
     build = stored.build_proto()
@@ -172,11 +167,13 @@ def _output_properties(stored: StoredBuild) -> struct_pb2.Struct | None:
     if not stored.output_chunks:
         return _decode(struct_pb2.Struct, entity.get("properties") or b"", stored.build_id, OUTPUT_PROPERTIES_KIND)
     if not all(stored.output_chunks):
-        raise BuildReadError(f"build {stored.build_id}: a {PROPERTY_CHUNK_KIND} of its output properties is missing")
+        raise model.EntityDecodeError(
+            f"build {stored.build_id}: a {PROPERTY_CHUNK_KIND} of its output properties is missing"
+        )
     try:
         data = compression.decompress(b"".join(stored.output_chunks), npb.ZSTD)
     except ValueError as error:
-        raise BuildReadError(f"build {stored.build_id}: chunked output properties: {error}") from error
+        raise model.EntityDecodeError(f"build {stored.build_id}: chunked output properties: {error}") from error
     return _decode(struct_pb2.Struct, data, stored.build_id, f"chunked {OUTPUT_PROPERTIES_KIND}")
 
 
@@ -186,7 +183,7 @@ def _steps(stored: StoredBuild) -> list[pb.Step]:
     try:
         return list(model.read_steps(stored.steps).steps)
     except StepsFormatError as error:
-        raise BuildReadError(f"build {stored.build_id}: {model.BUILD_STEPS_KIND}: {error}") from error
+        raise model.EntityDecodeError(f"build {stored.build_id}: {model.BUILD_STEPS_KIND}: {error}") from error
 
 
 def merged_summary(build: pb.Build) -> str:
@@ -208,7 +205,4 @@ def merged_summary(build: pb.Build) -> str:
 
 
 def _decode(message_type, data: bytes, build_id: int, what: str):
-    try:
-        return message_type.FromString(data)
-    except DecodeError as error:
-        raise BuildReadError(f"build {build_id}: {what} does not decode: {error}") from error
+    return model.decode_proto(message_type, data, f"build {build_id}: {what} does not decode")

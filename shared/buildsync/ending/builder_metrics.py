@@ -47,7 +47,7 @@ def record(client: datastore.Client, changed: Mapping[int, datastore.Entity]) ->
         entity = changed[build_id]
         try:
             build = build_reader.api_build(dataclasses.replace(stored[build_id], entity=entity))
-        except build_reader.BuildReadError as error:
+        except model.EntityDecodeError as error:
             logs.event(
                 "ERROR",
                 "build details cannot be read; custom metrics not evaluated",

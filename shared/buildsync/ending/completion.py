@@ -29,7 +29,7 @@ from google.cloud import datastore
 from buildsync import logs, metrics
 from buildsync.ending import build_reader, notifications
 from buildsync.ending.handoff import Handoff
-from buildsync.ending.resultdb import Finalizer, Outcome, invocation_of
+from buildsync.ending.resultdb import Finalization, Finalizer, invocation_of
 from buildsync.errors import PermanentError, SyncError, TransientError, as_sync_error, is_permanent
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.proto import notification_pb2 as npb
@@ -303,7 +303,7 @@ class Completer:
     def _finalize(self, stored: dict, left: dict[int, set[Effect]], report: CompletionReport) -> None:
         build_ids = [build_id for build_id, effects in left.items() if Effect.RESULTDB in effects]
 
-        def finalize(build_id: int) -> Outcome:
+        def finalize(build_id: int) -> Finalization:
             build = stored[build_id]
             try:
                 infra = build.build_infra()
@@ -311,16 +311,16 @@ class Completer:
                 logs.event(
                     "ERROR", "BuildInfra does not decode; invocation left open", build_id=build_id, error=str(error)
                 )
-                return Outcome.GAVE_UP
+                return Finalization.GAVE_UP
             return self.finalizer.finalize(build_id, build.project, infra, build.resultdb_update_token)
 
         with concurrent.futures.ThreadPoolExecutor(max_workers=RESULTDB_WORKERS) as pool:
             for build_id, outcome in zip(build_ids, pool.map(finalize, build_ids), strict=True):
-                if outcome is Outcome.RETRY:
+                if outcome is Finalization.RETRY:
                     report.retry += 1
                     continue
                 left[build_id].discard(Effect.RESULTDB)
-                if outcome is Outcome.DONE:
+                if outcome is Finalization.DONE:
                     report.done += 1
                 else:
                     report.gave_up += 1

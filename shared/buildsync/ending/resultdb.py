@@ -47,7 +47,9 @@ _FINAL_CODES = {
 }
 
 
-class Outcome(enum.Enum):
+class Finalization(enum.Enum):
+    """What finalizing one invocation came to (build_update.Outcome is what a sync did to a build)."""
+
     DONE = "done"  # finalized now or before, or nothing to finalize
     GAVE_UP = "gave_up"  # a permanent error, logged; retrying will not help
     RETRY = "retry"  # a transient error; the outbox keeps the effect
@@ -91,20 +93,20 @@ class Finalizer:
                 self._clients[host] = self._make_client(host)
             return self._clients[host]
 
-    def finalize(self, build_id: int, project: str, infra: pb.BuildInfra, update_token: str) -> Outcome:
+    def finalize(self, build_id: int, project: str, infra: pb.BuildInfra, update_token: str) -> Finalization:
         """Finalizes the build's invocation; never raises a SyncError, it returns its verdict."""
         target = invocation_of(infra)
         if target is None:
-            return Outcome.DONE
+            return Finalization.DONE
         host, invocation = target
         headers = {UPDATE_TOKEN_HEADER: update_token, **identity.project_headers(project)}
         fields = {"build_id": build_id, "host": host, "invocation": invocation}
         problem = resultdb_host_problem(host, self._allowed_host)
         if problem is not None:
             logs.event("ERROR", "invocation left open: its host is not called", error=problem, **fields)
-            return Outcome.GAVE_UP
+            return Finalization.GAVE_UP
         if self._cooling(host):
-            return Outcome.RETRY
+            return Finalization.RETRY
         try:
             self._client(host).call(
                 SERVICE,
@@ -120,14 +122,14 @@ class Finalizer:
             if code in _FINAL_CODES:
                 severity = "INFO" if code is grpc.StatusCode.FAILED_PRECONDITION else "ERROR"
                 logs.event(severity, f"invocation {_FINAL_CODES[code]}", error=str(error), **fields)
-                return Outcome.DONE if code is grpc.StatusCode.FAILED_PRECONDITION else Outcome.GAVE_UP
+                return Finalization.DONE if code is grpc.StatusCode.FAILED_PRECONDITION else Finalization.GAVE_UP
             logs.event("WARNING", "finalizing the invocation failed; retried later", error=str(error), **fields)
             if isinstance(error, TransientError):
                 with self._lock:
                     self._resume_at[host] = self._clock() + self._cool_down
-            return Outcome.RETRY
+            return Finalization.RETRY
         logs.event("INFO", "invocation finalized", **fields)
-        return Outcome.DONE
+        return Finalization.DONE
 
 
 def prpc_finalizer(allowed_host: str, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> Finalizer:

@@ -17,6 +17,7 @@ import zlib
 from google.protobuf import timestamp_pb2
 from google.protobuf.message import DecodeError
 
+from buildsync.errors import StoredDataError
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.rules.status_rules import is_ended
 
@@ -25,7 +26,7 @@ from buildsync.rules.status_rules import is_ended
 MAX_PLAIN_BYTES = 1_000_000
 
 
-class StepsFormatError(ValueError):
+class StepsFormatError(StoredDataError):
     """The stored steps are not a (possibly zlib-compressed) serialized Build."""
 
 

@@ -18,6 +18,8 @@ import datetime
 import random
 import re
 
+from buildsync.errors import StoredDataError
+
 SEPARATOR = "--"
 
 # Unix seconds of 0001-01-01T00:00:00Z, the time part of every shard's lower
@@ -37,7 +39,7 @@ _PAST_EVERY_TIME = "~"
 _SUFFIX = re.compile(r"--(?P<shard>\d+)--(?P<time>-?\d+)\Z")
 
 
-class SyncTimeKeyError(ValueError):
+class SyncTimeKeyError(StoredDataError):
     """A stored key that does not have the shape this module writes."""
 
 

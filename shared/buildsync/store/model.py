@@ -18,6 +18,7 @@ from google.cloud import datastore
 from google.cloud.datastore_v1.types import entity as entity_pb2
 from google.protobuf.message import DecodeError, Message
 
+from buildsync.errors import StoredDataError
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.proto import project_config_pb2 as cpb
 from buildsync.rules import legacy, steps, sync_time
@@ -36,7 +37,7 @@ BUILD_STEPS_KIND = "BuildSteps"
 BUILD_UNINDEXED = ("proto", "backend_sync_interval")
 
 
-class EntityDecodeError(ValueError):
+class EntityDecodeError(StoredDataError):
     """A stored entity lacks a property the sync reads, or holds one it cannot decode.
 
     The sync fails that build alone; any other error while syncing it is a bug.
@@ -287,13 +288,20 @@ def _gae_proto(data: Any, message: type[Proto]) -> Proto:
         raise EntityDecodeError(f"a stored {what} does not decode: {error}") from error
 
 
-def _decode(entity: datastore.Entity, name: str, message: type[Proto]) -> Proto:
-    data = _stored(entity, name, bytes)
+def decode_proto(message: type[Proto], data: bytes, what: str) -> Proto:
+    """Stored proto bytes as `message`: the one decode path, for the sync and the build reader alike.
+
+    Raises EntityDecodeError, `what` saying what does not decode.
+    """
     try:
         return message.FromString(data)
     except DecodeError as error:
-        what = message.DESCRIPTOR.name
-        raise EntityDecodeError(f"{entity.kind} property {name!r} is not a {what}: {error}") from error
+        raise EntityDecodeError(f"{what}: {error}") from error
+
+
+def _decode(entity: datastore.Entity, name: str, message: type[Proto]) -> Proto:
+    data = _stored(entity, name, bytes)
+    return decode_proto(message, data, f"{entity.kind} property {name!r} is not a {message.DESCRIPTOR.name}")
 
 
 def _stored(entity: datastore.Entity, name: str, expected: type, optional: bool = False) -> Any:
