@@ -83,6 +83,9 @@ resource "google_cloudfunctions2_function" "function" {
     timeout_seconds                = var.function_timeout_seconds
     max_instance_count             = var.max_instance_count[each.key]
     environment_variables          = merge(local.function_env, each.value.publishes)
+    # Buildbucket's Redis (dscache_redis) is reached on its private network.
+    vpc_connector                 = var.vpc_connector != "" ? var.vpc_connector : null
+    vpc_connector_egress_settings = var.vpc_connector != "" ? "PRIVATE_RANGES_ONLY" : null
   }
 
   lifecycle {

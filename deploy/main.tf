@@ -119,6 +119,12 @@ locals {
     BUILDSYNC_MAX_EVENT_AGE_SECONDS = var.max_event_age_seconds
     BUILDSYNC_BACKEND_OPTIONS       = jsonencode(var.backend_options)
     LOG_EXECUTION_ID                = "true"
+    # Who does an ended build's follow-up work (handoff.tf); empty means the default.
+    BUILDSYNC_COMPLETION          = var.completion
+    BUILDSYNC_BUILDBUCKET_QUEUES  = var.completion == "buildbucket" ? local.buildbucket_queues : ""
+    BUILDSYNC_BUILDBUCKET_PUSH    = var.buildbucket_push
+    BUILDSYNC_BUILDBUCKET_PUSH_AS = var.buildbucket_push_as
+    BUILDSYNC_DSCACHE_REDIS       = var.dscache_redis
   }
 
   # One publisher grant per (function, topic it publishes to), keyed

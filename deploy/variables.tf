@@ -338,3 +338,69 @@ variable "sync_oldest_unacked_seconds" {
     error_message = "sync_oldest_unacked_seconds must be at least 60."
   }
 }
+
+variable "completion" {
+  description = <<-EOT
+    BUILDSYNC_COMPLETION: who does an ended build's follow-up work. "standalone": buildsync publishes to builds_topic,
+    the callback and the project's topics, and finalizes ResultDB itself. "buildbucket": beside a real Buildbucket,
+    buildsync creates the Cloud Tasks Buildbucket's own sync would (README "Choosing the completion mode").
+  EOT
+  type        = string
+  default     = "standalone"
+
+  validation {
+    condition     = contains(["standalone", "buildbucket"], var.completion)
+    error_message = "completion must be \"standalone\" or \"buildbucket\"."
+  }
+}
+
+variable "buildbucket_project" {
+  description = "buildbucket mode: the Cloud project of Buildbucket's deployment, which holds its Cloud Tasks queues."
+  type        = string
+  default     = ""
+}
+
+variable "buildbucket_location" {
+  description = "buildbucket mode: the location of Buildbucket's Cloud Tasks queues (its App Engine region, e.g. us-central1)."
+  type        = string
+  default     = ""
+}
+
+variable "buildbucket_push" {
+  description = <<-EOT
+    BUILDSYNC_BUILDBUCKET_PUSH: "appengine" (App Engine tasks, as Buildbucket creates them) or "https://HOST" (HTTP
+    tasks to HOST with an OIDC token for buildbucket_push_as).
+  EOT
+  type        = string
+  default     = "appengine"
+
+  validation {
+    condition     = var.buildbucket_push == "appengine" || can(regex("^https://[A-Za-z0-9.-]+(:[0-9]+)?$", var.buildbucket_push))
+    error_message = "buildbucket_push must be \"appengine\" or https://<host>."
+  }
+}
+
+variable "buildbucket_push_as" {
+  description = <<-EOT
+    BUILDSYNC_BUILDBUCKET_PUSH_AS: the service account (in buildbucket_project) whose OIDC token HTTP tasks carry;
+    Buildbucket must accept it (-tq-authorized-pusher). Required when buildbucket_push is https://HOST.
+  EOT
+  type        = string
+  default     = ""
+}
+
+variable "dscache_redis" {
+  description = <<-EOT
+    BUILDSYNC_DSCACHE_REDIS: host:port of the Redis that Buildbucket's dscache uses. Set, every transaction that
+    writes a BuildStatus keeps that cache true (dscache's write protocol); the functions reach it through
+    vpc_connector. Empty: a status Buildbucket has cached stays until it expires (24 hours).
+  EOT
+  type        = string
+  default     = ""
+}
+
+variable "vpc_connector" {
+  description = "A Serverless VPC Access connector (projects/P/locations/L/connectors/C) through which the functions reach dscache_redis; empty for none."
+  type        = string
+  default     = ""
+}

@@ -22,6 +22,8 @@ import zipfile
 
 import hcl2
 import pytest
+from buildsync import env
+from buildsync.ending import handoff
 from buildsync.stages import planner, shard, status
 from buildsync.stages.messages import ShardJob
 from buildsync.store import outbox
@@ -186,10 +188,14 @@ def _computed_local(config: dict, name: str):
 
 
 def _for_each_map(config: dict, source: str) -> dict:
-    # `var.FLAG ? local.NAME : {}` is evaluated with the flag's default.
-    if switched := re.fullmatch(r"\$\{var\.([a-z0-9_]+) \? local\.([a-z0-9_]+) : \{\}\}", source):
-        flag = config["variable"][switched.group(1)]["default"]
-        return _for_each_map(config, f"${{local.{switched.group(2)}}}") if flag else {}
+    # `var.FLAG ? local.NAME : {}`, `var.V == "x" ? …` and `var.V != "x" ? …` are
+    # evaluated with the variable's default.
+    switch = r'\$\{var\.([a-z0-9_]+)(?: (==|!=) "([^"]*)")? \? local\.([a-z0-9_]+) : \{\}\}'
+    if switched := re.fullmatch(switch, source):
+        value = config["variable"][switched.group(1)]["default"]
+        operator, literal = switched.group(2), switched.group(3)
+        on = bool(value) if operator is None else (value == literal) == (operator == "==")
+        return _for_each_map(config, f"${{local.{switched.group(4)}}}") if on else {}
     match = re.fullmatch(r"\$\{local\.([a-z0-9_]+)\}", source)
     assert match, f"for_each must name a local: {source!r}"
     value = _computed_local(config, match.group(1))
@@ -1266,3 +1272,46 @@ def test_dashboard_shows_throughput_completed_builds_and_every_alert():
         tile["xPos"] + tile["width"] <= dashboard["mosaicLayout"]["columns"]
         for tile in dashboard["mosaicLayout"]["tiles"]
     )
+
+
+# --- buildbucket completion mode (handoff.tf) ------------------------------------
+
+BUILDBUCKET_MODE = {
+    "completion": "buildbucket",
+    "buildbucket_project": "bb-project",
+    "buildbucket_location": "us-central1",
+    "buildbucket_push": "https://bb.example",
+    "buildbucket_push_as": "pusher@bb-project.iam.gserviceaccount.com",
+}
+
+
+def test_standalone_mode_grants_nothing_on_buildbuckets_queues():
+    assert resources("google_cloud_tasks_queue_iam_member") == {}
+    assert not any(name.startswith("push_as") for name in resources("google_service_account_iam_member"))
+
+
+def test_buildbucket_mode_lets_the_planner_and_the_sync_enqueue_into_exactly_buildbuckets_queues():
+    config = _load_config(BUILDBUCKET_MODE)
+    grants = config["resource"]["google_cloud_tasks_queue_iam_member"].values()
+    granted = {(ref(body["member"]), body["name"]) for body in grants}
+    accounts = {f'google_service_account.function["{function}"]' for function in ("planner", "sync")}
+    assert granted == {(account, queue) for account in accounts for queue in handoff.QUEUES}
+    assert {(body["role"], body["project"], body["location"]) for body in grants} == {
+        ("roles/cloudtasks.enqueuer", "${var.buildbucket_project}", "${var.buildbucket_location}")
+    }
+    acting = [
+        body
+        for name, body in config["resource"]["google_service_account_iam_member"].items()
+        if name.startswith("push_as")
+    ]
+    assert {ref(body["member"]) for body in acting} == accounts
+    assert {body["role"] for body in acting} == {"roles/iam.serviceAccountUser"}
+    assert {body["service_account_id"] for body in acting} == {
+        "projects/${var.buildbucket_project}/serviceAccounts/${var.buildbucket_push_as}"
+    }
+
+
+def test_the_functions_get_every_completion_variable_env_py_names():
+    names = {env.COMPLETION, env.BUILDBUCKET_QUEUES, env.BUILDBUCKET_PUSH, env.BUILDBUCKET_PUSH_AS, env.DSCACHE_REDIS}
+    assert names <= set(CONFIG["locals"]["function_env"])
+    assert CONFIG["locals"]["function_env"][env.COMPLETION] == "${var.completion}"

@@ -12,6 +12,12 @@ several projects and shards. Then either
   publish` commands to drive it by hand and the `buildsync status` command to
   watch it, and shows progress until Ctrl-C.
 
+With `--completion buildbucket` the functions hand each ended build to
+Buildbucket's task queues instead of publishing (README "Choosing the
+completion mode"): a local Cloud Tasks server (tools/cloud_tasks.py) receives
+the tasks and a local redis-server stands for Buildbucket's cache; the
+progress line counts the builds handed off.
+
 At the end, or on Ctrl-C, it stops every process it started and removes its
 folder of logs (kept, and named, with `--keep`).
 """
@@ -40,8 +46,10 @@ from buildsync.store import model
 from google.cloud import datastore
 from google.protobuf import json_format
 
+from tools.cloud_tasks import CloudTasksServer, decoded
 from tools.demo_backend import DemoTaskBackend
 from tools.emulators import DATASTORE_KINDS, Emulator, EmulatorUnavailable, datastore_client
+from tools.redis_server import RedisServer
 from tools.stack import LocalStack, Topics
 from tools.task_backend import TaskBackendServer
 
@@ -127,7 +135,7 @@ class Snapshot:
         self.ended = sum(counts[s] for counts in self.table.values() for s in ENDED)
         self.running = sum(c["SCHEDULED"] + c["STARTED"] for c in self.table.values())
 
-    def line(self, elapsed: float, notified: int, now: float) -> str:
+    def line(self, elapsed: float, notified: int, now: float, done: str = "notified") -> str:
         minutes, seconds = divmod(int(elapsed), 60)
         if self.next_due is None:
             upcoming = "nothing due later"
@@ -136,7 +144,7 @@ class Snapshot:
             upcoming = f"next due {at} UTC (in {int(self.next_due - now)}s)"
         return (
             f"[{minutes:d}:{seconds:02d}] {self.total} builds: {self.due} due, {self.synced} synced, "
-            f"{self.ended} ended, {notified} notified; {upcoming}"
+            f"{self.ended} ended, {notified} {done}; {upcoming}"
         )
 
 
@@ -179,6 +187,8 @@ def notified_build_id(data: bytes) -> int | None:
 class Notifications:
     """Counts the builds the completion notifications name, as they arrive (a streaming pull)."""
 
+    label = "notified"
+
     def __init__(self, stack: LocalStack) -> None:
         self._ids: set[int] = set()
         self._lock = threading.Lock()
@@ -199,6 +209,22 @@ class Notifications:
         self._future.cancel()
         with contextlib.suppress(Exception):
             self._future.result(timeout=10)
+
+
+class HandedOff:
+    """Counts the builds whose completion tasks reached the local Cloud Tasks server."""
+
+    label = "handed off"
+
+    def __init__(self, server: CloudTasksServer) -> None:
+        self._server = server
+
+    def count(self) -> int:
+        created = list(self._server.servicer.created.values())
+        return len({decoded(request).payload.build_id for request in created})
+
+    def close(self) -> None:
+        pass
 
 
 def hand_commands(stack: LocalStack, pubsub_host: str, datastore_host: str, settings: pathlib.Path) -> str:
@@ -224,20 +250,20 @@ def hand_commands(stack: LocalStack, pubsub_host: str, datastore_host: str, sett
     return "\n".join(lines)
 
 
-def print_table(table: dict[str, collections.Counter], notified: int) -> None:
+def print_table(table: dict[str, collections.Counter], notified: int, label: str = "notified") -> None:
     columns = ("SCHEDULED", "STARTED", *ENDED)
     print(f"\n{'project':<12}" + "".join(f"{c:>15}" for c in columns) + f"{'total':>8}")
     for project in sorted(table):
         counts = table[project]
         print(f"{project:<12}" + "".join(f"{counts[c]:>15}" for c in columns) + f"{sum(counts.values()):>8}")
-    print(f"completion notifications received: {notified}")
+    print(f"builds {label}: {notified}")
 
 
-def run(stack: LocalStack, client: datastore.Client, build_ids: list[int], hanging: int, args) -> int:
+def run(stack: LocalStack, client: datastore.Client, build_ids: list[int], hanging: int, args, cloud_tasks=None) -> int:
     """Shows progress (and, without --keep, triggers) until the builds settle, --timeout, or Ctrl-C."""
     started = time.monotonic()
     progress = ProgressLine()
-    notified = Notifications(stack)
+    notified = HandedOff(cloud_tasks) if cloud_tasks is not None else Notifications(stack)
     next_trigger = started
     snapshot = Snapshot(client, build_ids, time.time())
     try:
@@ -246,7 +272,7 @@ def run(stack: LocalStack, client: datastore.Client, build_ids: list[int], hangi
                 stack.publish(stack.topics.trigger, b"{}")
                 next_trigger = time.monotonic() + TRIGGER_EVERY_SECONDS
             snapshot = Snapshot(client, build_ids, time.time())
-            progress.show(snapshot.line(time.monotonic() - started, notified.count(), time.time()))
+            progress.show(snapshot.line(time.monotonic() - started, notified.count(), time.time(), notified.label))
             if not args.keep and snapshot.running <= hanging:
                 break
             time.sleep(PROGRESS_EVERY_SECONDS)
@@ -256,12 +282,22 @@ def run(stack: LocalStack, client: datastore.Client, build_ids: list[int], hangi
     finally:
         notified.close()
     progress.done()
-    print_table(snapshot.table, notified.count())
+    print_table(snapshot.table, notified.count(), notified.label)
     if args.keep:
         return 0  # Ctrl-C is how a kept stack ends
     ok = snapshot.running <= hanging
     print("settled: every build whose task ended has ended." if ok else "did not settle before --timeout.")
     return 0 if ok else 1
+
+
+def handoff_env(cloud_tasks: CloudTasksServer, redis_server: RedisServer) -> dict[str, str]:
+    """The functions' variables of buildbucket completion mode, on the local servers."""
+    return {
+        "BUILDSYNC_COMPLETION": "buildbucket",
+        "BUILDSYNC_BUILDBUCKET_QUEUES": cloud_tasks.parent,
+        "BUILDSYNC_CLOUD_TASKS_ENDPOINT": cloud_tasks.endpoint,
+        "BUILDSYNC_DSCACHE_REDIS": redis_server.address,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -276,6 +312,13 @@ def main(argv: list[str] | None = None) -> int:
         default="firestore",
         help="Datastore to run on: the Firestore emulator in Datastore mode (default; it locks like production) "
         "or the legacy Datastore emulator",
+    )
+    parser.add_argument(
+        "--completion",
+        choices=("standalone", "buildbucket"),
+        default="standalone",
+        help="who does an ended build's follow-up work: buildsync (default), or Buildbucket's task queues, "
+        "here a local Cloud Tasks server, with a local Redis as Buildbucket's cache",
     )
     args = parser.parse_args(argv)
     rng = random.Random(args.seed)
@@ -294,6 +337,13 @@ def main(argv: list[str] | None = None) -> int:
         server = TaskBackendServer(demo_backend).start()
         started.append(server)
         settings = write_settings(workdir, server.hostname)
+        extra_env, cloud_tasks = dict(datastore_emulator.env), None  # BUILDSYNC_TRANSACTION_BEGIN=explicit on Firestore
+        if args.completion == "buildbucket":
+            cloud_tasks, redis_server = CloudTasksServer().start(), RedisServer()
+            started += [cloud_tasks, redis_server]
+            redis_server.start()
+            extra_env.update(handoff_env(cloud_tasks, redis_server))
+            print(f"Cloud Tasks on {cloud_tasks.endpoint}, Redis on {redis_server.address}", flush=True)
         print(f"demo TaskBackend on {server.hostname}; starting the planner, shard and sync functions…", flush=True)
         stack = LocalStack(
             PROJECT,
@@ -302,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
             settings,
             topics=README_TOPICS,
             log_dir=workdir,
-            extra_env=datastore_emulator.env,  # BUILDSYNC_TRANSACTION_BEGIN=explicit on Firestore
+            extra_env=extra_env,
         )
         started.append(stack)
         stack.start()
@@ -316,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         if args.keep:
             print(hand_commands(stack, pubsub_emulator.host, datastore_emulator.host, settings), flush=True)
-        return run(stack, client, build_ids, hanging, args)
+        return run(stack, client, build_ids, hanging, args, cloud_tasks)
     except EmulatorUnavailable as error:
         print(f"cannot start an emulator: {error}", file=sys.stderr)
         return 2
