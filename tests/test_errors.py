@@ -1,8 +1,9 @@
-"""The transient/permanent table: is_transient and as_sync_error."""
+"""The transient/permanent table: is_transient, classified and as_sync_error."""
 
 import grpc
 import pytest
 from buildsync.errors import (
+    TRANSIENT_GRPC_CODES,
     BackendResponseError,
     MessageError,
     PermanentError,
@@ -11,6 +12,7 @@ from buildsync.errors import (
     TransientError,
     UnknownBackendError,
     as_sync_error,
+    classified,
     is_permanent,
     is_transient,
 )
@@ -154,3 +156,15 @@ def test_an_expired_transaction_is_transient_but_other_invalid_arguments_are_not
     assert is_transient(api_exceptions.InvalidArgument("The referenced transaction has expired or is no longer valid."))
     assert is_transient(api_exceptions.InvalidArgument("transaction has expired or is invalid"))
     assert not is_transient(api_exceptions.InvalidArgument("property name is too long"))
+
+
+@pytest.mark.parametrize("code", [code for code in grpc.StatusCode if code is not grpc.StatusCode.OK])
+def test_every_grpc_code_a_call_can_fail_with_is_classified_keeping_the_message(code):
+    error = classified(FakeRpcError(code), "FetchTasks failed")
+
+    assert type(error) is (TransientError if code in TRANSIENT_GRPC_CODES else PermanentError)
+    assert str(error) == "FetchTasks failed"
+
+
+def test_classified_leaves_an_error_in_neither_table_to_the_caller():
+    assert classified(ZeroDivisionError("a bug"), "context") is None

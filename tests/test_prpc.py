@@ -9,7 +9,7 @@ import time
 
 import grpc
 import pytest
-from buildsync.errors import PermanentError, TransientError, is_transient
+from buildsync.errors import PermanentError, ResponseTooBigError, TransientError, is_transient
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.proto import prpc_pb2
 from buildsync.remote import prpc
@@ -81,7 +81,7 @@ def test_rpc_error_sorts_every_code_by_the_errors_table(code):
 
 def test_unavailable_with_response_too_big_details_is_permanent_and_says_the_sizes():
     error = prpc.rpc_error(grpc.StatusCode.UNAVAILABLE, "too big", (_too_big_detail(70, 64),))
-    assert isinstance(error, prpc.ResponseTooBigError)
+    assert isinstance(error, ResponseTooBigError)
     assert not is_transient(error)
     assert (error.size, error.limit) == (70, 64)
 
@@ -310,7 +310,7 @@ def test_an_answer_over_the_limit_is_never_retried(server, client, sleeps):
     big = pb.FetchTasksResponse()
     big.responses.add().task.summary_markdown = "x" * (2 << 20)
     server.add_method(SERVICE, METHOD, pb.FetchTasksRequest, lambda r, h: big)
-    with pytest.raises(prpc.ResponseTooBigError) as caught:
+    with pytest.raises(ResponseTooBigError) as caught:
         _fetch(client)
     assert caught.value.limit == 1 << 20 and caught.value.size > 2 << 20  # the server honoured the header
     assert len(server.requests) == 1 and sleeps == []
@@ -320,7 +320,7 @@ def test_an_answer_over_the_limit_is_caught_by_the_client_too(server, client):
     server.raw_answer = lambda request: RawAnswer(
         headers={prpc.CODE_HEADER: "0", "Content-Type": prpc.BINARY_MEDIA_TYPE}, body=b"\0" * ((1 << 20) + 1)
     )
-    with pytest.raises(prpc.ResponseTooBigError, match=f"size {(1 << 20) + 1} exceeds the client limit {1 << 20}"):
+    with pytest.raises(ResponseTooBigError, match=f"size {(1 << 20) + 1} exceeds the client limit {1 << 20}"):
         _fetch(client)
 
 

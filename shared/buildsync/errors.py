@@ -70,7 +70,19 @@ class BackendResponseError(PermanentError):
 
 
 class ResponseTooBigError(PermanentError):
-    """An answer over the client's size limit: asking again gets the same answer, so ask for less."""
+    """An answer over the client's size limit: asking again gets the same answer, so ask for less.
+
+    `code` is what the transport said (pRPC says UNAVAILABLE, with a
+    ResponseTooBig detail); `size` and `limit` are in bytes, 0 when unknown.
+    """
+
+    def __init__(
+        self, message: str, size: int = 0, limit: int = 0, code: grpc.StatusCode = grpc.StatusCode.RESOURCE_EXHAUSTED
+    ) -> None:
+        super().__init__(message)
+        self.size = size
+        self.limit = limit
+        self.code = code
 
 
 # gRPC codes from a task backend that a later attempt may not see again.
@@ -168,6 +180,15 @@ def _is_expired_transaction(error: BaseException) -> bool:
     return isinstance(error, api_exceptions.InvalidArgument) and "transaction" in text and "expired" in text
 
 
+def classified(error: BaseException, message: str) -> SyncError | None:
+    """`message` as the TransientError or PermanentError the tables make of `error`; None when in neither."""
+    if is_transient(error):
+        return TransientError(message)
+    if is_permanent(error):
+        return PermanentError(message)
+    return None
+
+
 def as_sync_error(error: Exception, context: str) -> Exception:
     """Wraps a client error in the tables with what was being done, as a TransientError or PermanentError.
 
@@ -177,9 +198,8 @@ def as_sync_error(error: Exception, context: str) -> Exception:
     """
     if isinstance(error, SyncError):
         return error
-    if is_transient(error):
-        return TransientError(f"{context}: {error}")
-    if is_permanent(error):
-        return PermanentError(f"{context}: {error}")
+    known = classified(error, f"{context}: {error}")
+    if known is not None:
+        return known
     error.add_note(context)
     return error

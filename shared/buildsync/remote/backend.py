@@ -17,7 +17,7 @@ from typing import Protocol
 import grpc
 
 from buildsync import logs, metrics
-from buildsync.errors import PermanentError, ResponseTooBigError, TransientError, is_transient
+from buildsync.errors import PermanentError, ResponseTooBigError, classified
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.proto import buildbucket_pb2_grpc as pb_grpc
 from buildsync.remote import identity
@@ -59,7 +59,7 @@ def _measured_call(
 
 def _code_name(error: BaseException) -> str:
     """The gRPC code name of a failed call, or the error's type when it never got one (no token)."""
-    if isinstance(error, PrpcError):
+    if isinstance(error, (PrpcError, ResponseTooBigError)):
         return error.code.name
     if isinstance(error, grpc.RpcError) and hasattr(error, "code"):
         return error.code().name
@@ -110,6 +110,9 @@ class PrpcTaskBackend(_BackendClient):
 
         try:
             return _measured_call(self.target, PRPC, task_ids, call)
+        except ResponseTooBigError as error:
+            message = f"FetchTasks on {self.target} failed: {error}"
+            raise ResponseTooBigError(message, error.size, error.limit, error.code) from error
         except PrpcError as error:
             raise rpc_error(error.code, f"FetchTasks on {self.target} failed: {error.text}", error.details) from error
 
@@ -146,7 +149,7 @@ class GrpcTaskBackend(_BackendClient):
             text = f"{error.code().name}: FetchTasks on {self.target} ({self.hostname}) failed: {error.details()}"
             if error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in (error.details() or ""):
                 raise ResponseTooBigError(text) from error
-            raise (TransientError if is_transient(error) else PermanentError)(text) from error
+            raise (classified(error, text) or error) from error  # every code is in one of errors.py's tables
 
     def close(self) -> None:
         self._channel.close()

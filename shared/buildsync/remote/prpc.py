@@ -29,8 +29,8 @@ import requests
 from google.protobuf import any_pb2
 from google.protobuf.message import DecodeError, Message
 
-from buildsync import errors, logs
-from buildsync.errors import TRANSIENT_GRPC_CODES, PermanentError, TransientError
+from buildsync import logs
+from buildsync.errors import TRANSIENT_GRPC_CODES, PermanentError, ResponseTooBigError, TransientError
 from buildsync.proto import prpc_pb2
 from buildsync.rules.hosts import host_problem
 
@@ -113,24 +113,18 @@ class PermanentPrpcError(PrpcError, PermanentError):
     """A failed call whose code no retry will change."""
 
 
-class ResponseTooBigError(PermanentPrpcError, errors.ResponseTooBigError):
-    """The answer is over the response-size limit; asking again returns the same answer.
+def rpc_error(
+    code: grpc.StatusCode, message: str, details: tuple[any_pb2.Any, ...] = ()
+) -> PrpcError | ResponseTooBigError:
+    """The error for `code`, transient or permanent by the one table in errors.py.
 
-    pRPC reports it as UNAVAILABLE, but never retries it: a caller can only ask
-    for less (backend.fetch_in_halves does).
+    An answer over the size limit is errors.ResponseTooBigError: pRPC reports it
+    as UNAVAILABLE, but never retries it, since a caller can only ask for less
+    (backend.fetch_in_halves does).
     """
-
-    def __init__(self, message: str, size: int, limit: int, details: tuple[any_pb2.Any, ...] = ()) -> None:
-        super().__init__(grpc.StatusCode.UNAVAILABLE, message, details)
-        self.size = size
-        self.limit = limit
-
-
-def rpc_error(code: grpc.StatusCode, message: str, details: tuple[any_pb2.Any, ...] = ()) -> PrpcError:
-    """The error for `code`, transient or permanent by the one table in errors.py."""
     too_big = _response_too_big(details)
     if too_big is not None:
-        return ResponseTooBigError(message, too_big.response_size, too_big.response_limit, details)
+        return ResponseTooBigError(message, too_big.response_size, too_big.response_limit, code)
     kind = TransientPrpcError if code in TRANSIENT_GRPC_CODES else PermanentPrpcError
     return kind(code, message, details)
 
@@ -232,7 +226,7 @@ class PrpcClient:
                 break
             except PrpcError as error:
                 remaining = deadline - time.monotonic()
-                last = attempt == self.retry.attempts or isinstance(error, ResponseTooBigError)
+                last = attempt == self.retry.attempts
                 if last or error.code not in RETRIED_CODES or remaining <= delay:
                     raise
                 logs.event(
@@ -310,6 +304,7 @@ class PrpcClient:
             f"{self.host}: the response {shown}exceeds the client limit {self.max_response_bytes}",
             size,
             self.max_response_bytes,
+            grpc.StatusCode.UNAVAILABLE,
         )
 
     def _check_status(self, url: str, answer: requests.Response, payload: bytearray) -> bytearray:
