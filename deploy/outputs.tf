@@ -44,6 +44,11 @@ output "service_accounts" {
   )
 }
 
+output "callback_publishers" {
+  description = "Members that publish builds' callbacks and projects' builds_notification_topics: grant each roles/pubsub.publisher on every such topic in other projects (deploy/README.md \"Callbacks to other projects' topics\"). buildsync never publishes to its own topics as a callback."
+  value       = [for name in ["planner", "sync"] : google_service_account.function[name].member]
+}
+
 output "source_bucket" {
   description = "Bucket holding the function zips."
   value       = google_storage_bucket.source.name

@@ -320,6 +320,26 @@ def test_a_build_cannot_steer_its_resultdb_call_away_from_the_settings_host(
         elsewhere.stop()
 
 
+@pytest.mark.parametrize("which", ["builds", "shard"])
+def test_a_callback_naming_one_of_buildsyncs_own_topics_is_refused_with_one_error(
+    datastore_client, task_backend, recorder, builds_topic, callback_topic, runtime, which
+):
+    shard_topic = Subscribed("shard")
+    the_runtime = runtime(BUILDSYNC_SHARD_TOPIC=shard_topic.topic)
+    own = {"builds": builds_topic.topic, "shard": shard_topic.topic}[which]
+    put_buildbucket_build(datastore_client, 8, recorder, callback_topic, task_backend, chunked=False)
+    entity = datastore_client.get(datastore_client.key("Build", 8))
+    entity["pubsub_callback.topic"] = own
+    datastore_client.put(entity)
+    with captured_logs() as captured:
+        handlers.handle_batch(the_runtime, batch(8))
+    assert [decode_builds_v2(m).build.id for m in builds_topic.pull()] == [8]
+    assert builds_topic.pull_nothing_more() == [] and shard_topic.pull_nothing_more() == []
+    (error,) = [e for e in captured.events() if e["severity"] == "ERROR"]
+    assert error["effects"] == ["callback"] and "one of buildsync's own topics" in error["error"]
+    assert outbox.due(datastore_client, datetime.datetime.now(datetime.timezone.utc), datetime.timedelta(0)) == []
+
+
 def test_a_malformed_callback_topic_is_given_up_and_the_rest_done(
     datastore_client, task_backend, recorder, builds_topic, callback_topic, runtime
 ):

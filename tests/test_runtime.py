@@ -33,7 +33,8 @@ def test_defaults_name_the_standard_topics_and_no_notifications(env, monkeypatch
 
     assert runtime.shard_topic == "projects/proj/topics/buildsync-shard"
     assert runtime.sync_topic == "projects/proj/topics/buildsync-sync"
-    assert runtime.completer.targets == Targets(builds_topic=None, builds_compression=npb.ZLIB)
+    own = frozenset({runtime.shard_topic, runtime.sync_topic})  # never a build's callback
+    assert runtime.completer.targets == Targets(builds_topic=None, builds_compression=npb.ZLIB, own_topics=own)
     assert runtime.sweep_min_age == datetime.timedelta(minutes=1)
     assert runtime.max_event_age == datetime.timedelta(minutes=10)
     assert runtime.settings.backend("swarming://s").hostname == "localhost:1"

@@ -24,11 +24,15 @@ from buildsync.env import (
     BUILDS_TOPIC_COMPRESSION,
     CLOUD_TASKS_ENDPOINT,
     COMPLETION,
+    DEFAULT_SHARD_TOPIC,
+    DEFAULT_SYNC_TOPIC,
     DSCACHE_REDIS,
     FETCH_DEADLINE,
     PROJECT,
     SETTINGS,
+    SHARD_TOPIC,
     SWEEP_MIN_AGE_SECONDS,
+    SYNC_TOPIC,
     TRANSACTION_BEGIN,
     Environ,
     seconds,
@@ -70,6 +74,14 @@ _QUEUES = re.compile(r"^projects/[^/]+/locations/[^/]+$")
 _PUSH_HOST = re.compile(r"^https://([A-Za-z0-9.-]+(:[0-9]+)?)$")
 
 
+def stage_topics(project: str, environ: Environ = os.environ) -> tuple[str, str]:
+    """The full paths of the shard and sync topics (BUILDSYNC_SHARD_TOPIC, BUILDSYNC_SYNC_TOPIC or their defaults)."""
+    return (
+        topic_path(project, text(SHARD_TOPIC, environ) or DEFAULT_SHARD_TOPIC),
+        topic_path(project, text(SYNC_TOPIC, environ) or DEFAULT_SYNC_TOPIC),
+    )
+
+
 def completion_targets(environ: Environ = os.environ, project: str | None = None) -> Targets:
     """Who does an ended build's follow-up work, and where (BUILDSYNC_COMPLETION and the variables of its mode).
 
@@ -92,9 +104,12 @@ def completion_targets(environ: Environ = os.environ, project: str | None = None
         if builds_topic:
             logs.event("INFO", f"{BUILDS_TOPIC} is unused in {BUILDBUCKET} completion mode: Buildbucket publishes")
         return Targets(handoff=handoff(environ))
+    builds_path = topic_path(project or "", builds_topic) if builds_topic else None
+    own = {builds_path, *(stage_topics(project, environ) if project else ())} - {None}
     return Targets(
-        builds_topic=topic_path(project or "", builds_topic) if builds_topic else None,
+        builds_topic=builds_path,
         builds_compression=npb.Compression.Value(name),
+        own_topics=frozenset(own),
     )
 
 

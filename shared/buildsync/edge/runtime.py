@@ -18,7 +18,6 @@ from buildsync.edge import environment
 from buildsync.ending import resultdb
 from buildsync.ending.completion import Completer
 from buildsync.remote.backend import BackendPool
-from buildsync.remote.publishing import topic_path
 from buildsync.rules.settings import Settings, load_settings
 from buildsync.store.dscache import Cache
 from buildsync.store.outbox import SWEEP_MIN_AGE
@@ -51,6 +50,7 @@ def runtime_from_env(environ: env.Environ = os.environ) -> Runtime:
     client = datastore.Client(project=project)
     publisher = pubsub_v1.PublisherClient()
     settings = load_settings(env.required(env.SETTINGS, environ))
+    shard_topic, sync_topic = environment.stage_topics(project, environ)
     return Runtime(
         datastore=client,
         publisher=publisher,
@@ -58,8 +58,8 @@ def runtime_from_env(environ: env.Environ = os.environ) -> Runtime:
         backends=BackendPool(
             deadline_seconds=environment.fetch_deadline_seconds(environ), options=environment.backend_options(environ)
         ),
-        shard_topic=topic_path(project, env.text(env.SHARD_TOPIC, environ) or env.DEFAULT_SHARD_TOPIC),
-        sync_topic=topic_path(project, env.text(env.SYNC_TOPIC, environ) or env.DEFAULT_SYNC_TOPIC),
+        shard_topic=shard_topic,
+        sync_topic=sync_topic,
         completer=Completer(
             client,
             environment.completion_targets(environ, project),

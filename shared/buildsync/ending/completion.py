@@ -63,6 +63,8 @@ class Targets:
     builds_topic: str | None = None
     builds_compression: int = npb.ZLIB
     handoff: Handoff | None = None
+    # buildsync's own topics (builds, shard, sync): never a callback's or a project's (notifications.topic_problem).
+    own_topics: frozenset[str] = frozenset()
 
     def completion_for(
         self,
@@ -232,9 +234,9 @@ class Completer:
         for message, error in notifications.publish_each(self.publisher(), itertools.chain([first], outgoing)):
             if error is None:
                 sent.add((message.build_id, message.effect))
-            elif message.effect is Effect.CALLBACK and is_permanent(error):
-                # The creator's topic, missing or closed to us: no retry will change that.
-                self._give_up(message.build_id, {Effect.CALLBACK}, left, report, str(error))
+            elif message.effect in (Effect.CALLBACK, Effect.PROJECT_TOPICS) and is_permanent(error):
+                # The creator's or the project's topic, missing or closed to us: no retry will change that.
+                self._give_up(message.build_id, {message.effect}, left, report, str(error))
             else:
                 # The deployment's own builds topic is retried whatever the error:
                 # a topic deleted by mistake must not lose the notifications meanwhile.
@@ -260,13 +262,22 @@ class Completer:
         topics, broken = {}, {}
         for project, key in zip(projects, keys, strict=True):
             try:
-                topics[project] = tuple(configs.notification_topics(found.get(key.flat_path)))
+                listed = configs.notification_topics(found.get(key.flat_path))
             except model.EntityDecodeError as error:
                 broken[project] = str(error)
+                continue
+            topics[project] = tuple(topic for topic in listed if self._publishable(project, topic.name))
         for build_id in needing:
             if stored[build_id].project in broken:
                 self._give_up(build_id, {Effect.PROJECT_TOPICS}, left, report, broken[stored[build_id].project])
         return topics
+
+    def _publishable(self, project: str, topic: str) -> bool:
+        """Whether a project's builds_notification_topics entry may be published to; if not, one ERROR says why."""
+        problem = notifications.topic_problem(topic, self.targets.own_topics)
+        if problem:
+            logs.event("ERROR", "project notification topic refused", project=project, error=problem)
+        return problem is None
 
     def _messages(
         self, stored: dict, left: dict[int, set], report: CompletionReport, project_topics: dict[str, tuple]
@@ -275,7 +286,8 @@ class Completer:
         wanted = {Effect.BUILDS_TOPIC, Effect.CALLBACK, Effect.PROJECT_TOPICS}
         for build_id, effects in left.items():
             mine = effects & wanted
-            problem = notifications.callback_topic_problem(stored[build_id]) if Effect.CALLBACK in mine else None
+            own = self.targets.own_topics
+            problem = notifications.callback_topic_problem(stored[build_id], own) if Effect.CALLBACK in mine else None
             if problem:
                 self._give_up(build_id, {Effect.CALLBACK}, left, report, problem)
                 mine.discard(Effect.CALLBACK)

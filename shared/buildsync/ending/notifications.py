@@ -35,8 +35,10 @@ if TYPE_CHECKING:  # the client is the caller's
 # them all (a few of Pub/Sub's largest messages at once).
 MAX_PENDING_BYTES = 32 * 1000 * 1000
 
-# What Pub/Sub accepts as a full topic name.
-_TOPIC_NAME = re.compile(r"^projects/[^/]+/topics/[^/]+$")
+# A full topic name as Pub/Sub accepts one: a project id (domain-scoped ones
+# have a colon), then a topic id of 3 to 255 characters that starts with a
+# letter. Matched whole (fullmatch), so no trailing newline slips through.
+_TOPIC_NAME = re.compile(r"projects/[a-z0-9.:-]{1,100}/topics/[A-Za-z][A-Za-z0-9._~+%-]{2,254}", re.ASCII)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,8 +64,7 @@ def messages_for(
 
     `project_topics` are the build's project's builds_notification_topics,
     each with its own compression, as Buildbucket's handler publishes them.
-    A callback topic that is not a full topic name gets none (see
-    `callback_topic_problem`).
+    The caller has left out the topics `topic_problem` refuses.
     """
     outgoing = []
     attributes = notification_format.attributes(build)
@@ -75,7 +76,7 @@ def messages_for(
         message = notification_format.builds_v2_pubsub(build, topic.compression)
         data = notification_format.to_pubsub_data(message)
         outgoing.append(Outgoing(stored.build_id, Effect.PROJECT_TOPICS, topic.name, data, attributes))
-    if Effect.CALLBACK in effects and stored.callback_topic and not callback_topic_problem(stored):
+    if Effect.CALLBACK in effects and stored.callback_topic:
         notification = notification_format.builds_v2_pubsub(build, npb.ZLIB)
         message = notification_format.callback_message(notification, stored.callback_user_data)
         data = notification_format.to_pubsub_data(message)
@@ -83,14 +84,25 @@ def messages_for(
     return outgoing
 
 
-def callback_topic_problem(stored: StoredBuild) -> str | None:
-    """Why the build's callback topic can never be published to, or None."""
-    if stored.callback_topic and not _TOPIC_NAME.match(stored.callback_topic):
-        return (
-            f"build {stored.build_id}: pubsub_callback.topic {stored.callback_topic!r} "
-            "is not of the form projects/<project>/topics/<topic>"
-        )
+def topic_problem(topic: str, own_topics: frozenset[str]) -> str | None:
+    """Why a topic a stored build or project names is never published to, or None.
+
+    It must be a full topic name, and not one of `own_topics`, buildsync's
+    own: a build naming the builds topic would put a PubSubCallBack where
+    subscribers expect BuildsV2PubSub, and one naming the shard topic would
+    have the planner's account publish into its own pipeline.
+    """
+    if not _TOPIC_NAME.fullmatch(topic):
+        return f"topic {topic!r} is not of the form projects/<project>/topics/<topic>"
+    if topic in own_topics:
+        return f"topic {topic!r} is one of buildsync's own topics, never a build's or a project's"
     return None
+
+
+def callback_topic_problem(stored: StoredBuild, own_topics: frozenset[str]) -> str | None:
+    """Why the build's callback topic is never published to, or None."""
+    problem = topic_problem(stored.callback_topic, own_topics) if stored.callback_topic else None
+    return f"build {stored.build_id}: pubsub_callback.{problem}" if problem else None
 
 
 def publish_each(
