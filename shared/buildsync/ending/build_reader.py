@@ -53,11 +53,11 @@ class StoredBuild:
 
     @property
     def callback_topic(self) -> str:
-        return self.entity.get("pubsub_callback.topic") or ""
+        return self.entity.get(model.CALLBACK_TOPIC) or ""
 
     @property
     def callback_user_data(self) -> bytes:
-        return self.entity.get("pubsub_callback.user_data") or b""
+        return self.entity.get(model.CALLBACK_USER_DATA) or b""
 
     @property
     def stage_attempt_token(self) -> str:

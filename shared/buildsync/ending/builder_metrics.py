@@ -38,7 +38,7 @@ def record(client: datastore.Client, changed: Mapping[int, datastore.Entity]) ->
         except model.EntityDecodeError as error:
             logs.event("ERROR", "custom metrics cannot be read; none evaluated", build_id=build_id, error=str(error))
             continue
-        if custom_metrics.evaluated_on_status_change(entity["status_v2"], metrics):
+        if custom_metrics.evaluated_on_status_change(entity[model.STATUS_V2], metrics):
             due[build_id] = metrics
     if not due:
         return

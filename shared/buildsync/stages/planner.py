@@ -29,8 +29,8 @@ def shard_jobs(backend: BackendSettings, project: str, planned_at: datetime.date
 def projects_with_incomplete_builds(client: datastore.Client, backend: str) -> list[str]:
     """Every project that has an incomplete build on `backend` (a distinct projection query)."""
     query = client.query(kind=model.BUILD_KIND, projection=["project"], distinct_on=["project"])
-    query.add_filter(filter=PropertyFilter("incomplete", "=", True))
-    query.add_filter(filter=PropertyFilter("backend_target", "=", backend))
+    query.add_filter(filter=PropertyFilter(model.INCOMPLETE, "=", True))
+    query.add_filter(filter=PropertyFilter(model.BACKEND_TARGET, "=", backend))
     try:
         return [entity["project"] for entity in query.fetch()]
     except Exception as error:  # sorted by the one table in errors.py

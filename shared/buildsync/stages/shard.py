@@ -28,11 +28,11 @@ from buildsync.store import model
 def due_builds_query(client: datastore.Client, job: ShardJob) -> datastore.Query:
     lower, upper = sync_time.shard_range(job.backend, job.project, job.shard, job.planned_at)
     query = client.query(kind=model.BUILD_KIND)
-    query.add_filter(filter=PropertyFilter("incomplete", "=", True))
-    query.add_filter(filter=PropertyFilter("backend_target", "=", job.backend))
+    query.add_filter(filter=PropertyFilter(model.INCOMPLETE, "=", True))
+    query.add_filter(filter=PropertyFilter(model.BACKEND_TARGET, "=", job.backend))
     query.add_filter(filter=PropertyFilter("project", "=", job.project))
-    query.add_filter(filter=PropertyFilter("next_backend_sync_time", ">", lower))
-    query.add_filter(filter=PropertyFilter("next_backend_sync_time", "<", upper))
+    query.add_filter(filter=PropertyFilter(model.NEXT_SYNC_TIME, ">", lower))
+    query.add_filter(filter=PropertyFilter(model.NEXT_SYNC_TIME, "<", upper))
     query.keys_only()
     return query
 
@@ -43,13 +43,13 @@ def stray_query(client: datastore.Client, job: ShardJob, lower: str, upper: str 
     A projection, so that the due ones can be told apart without reading the builds; the shard query's
     composite index serves it.
     """
-    query = client.query(kind=model.BUILD_KIND, projection=["next_backend_sync_time"])
-    query.add_filter(filter=PropertyFilter("incomplete", "=", True))
-    query.add_filter(filter=PropertyFilter("backend_target", "=", job.backend))
+    query = client.query(kind=model.BUILD_KIND, projection=[model.NEXT_SYNC_TIME])
+    query.add_filter(filter=PropertyFilter(model.INCOMPLETE, "=", True))
+    query.add_filter(filter=PropertyFilter(model.BACKEND_TARGET, "=", job.backend))
     query.add_filter(filter=PropertyFilter("project", "=", job.project))
-    query.add_filter(filter=PropertyFilter("next_backend_sync_time", ">=", lower))
+    query.add_filter(filter=PropertyFilter(model.NEXT_SYNC_TIME, ">=", lower))
     if upper is not None:
-        query.add_filter(filter=PropertyFilter("next_backend_sync_time", "<", upper))
+        query.add_filter(filter=PropertyFilter(model.NEXT_SYNC_TIME, "<", upper))
     return query
 
 
@@ -59,8 +59,8 @@ def oldest_due_query(client: datastore.Client, job: ShardJob) -> datastore.Query
     The composite index of the shard query serves it (the inequality property is the one projected and sorted on).
     """
     query = due_builds_query(client, job)
-    query.projection = ["next_backend_sync_time"]
-    query.order = ["next_backend_sync_time"]
+    query.projection = [model.NEXT_SYNC_TIME]
+    query.order = [model.NEXT_SYNC_TIME]
     return query
 
 
@@ -77,7 +77,7 @@ def sync_lag_seconds(client: datastore.Client, job: ShardJob, now: datetime.date
     if not oldest:
         return 0.0
     try:
-        due_at = sync_time.parse_time(oldest[0]["next_backend_sync_time"])
+        due_at = sync_time.parse_time(oldest[0][model.NEXT_SYNC_TIME])
     except sync_time.SyncTimeKeyError as error:  # the sync reports that build itself
         logs.event("WARNING", "sync lag unknown: the oldest due build's key does not parse", error=str(error))
         return 0.0
@@ -128,6 +128,6 @@ def _due_stray(entity: datastore.Entity, backend: str, due_before: float) -> boo
     """Whether a stray build is due, as the shard query's upper bound would say; a key that does not
     parse is never due (`buildsync status` lists it)."""
     try:
-        return sync_time.parse_key(entity["next_backend_sync_time"], backend).unix_seconds < due_before
+        return sync_time.parse_key(entity[model.NEXT_SYNC_TIME], backend).unix_seconds < due_before
     except sync_time.SyncTimeKeyError:
         return False

@@ -71,14 +71,14 @@ class SyncStatus:
 
 def pairs_with_incomplete_builds(client: datastore.Client) -> list[tuple[str, str]]:
     """Every (backend, project) that has an incomplete build, sorted."""
-    pairs = _project_incomplete(client, ("backend_target", "project"), distinct=True)
-    return sorted((entity["backend_target"], entity["project"]) for entity in pairs)
+    pairs = _project_incomplete(client, (model.BACKEND_TARGET, model.PROJECT), distinct=True)
+    return sorted((entity[model.BACKEND_TARGET], entity[model.PROJECT]) for entity in pairs)
 
 
 def sync_times(client: datastore.Client, backend: str, project: str) -> list[str]:
     """The next_backend_sync_time of every incomplete build of (backend, project)."""
-    entities = _project_incomplete(client, ("next_backend_sync_time",), backend_target=backend, project=project)
-    return [entity["next_backend_sync_time"] for entity in entities]
+    entities = _project_incomplete(client, (model.NEXT_SYNC_TIME,), backend_target=backend, project=project)
+    return [entity[model.NEXT_SYNC_TIME] for entity in entities]
 
 
 def _project_incomplete(
@@ -91,7 +91,7 @@ def _project_incomplete(
     query = client.query(
         kind=model.BUILD_KIND, projection=list(properties), distinct_on=list(properties) if distinct else ()
     )
-    for name, value in {"incomplete": True, **equal}.items():
+    for name, value in {model.INCOMPLETE: True, **equal}.items():
         query.add_filter(filter=PropertyFilter(name, "=", value))
     try:
         return list(query.fetch())

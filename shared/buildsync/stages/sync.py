@@ -363,7 +363,7 @@ def _update_build(
     reason = skip_reason(build, infra, next_sync, batch.planned_at)
     if reason:
         return Update(Outcome.SKIPPED, reason), build, infra
-    reason = misrouted(build, infra, build_entity.get("backend_target"), batch.backend, batch.project)
+    reason = misrouted(build, infra, build_entity.get(model.BACKEND_TARGET), batch.backend, batch.project)
     if reason:
         _warn_misrouted(build_entity.key.id, reason)
         return Update(Outcome.SKIPPED, reason), build, infra

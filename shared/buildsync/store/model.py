@@ -33,6 +33,15 @@ BUILD_INFRA_KIND = "BuildInfra"
 BUILD_STATUS_KIND = "BuildStatus"
 BUILD_STEPS_KIND = "BuildSteps"
 
+# Build properties read or written by name in more than one module (docs/storage.md).
+NEXT_SYNC_TIME = "next_backend_sync_time"  # the sync-time key (rules/sync_time.py)
+BACKEND_TARGET = "backend_target"
+INCOMPLETE = "incomplete"
+STATUS_V2 = "status_v2"
+PROJECT = "project"
+CALLBACK_TOPIC = "pubsub_callback.topic"  # the pubsub_callback struct, flattened with dots
+CALLBACK_USER_DATA = "pubsub_callback.user_data"
+
 # Properties no query reads; leaving them out of indexes saves index writes.
 BUILD_UNINDEXED = ("proto", "backend_sync_interval")
 
@@ -170,7 +179,7 @@ def read_infra(entity: datastore.Entity) -> pb.BuildInfra:
 
 def next_sync_key_of(entity: datastore.Entity) -> str:
     """The stored `next_backend_sync_time`, or "" when the build has none."""
-    return _stored(entity, "next_backend_sync_time", str, optional=True) or ""
+    return _stored(entity, NEXT_SYNC_TIME, str, optional=True) or ""
 
 
 def write_infra(entity: datastore.Entity, infra: pb.BuildInfra) -> None:
@@ -204,26 +213,26 @@ def save_build(entity: datastore.Entity, build: pb.Build, status_changed: bool, 
     flags; new ones are indexed.
     """
     entity["proto"] = build.SerializeToString()
-    entity["status_v2"] = build.status
-    entity["incomplete"] = not is_ended(build.status)
+    entity[STATUS_V2] = build.status
+    entity[INCOMPLETE] = not is_ended(build.status)
     entity.update(legacy.legacy_properties(build.status, build.status_details))
     if is_ended(build.status):
         entity.update(legacy.cleared_lease())
     if status_changed:
         entity["status_changed_time"] = build.update_time.ToDatetime(datetime.timezone.utc)
-    if entity.get("backend_target") and not entity.get("backend_sync_interval"):
+    if entity.get(BACKEND_TARGET) and not entity.get("backend_sync_interval"):
         # Buildbucket's save writes the default it uses, unindexed, on every save.
         entity["backend_sync_interval"] = sync_time.DEFAULT_SYNC_INTERVAL_NANOS
         entity.exclude_from_indexes.add("backend_sync_interval")
-    current = entity.get("next_backend_sync_time")
+    current = entity.get(NEXT_SYNC_TIME)
     if current and build.HasField("update_time"):
-        key = sync_time.parse_key(current, _stored(entity, "backend_target", str))
+        key = sync_time.parse_key(current, _stored(entity, BACKEND_TARGET, str))
         update_time = build.update_time.ToDatetime(datetime.timezone.utc)
         candidate = sync_time.next_sync_unix(update_time, sync_interval_of(entity))
         settled = key.settled(shards) if shards is not None else key
         written = settled.with_time(max(candidate, key.unix_seconds))
         if written != key:
-            entity["next_backend_sync_time"] = str(written)
+            entity[NEXT_SYNC_TIME] = str(written)
 
 
 def read_custom_metrics(entity: datastore.Entity) -> tuple[CustomMetric, ...]:
@@ -350,13 +359,13 @@ def new_build_entities(client: datastore.Client, spec: NewBuild, shard: int | No
     build_entity.update(
         {
             "proto": build.SerializeToString(),
-            "project": spec.project,
-            "status_v2": spec.status,
-            "incomplete": not is_ended(spec.status),
+            PROJECT: spec.project,
+            STATUS_V2: spec.status,
+            INCOMPLETE: not is_ended(spec.status),
             "status_changed_time": spec.update_time,
-            "backend_target": spec.backend,
+            BACKEND_TARGET: spec.backend,
             "backend_sync_interval": int(spec.sync_interval.total_seconds()) * 1_000_000_000,
-            "next_backend_sync_time": str(key),
+            NEXT_SYNC_TIME: str(key),
             **legacy.legacy_properties(spec.status, build.status_details),
         }
     )
