@@ -18,6 +18,7 @@ from buildsync.remote.backend_options import PRPC, DeploymentOptions
 from buildsync.stages.messages import SyncBatch
 from buildsync.stages.sync import SyncOptions, sync_batch
 from buildsync.store import dscache, model
+from buildsync.store.transactions import TransactionBegin
 from google.cloud import datastore
 from hypothesis import given
 from hypothesis import strategies as st
@@ -107,13 +108,15 @@ def backend(make_settings):
     return make_settings().backend(BACKEND)
 
 
-def end_build(client, fetcher, backend, build_id: int, cache: dscache.Cache | None):
+def end_build(client, fetcher, backend, build_id: int, cache: dscache.Cache | None, begin=TransactionBegin.LAZY):
     batch = SyncBatch(BACKEND, "proj", (build_id,), PLANNED_AT)
-    return sync_batch(client, fetcher, backend, batch, SyncOptions(clock=lambda: LATER, dscache=cache))
+    options = SyncOptions(clock=lambda: LATER, dscache=cache, transaction_begin=begin)
+    return sync_batch(client, fetcher, backend, batch, options)
 
 
+@pytest.mark.both_emulators
 def test_a_cached_started_status_is_replaced_by_the_ended_one_at_once(
-    datastore_client, task_backend, fetcher, backend, redis_server, redis_client
+    datastore_client, task_backend, fetcher, backend, redis_server, redis_client, transaction_begin
 ):
     put_build(datastore_client, 1, updated=LONG_AGO)
     reader = DscacheReader(redis_client, datastore_client)
@@ -122,7 +125,7 @@ def test_a_cached_started_status_is_replaced_by_the_ended_one_at_once(
     assert reader.get(status_key) == ({"status": pb.STARTED, "build_address": "proj/ci/builder/b1"}, Source.CACHE)
     task_backend.backend.set_task("task-1", pb.FAILURE, 2)
 
-    report = end_build(datastore_client, fetcher, backend, 1, dscache.Cache.at(redis_server.address))
+    report = end_build(datastore_client, fetcher, backend, 1, dscache.Cache.at(redis_server.address), transaction_begin)
 
     assert report.completed == 1
     properties, source = reader.get(status_key)

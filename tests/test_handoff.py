@@ -17,6 +17,7 @@ from buildsync.edge import handlers
 from buildsync.edge.runtime import runtime_from_env
 from buildsync.ending import handoff
 from buildsync.ending.build_reader import StoredBuild
+from buildsync.errors import PermanentError
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.proto import project_config_pb2 as cpb
 from buildsync.proto import taskdefs_pb2 as tpb
@@ -29,7 +30,6 @@ from tests import buildbucket_writer as bb
 from tests.builds import BACKEND, put_build
 from tests.conftest import PROJECT
 from tools.cloud_tasks import Decoded, decoded
-from tools.resultdb_recorder import ResultDBRecorder
 
 LONG_AGO = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=1)
 BUILDER = pb.BuilderID(project="proj", bucket="ci", builder="builder")
@@ -105,17 +105,11 @@ def test_the_expected_eta_has_six_digits_of_microseconds():
 
 
 @pytest.fixture
-def recorder():
-    server = ResultDBRecorder().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def runtime(datastore_client, datastore_env, pubsub_emulator, settings_file, cloud_tasks, monkeypatch):
     for name, value in {**datastore_env, "PUBSUB_EMULATOR_HOST": pubsub_emulator.host}.items():
         monkeypatch.setenv(name, value)
     env = {
+        **datastore_env,  # BUILDSYNC_TRANSACTION_BEGIN=explicit on the Firestore emulator
         "GOOGLE_CLOUD_PROJECT": PROJECT,
         "BUILDSYNC_SETTINGS": str(settings_file),
         "BUILDSYNC_COMPLETION": "buildbucket",
@@ -193,6 +187,7 @@ def check_request(request: Decoded, parent: str, push: str) -> None:
     assert request.payload == expected_payloads(build_id)[cls]
 
 
+@pytest.mark.both_emulators
 @pytest.mark.parametrize("push", ["appengine", "https"])
 def test_an_ended_build_is_handed_to_buildbuckets_queues_exactly_as_its_dispatcher_would(
     datastore_client, task_backend, recorder, runtime, cloud_tasks, push, capsys
@@ -243,6 +238,7 @@ def test_builders_without_a_limit_or_without_an_entity_get_no_pop_task(
     assert sorted(found[3]) == sorted(found[4]) == ["export-bigquery-go", "notify-pubsub-go-proxy"]
 
 
+@pytest.mark.both_emulators
 def test_a_killed_sync_and_a_redelivered_batch_create_each_task_once(
     datastore_client, task_backend, recorder, runtime, cloud_tasks
 ):
@@ -269,3 +265,9 @@ def test_a_killed_sync_and_a_redelivered_batch_create_each_task_once(
     assert classes == sorted(set(QUEUE_OF) - {"end-turboci-stage-attempt"}), "each of five tasks exactly once"
     assert len(cloud_tasks.servicer.requests) == failures + 5 + 5, "the repeats answered ALREADY_EXISTS"
     assert outbox.due(datastore_client, later, datetime.timedelta(0)) == []
+
+
+def test_a_task_of_a_class_we_do_not_know_is_refused_for_good():
+    unknown = outbox.TaskRef("retired-class", "0" * 32)
+    with pytest.raises(PermanentError, match="retired-class"):
+        handoff.Handoff("projects/p/locations/l").request(unknown, 1, pb.Build(), "", LONG_AGO)

@@ -41,6 +41,26 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def start_process_group(args: list[str], log_path: str) -> subprocess.Popen:
+    """Starts `args` in a process group of its own, its output to `log_path`."""
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+
+
+def stop_process_group(process: subprocess.Popen) -> None:
+    """Stops the process group `process` leads: SIGTERM, then SIGKILL after 15 s."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=15)
+    except ProcessLookupError:
+        pass
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=15)
+
+
 def wait_until(condition, timeout: float, what: str, interval: float = 0.05) -> None:
     """Polls `condition` until it is true; raises TimeoutError naming `what`."""
     deadline = time.monotonic() + timeout
@@ -105,11 +125,7 @@ class Emulator:
         return args
 
     def start(self) -> Emulator:
-        log = open(self._log_path, "wb")
-        self._process = subprocess.Popen(
-            self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
-        )
-        log.close()
+        self._process = start_process_group(self.command(), self._log_path)
         try:
             wait_until(self._healthy, START_TIMEOUT_SECONDS, f"the {self.kind} emulator on {self.host}", interval=0.2)
         except TimeoutError:
@@ -146,14 +162,7 @@ class Emulator:
     def stop(self) -> None:
         if self._process is None:
             return
-        try:
-            os.killpg(self._process.pid, signal.SIGTERM)
-            self._process.wait(timeout=15)
-        except ProcessLookupError:
-            pass
-        except subprocess.TimeoutExpired:
-            os.killpg(self._process.pid, signal.SIGKILL)
-            self._process.wait(timeout=15)
+        stop_process_group(self._process)
         # The wrapper exits before the Java server it started lets go of the port.
         wait_until(lambda: not self._port_open(), 30, f"the {self.kind} emulator to release {self.host}")
         self._process = None

@@ -9,13 +9,19 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 
 import redis
 
-from tools.emulators import START_TIMEOUT_SECONDS, EmulatorUnavailable, free_port, wait_until
+from tools.emulators import (
+    START_TIMEOUT_SECONDS,
+    EmulatorUnavailable,
+    free_port,
+    start_process_group,
+    stop_process_group,
+    wait_until,
+)
 
 
 class RedisServer:
@@ -35,11 +41,7 @@ class RedisServer:
         if binary is None:
             raise EmulatorUnavailable("redis-server is not installed (Debian package redis-server)")
         args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        log = open(os.path.join(self._dir, "redis.log"), "wb")
-        self._process = subprocess.Popen(
-            [*args, "--dir", self._dir], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        log.close()
+        self._process = start_process_group([*args, "--dir", self._dir], os.path.join(self._dir, "redis.log"))
         try:
             wait_until(self._healthy, START_TIMEOUT_SECONDS, f"redis-server on {self.address}", interval=0.05)
         except TimeoutError:
@@ -57,13 +59,6 @@ class RedisServer:
 
     def stop(self) -> None:
         if self._process is not None:
-            try:
-                os.killpg(self._process.pid, signal.SIGTERM)
-                self._process.wait(timeout=15)
-            except ProcessLookupError:
-                pass
-            except subprocess.TimeoutExpired:
-                os.killpg(self._process.pid, signal.SIGKILL)
-                self._process.wait(timeout=15)
+            stop_process_group(self._process)
             self._process = None
         shutil.rmtree(self._dir, ignore_errors=True)

@@ -22,6 +22,7 @@ from google.protobuf.message import Message
 
 from buildsync.ending.build_reader import StoredBuild
 from buildsync.ending.resultdb import invocation_of
+from buildsync.errors import PermanentError
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.proto import project_config_pb2 as cpb
 from buildsync.proto import taskdefs_pb2 as tpb
@@ -139,10 +140,16 @@ class Handoff:
     def request(
         self, task: TaskRef, build_id: int, build: pb.Build, callback_topic: str, created: datetime.datetime
     ) -> cloudtasks.CreateTaskRequest:
-        """The raw CreateTaskRequest Buildbucket's dispatcher would send for `task`."""
+        """The raw CreateTaskRequest Buildbucket's dispatcher would send for `task`.
+
+        Raises PermanentError for a task class we do not know (an entry
+        written by another version): no retry makes it known.
+        """
         from google.cloud.tasks_v2.types import cloudtasks, target
 
-        cls = CLASSES[task.class_id]
+        cls = CLASSES.get(task.class_id)
+        if cls is None:
+            raise PermanentError(f"unknown task class {task.class_id!r}")
         relative_uri = ROUTING_PREFIX + cls.id + (f"/{cls.title_prefix}{build_id}" if cls.title_prefix else "")
         request = cloudtasks.CreateTaskRequest.pb()(parent=self.queue_of(task))
         request.task.name = f"{request.parent}/tasks/{task.task_id}"
