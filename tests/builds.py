@@ -9,6 +9,7 @@ from buildsync.store import model
 from google.cloud import datastore
 
 from tests.harness import BACKEND
+from tools.new_builds import NewBuild, new_build_entities
 
 
 def put_build(
@@ -24,7 +25,7 @@ def put_build(
     shard: int = 0,
     shards: int = 1,
 ) -> None:
-    spec = model.NewBuild(
+    spec = NewBuild(
         build_id=build_id,
         project=project,
         backend=backend,
@@ -34,7 +35,7 @@ def put_build(
         shards=shards,
         task_update_id=task_update_id,
     )
-    client.put_multi(model.new_build_entities(client, spec, shard=shard))
+    client.put_multi(new_build_entities(client, spec, shard=shard))
 
 
 def get_build(

@@ -24,7 +24,6 @@ from typing import NamedTuple
 
 import grpc
 import pytest
-from buildsync.ending.notification_format import from_pubsub_data
 from buildsync.errors import TransientError
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.remote.backend import BackendPool, GrpcTaskBackend
@@ -56,7 +55,9 @@ from tests.harness import (
 from tools.delay_proxy import DelayProxy
 from tools.emulators import Emulator, wait_until
 from tools.emulators import datastore_client as emulator_client
+from tools.new_builds import NewBuild, new_build_entities
 from tools.prpc_server import PrpcStatus
+from tools.stack import from_pubsub_data
 from tools.task_backend import FakeTaskBackend, TaskBackendServer
 
 pytestmark = pytest.mark.both_emulators
@@ -150,17 +151,17 @@ def corruption(stored: dict[int, Stored]) -> dict[int, str]:
     return found
 
 
-def put_builds(client: datastore.Client, specs: list[model.NewBuild], shards: dict[int, int] | None = None) -> None:
+def put_builds(client: datastore.Client, specs: list[NewBuild], shards: dict[int, int] | None = None) -> None:
     """Writes many new builds in few requests (a commit takes at most 500 entities)."""
     entities = []
     for spec in specs:
-        entities += model.new_build_entities(client, spec, shard=(shards or {}).get(spec.build_id, 0))
+        entities += new_build_entities(client, spec, shard=(shards or {}).get(spec.build_id, 0))
     for start in range(0, len(entities), 450):
         client.put_multi(entities[start : start + 450])
 
 
-def new_build(build_id: int, project: str = "proj", **fields) -> model.NewBuild:
-    return model.NewBuild(
+def new_build(build_id: int, project: str = "proj", **fields) -> NewBuild:
+    return NewBuild(
         build_id=build_id, project=project, backend=BACKEND, task_id=f"task-{build_id}", update_time=LONG_AGO, **fields
     )
 

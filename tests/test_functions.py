@@ -13,14 +13,13 @@ import json
 import urllib.request
 
 import pytest
-from buildsync.ending.notification_format import from_pubsub_data
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.stages.messages import ShardJob, SyncBatch, SyncTrigger
 
 from tests.builds import get_build, put_build
 from tests.harness import BACKEND, LONG_AGO, PROJECT, SETTLE_SECONDS, settings_text
 from tools.emulators import wait_until
-from tools.stack import LocalStack
+from tools.stack import LocalStack, from_pubsub_data
 
 pytestmark = pytest.mark.both_emulators
 

@@ -39,7 +39,6 @@ import tempfile
 import threading
 import time
 
-from buildsync.ending.notification_format import from_pubsub_data
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.rules import sync_time
 from buildsync.store import model
@@ -49,8 +48,9 @@ from google.protobuf import json_format
 from tools.cloud_tasks import CloudTasksServer, decoded
 from tools.demo_backend import DemoTaskBackend
 from tools.emulators import DATASTORE_KINDS, Emulator, EmulatorUnavailable, datastore_client
+from tools.new_builds import NewBuild, new_build_entities
 from tools.redis_server import RedisServer
-from tools.stack import LocalStack, Topics
+from tools.stack import LocalStack, Topics, from_pubsub_data
 from tools.task_backend import TaskBackendServer
 
 PROJECT = "buildsync-local"
@@ -93,7 +93,7 @@ def seed_builds(client: datastore.Client, count: int, rng: random.Random) -> lis
     due_since = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=10)
     entities, build_ids = [], []
     for build_id in range(1001, 1001 + count):
-        spec = model.NewBuild(
+        spec = NewBuild(
             build_id=build_id,
             project=PROJECTS[build_id % len(PROJECTS)],
             backend=BACKEND,
@@ -103,7 +103,7 @@ def seed_builds(client: datastore.Client, count: int, rng: random.Random) -> lis
             sync_interval=DEMO_SYNC_INTERVAL,
             builder=rng.choice(("linux", "mac", "win")),
         )
-        entities += model.new_build_entities(client, spec)
+        entities += new_build_entities(client, spec)
         build_ids.append(build_id)
     for start in range(0, len(entities), 300):
         client.put_multi(entities[start : start + 300])

@@ -24,8 +24,10 @@ import urllib.request
 import uuid
 from collections.abc import Mapping
 
+from buildsync.proto import notification_pb2 as npb
 from google.api_core import exceptions as api_exceptions
 from google.cloud import pubsub_v1
+from google.protobuf import json_format
 
 from tools.emulators import free_port, pubsub_clients, wait_until
 
@@ -288,3 +290,8 @@ class LocalStack:
 
     def __exit__(self, *exc_info) -> None:
         self.stop()
+
+
+def from_pubsub_data(data: bytes) -> npb.BuildsV2PubSub:
+    """A received builds-topic message, as a subscriber decodes it (fields it does not know are skipped)."""
+    return json_format.Parse(data, npb.BuildsV2PubSub(), ignore_unknown_fields=True)

@@ -10,8 +10,9 @@ import math
 
 from buildsync.stages.messages import MAX_BATCH_SIZE, ShardJob
 from buildsync.stages.shard import due_builds_query
-from buildsync.store import model
 from google.cloud import datastore
+
+from tools.new_builds import NewBuild, new_build_entities
 
 PROJECT = "buildsync-bench"
 BACKEND = "swarming://bench-swarm"
@@ -68,7 +69,7 @@ def seed(
     """
     entities = []
     for index, build_id in enumerate(build_ids(n, first)):
-        spec = model.NewBuild(
+        spec = NewBuild(
             build_id=build_id,
             project=project or layout.project(index),
             backend=BACKEND,
@@ -77,7 +78,7 @@ def seed(
             shards=layout.shards,
             task_update_id=1,
         )
-        entities += model.new_build_entities(client, spec, shard=0 if project else layout.shard(index))
+        entities += new_build_entities(client, spec, shard=0 if project else layout.shard(index))
     chunks = [entities[i : i + SEED_CHUNK_ENTITIES] for i in range(0, len(entities), SEED_CHUNK_ENTITIES)]
     with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
         list(pool.map(client.put_multi, chunks))

@@ -91,8 +91,3 @@ def attributes(build: pb.Build) -> dict[str, str]:
         "is_completed": "true" if is_ended(build.status) else "false",
         "version": "v2",
     }
-
-
-def from_pubsub_data(data: bytes) -> npb.BuildsV2PubSub:
-    """A received builds-topic message, as a subscriber decodes it (fields it does not know are skipped)."""
-    return json_format.Parse(data, npb.BuildsV2PubSub(), ignore_unknown_fields=True)

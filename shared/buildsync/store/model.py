@@ -9,7 +9,6 @@ proto, in one place: `save_build`.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 from typing import Any, TypeVar
 
@@ -322,62 +321,3 @@ def _stored(entity: datastore.Entity, name: str, expected: type, optional: bool 
         what = "missing" if name not in entity else f"a {type(value).__name__}"
         raise EntityDecodeError(f"{entity.kind} property {name!r} is {what}, not {expected.__name__}")
     return value
-
-
-@dataclasses.dataclass(frozen=True)
-class NewBuild:
-    """A build as Buildbucket would create it, for demos, tests and benchmarks."""
-
-    build_id: int
-    project: str
-    backend: str
-    task_id: str
-    status: int = pb.STARTED
-    update_time: datetime.datetime = dataclasses.field(
-        default_factory=lambda: datetime.datetime.now(datetime.timezone.utc)
-    )
-    shards: int = 1
-    sync_interval: datetime.timedelta = DEFAULT_SYNC_INTERVAL
-    task_update_id: int = 1
-    bucket: str = "ci"
-    builder: str = "builder"
-
-
-def new_build_entities(client: datastore.Client, spec: NewBuild, shard: int | None = None) -> list[datastore.Entity]:
-    """The Build, BuildInfra and BuildStatus entities of a freshly created build.
-
-    The shard is random unless given, as Buildbucket picks it at creation.
-    """
-    build = pb.Build(id=spec.build_id, number=spec.build_id % 100_000, status=spec.status)
-    build.builder.project, build.builder.bucket, build.builder.builder = spec.project, spec.bucket, spec.builder
-    build.create_time.FromDatetime(spec.update_time)
-    build.update_time.FromDatetime(spec.update_time)
-    key = sync_time.new_key(spec.backend, spec.project, spec.shards, spec.update_time, spec.sync_interval)
-    if shard is not None:
-        key = dataclasses.replace(key, shard=shard)
-    build_entity = datastore.Entity(build_key(client, spec.build_id), exclude_from_indexes=BUILD_UNINDEXED)
-    build_entity.update(
-        {
-            "proto": build.SerializeToString(),
-            PROJECT: spec.project,
-            STATUS_V2: spec.status,
-            INCOMPLETE: not is_ended(spec.status),
-            "status_changed_time": spec.update_time,
-            BACKEND_TARGET: spec.backend,
-            "backend_sync_interval": int(spec.sync_interval.total_seconds()) * 1_000_000_000,
-            NEXT_SYNC_TIME: str(key),
-            **legacy.legacy_properties(spec.status, build.status_details),
-        }
-    )
-    infra = pb.BuildInfra()
-    if spec.task_id:
-        task = infra.backend.task
-        task.id.target, task.id.id = spec.backend, spec.task_id
-        task.status, task.update_id = pb.SCHEDULED, spec.task_update_id
-    infra_entity = datastore.Entity(infra_key(client, spec.build_id), exclude_from_indexes=("infra",))
-    infra_entity["infra"] = infra.SerializeToString()
-    status_entity = datastore.Entity(status_key(client, spec.build_id), exclude_from_indexes=("status",))
-    status_entity.update(
-        {"status": spec.status, "build_address": f"{spec.project}/{spec.bucket}/{spec.builder}/b{spec.build_id}"}
-    )
-    return [build_entity, infra_entity, status_entity]
