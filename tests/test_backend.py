@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from buildsync.errors import PermanentError, ResponseTooBigError, TransientError
+from buildsync.errors import PermanentError, TransientError
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.remote.backend import (
     BackendPool,
@@ -16,7 +16,7 @@ from buildsync.remote.backend_options import GRPC, PRPC, DeploymentOptions
 from buildsync.remote.prpc import is_loopback_address
 from google.protobuf import struct_pb2
 
-from tools.task_backend import TaskBackendServer
+from tools.task_backend import TaskBackendServer, nested_details
 
 TARGET = "swarming://test-swarm"
 TRANSPORTS = {PRPC: PrpcTaskBackend, GRPC: GrpcTaskBackend}
@@ -155,15 +155,51 @@ def test_an_answer_over_the_limit_is_asked_again_in_halves(server, backend, tran
 
 
 @pytest.mark.parametrize("transport", [PRPC, GRPC])
-def test_a_single_task_over_the_limit_stays_a_permanent_error(server, backend, transport):
+def test_a_task_too_big_even_alone_becomes_its_own_error_and_its_neighbours_arrive(server, backend, transport):
+    backend.set_task("small-1", pb.STARTED, 1, target=TARGET)
     backend.set_task("huge", pb.STARTED, 1, target=TARGET, details=details(100_000))
+    backend.set_task("small-2", pb.STARTED, 1, target=TARGET)
     fetcher = TRANSPORTS[transport](TARGET, server.hostname_for(transport), max_response_bytes=50_000)
 
-    with pytest.raises(ResponseTooBigError) as raised:
-        fetch_in_halves(fetcher, ids("huge"), "p")
+    response = fetch_in_halves(fetcher, ids("small-1", "huge", "small-2"), "p")
 
-    assert isinstance(raised.value, PermanentError)
-    assert backend.calls == [1]
+    assert [r.WhichOneof("response") for r in response.responses] == ["task", "error", "task"]
+    assert response.responses[1].error.code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+    assert "the answer for this task alone is over the size limit" in response.responses[1].error.message
+    assert backend.calls == [3, 1, 2, 1, 1]
+    fetcher.close()
+
+
+@pytest.mark.parametrize("misbehaviour", ["ignores the size header", "gzips its answer"])
+def test_an_answer_only_the_client_finds_too_big_is_asked_in_halves_too(server, backend, misbehaviour):
+    names = [f"t{i}" for i in range(4)]
+    for name in names:
+        backend.set_task(name, pb.STARTED, 1, target=TARGET, details=details(30_000))
+    server.prpc_server.honours_max_response_size = False
+    server.prpc_server.gzip_answers = misbehaviour == "gzips its answer"
+    fetcher = PrpcTaskBackend(TARGET, server.hostname, max_response_bytes=70_000)
+    try:
+        response = fetch_in_halves(fetcher, ids(*names), "p")
+    finally:
+        server.prpc_server.honours_max_response_size, server.prpc_server.gzip_answers = True, False
+        fetcher.close()
+
+    assert [r.task.id.id for r in response.responses] == names
+    assert backend.calls == [4, 2, 2]
+
+
+@pytest.mark.parametrize("transport", [PRPC, GRPC])
+def test_tasks_nested_as_deep_as_go_takes_arrive_and_one_nested_deeper_fails_alone(server, backend, transport):
+    for name, json_levels in (("flat", 0), ("deep-45", 45), ("deep-3000", 3000), ("too-deep", 3400)):
+        backend.set_task(name, pb.STARTED, 1, target=TARGET, details=nested_details(json_levels))
+    fetcher = TRANSPORTS[transport](TARGET, server.hostname_for(transport))
+
+    response = fetcher.fetch_tasks(ids("flat", "deep-45", "deep-3000", "too-deep"), "p")
+
+    assert [r.task.id.id for r in response.responses[:3]] == ["flat", "deep-45", "deep-3000"]
+    assert response.responses[1].task.details == nested_details(45)
+    (error,) = [r.error for r in response.responses if r.HasField("error")]
+    assert error.code == grpc.StatusCode.DATA_LOSS.value[0] and "over 10000 levels deep" in error.message
     fetcher.close()
 
 

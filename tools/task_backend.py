@@ -14,8 +14,10 @@ from concurrent import futures
 from typing import Callable
 
 import grpc
+from buildsync import wire  # noqa: F401  (lifts upb's nesting limit, as in the sync's own process)
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.proto import buildbucket_pb2_grpc as pb_grpc
+from google.protobuf import struct_pb2
 from google.rpc import status_pb2
 
 from tools.prpc_server import PrpcServer, PrpcStatus
@@ -23,6 +25,39 @@ from tools.prpc_server import PrpcServer, PrpcStatus
 SERVICE = "buildbucket.v2.TaskBackend"
 
 ResponseHook = Callable[[pb.FetchTasksRequest, pb.FetchTasksResponse], pb.FetchTasksResponse]
+
+
+def nested_details(json_levels: int) -> struct_pb2.Struct:
+    """Task details holding a JSON object nested `json_levels` deep ({"a": {"a": ...}}), as Go would send it."""
+    details = struct_pb2.Struct()
+    details.MergeFromString(nested_bytes(json_levels))  # buildsync.wire has lifted upb's own limit in this process
+    return details
+
+
+def nested_bytes(json_levels: int) -> bytes:
+    """A Struct nested `json_levels` JSON levels deep, 3 message levels each, built in one pass without decoding.
+
+    Every level is a prefix ({"a": {"a": ...}} ends where the innermost does),
+    so the prefixes are made innermost first and joined outermost first.
+    """
+    prefixes, inner = [], 0
+    for _ in range(json_levels):
+        value = length_prefix(5, inner)  # Value.struct_value
+        entry = b"\x0a\x01a" + length_prefix(2, len(value) + inner)  # the map entry: key "a", then the value
+        struct = length_prefix(1, len(entry) + len(value) + inner)  # Struct.fields
+        prefixes.append(struct + entry + value)
+        inner += len(prefixes[-1])
+    return b"".join(reversed(prefixes))
+
+
+def length_prefix(number: int, size: int) -> bytes:
+    """The tag and length of a length-delimited field `number` of `size` bytes."""
+    length = bytearray()
+    while size >= 0x80:
+        length.append(size & 0x7F | 0x80)
+        size >>= 7
+    length.append(size)
+    return bytes([number << 3 | 2]) + bytes(length)
 
 
 class FakeTaskBackend(pb_grpc.TaskBackendServicer):

@@ -13,6 +13,7 @@ from __future__ import annotations
 from google.protobuf import json_format
 
 from buildsync.ending import compression
+from buildsync.errors import PermanentError
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.proto import notification_pb2 as npb
 from buildsync.rules.status_rules import is_ended
@@ -71,15 +72,29 @@ def to_pubsub_data(message: npb.BuildsV2PubSub | npb.PubSubCallBack, limit: int 
 
     When the JSON would be over `limit` (large fields just under their own
     limit grow a third in base64), the large fields are dropped and flagged,
-    so the message is still published rather than refused.
+    so the message is still published rather than refused. Raises
+    NotificationError for a build nested too deep for the JSON writer (Go
+    decodes 10,000 levels of messages; Python's JSON writer recurses once a
+    level and stops a few hundred down).
     """
-    data = json_format.MessageToJson(message, indent=None).encode()
+    data = _json(message)
     if len(data) <= limit:
         return data
     notification = message.build_pubsub if isinstance(message, npb.PubSubCallBack) else message
     notification.build_large_fields = b""
     notification.build_large_fields_dropped = True
-    return json_format.MessageToJson(message, indent=None).encode()
+    return _json(message)
+
+
+class NotificationError(PermanentError):
+    """A build whose notification cannot be written; writing it again would fail the same way."""
+
+
+def _json(message: npb.BuildsV2PubSub | npb.PubSubCallBack) -> bytes:
+    try:
+        return json_format.MessageToJson(message, indent=None).encode()
+    except RecursionError as error:
+        raise NotificationError("the build nests too deep to be written as a JSON notification") from error
 
 
 def attributes(build: pb.Build) -> dict[str, str]:

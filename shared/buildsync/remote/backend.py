@@ -15,11 +15,11 @@ from collections.abc import Callable
 from typing import Protocol
 
 import grpc
+from google.protobuf.message import DecodeError
 
-from buildsync import logs, metrics
+from buildsync import logs, metrics, wire
 from buildsync.errors import PermanentError, ResponseTooBigError, classified
 from buildsync.proto import buildbucket_pb2 as pb
-from buildsync.proto import buildbucket_pb2_grpc as pb_grpc
 from buildsync.remote import identity
 from buildsync.remote.backend_options import GRPC, ID_TOKEN, PRPC, BackendOptions, DeploymentOptions
 from buildsync.remote.prpc import Credentials, PrpcClient, PrpcError, is_loopback_address, rpc_error
@@ -106,6 +106,7 @@ class PrpcTaskBackend(_BackendClient):
                 pb.FetchTasksResponse,
                 timeout=self.deadline_seconds,
                 headers=identity.project_headers(project),
+                decode=decode_fetch_response,
             )
 
         try:
@@ -131,7 +132,12 @@ class GrpcTaskBackend(_BackendClient):
         else:
             address = self.hostname if ":" in self.hostname else f"{self.hostname}:443"
             self._channel = grpc.secure_channel(address, grpc.ssl_channel_credentials(), options=options)
-        self._stub = pb_grpc.TaskBackendStub(self._channel)
+        # The stub's method, but reading the answer a task at a time (decode_fetch_response).
+        self._fetch = self._channel.unary_unary(
+            f"/{SERVICE}/FetchTasks",
+            request_serializer=pb.FetchTasksRequest.SerializeToString,
+            response_deserializer=decode_fetch_response,
+        )
 
     def fetch_tasks(self, task_ids: list[pb.TaskID], project: str) -> pb.FetchTasksResponse:
         """Raises TransientError when a retry may help, PermanentError when not."""
@@ -141,7 +147,7 @@ class GrpcTaskBackend(_BackendClient):
             headers = dict(self._credentials.headers()) if self._credentials is not None else {}
             headers.update(identity.project_headers(project))
             metadata = [(name.lower(), value) for name, value in headers.items()]
-            return self._stub.FetchTasks(request, timeout=self.deadline_seconds, metadata=metadata)
+            return self._fetch(request, timeout=self.deadline_seconds, metadata=metadata)
 
         try:
             return _measured_call(self.target, GRPC, task_ids, call)
@@ -155,17 +161,53 @@ class GrpcTaskBackend(_BackendClient):
         self._channel.close()
 
 
+def decode_fetch_response(data: bytes | bytearray) -> pb.FetchTasksResponse:
+    """A FetchTasks answer read a task at a time, so that a task that does not decode fails alone.
+
+    Such a task (nested deeper than Go takes, or broken) becomes that
+    position's error, which task_rules.sort_responses turns into its build's
+    rejection; the other tasks stand. Raises DecodeError only when the answer
+    itself is broken, which fails the batch.
+    """
+    response = pb.FetchTasksResponse()
+    for number, item in wire.length_delimited(data):
+        if number != _RESPONSES_FIELD:
+            continue  # a field this answer does not declare: nothing to sync from
+        entry = response.responses.add()
+        try:
+            wire.merge(entry, item)
+        except DecodeError as error:
+            _task_error(
+                entry, grpc.StatusCode.DATA_LOSS, f"the backend's answer for this task does not decode: {error}"
+            )
+    return response
+
+
+def _task_error(entry: pb.FetchTasksResponse.Response, code: grpc.StatusCode, message: str) -> None:
+    """Makes `entry` the error of its task, as a backend answers one task it cannot give."""
+    entry.Clear()
+    entry.error.code, entry.error.message = code.value[0], message
+
+
+_RESPONSES_FIELD = pb.FetchTasksResponse.DESCRIPTOR.fields_by_name["responses"].number
+
+
 def fetch_in_halves(fetcher: TaskFetcher, task_ids: list[pb.TaskID], project: str) -> pb.FetchTasksResponse:
     """FetchTasks for `task_ids`, asked again in halves while an answer is over the size limit.
 
     The halves' answers are joined in order, so the response still lines up
-    with `task_ids`. A single task too big to answer stays an error.
+    with `task_ids`. A single task too big to answer even alone gets an
+    error in its place, so that only its build is rejected.
     """
     try:
         return fetcher.fetch_tasks(task_ids, project)
     except ResponseTooBigError as error:
         if len(task_ids) < 2:
-            raise
+            logs.event("WARNING", "one task's answer is over the limit", task=task_ids[0].id, error=str(error))
+            response = pb.FetchTasksResponse()
+            message = f"the answer for this task alone is over the size limit: {error}"
+            _task_error(response.responses.add(), grpc.StatusCode.RESOURCE_EXHAUSTED, message)
+            return response
         logs.event(
             "WARNING", "FetchTasks answer over the limit; asking in halves", tasks=len(task_ids), error=str(error)
         )

@@ -29,7 +29,7 @@ import requests
 from google.protobuf import any_pb2
 from google.protobuf.message import DecodeError, Message
 
-from buildsync import logs
+from buildsync import logs, wire
 from buildsync.errors import TRANSIENT_GRPC_CODES, PermanentError, ResponseTooBigError, TransientError
 from buildsync.proto import prpc_pb2
 from buildsync.rules.hosts import host_problem
@@ -156,7 +156,7 @@ def parse_status_details(values: list[str]) -> tuple[any_pb2.Any, ...]:
     for value in values:
         for chunk in value.split(","):
             try:
-                detail = any_pb2.Any.FromString(base64.b64decode(chunk.strip(), validate=True))
+                detail = wire.decode(any_pb2.Any, base64.b64decode(chunk.strip(), validate=True))
             except (ValueError, DecodeError) as error:
                 raise rpc_error(
                     grpc.StatusCode.INTERNAL, f"invalid {DETAILS_HEADER} value {chunk!r}: {error}"
@@ -210,8 +210,12 @@ class PrpcClient:
         *,
         timeout: float,
         headers: Mapping[str, str] | None = None,
+        decode: Callable[[bytearray], ResponseT] | None = None,
     ) -> ResponseT:
         """Calls `service.method` and returns its answer; `timeout` (seconds) bounds every attempt.
+
+        The answer is read by `decode` when given, else as a `response_type`
+        no deeper than Go reads it (wire.py).
 
         Raises a PrpcError: TransientPrpcError or PermanentPrpcError as
         errors.py sorts the code, ResponseTooBigError for an over-size answer.
@@ -244,7 +248,7 @@ class PrpcClient:
         if _media_type(content_type) != _media_type(BINARY_MEDIA_TYPE):
             raise rpc_error(grpc.StatusCode.INTERNAL, f"{url}: answer content type {content_type!r}, not binary")
         try:
-            return response_type.FromString(payload)
+            return decode(payload) if decode is not None else wire.decode(response_type, payload)
         except DecodeError as error:
             raise rpc_error(
                 grpc.StatusCode.INTERNAL,

@@ -17,6 +17,7 @@ import zlib
 from google.protobuf import timestamp_pb2
 from google.protobuf.message import DecodeError
 
+from buildsync import wire
 from buildsync.errors import StoredDataError
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.rules.status_rules import is_ended
@@ -38,7 +39,7 @@ def decode_steps(data: bytes, zipped: bool) -> pb.Build:
         except zlib.error as error:
             raise StepsFormatError(f"steps are marked zipped but do not inflate: {error}") from error
     try:
-        return pb.Build.FromString(data)
+        return wire.decode(pb.Build, data)
     except DecodeError as error:
         raise StepsFormatError(f"steps do not decode as a buildbucket.v2.Build: {error}") from error
 

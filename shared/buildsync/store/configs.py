@@ -16,7 +16,7 @@ import zstandard
 from google.cloud import datastore
 from google.protobuf.message import DecodeError
 
-from buildsync import logs
+from buildsync import logs, wire
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.proto import project_config_pb2 as cpb
 from buildsync.store import model
@@ -60,7 +60,7 @@ def max_concurrent_builds(entity: datastore.Entity | None) -> int:
     if entity is None:
         return 0
     try:
-        return cpb.BuilderConfig.FromString(entity.get("config") or b"").max_concurrent_builds
+        return wire.decode(cpb.BuilderConfig, entity.get("config") or b"").max_concurrent_builds
     except DecodeError as error:
         logs.event("ERROR", "builder config does not decode", key=str(entity.key.flat_path), error=str(error))
         return 0
@@ -81,7 +81,7 @@ def notification_topics(entity: datastore.Entity | None) -> list[cpb.Buildbucket
             blob = zstandard.ZstdDecompressor().decompressobj().decompress(blob[1:])
         else:
             raise DecodeError(f"unknown format byte {blob[0]:#x}")
-        config = cpb.BuildbucketCfg.CommonConfig.FromString(blob)
+        config = wire.decode(cpb.BuildbucketCfg.CommonConfig, blob)
     except (DecodeError, zstandard.ZstdError) as error:
         raise model.EntityDecodeError(f"project {entity.key.name}: common_config does not decode: {error}") from error
     return [topic for topic in config.builds_notification_topics if topic.name]

@@ -17,6 +17,7 @@ from google.cloud import datastore
 from google.cloud.datastore_v1.types import entity as entity_pb2
 from google.protobuf.message import DecodeError, Message
 
+from buildsync import wire
 from buildsync.errors import StoredDataError
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.proto import project_config_pb2 as cpb
@@ -291,7 +292,7 @@ def _gae_proto(data: Any, message: type[Proto]) -> Proto:
         if data[0] == _GAE_PROTO_ZSTD:
             # compression.py is above the store; Go's encoder may leave the size out, so stream.
             body = zstandard.ZstdDecompressor().decompressobj().decompress(body)
-        return message.FromString(body)
+        return wire.decode(message, body)
     except (zstandard.ZstdError, DecodeError) as error:
         raise EntityDecodeError(f"a stored {what} does not decode: {error}") from error
 
@@ -302,7 +303,7 @@ def decode_proto(message: type[Proto], data: bytes, what: str) -> Proto:
     Raises EntityDecodeError, `what` saying what does not decode.
     """
     try:
-        return message.FromString(data)
+        return wire.decode(message, data)
     except DecodeError as error:
         raise EntityDecodeError(f"{what}: {error}") from error
 
