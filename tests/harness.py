@@ -24,6 +24,7 @@ from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.proto import notification_pb2 as npb
 from buildsync.remote.backend import BackendPool
 from buildsync.remote.backend_options import GRPC, PRPC, DeploymentOptions
+from buildsync.store import outbox
 from google.cloud import pubsub_v1
 
 from tools.emulators import Emulator, EmulatorUnavailable, wait_until
@@ -158,3 +159,16 @@ def large_fields(notification, build_class=pb.Build):
     else:
         raw = zlib.decompress(data)
     return build_class.FromString(raw)
+
+
+def outbox_due(
+    client, now: datetime.datetime, min_age: datetime.timedelta = outbox.SWEEP_MIN_AGE, limit: int | None = None
+) -> list[outbox.Completion]:
+    """Every sweep range's due outbox entries, by next attempt: what sweeps of all the ranges would find."""
+    found = [c for shard in range(outbox.SWEEP_SHARDS) for c in outbox.due(client, now, shard, min_age, limit=10**6)]
+
+    def next_attempt(completion: outbox.Completion) -> float:
+        swept = client.get(outbox.entry_key(client, completion.build_id)).get("sweep_at")
+        return int(swept.rpartition("--")[2]) / 1000 if swept else completion.created.timestamp()
+
+    return sorted(found, key=next_attempt)[:limit]

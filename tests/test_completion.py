@@ -23,7 +23,7 @@ from google.protobuf import json_format
 from tests import buildbucket_writer as bb
 from tests.builds import BACKEND, put_build
 from tests.conftest import PROJECT
-from tests.harness import Subscribed, captured_logs, large_fields
+from tests.harness import Subscribed, captured_logs, large_fields, outbox_due
 from tools.emulators import wait_until
 from tools.resultdb_recorder import ResultDBRecorder
 from tools.stack import LocalStack
@@ -130,7 +130,7 @@ def test_an_ended_build_gets_every_effect_in_buildbuckets_format(
         "ci",
     )
     assert completed["builder"] == "builder" and completed["cycle_seconds"] > 3000
-    assert outbox.due(datastore_client, datetime.datetime.now(datetime.timezone.utc), datetime.timedelta(0)) == []
+    assert outbox_due(datastore_client, datetime.datetime.now(datetime.timezone.utc), datetime.timedelta(0)) == []
 
 
 def test_the_builds_topic_gets_zstd_on_request_and_callbacks_stay_zlib(
@@ -167,6 +167,47 @@ def test_effects_left_by_a_crash_after_the_commit_are_done_by_the_sweep_once(
     assert builds_topic.pull_nothing_more() == [] and len(recorder.calls) == 2
 
 
+def ended_with_effects_left(client, the_runtime, build_ids, recorder, callback_topic, task_backend) -> None:
+    """Builds ended by the sync with their outbox entries written and no effect done: a crash after the commit."""
+    for build_id in build_ids:
+        put_buildbucket_build(client, build_id, recorder, callback_topic, task_backend, chunked=False)
+    backend = the_runtime.settings.backend(BACKEND)
+    fetcher = the_runtime.backends.get(backend.target, backend.hostname)
+    options = sync.SyncOptions(targets=the_runtime.completer.targets)
+    assert sync.sync_batch(client, fetcher, backend, batch(*build_ids), options).completed == len(build_ids)
+
+
+def test_a_sweep_reads_each_range_chunk_after_chunk_until_its_backlog_is_done(
+    datastore_client, task_backend, recorder, builds_topic, callback_topic, runtime
+):
+    ids = list(range(201, 241))
+    the_runtime = runtime()
+    ended_with_effects_left(datastore_client, the_runtime, ids, recorder, callback_topic, task_backend)
+    later = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=2)
+
+    swept = the_runtime.completer.sweep(later, chunk=1)
+
+    assert swept == len(ids)
+    assert sorted(decode_builds_v2(m).build.id for m in builds_topic.pull(len(ids))) == ids
+    assert outbox_due(datastore_client, later, datetime.timedelta(0)) == []
+
+
+def test_a_sweep_out_of_budget_takes_one_chunk_a_range_and_leaves_the_rest_to_the_next(
+    datastore_client, task_backend, recorder, builds_topic, callback_topic, runtime
+):
+    ids = list(range(301, 341))
+    the_runtime = runtime()
+    ended_with_effects_left(datastore_client, the_runtime, ids, recorder, callback_topic, task_backend)
+    later = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=2)
+    ranges = {outbox.sweep_shard(build_id) for build_id in ids}
+
+    first = the_runtime.completer.sweep(later, budget=datetime.timedelta(0), chunk=1)
+
+    assert first == len(ranges) < len(ids)
+    assert len(outbox_due(datastore_client, later, datetime.timedelta(0))) == len(ids) - first
+    assert the_runtime.completer.sweep(later, chunk=1) == len(ids) - first
+
+
 def test_a_redelivered_batch_has_no_second_effect(
     datastore_client, task_backend, recorder, builds_topic, callback_topic, runtime
 ):
@@ -194,7 +235,7 @@ def test_resultdb_answers_decide_whether_the_finalization_is_retried(
     recorder.fail_next(code)
     the_runtime = runtime(BUILDSYNC_SWEEP_MIN_AGE_SECONDS="0")
     handlers.handle_batch(the_runtime, batch(6))
-    left = outbox.due(datastore_client, datetime.datetime.now(datetime.timezone.utc), datetime.timedelta(0))
+    left = outbox_due(datastore_client, datetime.datetime.now(datetime.timezone.utc), datetime.timedelta(0))
     if not stays:
         assert left == []
         return
@@ -214,7 +255,7 @@ def test_a_callback_topic_that_does_not_exist_is_given_up_with_one_error_and_the
     with captured_logs() as captured:
         handlers.handle_batch(runtime(), batch(7))
     assert len(builds_topic.pull()) == 1 and len(recorder.calls) == 1
-    assert outbox.due(datastore_client, datetime.datetime.now(datetime.timezone.utc), datetime.timedelta(0)) == []
+    assert outbox_due(datastore_client, datetime.datetime.now(datetime.timezone.utc), datetime.timedelta(0)) == []
     (dropped,) = [e for e in captured.events() if e["severity"] == "ERROR"]
     assert dropped["message"] == "completion effects dropped" and dropped["effects"] == ["callback"]
     assert "never-created" in dropped["error"]
@@ -228,12 +269,12 @@ def test_a_build_topic_that_fails_keeps_only_that_effect_and_the_entry_waits_beh
     handlers.handle_batch(the_runtime, batch(7))
     assert len(callback_topic.pull()) == 1 and len(recorder.calls) == 1
     now = datetime.datetime.now(datetime.timezone.utc)
-    (left,) = outbox.due(datastore_client, now + datetime.timedelta(minutes=1), datetime.timedelta(0))
+    (left,) = outbox_due(datastore_client, now + datetime.timedelta(minutes=1), datetime.timedelta(0))
     assert (left.build_id, left.effects, left.attempts) == (7, {outbox.Effect.BUILDS_TOPIC}, 1)
     the_runtime.completer.complete([left])  # fails again: due only after its delay
-    assert outbox.due(datastore_client, now + datetime.timedelta(seconds=50), datetime.timedelta(0)) == []
+    assert outbox_due(datastore_client, now + datetime.timedelta(seconds=50), datetime.timedelta(0)) == []
     later = now + outbox.retry_delay(2) + datetime.timedelta(minutes=1)
-    assert [c.attempts for c in outbox.due(datastore_client, later, datetime.timedelta(0))] == [2]
+    assert [c.attempts for c in outbox_due(datastore_client, later, datetime.timedelta(0))] == [2]
 
 
 class PendingBytes:
@@ -309,7 +350,7 @@ def test_a_build_cannot_steer_its_resultdb_call_away_from_the_settings_host(
             handlers.handle_batch(runtime(), batch(9))
         assert elsewhere.server.connections == 0 and elsewhere.calls == []
         assert len(builds_topic.pull()) == 1, "the other effects are done"
-        left = outbox.due(datastore_client, datetime.datetime.now(datetime.timezone.utc), datetime.timedelta(0))
+        left = outbox_due(datastore_client, datetime.datetime.now(datetime.timezone.utc), datetime.timedelta(0))
         if steer == "redirect":  # the settings' host, misbehaving: retried later, never followed
             assert [(c.build_id, c.effects) for c in left] == [(9, {outbox.Effect.RESULTDB})]
             return
@@ -350,7 +391,7 @@ def test_a_malformed_callback_topic_is_given_up_and_the_rest_done(
     handlers.handle_batch(runtime(), batch(8))
     assert len(recorder.calls) == 1
     assert [decode_builds_v2(m).build.id for m in builds_topic.pull()] == [8]
-    assert outbox.due(datastore_client, datetime.datetime.now(datetime.timezone.utc), datetime.timedelta(0)) == []
+    assert outbox_due(datastore_client, datetime.datetime.now(datetime.timezone.utc), datetime.timedelta(0)) == []
 
 
 def test_dry_run_descriptions_name_every_effect(datastore_client, recorder):
@@ -391,7 +432,7 @@ def test_a_sync_function_killed_between_commit_and_effects_loses_no_effect(
         stack.publish(stack.topics.sync, batch(21, 22).to_json())
         assert recorder.arrived.wait(90), "the sync function never reached its effects"
         stack.functions["sync"].kill()
-        entries = outbox.due(datastore_client, datetime.datetime.now(datetime.timezone.utc), datetime.timedelta(0))
+        entries = outbox_due(datastore_client, datetime.datetime.now(datetime.timezone.utc), datetime.timedelta(0))
         assert {c.build_id for c in entries} == {21, 22}, "the dead function's effects wait in the outbox"
         recorder.release()
 
@@ -399,7 +440,7 @@ def test_a_sync_function_killed_between_commit_and_effects_loses_no_effect(
 
         def everything_done() -> bool:
             return (
-                outbox.due(datastore_client, datetime.datetime.now(datetime.timezone.utc), datetime.timedelta(0)) == []
+                outbox_due(datastore_client, datetime.datetime.now(datetime.timezone.utc), datetime.timedelta(0)) == []
             )
 
         wait_until(everything_done, 90, "the planner's sweep to do what the dead function left", interval=0.25)

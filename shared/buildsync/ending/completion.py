@@ -21,6 +21,7 @@ import dataclasses
 import datetime
 import itertools
 import threading
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Callable
 
@@ -45,9 +46,16 @@ if TYPE_CHECKING:
 RESULTDB_WORKERS = 8
 HANDOFF_WORKERS = 8
 
-# Builds whose effects are done together, then settled: a sweep of 1000 ended
-# builds never holds more than this many builds' entities and notifications.
+# Builds whose effects are done together, then settled: a completion never
+# holds more than this many builds' entities and notifications at once.
 BUILDS_PER_CHUNK = 25
+
+# Sweep ranges read side by side (outbox.py), one worker each.
+SWEEP_WORKERS = 8
+# How long one sweep keeps taking chunks while entries are due: most of the
+# trigger's minute, so a backlog drains as fast as one instance can and the
+# next trigger's sweep starts after this one ended.
+SWEEP_BUDGET = datetime.timedelta(seconds=40)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -206,17 +214,55 @@ class Completer:
             logs.event("WARNING", "completion effects left for the sweep", builds=len(completions), error=str(error))
             return None
 
-    def sweep(self, now: datetime.datetime, min_age: datetime.timedelta = outbox.SWEEP_MIN_AGE) -> int:
-        """Redoes the outbox entries due more than `min_age` ago (outbox.due); returns how many builds.
+    def sweep(
+        self,
+        now: datetime.datetime,
+        min_age: datetime.timedelta = outbox.SWEEP_MIN_AGE,
+        budget: datetime.timedelta = SWEEP_BUDGET,
+        chunk: int = outbox.SWEEP_CHUNK,
+    ) -> int:
+        """Redoes the outbox entries due more than `min_age` ago, SWEEP_WORKERS sweep ranges at once; returns
+        how many builds.
 
-        Retry behaviour: raises TransientError when the outbox cannot be read
-        or settled; the next sweep tries again.
+        Each range is read `chunk` entries at a time, each chunk
+        completed before the next is read, for as long as the range has due
+        entries and `budget` lasts: the throughput grows with the backlog, up
+        to what this instance does in `budget`, and memory holds one chunk per
+        worker. Retry behaviour: raises TransientError when a range cannot be
+        read or settled, once every range had its turn; the next sweep tries again.
         """
-        completions = outbox.due(self.client, now, min_age)
-        if completions:
-            self.complete(completions)
-            logs.event("INFO", "swept leftover completion effects", builds=len(completions))
-        return len(completions)
+        deadline = time.monotonic() + budget.total_seconds()
+        with concurrent.futures.ThreadPoolExecutor(max_workers=SWEEP_WORKERS) as pool:
+            futures = [
+                pool.submit(self._sweep_range, shard, now, min_age, deadline, chunk)
+                for shard in range(outbox.SWEEP_SHARDS)
+            ]
+        swept, failures = 0, []
+        for future in futures:
+            try:
+                swept += future.result()
+            except SyncError as error:
+                failures.append(error)
+        if swept:
+            logs.event("INFO", "swept leftover completion effects", builds=swept)
+        if failures:
+            raise failures[0]
+        return swept
+
+    def _sweep_range(
+        self, shard: int, now: datetime.datetime, min_age: datetime.timedelta, deadline: float, chunk: int
+    ) -> int:
+        """One range's due entries, a chunk at a time, until it has none, the budget is spent, or a chunk holds
+        only entries this sweep already tried (rewritten due before `now`, as when `now` is ahead of the clock)."""
+        tried: set[int] = set()
+        while True:
+            read = outbox.due(self.client, now, shard, min_age, chunk)
+            fresh = [completion for completion in read if completion.build_id not in tried]
+            if fresh:
+                self.complete(fresh)
+                tried.update(completion.build_id for completion in fresh)
+            if len(read) < chunk or not fresh or time.monotonic() >= deadline:
+                return len(tried)
 
     def _give_up(self, build_id: int, effects: set, left: dict, report: CompletionReport, why: str) -> None:
         names = sorted(map(str, effects))

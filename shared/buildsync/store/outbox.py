@@ -13,6 +13,13 @@ entry rewritten with effects left is tried again after a growing delay
 (`retry_delay`), behind every entry that is due sooner, so entries that keep
 failing never hold newer ones back.
 
+The next attempt is indexed as `sweep_at`, "<shard>--<unix millis>", the
+shard a hash of the build id: every ended build writes and deletes an index
+entry at "now", and one time-ordered range takes only about 500 writes a
+second (docs/platform.md "Datastore"), so the entries are spread over
+SWEEP_SHARDS ranges and the sweep reads each range apart (docs/capacity.md
+"The outbox").
+
 In `buildbucket` completion mode the entry also names the Cloud Tasks to
 create in Buildbucket's queues, each with the task name chosen in the ending
 transaction: a redone entry creates the same names again, which Cloud Tasks
@@ -25,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import enum
+import zlib
 
 from google.cloud import datastore
 
@@ -40,8 +48,18 @@ OUTBOX_KIND = "BuildsyncNotification"
 # it; the sweep leaves it alone to avoid most double effects.
 SWEEP_MIN_AGE = datetime.timedelta(minutes=1)
 
-# At most this many entries per sweep: one publish request holds 1000.
-SWEEP_LIMIT = 1000
+# Entries read from one sweep range at a time: the sweep completes them (25 a
+# chunk, completion.py) before it reads the next, so memory stays bounded.
+SWEEP_CHUNK = 100
+
+# Ranges the sweep key is spread over. Two index writes per ended build (the
+# entry made, then deleted): 32 ranges at half of 500 writes a second each
+# hold 4,000 endings a second, 7 million running 30-minute builds.
+SWEEP_SHARDS = 32
+
+# Legacy indexed times the sweep still reads, oldest form first: entries
+# written before `sweep_at` existed, each rewritten in the new form once swept.
+LEGACY_SWEEP_PROPERTIES = ("created", "next_attempt")
 
 # An entry left over is tried again at the next sweep, then after 1, 2, 4, ...
 # minutes up to this ceiling: a topic or host that is down for hours costs a
@@ -117,14 +135,27 @@ def out_of_budget(completion: Completion, now: datetime.datetime) -> bool:
     return now - completion.created >= RETRY_BUDGET
 
 
+def sweep_shard(build_id: int) -> int:
+    """The sweep range of a build's entry: a hash, since Buildbucket ids end in a constant version nibble
+    (buildbucket/appengine/internal/buildid/buildid.go)."""
+    return zlib.crc32(build_id.to_bytes(8, "big", signed=True)) % SWEEP_SHARDS
+
+
+def sweep_key(build_id: int, next_attempt: datetime.datetime) -> str:
+    """The indexed `sweep_at` of an entry: its range, then its next attempt, both zero-padded to sort as numbers."""
+    return f"{sweep_shard(build_id):02d}--{_millis(next_attempt):015d}"
+
+
+def _millis(moment: datetime.datetime) -> int:
+    return max(0, int(moment.timestamp() * 1000))
+
+
 def entry_entity(
     client: datastore.Client, completion: Completion, next_attempt: datetime.datetime | None = None
 ) -> datastore.Entity:
     """The entry of `completion`, due at `next_attempt` (default: when it was made).
 
-    Only `next_attempt` is indexed: the sweep orders by it. `created` is
-    indexed only on entries written before `next_attempt` existed, which the
-    sweep finds by it (`due`) and rewrites.
+    Only `sweep_at` is indexed: the sweep reads it range by range.
     """
     unindexed = ("effects", "attempts", "created", "tasks")
     entity = datastore.Entity(entry_key(client, completion.build_id), exclude_from_indexes=unindexed)
@@ -133,7 +164,7 @@ def entry_entity(
             "effects": sorted(completion.effects),
             "created": completion.created,
             "attempts": completion.attempts,
-            "next_attempt": next_attempt or completion.created,
+            "sweep_at": sweep_key(completion.build_id, next_attempt or completion.created),
         }
     )
     if completion.tasks:  # buildbucket mode only; a standalone entry stays as it was
@@ -159,26 +190,32 @@ def from_entity(entity: datastore.Entity) -> Completion:
 def due(
     client: datastore.Client,
     now: datetime.datetime,
+    shard: int,
     min_age: datetime.timedelta = SWEEP_MIN_AGE,
-    limit: int = SWEEP_LIMIT,
+    limit: int = SWEEP_CHUNK,
 ) -> list[Completion]:
-    """Up to `limit` entries whose next attempt is more than `min_age` ago, the longest due first.
+    """Up to `limit` entries of sweep range `shard` whose next attempt is more than `min_age` ago, longest due first.
 
-    Entries written before `next_attempt` existed (their `created` indexed)
-    come first, found by `created`; settling rewrites them, so each is read
-    this way once. Raises TransientError or PermanentError (errors.py) when
-    Datastore fails.
+    Range 0 also takes the entries of the legacy forms (LEGACY_SWEEP_PROPERTIES)
+    first; settling rewrites them in the new form, so each is read this way
+    once. Raises TransientError or PermanentError (errors.py) when Datastore fails.
     """
+    cutoff = now - min_age
     found: list[Completion] = []
     try:
-        for name in ("created", "next_attempt"):
-            if len(found) >= limit:
-                break
-            query = client.query(kind=OUTBOX_KIND, order=[name])
-            query.add_filter(filter=datastore.query.PropertyFilter(name, "<", now - min_age))
-            found += [from_entity(entity) for entity in query.fetch(limit=limit - len(found))]
+        if shard == 0:
+            for name in LEGACY_SWEEP_PROPERTIES:
+                query = client.query(kind=OUTBOX_KIND, order=[name])
+                query.add_filter(filter=datastore.query.PropertyFilter(name, "<", cutoff))
+                found += [from_entity(entity) for entity in query.fetch(limit=limit - len(found))]
+                if len(found) >= limit:
+                    return found
+        query = client.query(kind=OUTBOX_KIND, order=["sweep_at"])
+        query.add_filter(filter=datastore.query.PropertyFilter("sweep_at", ">", f"{shard:02d}--"))
+        query.add_filter(filter=datastore.query.PropertyFilter("sweep_at", "<", f"{shard:02d}--{_millis(cutoff):015d}"))
+        found += [from_entity(entity) for entity in query.fetch(limit=limit - len(found))]
     except Exception as error:  # sorted by the one table in errors.py
-        raise as_sync_error(error, "reading the completion outbox") from error
+        raise as_sync_error(error, f"reading sweep range {shard} of the completion outbox") from error
     return found
 
 
