@@ -59,7 +59,7 @@ locals {
       topic          = google_pubsub_topic.topic["trigger"].id
       filter         = ""
       datastore_role = "roles/datastore.user" # reads builds, deletes sent outbox entries
-      cpu            = null                   # the default of its memory
+      cpu            = var.planner_cpu        # its outbox sweep is CPU-bound
       publishes = {
         BUILDSYNC_SHARD_TOPIC  = google_pubsub_topic.topic["shard"].id
         BUILDSYNC_BUILDS_TOPIC = local.builds_topic_id

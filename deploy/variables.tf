@@ -143,7 +143,7 @@ variable "function_memory" {
 
 variable "sync_cpu" {
   description = <<-EOT
-    vCPU of each sync instance (the planner and shard get the default of their memory). The sync's time goes to
+    vCPU of each sync instance (the shard gets the default of its memory, the planner planner_cpu). The sync's time goes to
     encoding and decoding entities in the Datastore client, so at the 0.333 vCPU of 512Mi one 1000-build batch takes
     about three times as long; with 1 vCPU it takes under 2 s at 30 ms a Datastore RPC (README "Speed and
     robustness"), and the instance time it bills shrinks as much as its vCPU grows.
@@ -154,6 +154,22 @@ variable "sync_cpu" {
   validation {
     condition     = can(tonumber(var.sync_cpu)) && try(tonumber(var.sync_cpu) > 0 && tonumber(var.sync_cpu) <= 8, false)
     error_message = "sync_cpu must be a number of vCPUs above 0 and at most 8."
+  }
+}
+
+variable "planner_cpu" {
+  description = <<-EOT
+    vCPU of the planner instance. Its outbox sweep (re-reading ended builds, making and publishing their
+    notifications) is bound by the CPU of one Python process, so after an outage of a completion effect the backlog
+    drains about three times as fast at 1 vCPU as at the 0.333 vCPU of 512Mi (docs/capacity.md, "The outbox"); with
+    nothing to sweep it runs a few seconds a minute.
+  EOT
+  type        = string
+  default     = "1"
+
+  validation {
+    condition     = can(tonumber(var.planner_cpu)) && try(tonumber(var.planner_cpu) > 0 && tonumber(var.planner_cpu) <= 8, false)
+    error_message = "planner_cpu must be a number of vCPUs above 0 and at most 8."
   }
 }
 

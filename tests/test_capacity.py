@@ -31,6 +31,7 @@ COSTS = UnitCosts(
     publish_seconds_per_message=0.002,
     reads_per_build=3,
     writes_per_build=2,
+    sweep_builds_per_second=25,  # 1000 builds in a 40 s sweep
 )
 DEPLOYED = Deployment(max_instances={"planner": 2, "shard": 10, "sync": 20})
 MILLION = Load(builds=1_000_000, projects=1, backends=1, shards=4)
@@ -97,15 +98,19 @@ def test_the_largest_projects_shard_ranges_take_about_four_hundred_writes_a_seco
     assert limit(load, "next_backend_sync_time writes per shard range").demand == pytest.approx(3333.33 * 0.5 / 4, 1e-3)
 
 
-def test_the_outbox_index_reaches_five_hundred_writes_a_second_near_450_thousand_builds():
+def test_one_outbox_index_range_reaches_five_hundred_writes_a_second_near_450_thousand_builds():
     load = Load(builds=450_000, projects=1, backends=1, build_minutes=30)
+    one_range = dataclasses.replace(DEPLOYED, outbox_index_ranges=1)
 
-    assert limit(load, "outbox index writes per range").utilisation == pytest.approx(1.0)
+    assert limit(load, "outbox index writes per range", one_range).utilisation == pytest.approx(1.0)
+    assert limit(load, "outbox index writes per range").utilisation == pytest.approx(1 / 32)
 
 
-def test_the_sweep_needs_five_and_a_half_hours_after_a_ten_minute_outage_at_a_million():
-    assert sweep_catch_up_minutes(MILLION, DEPLOYED, 10) == pytest.approx(333.3, 1e-3)
+def test_a_sweep_of_a_thousand_builds_a_minute_needs_five_and_a_half_hours_after_a_ten_minute_outage_at_a_million():
+    assert sweep_catch_up_minutes(MILLION, DEPLOYED, COSTS, 10) == pytest.approx(333.3, 1e-3)
     assert limit(MILLION, "outbox sweep, after an effect's outage").utilisation == pytest.approx(33.33, 1e-3)
+    faster = dataclasses.replace(COSTS, sweep_builds_per_second=1000)
+    assert sweep_catch_up_minutes(MILLION, DEPLOYED, faster, 10) == pytest.approx(333.3 / 40, 1e-3)
 
 
 def test_the_first_limit_hit_is_found_where_its_utilisation_crosses_one():
@@ -114,7 +119,7 @@ def test_the_first_limit_hit_is_found_where_its_utilisation_crosses_one():
         DEPLOYED,
         max_instances={"planner": 2, "shard": 10**6, "sync": 20},
         hot_range_writes_per_second=1e12,
-        sweep_per_trigger=10**12,
+        sweep_budget_seconds=1e12,
         fetch_deadline_seconds=0,
     )
     fast_queries = dataclasses.replace(COSTS, query_keys_per_second=1e12)
@@ -190,6 +195,7 @@ def test_unit_costs_take_the_full_batch_from_the_benchmark_and_its_fixed_part_fr
         "batch_seconds_d30,25,0.3,s,,\nbatch_seconds_d30,1000,1.275,s,,\n"
         "shard_query_seconds_d30,10000,1.3,s,,\nshard_query_pages_d30,10000,10,RunQuery calls,,\n"
         "distinct_query_seconds_d30,1000,0.01,s,,\ndistinct_query_seconds_d30,11000,0.06,s,,\n"
+        "sweep_builds_per_second_d30,2000,300,builds/s,,\n"
     )
 
     costs = inputs.unit_costs(bench, probe).costs
@@ -198,3 +204,4 @@ def test_unit_costs_take_the_full_batch_from_the_benchmark_and_its_fixed_part_fr
     assert costs.batch_fixed_seconds + 1000 * costs.batch_seconds_per_build == pytest.approx(1.14)
     assert costs.query_keys_per_second == pytest.approx(10_000)
     assert costs.distinct_seconds_per_build == pytest.approx(5e-6)
+    assert costs.sweep_builds_per_second == pytest.approx(300)  # at the planner's 1 vCPU

@@ -444,10 +444,10 @@ def test_function_timeout_fits_in_the_ack_deadline():
         assert block(body, "service_config")["timeout_seconds"] == "${var.function_timeout_seconds}"
 
 
-def test_only_the_sync_gets_its_own_vcpu_a_whole_one_by_default():
+def test_the_sync_and_the_planner_get_their_own_vcpu_a_whole_one_by_default():
     cpus = {name: block(body, "service_config")["available_cpu"] for name, body in function_by_entry_point().items()}
-    assert cpus == {"planner": None, "shard": None, "sync": "${var.sync_cpu}"}
-    assert default("sync_cpu") == "1"
+    assert cpus == {"planner": "${var.planner_cpu}", "shard": None, "sync": "${var.sync_cpu}"}
+    assert default("sync_cpu") == default("planner_cpu") == "1"
 
 
 # --- topics and subscriptions ---------------------------------------------------

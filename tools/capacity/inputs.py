@@ -15,9 +15,10 @@ import dataclasses
 import pathlib
 import re
 
+from buildsync.ending.completion import SWEEP_BUDGET
 from buildsync.remote.backend import DEFAULT_DEADLINE_SECONDS
 from buildsync.stages.messages import MAX_BATCH_SIZE
-from buildsync.store.outbox import SWEEP_LIMIT
+from buildsync.store.outbox import SWEEP_SHARDS
 
 from tools.bench.cost import VARIABLES, variable_default
 from tools.capacity.model import Deployment, UnitCosts
@@ -41,6 +42,8 @@ ASSUMPTIONS = (
     "a sequential index range takes about 500 writes a second: Firestore's documented limit for sequential indexed "
     "values (firebase.google.com/docs/firestore/solutions/shard-timestamp), taken to hold in Datastore mode too; "
     "the emulators do not model it",
+    "the sweep is bound by the planner's CPU: the probe's rate (one process on the shared development machine, "
+    "taken as one vCPU) scaled to the planner's vCPU (deploy/variables.tf planner_cpu)",
     f"publishing costs {PUBLISH_SECONDS_PER_MESSAGE * 1000:g} ms a message (Pub/Sub client batching; not measured)",
     "the backend answers FetchTasks at once (the benchmark's TaskBackend does); add --fetch-seconds for a real one",
     "query times are the emulator's at 30 ms a round trip; production's distinct-on query may scan differently",
@@ -60,7 +63,8 @@ def deployment(variables: pathlib.Path = VARIABLES) -> Deployment:
         max_instances=max_instances(variables),
         fetch_deadline_seconds=DEFAULT_DEADLINE_SECONDS,
         batch_limit=MAX_BATCH_SIZE,
-        sweep_per_trigger=SWEEP_LIMIT,
+        sweep_budget_seconds=SWEEP_BUDGET.total_seconds(),
+        outbox_index_ranges=SWEEP_SHARDS,
     )
 
 
@@ -110,6 +114,8 @@ def unit_costs(
     reading = max(_series(p, f"shard_query_seconds_d{d}")[query_size] - pages * round_trip, 1e-9)
     _, distinct_slope = line_fit(_series(p, f"distinct_query_seconds_d{d}"))
     size = max(_series(b, "inprocess_entity_reads_per_build"))
+    probe_sweep = _series(p, f"sweep_builds_per_second_d{d}")
+    planner_vcpu = float(variable_default("planner_cpu").strip('"'))
     costs = UnitCosts(
         batch_fixed_seconds=fixed + fetch_seconds,
         batch_seconds_per_build=(full_batch - fixed) / MAX_BATCH_SIZE,
@@ -119,6 +125,7 @@ def unit_costs(
         publish_seconds_per_message=PUBLISH_SECONDS_PER_MESSAGE,
         reads_per_build=_series(b, "inprocess_entity_reads_per_build")[size],
         writes_per_build=_series(b, "inprocess_entity_writes_per_build")[size],
+        sweep_builds_per_second=max(probe_sweep.values()) * planner_vcpu,
         outbox_writes_per_ended_build=OUTBOX_WRITES_PER_ENDED_BUILD,
     )
     sources = (
@@ -129,6 +136,8 @@ def unit_costs(
         f"1000-key page, over a shard of {query_size:,} due builds ({probe.name})",
         f"distinct-projects query: {costs.distinct_seconds_per_build * 1e6:.2f} us per incomplete build "
         f"(slope over {sorted(_series(p, f'distinct_query_seconds_d{d}'))} builds, {probe.name})",
+        f"outbox sweep: {max(probe_sweep.values()):.0f} ended builds a second over {max(probe_sweep):,} builds "
+        f"({probe.name}), x the planner's {planner_vcpu:g} vCPU: {costs.sweep_builds_per_second:.0f} a second",
         f"{costs.reads_per_build:g} entity reads and {costs.writes_per_build:g} writes per build synced "
         f"(in-process run of {size:,} builds, {bench.name})",
     )

@@ -48,8 +48,8 @@ class Deployment:
     fetch_deadline_seconds: float = 60.0  # how long a hung backend holds a sync instance
     trigger_seconds: float = 60.0  # the Cloud Scheduler job's period
     batch_limit: int = 1000  # build ids per sync batch (FetchTasks' limit)
-    sweep_per_trigger: int = 1000  # outbox entries one sweep redoes
-    outbox_index_ranges: int = 1  # sequential ranges the outbox's indexed time is spread over
+    sweep_budget_seconds: float = 40.0  # how long one sweep keeps taking chunks while entries are due
+    outbox_index_ranges: int = 32  # sequential ranges the outbox's indexed time is spread over
     # docs/platform.md "Datastore": writes a second to one sequential index range.
     hot_range_writes_per_second: float = 500.0
 
@@ -66,6 +66,7 @@ class UnitCosts:
     publish_seconds_per_message: float
     reads_per_build: float
     writes_per_build: float
+    sweep_builds_per_second: float  # one sweep, on the planner's vCPU
     outbox_writes_per_ended_build: float = 2.0
 
 
@@ -230,7 +231,12 @@ def index_limits(load: Load, deployment: Deployment, costs: UnitCosts) -> list[L
     ]
 
 
-def outbox_limit(load: Load, deployment: Deployment) -> Limit:
+def sweep_per_trigger(deployment: Deployment, costs: UnitCosts) -> float:
+    """Ended builds whose effects one sweep can redo: its rate for as long as its budget lasts."""
+    return costs.sweep_builds_per_second * deployment.sweep_budget_seconds
+
+
+def outbox_limit(load: Load, deployment: Deployment, costs: UnitCosts) -> Limit:
     """Builds ending per trigger against what one sweep redoes.
 
     After an outage of a completion effect (ResultDB, a topic) every build that
@@ -241,9 +247,9 @@ def outbox_limit(load: Load, deployment: Deployment) -> Limit:
     return Limit(
         "outbox sweep, after an effect's outage",
         ended,
-        deployment.sweep_per_trigger,
+        sweep_per_trigger(deployment, costs),
         "builds/trigger",
-        "outbox.SWEEP_LIMIT per trigger",
+        "completion.SWEEP_BUDGET x the probe's sweep rate",
     )
 
 
@@ -284,12 +290,12 @@ def all_limits(load: Load, deployment: Deployment, costs: UnitCosts) -> list[Lim
         *instance_limits(load, deployment, costs),
         *index_limits(load, deployment, costs),
         hung_backend_limit(load, deployment, costs),
-        outbox_limit(load, deployment),
+        outbox_limit(load, deployment, costs),
         *rates(load, deployment, costs),
     ]
 
 
-def sweep_catch_up_minutes(load: Load, deployment: Deployment, outage_minutes: float) -> float:
+def sweep_catch_up_minutes(load: Load, deployment: Deployment, costs: UnitCosts, outage_minutes: float) -> float:
     """Minutes the sweep needs to redo what an outage of a completion effect left in the outbox."""
     left = ended_per_second(load) * 60 * outage_minutes
-    return left / (deployment.sweep_per_trigger * 60 / deployment.trigger_seconds)
+    return left / (sweep_per_trigger(deployment, costs) * 60 / deployment.trigger_seconds)

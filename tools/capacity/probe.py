@@ -1,6 +1,6 @@
 """Measure, on a Datastore emulator, the per-unit costs the capacity model assumes.
 
-    python -m tools.capacity.probe [--emulator firestore|datastore] [--sizes 10000,50000,100000]
+    python -m tools.capacity.probe [--emulator firestore|datastore] [--sizes 10000,20000,40000]
                                    [--out docs/bench/capacity.csv]
 
 Three figures, each through a delay proxy adding D ms to every Datastore RPC
@@ -14,11 +14,15 @@ Three figures, each through a delay proxy adding D ms to every Datastore RPC
    small projects): does its time grow with the builds or with the projects?
 3. one sync batch (`sync.sync_batch`, as the sync function runs it) of b builds
    for b in BATCH_SIZES, so that the model knows a small batch's fixed cost
-   and each build's share, not only the 1000-build figure the benchmark reports.
+   and each build's share, not only the 1000-build figure the benchmark reports;
+4. the outbox sweep (`Completer.sweep`, as the planner runs it) over
+   SWEEP_BUILDS ended builds whose effects a crash left undone: each build
+   re-read whole, its BuildsV2PubSub published to a topic of the Pub/Sub
+   emulator, its metric line written, its entry deleted.
 
 The index-only builds of 1 and 2 are bare Build entities with the four
 indexed properties the queries read (seeding is not timed); 3 uses whole
-builds and the benchmark's TaskBackend. Writes the figures to --out (one row
+builds and the benchmark's TaskBackend, 4 also the Pub/Sub emulator. Writes the figures to --out (one row
 each, as tools/bench writes benchmark.csv); tools.capacity reads them.
 """
 
@@ -35,10 +39,12 @@ import statistics
 import sys
 import time
 
+from buildsync.ending.completion import Completer, Targets
+from buildsync.ending.resultdb import prpc_finalizer
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.remote.backend import BackendPool, TaskFetcher
 from buildsync.rules import sync_time
-from buildsync.stages.messages import ShardJob, SyncBatch
+from buildsync.stages.messages import MAX_BATCH_SIZE, ShardJob, SyncBatch
 from buildsync.stages.planner import projects_with_incomplete_builds
 from buildsync.stages.shard import due_batches
 from buildsync.stages.sync import SyncOptions, sync_batch
@@ -51,7 +57,7 @@ from tools.bench.processes import Supervisor, run_in_thread
 from tools.bench.results import Results
 from tools.bench.seeding import BACKEND, FIRST_BUILD_ID, SEED_CHUNK_ENTITIES, Layout
 from tools.delay_proxy import DelayProxy
-from tools.emulators import DATASTORE_KINDS, EmulatorUnavailable
+from tools.emulators import DATASTORE_KINDS, EmulatorUnavailable, pubsub_clients
 from tools.stack import REPO
 
 DELAYS_MS = (0, 30)
@@ -64,6 +70,9 @@ BATCH_REPEATS = 3
 BATCH_PROJECT = "probe-batch"
 # Ids of their own, clear of the index-only builds.
 BATCH_FIRST_ID = FIRST_BUILD_ID + 10**9
+SWEEP_BUILDS = 2000
+SWEEP_PROJECT = "probe-sweep"
+SWEEP_FIRST_ID = FIRST_BUILD_ID + 2 * 10**9
 DEFAULT_OUT = REPO / "docs" / "bench" / "capacity.csv"
 
 
@@ -174,6 +183,37 @@ def probe_batches(env: BenchEnvironment, results: Results) -> None:
         client.close()
 
 
+def probe_sweep(env: BenchEnvironment, results: Results) -> None:
+    """Figure 4: ended builds with their effects left, then one sweep of them at D = 30 ms."""
+    ids = range(SWEEP_FIRST_ID, SWEEP_FIRST_ID + SWEEP_BUILDS)
+    env.seed_more(ids, SWEEP_PROJECT)
+    for build_id in ids:
+        env.server.backend.set_task(f"task-{build_id}", pb.SUCCESS, update_id=3, target=BACKEND)
+    publisher = pubsub_clients(env.pubsub_emulator.host).publisher
+    topic = publisher.create_topic(name=publisher.topic_path(env.datastore_emulator.project, "probe-builds")).name
+    targets = Targets(builds_topic=topic)
+    delay_ms = DELAYS_MS[-1]
+    with (
+        DelayProxy(env.datastore_emulator.host, delay_ms / 1000) as proxy,
+        contextlib.closing(BackendPool(deadline_seconds=60)) as backends,
+    ):
+        client, _ = counting_client(env.datastore_emulator.project, proxy.host)
+        options = SyncOptions(targets=targets, transaction_begin=env.transaction_begin)
+        fetcher = backends.get(BACKEND, env.server.hostname)
+        now = datetime.datetime.now(datetime.timezone.utc)
+        for start in range(0, SWEEP_BUILDS, MAX_BATCH_SIZE):
+            batch = SyncBatch(BACKEND, SWEEP_PROJECT, tuple(ids[start : start + MAX_BATCH_SIZE]), now)
+            sync_batch(client, fetcher, env.settings.backend(BACKEND), batch, options)
+        completer = Completer(client, targets, prpc_finalizer("resultdb.invalid"), publisher)
+        started = time.perf_counter()
+        swept = completer.sweep(now + datetime.timedelta(minutes=2), min_age=datetime.timedelta(0))
+        seconds = time.perf_counter() - started
+        client.close()
+    publisher.stop()
+    results.add(f"sweep_builds_per_second_d{delay_ms}", swept, swept / seconds, "builds/s")
+    env.log(f"  D={delay_ms} ms: one sweep did the effects of {swept} ended builds in {seconds:.1f}s")
+
+
 def _spread(times: list[float]) -> str:
     return ", ".join(f"{t:.2f}" for t in times)
 
@@ -181,7 +221,7 @@ def _spread(times: list[float]) -> str:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--emulator", choices=DATASTORE_KINDS, default="firestore", help="default: firestore")
-    parser.add_argument("--sizes", default="10000,50000,100000", help="due builds in the large shard")
+    parser.add_argument("--sizes", default="10000,20000,40000", help="due builds in the large shard")
     parser.add_argument("--out", default=str(DEFAULT_OUT), help=f"the CSV (default {DEFAULT_OUT.relative_to(REPO)})")
     args = parser.parse_args(argv)
     args.sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
@@ -197,12 +237,13 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.ExitStack() as exit_stack:
         env = BenchEnvironment(Layout(1, 1), exit_stack, supervisor, task_count=0, datastore_kind=args.emulator)
         try:
-            env.start(full=False, pubsub=False)
+            env.start(full=False, pubsub=True)
         except EmulatorUnavailable as error:
             supervisor.log(f"cannot start an emulator: {error}")
             return 2
         run_in_thread(lambda: probe_queries(env, args.sizes, results))
         run_in_thread(lambda: probe_batches(env, results))
+        run_in_thread(lambda: probe_sweep(env, results))
     results.add("probe_emulator", args.emulator, 1, "flag")
     # Two cores shared with other work: the load says how much the figures were crowded.
     results.add("probe_load_average_1min", "", os.getloadavg()[0], "runnable processes")

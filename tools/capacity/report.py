@@ -86,7 +86,7 @@ def full_report(load: Load, deployment: Deployment, costs: UnitCosts, pricing: P
     lines.append(f"Busiest now: {busiest(limits).name} ({_utilisation(busiest(limits))}).")
     if first:
         lines.append(f"First limit hit as builds grow: {first[0].name}, at about {first[1]:,} running builds.")
-    catch_up = sweep_catch_up_minutes(load, deployment, OUTAGE_MINUTES)
+    catch_up = sweep_catch_up_minutes(load, deployment, costs, OUTAGE_MINUTES)
     lines.append(f"After a {OUTAGE_MINUTES}-minute outage of a completion effect the sweep needs {catch_up:,.0f} min.")
     lines.append(f"Monthly cost: {monthly_cost(load, deployment, costs, pricing):,.0f} USD (tools/bench/cost.py).")
     lines += ["", recommendation_text(recommend(load, deployment, costs))]
@@ -117,7 +117,7 @@ def sizing_table(loads: list[Load], deployment: Deployment, costs: UnitCosts, pr
             row = limits[index]
             cells.append(f"{_number(row.demand)} {row.unit}" if row.capacity is None else _utilisation(row))
         lines.append(f"| {limit.name} | " + " | ".join(cells) + " |")
-    sweeps = [sweep_catch_up_minutes(load, deployment, OUTAGE_MINUTES) for load in loads]
+    sweeps = [sweep_catch_up_minutes(load, deployment, costs, OUTAGE_MINUTES) for load in loads]
     lines.append(
         f"| sweep catch-up after a {OUTAGE_MINUTES}-min outage | " + " | ".join(f"{m:,.0f} min" for m in sweeps) + " |"
     )
