@@ -167,23 +167,24 @@ def test_effects_left_by_a_crash_after_the_commit_are_done_by_the_sweep_once(
     assert builds_topic.pull_nothing_more() == [] and len(recorder.calls) == 2
 
 
-def ended_with_effects_left(client, the_runtime, build_ids, recorder, callback_topic, task_backend) -> None:
-    """Builds ended by the sync with their outbox entries written and no effect done: a crash after the commit."""
+def ended_with_effects_left(client, runtime, build_ids, recorder, callback_topic, task_backend):
+    """Builds ended by the sync with their outbox entries written and no effect done (a crash after the
+    commit); returns the runtime and a moment at which every entry is due."""
     for build_id in build_ids:
         put_buildbucket_build(client, build_id, recorder, callback_topic, task_backend, chunked=False)
+    the_runtime = runtime()
     backend = the_runtime.settings.backend(BACKEND)
     fetcher = the_runtime.backends.get(backend.target, backend.hostname)
     options = sync.SyncOptions(targets=the_runtime.completer.targets)
     assert sync.sync_batch(client, fetcher, backend, batch(*build_ids), options).completed == len(build_ids)
+    return the_runtime, datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=2)
 
 
 def test_a_sweep_reads_each_range_chunk_after_chunk_until_its_backlog_is_done(
     datastore_client, task_backend, recorder, builds_topic, callback_topic, runtime
 ):
     ids = list(range(201, 241))
-    the_runtime = runtime()
-    ended_with_effects_left(datastore_client, the_runtime, ids, recorder, callback_topic, task_backend)
-    later = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=2)
+    the_runtime, later = ended_with_effects_left(datastore_client, runtime, ids, recorder, callback_topic, task_backend)
 
     swept = the_runtime.completer.sweep(later, chunk=1)
 
@@ -196,9 +197,7 @@ def test_a_sweep_out_of_budget_takes_one_chunk_a_range_and_leaves_the_rest_to_th
     datastore_client, task_backend, recorder, builds_topic, callback_topic, runtime
 ):
     ids = list(range(301, 341))
-    the_runtime = runtime()
-    ended_with_effects_left(datastore_client, the_runtime, ids, recorder, callback_topic, task_backend)
-    later = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=2)
+    the_runtime, later = ended_with_effects_left(datastore_client, runtime, ids, recorder, callback_topic, task_backend)
     ranges = {outbox.sweep_shard(build_id) for build_id in ids}
 
     first = the_runtime.completer.sweep(later, budget=datetime.timedelta(0), chunk=1)
