@@ -165,7 +165,7 @@ def outbox_due(
     client, now: datetime.datetime, min_age: datetime.timedelta = outbox.SWEEP_MIN_AGE, limit: int | None = None
 ) -> list[outbox.Completion]:
     """Every sweep range's due outbox entries, by next attempt: what sweeps of all the ranges would find."""
-    found = [c for shard in range(outbox.SWEEP_SHARDS) for c in outbox.due(client, now, shard, min_age, limit=10**6)]
+    found = [c for shard in range(outbox.SWEEP_SHARDS) for c in outbox.due(client, now, min_age, 10**6, shard=shard)]
 
     def next_attempt(completion: outbox.Completion) -> float:
         swept = client.get(outbox.entry_key(client, completion.build_id)).get("sweep_at")

@@ -377,7 +377,7 @@ def test_a_callback_naming_one_of_buildsyncs_own_topics_is_refused_with_one_erro
     assert builds_topic.pull_nothing_more() == [] and shard_topic.pull_nothing_more() == []
     (error,) = [e for e in captured.events() if e["severity"] == "ERROR"]
     assert error["effects"] == ["callback"] and "one of buildsync's own topics" in error["error"]
-    assert outbox.due(datastore_client, datetime.datetime.now(datetime.timezone.utc), datetime.timedelta(0)) == []
+    assert outbox_due(datastore_client, datetime.datetime.now(datetime.timezone.utc), datetime.timedelta(0)) == []
 
 
 def test_a_malformed_callback_topic_is_given_up_and_the_rest_done(

@@ -694,7 +694,7 @@ def code_queries() -> dict[str, datastore.Query]:
         (queries[name],) = client.queries
     del client.queries[:]
     planner.projects_with_incomplete_builds(client, "swarming://x")
-    outbox.due(client, now, 0)
+    outbox.due(client, now, shard=0)
     by_kind: dict[str, list[datastore.Query]] = {}
     for query in client.queries:
         by_kind.setdefault(query.kind, []).append(query)

@@ -29,6 +29,7 @@ from google.cloud import datastore
 from tests import buildbucket_writer as bb
 from tests.builds import BACKEND, put_build
 from tests.conftest import PROJECT
+from tests.harness import outbox_due
 from tools.cloud_tasks import Decoded, decoded
 
 LONG_AGO = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=1)
@@ -218,7 +219,7 @@ def test_an_ended_build_is_handed_to_buildbuckets_queues_exactly_as_its_dispatch
     assert before.timestamp() <= float(etas.pop()) <= after.timestamp()
     assert len(cloud_tasks.servicer.created) == len(requests) == 9, "each task created once"
     assert recorder.calls == [], "Buildbucket finalizes the invocation, not buildsync"
-    assert outbox.due(datastore_client, datetime.datetime.now(datetime.timezone.utc), datetime.timedelta(0)) == []
+    assert outbox_due(datastore_client, datetime.datetime.now(datetime.timezone.utc), datetime.timedelta(0)) == []
     if push == "appengine":
         print("CREATE_TASK_REQUESTS", json.dumps([r.to_json() for r in found[1].values()], sort_keys=True))
 
@@ -250,7 +251,7 @@ def test_a_killed_sync_and_a_redelivered_batch_create_each_task_once(
     the_runtime = runtime()
 
     handlers.handle_batch(the_runtime, batch(5))
-    (entry,) = outbox.due(datastore_client, later, datetime.timedelta(0))
+    (entry,) = outbox_due(datastore_client, later, datetime.timedelta(0))
     assert len(entry.tasks) == 5 and cloud_tasks.servicer.created == {}, "all left, under their planned names"
     handlers.handle_batch(the_runtime, batch(5))  # the batch redelivered: the build has ended, nothing more
     the_runtime.completer.sweep(later, datetime.timedelta(0))
@@ -264,7 +265,7 @@ def test_a_killed_sync_and_a_redelivered_batch_create_each_task_once(
     classes = sorted(decoded(request).envelope["class"] for request in cloud_tasks.servicer.created.values())
     assert classes == sorted(set(QUEUE_OF) - {"end-turboci-stage-attempt"}), "each of five tasks exactly once"
     assert len(cloud_tasks.servicer.requests) == failures + 5 + 5, "the repeats answered ALREADY_EXISTS"
-    assert outbox.due(datastore_client, later, datetime.timedelta(0)) == []
+    assert outbox_due(datastore_client, later, datetime.timedelta(0)) == []
 
 
 def test_a_task_of_a_class_we_do_not_know_is_refused_for_good():

@@ -87,9 +87,9 @@ def test_an_entry_left_over_goes_behind_newer_entries_of_its_range_so_none_is_he
     outbox.settle(datastore_client, [], [Completion(c.build_id, c.effects, c.created, attempts=3) for c in stuck])
     newer = put(datastore_client, newer_id, {Effect.METRICS}, now - 5 * MINUTE)
     shard = outbox.sweep_shard(newer_id)
-    assert outbox.due(datastore_client, now, shard, datetime.timedelta(0), limit=1) == [newer]
+    assert outbox.due(datastore_client, now, datetime.timedelta(0), 1, shard=shard) == [newer]
     later = now + outbox.retry_delay(3) + MINUTE
-    assert {c.build_id for c in outbox.due(datastore_client, later, shard, datetime.timedelta(0))} == {
+    assert {c.build_id for c in outbox.due(datastore_client, later, datetime.timedelta(0), shard=shard)} == {
         *stuck_ids,
         newer_id,
     }
@@ -112,8 +112,8 @@ def test_a_sweep_range_holds_only_its_own_entries_in_order_of_their_next_attempt
     written = [put(datastore_client, i, {Effect.METRICS}, NOW - (10 - k) * MINUTE) for k, i in enumerate(ids)]
     put(datastore_client, other, {Effect.METRICS}, NOW - 20 * MINUTE)
 
-    assert outbox.due(datastore_client, NOW, outbox.sweep_shard(ids[0])) == written
-    assert outbox.due(datastore_client, NOW, outbox.sweep_shard(ids[0]), limit=2) == written[:2]
+    assert outbox.due(datastore_client, NOW, shard=outbox.sweep_shard(ids[0])) == written
+    assert outbox.due(datastore_client, NOW, limit=2, shard=outbox.sweep_shard(ids[0])) == written[:2]
 
 
 @pytest.mark.parametrize(
@@ -141,7 +141,7 @@ def test_an_entry_indexed_by_its_next_attempt_alone_is_swept_once_and_rewritten_
     older = datastore.Entity(key, exclude_from_indexes=("effects", "attempts", "created"))
     older.update({"effects": ["metrics"], "created": NOW - 9 * MINUTE, "attempts": 1, "next_attempt": NOW - 5 * MINUTE})
     datastore_client.put(older)
-    (completion,) = outbox.due(datastore_client, NOW, 0)
+    (completion,) = outbox.due(datastore_client, NOW, shard=0)
     outbox.settle(datastore_client, [], [dataclasses.replace(completion, attempts=2)], now=NOW)
     assert [c.build_id for c in outbox_due(datastore_client, NOW + 10 * MINUTE)] == [7]
     assert "next_attempt" not in datastore_client.get(key) and "sweep_at" in datastore_client.get(key)

@@ -14,13 +14,13 @@ from buildsync.remote.backend_options import GRPC, PRPC, DeploymentOptions
 from buildsync.rules import sync_time
 from buildsync.stages.messages import SyncBatch
 from buildsync.stages.sync import SyncOptions, sync_batch
-from buildsync.store import model, outbox
+from buildsync.store import model
 from buildsync.store.outbox import Effect
 from google.api_core import exceptions as api_exceptions
 from google.cloud import datastore
 
 from tests.builds import get_build, put_build, snapshot
-from tests.harness import BACKEND, captured_logs
+from tests.harness import BACKEND, captured_logs, outbox_due
 from tools.emulators import datastore_client as emulator_client
 
 PLANNED_AT = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
@@ -109,7 +109,7 @@ def test_ended_tasks_end_their_builds(
     assert [(c.build_id, c.effects, c.created) for c in report.completions] == [
         (1, {Effect.METRICS, Effect.PROJECT_TOPICS}, LATER)
     ]
-    assert outbox.due(datastore_client, LATER + datetime.timedelta(minutes=2)) == report.completions
+    assert outbox_due(datastore_client, LATER + datetime.timedelta(minutes=2)) == report.completions
 
 
 def test_mix_of_ok_error_stale_and_unchanged(datastore_client, task_backend, fetcher, backend):

@@ -256,7 +256,7 @@ class Completer:
         only entries this sweep already tried (rewritten due before `now`, as when `now` is ahead of the clock)."""
         tried: set[int] = set()
         while True:
-            read = outbox.due(self.client, now, shard, min_age, chunk)
+            read = outbox.due(self.client, now, min_age, chunk, shard=shard)
             fresh = [completion for completion in read if completion.build_id not in tried]
             if fresh:
                 self.complete(fresh)

@@ -190,9 +190,10 @@ def from_entity(entity: datastore.Entity) -> Completion:
 def due(
     client: datastore.Client,
     now: datetime.datetime,
-    shard: int,
     min_age: datetime.timedelta = SWEEP_MIN_AGE,
     limit: int = SWEEP_CHUNK,
+    *,
+    shard: int,
 ) -> list[Completion]:
     """Up to `limit` entries of sweep range `shard` whose next attempt is more than `min_age` ago, longest due first.
 
