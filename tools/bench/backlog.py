@@ -50,6 +50,7 @@ from tools.bench.environment import BenchEnvironment
 from tools.bench.results import Results
 from tools.bench.runs import utc_now
 from tools.bench.seeding import PROJECT, still_due
+from tools.emulators import pubsub_clients
 from tools.stack import REPO
 
 TIME_SCALE = 10
@@ -178,8 +179,8 @@ def run_backlog(env: BenchEnvironment, hold_minutes: float = DEFAULT_HOLD_MINUTE
     env.fresh_builds(n)
     cut_off = datetime.timedelta(seconds=deployed_max_event_age_seconds() / TIME_SCALE)
     client, counter = env.counting_client()
-    publisher = pubsub_v1.PublisherClient()
-    subscriber = pubsub_v1.SubscriberClient()
+    clients = pubsub_clients(env.pubsub_emulator.host)
+    publisher, subscriber = clients.publisher, clients.subscriber
     suffix = uuid.uuid4().hex[:8]
     topics = {stage: f"bench-backlog-{stage}-{suffix}" for stage in ("trigger", "shard", "sync")}
     subscriptions = {}

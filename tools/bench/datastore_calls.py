@@ -24,6 +24,8 @@ from google.cloud import datastore
 from google.cloud.datastore_v1.services.datastore import client as gapic_client
 from google.cloud.datastore_v1.services.datastore.transports import grpc as gapic_grpc
 
+from tools.emulators import datastore_client
+
 _METHOD_PREFIX = "/google.datastore.v1.Datastore/"
 
 
@@ -128,7 +130,7 @@ _AMOUNTS = {
 
 def counting_client(project: str, emulator_host: str) -> tuple[datastore.Client, DatastoreCallCounter]:
     """A Datastore client for the emulator at `emulator_host` whose every RPC the returned counter sees."""
-    client = datastore.Client(project=project)
+    client = datastore_client(emulator_host, project)
     counter = DatastoreCallCounter()
     channel = grpc.intercept_channel(grpc.insecure_channel(urlparse(f"http://{emulator_host}").netloc), counter)
     transport = gapic_grpc.DatastoreGrpcTransport(channel=channel)

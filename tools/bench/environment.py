@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import os
 import pathlib
 import tempfile
 import time
@@ -18,7 +17,7 @@ from google.cloud import datastore
 from tools.bench.datastore_calls import DatastoreCallCounter, counting_client
 from tools.bench.processes import Supervisor
 from tools.bench.seeding import BACKEND, PROJECT, Layout, build_ids, seed
-from tools.emulators import SETTINGS_FOR, Emulator
+from tools.emulators import SETTINGS_FOR, Emulator, datastore_client
 from tools.stack import LocalStack
 from tools.task_backend import TaskBackendServer
 
@@ -60,11 +59,6 @@ class BenchEnvironment:
         self.log("starting the emulators: " + ", ".join(e.kind for e in emulators))
         for emulator in emulators:  # in the main thread, so that Ctrl-C finds every process registered
             emulator.start()
-        # This process's own clients (the in-process pipeline, the floor) find the emulator here, and
-        # its children (the memory probe) also how transactions must begin on it.
-        os.environ.update(self.datastore_emulator.env, GOOGLE_CLOUD_PROJECT=PROJECT)
-        if self.pubsub_emulator is not None:
-            os.environ["PUBSUB_EMULATOR_HOST"] = self.pubsub_emulator.host
         self.server = TaskBackendServer()
         self.exit.callback(self.server.stop)
         self.server.start()
@@ -103,8 +97,18 @@ class BenchEnvironment:
             )
         return groups
 
+    def child_env(self) -> dict[str, str]:
+        """What a child process (the memory probe) needs to reach the emulators and begin transactions on them.
+
+        This process's own clients are given the hosts instead (client, counting_client).
+        """
+        env = {**self.datastore_emulator.env, "GOOGLE_CLOUD_PROJECT": PROJECT}
+        if self.pubsub_emulator is not None:
+            env["PUBSUB_EMULATOR_HOST"] = self.pubsub_emulator.host
+        return env
+
     def client(self) -> datastore.Client:
-        return datastore.Client(project=PROJECT)
+        return datastore_client(self.datastore_emulator.host, PROJECT)
 
     def counting_client(self, host: str | None = None) -> tuple[datastore.Client, DatastoreCallCounter]:
         """A client whose RPCs are counted, to the emulator or to `host` (a delay proxy in front of it)."""

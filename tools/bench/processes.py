@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from typing import Callable, TypeVar
 
 from tools.bench.cpu import live_members
@@ -19,9 +20,9 @@ from tools.stack import REPO
 T = TypeVar("T")
 
 
-def python_env() -> dict[str, str]:
-    """This environment, with the repository and the core package importable."""
-    env = dict(os.environ)
+def python_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This environment with `extra` added, and the repository and the core package importable."""
+    env = {**os.environ, **(extra or {})}
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(REPO / "shared"), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     return env
 
@@ -44,13 +45,15 @@ class Supervisor:
             return
         print(message, file=sys.stderr, flush=True)
 
-    def run_child(self, command: list[str], timeout: float) -> tuple[str, str, int]:
-        """Runs a Python child in the repository; returns its stdout, stderr and exit code."""
+    def run_child(
+        self, command: list[str], timeout: float, env: Mapping[str, str] | None = None
+    ) -> tuple[str, str, int]:
+        """Runs a Python child in the repository, `env` added to its environment; returns stdout, stderr, exit code."""
         with self._lock:
             if self.stopping.is_set():
                 raise RuntimeError("the benchmark is stopping")
             process = subprocess.Popen(
-                command, cwd=REPO, env=python_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+                command, cwd=REPO, env=python_env(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
             )
             self._children.add(process)
         try:

@@ -34,7 +34,7 @@ def memory(env: BenchEnvironment, supervisor: Supervisor, n: int) -> dict[str, f
         ]
         if mode == "tracemalloc":
             command.append("--tracemalloc")
-        stdout, stderr, returncode = supervisor.run_child(command, timeout=600)
+        stdout, stderr, returncode = supervisor.run_child(command, timeout=600, env=env.child_env())
         if returncode != 0:
             raise RuntimeError(f"tools.bench.memory_probe failed:\n{stderr[-3000:]}")
         result = json.loads(stdout.strip().splitlines()[-1])
