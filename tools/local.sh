@@ -5,9 +5,7 @@
 # Arguments go to tools/local_stack.py (try --help).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v gcloud >/dev/null; then
-  echo "gcloud is not installed: install the Google Cloud CLI with the datastore and pubsub emulators" >&2
-  exit 2
-fi
+source tools/prerequisites.sh
+check_prerequisites || exit 2
 source tools/venv.sh
 exec python -m tools.local_stack "$@"
