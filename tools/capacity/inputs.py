@@ -48,6 +48,7 @@ ASSUMPTIONS = (
     "the backend answers FetchTasks at once (the benchmark's TaskBackend does); add --fetch-seconds for a real one",
     "query times are the emulator's at 30 ms a round trip; production's distinct-on query may scan differently",
     "only the sync's own index writes count; Buildbucket's own saves of the same builds add to the hot ranges",
+    "a function invocation's own overhead (the push, functions-framework) and cold starts are not counted",
 )
 
 
