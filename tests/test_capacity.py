@@ -133,6 +133,17 @@ def test_the_first_limit_hit_is_found_where_its_utilisation_crosses_one():
     assert builds == pytest.approx(expected, rel=0.002)
 
 
+def test_without_failures_the_first_limit_hit_is_one_of_normal_running():
+    load = Load(builds=1000, projects=30, backends=2, shards=4)
+
+    hit, _ = first_limit_hit(load, DEPLOYED, COSTS)
+    running, builds = first_limit_hit(load, DEPLOYED, COSTS, failures=False)
+
+    assert hit.name == "sync instances, busiest backend hung"
+    assert running.name == "next_backend_sync_time writes per shard range"
+    assert builds == pytest.approx(1_200_000, rel=0.01)  # 500 writes/s = N/300 x 0.5 / 4
+
+
 def test_the_recommended_shards_are_the_fewest_that_keep_the_hot_range_under_the_headroom():
     load = dataclasses.replace(MILLION, projects=20, shards=1)
     rec = recommend(load, DEPLOYED, COSTS)

@@ -26,6 +26,9 @@ import math
 # Utilisation every recommended setting keeps below: the 2 x headroom above.
 HEADROOM = 0.5
 
+# The limits of the failures a deployment must ride out, apart from normal running.
+FAILURE_LIMITS = frozenset({"sync instances, busiest backend hung", "outbox sweep, after an effect's outage"})
+
 
 @dataclasses.dataclass(frozen=True)
 class Load:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from tools.capacity.model import HEADROOM, Deployment, Limit, Load, UnitCosts, all_limits
+from tools.capacity.model import FAILURE_LIMITS, HEADROOM, Deployment, Limit, Load, UnitCosts, all_limits
 
 # Past this many shards a backend's settings draw a warning (rules/settings.py MANY_SHARDS); the search stops there.
 SHARD_SEARCH_LIMIT = 100
@@ -36,14 +36,18 @@ def busiest(limits: list[Limit]) -> Limit:
     return max((limit for limit in limits if limit.utilisation is not None), key=lambda limit: limit.utilisation)
 
 
-def first_limit_hit(load: Load, deployment: Deployment, costs: UnitCosts) -> tuple[Limit, int] | None:
-    """The first limit whose utilisation reaches 1 as the builds grow (all else as in `load`), and at how many.
+def first_limit_hit(
+    load: Load, deployment: Deployment, costs: UnitCosts, failures: bool = True
+) -> tuple[Limit, int] | None:
+    """The first limit whose utilisation reaches 1 as the builds grow (all else as in `load`), and at how many;
+    without `failures`, among the limits of normal running only.
 
     None when none does below BUILDS_SEARCH_LIMIT.
     """
 
     def hit(builds: int) -> list[Limit]:
-        return over(all_limits(dataclasses.replace(load, builds=builds), deployment, costs), 1.0)
+        limits = all_limits(dataclasses.replace(load, builds=builds), deployment, costs)
+        return over([limit for limit in limits if failures or limit.name not in FAILURE_LIMITS], 1.0)
 
     low, high = 0, max(load.builds, 1)
     while not hit(high):

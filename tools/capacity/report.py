@@ -86,6 +86,9 @@ def full_report(load: Load, deployment: Deployment, costs: UnitCosts, pricing: P
     lines.append(f"Busiest now: {busiest(limits).name} ({_utilisation(busiest(limits))}).")
     if first:
         lines.append(f"First limit hit as builds grow: {first[0].name}, at about {first[1]:,} running builds.")
+    running = first_limit_hit(load, deployment, costs, failures=False)
+    if running:
+        lines.append(f"In normal running (no failure): {running[0].name}, at about {running[1]:,} running builds.")
     catch_up = sweep_catch_up_minutes(load, deployment, costs, OUTAGE_MINUTES)
     lines.append(f"After a {OUTAGE_MINUTES}-minute outage of a completion effect the sweep needs {catch_up:,.0f} min.")
     lines.append(f"Monthly cost: {monthly_cost(load, deployment, costs, pricing):,.0f} USD (tools/bench/cost.py).")
