@@ -90,6 +90,22 @@ locals {
       description = "Planner runs that found incomplete builds on a backend missing from the settings (never synced)."
       buckets     = null
     }
+    backend_breaker_changes = {
+      line        = "backend_breaker"
+      labels      = ["backend", "state"]
+      value       = null
+      unit        = "1"
+      description = "A backend's circuit breaker opening or closing (docs/isolation.md)."
+      buckets     = null
+    }
+    backends_held_back = {
+      line        = "backend_held_back"
+      labels      = ["backend"]
+      value       = null
+      unit        = "1"
+      description = "Planner runs that held a backend back to one probe batch because its breaker is open."
+      buckets     = null
+    }
     permanent_errors = {
       line        = "permanent_error"
       labels      = ["stage", "error_type"]

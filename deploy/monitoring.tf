@@ -119,6 +119,39 @@ resource "google_monitoring_alert_policy" "permanent_errors" {
   }
 }
 
+resource "google_monitoring_alert_policy" "backend_held_back" {
+  project               = var.project
+  display_name          = "buildsync: backend breaker open"
+  combiner              = "OR"
+  severity              = "ERROR"
+  notification_channels = var.notification_channels
+  user_labels           = local.labels
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = "A backend's circuit breaker has been open for ${var.backend_held_back_minutes} planner runs in 10 minutes: its FetchTasks calls fail or hang, so the planner sends it one probe batch a minute and its builds wait (docs/isolation.md). The other backends are not delayed. The planner's `backend held back` WARNING lines name the backend, its last error and the probe; the breaker closes by itself once a probe succeeds."
+  }
+
+  conditions {
+    display_name = "backend held back in >= ${var.backend_held_back_minutes} planner runs per 10 min"
+    condition_threshold {
+      filter          = "metric.type = \"logging.googleapis.com/user/${google_logging_metric.buildsync["backends_held_back"].name}\" AND resource.type = \"cloud_run_revision\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = var.backend_held_back_minutes - 1
+      duration        = "0s"
+      aggregations {
+        alignment_period     = "600s"
+        per_series_aligner   = "ALIGN_DELTA"
+        cross_series_reducer = "REDUCE_SUM"
+        group_by_fields      = ["metric.label.backend"]
+      }
+      trigger {
+        count = 1
+      }
+    }
+  }
+}
+
 resource "google_monitoring_alert_policy" "fetch_tasks_failures" {
   project               = var.project
   display_name          = "buildsync: FetchTasks failing"
@@ -205,6 +238,7 @@ resource "google_monitoring_dashboard" "buildsync" {
       permanent_errors     = google_monitoring_alert_policy.permanent_errors.name
       fetch_tasks_failures = google_monitoring_alert_policy.fetch_tasks_failures.name
       sync_backlog         = google_monitoring_alert_policy.sync_backlog.name
+      backend_held_back    = google_monitoring_alert_policy.backend_held_back.name
     }
   })
 }

@@ -333,6 +333,17 @@ variable "permanent_errors_per_10_minutes" {
   }
 }
 
+variable "backend_held_back_minutes" {
+  description = "Alert when a backend's breaker has held it back to a probe batch for this many planner runs (minutes) within 10 minutes."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.backend_held_back_minutes >= 1 && var.backend_held_back_minutes <= 10
+    error_message = "backend_held_back_minutes must be 1 to 10 (the alert counts over 10 minutes)."
+  }
+}
+
 variable "fetch_tasks_failure_ratio" {
   description = "Alert when more than this share of a backend's FetchTasks calls fail over 10 minutes (0 to 1)."
   type        = number

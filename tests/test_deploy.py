@@ -1175,6 +1175,7 @@ def test_the_alerts_the_operator_needs_exist():
         "permanent_errors": {"log:permanent_errors"},
         "fetch_tasks_failures": {"log:fetch_tasks_calls"},
         "sync_backlog": {"pubsub.googleapis.com/subscription/oldest_unacked_message_age"},
+        "backend_held_back": {"log:backends_held_back"},
     }
     dead_letters = block(ALERTS["dead_letters"], "conditions", "condition_threshold")
     assert "${google_pubsub_subscription.dead_letter.name}" in dead_letters["filter"]
@@ -1191,6 +1192,9 @@ def test_the_alerts_the_operator_needs_exist():
     assert block(ALERTS["permanent_errors"], "conditions", "condition_threshold")["threshold_value"] == (
         "${var.permanent_errors_per_10_minutes}"
     )
+    held_back = block(ALERTS["backend_held_back"], "conditions", "condition_threshold")
+    assert held_back["threshold_value"] == "${var.backend_held_back_minutes - 1}"
+    assert block(held_back, "aggregations")["group_by_fields"] == ["metric.label.backend"]
 
 
 def _sync_subscription_names() -> list[str]:

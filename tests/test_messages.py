@@ -1,5 +1,6 @@
 """Pub/Sub messages: round trips, every rejection, and decoding arbitrary input."""
 
+import dataclasses
 import datetime
 import json
 
@@ -55,7 +56,7 @@ def test_trigger_round_trips(trigger):
         st.integers(min_value=1, max_value=10**6),
         st.integers(min_value=0, max_value=10**6),
         aware_times,
-    )
+    ).flatmap(lambda job: st.sampled_from([job, dataclasses.replace(job, probe=True)]))
 )
 def test_shard_job_round_trips(job):
     decoded = ShardJob.from_json(job.to_json())
@@ -71,6 +72,8 @@ def test_shard_job_round_trips(job):
         names,
         st.lists(st.integers(min_value=1, max_value=2**63 - 1), min_size=1, max_size=MAX_BATCH_SIZE).map(tuple),
         aware_times,
+        st.booleans(),
+        st.integers(min_value=1, max_value=10),
     )
 )
 def test_sync_batch_round_trips(batch):
@@ -80,6 +83,21 @@ def test_sync_batch_round_trips(batch):
 def test_encoded_messages_carry_the_schema_version():
     for message in (SyncTrigger(), ShardJob("b", "p", 0, 1, PLANNED), SyncBatch("b", "p", (1,), PLANNED)):
         assert json.loads(message.to_json())["version"] == SCHEMA_VERSION == 1
+
+
+def test_a_first_attempt_that_is_no_probe_encodes_as_before_either_existed():
+    assert set(json.loads(SyncBatch("b", "p", (1,), PLANNED).to_json())) == {
+        "version",
+        "backend",
+        "project",
+        "build_ids",
+        "planned_at",
+    }
+    assert "probe" not in json.loads(ShardJob("b", "p", 0, 1, PLANNED).to_json())
+    assert json.loads(SyncBatch("b", "p", (1,), PLANNED, probe=True, attempt=3).to_json())["attempt"] == 3
+    assert SyncBatch.from_json(encode(**batch_fields(probe=False, attempt=1))) == SyncBatch.from_json(
+        encode(**batch_fields())
+    )
 
 
 def test_trigger_leaves_out_unset_fields():
@@ -200,6 +218,7 @@ SHARD_REJECTIONS = [
     ("naive planned_at", shard_fields(planned_at="2024-05-17T12:00:00"), "'2024-05-17T12:00:00' has no timezone"),
     ("bad planned_at", shard_fields(planned_at="yesterday"), "'yesterday' is not an ISO 8601 time"),
     ("int planned_at", shard_fields(planned_at=1715947200), "field 'planned_at': expected str, got int"),
+    ("int probe", shard_fields(probe=1), "field 'probe': expected bool, got int 1"),
 ]
 
 
@@ -228,6 +247,9 @@ BATCH_REJECTIONS = [
     ("empty backend", batch_fields(backend=""), "field 'backend' is empty"),
     ("unknown fields", batch_fields(shard=0, zeta=1), "unknown fields ['shard', 'zeta']"),
     ("naive planned_at", batch_fields(planned_at="2024-05-17 12:00"), "'2024-05-17 12:00' has no timezone"),
+    ("attempt 0", batch_fields(attempt=0), "'attempt': 0; the first attempt is 1"),
+    ("bool attempt", batch_fields(attempt=True), "field 'attempt': expected int, got bool True"),
+    ("string probe", batch_fields(probe="yes"), "field 'probe': expected bool, got str 'yes'"),
 ]
 
 

@@ -39,6 +39,8 @@ EMITTERS = {
     "message_dropped": lambda: metrics.message_dropped("sync", "older than the cut-off", 700.0, message_id="m1"),
     "unknown_backend": lambda: metrics.unknown_backend("swarming://gone", ["p1", "p2"]),
     "permanent_error": lambda: _raise_and_report(),
+    "backend_breaker": lambda: metrics.backend_breaker("swarming://s", "opened", 3, "DEADLINE_EXCEEDED"),
+    "backend_held_back": lambda: metrics.backend_held_back("swarming://s", 3, 61.5, "DEADLINE_EXCEEDED", "p shard 0"),
 }
 
 

@@ -7,9 +7,11 @@ import datetime
 import pytest
 from buildsync.errors import UnknownBackendError
 from buildsync.proto import buildbucket_pb2 as pb
+from buildsync.rules.breaker import FAILURES_TO_OPEN
 from buildsync.rules.settings import parse_settings
 from buildsync.stages.messages import ShardJob, SyncTrigger
 from buildsync.stages.planner import lite_mode_targets, plan, resolve_backends, shard_jobs, summarize
+from buildsync.store import breakers
 
 from tests.builds import put_build
 from tests.harness import captured_logs
@@ -64,9 +66,9 @@ def test_a_plan_for_a_lite_backend_has_no_jobs_and_logs_that_it_is_in_lite_mode(
     assert (event["message"], event["backend"]) == ("backend is in lite mode; nothing to sync", "lite://c")
 
 
-def test_a_plan_for_a_named_project_has_one_job_per_shard_of_each_full_mode_backend():
+def test_a_plan_for_a_named_project_has_one_job_per_shard_of_each_full_mode_backend(datastore_client):
     with captured_logs() as captured:
-        jobs = plan(None, SETTINGS, SyncTrigger(project="p"), NOW)
+        jobs = plan(datastore_client, SETTINGS, SyncTrigger(project="p"), NOW)
 
     assert [(job.backend, job.shard) for job in jobs] == [
         ("swarming://a", 0),
@@ -149,3 +151,62 @@ def test_unknown_backend_rule_is_checked_only_by_a_whole_run(datastore_client):
         plan(datastore_client, SETTINGS, SyncTrigger("swarming://a"), NOW)
 
     assert [event for event in captured.events() if event["severity"] == "ERROR"] == []
+
+
+def open_breaker(client, target: str, error: str = "DEADLINE_EXCEEDED") -> None:
+    for _ in range(FAILURES_TO_OPEN):
+        breakers.update(client, target, lambda breaker: breaker.after_failure(error, NOW))
+
+
+def test_a_backend_whose_breaker_is_open_gets_one_probe_job_and_a_held_back_line(datastore_client):
+    open_breaker(datastore_client, "swarming://a")
+
+    with captured_logs() as captured:
+        jobs = plan(datastore_client, SETTINGS, SyncTrigger(project="p"), NOW + datetime.timedelta(minutes=2))
+
+    assert [(job.backend, job.shard, job.probe) for job in jobs] == [
+        ("swarming://a", 2, True),
+        ("swarming://b", 0, False),
+    ]
+    (held,) = captured.events()
+    assert (held["metric"], held["backend"], held["failures"], held["open_seconds"]) == (
+        "backend_held_back",
+        "swarming://a",
+        3,
+        120.0,
+    )
+    assert held["probe"] == "p shard 2" and held["error"] == "DEADLINE_EXCEEDED"
+
+
+def test_the_probe_moves_to_the_next_shard_job_each_minute(datastore_client):
+    open_breaker(datastore_client, "swarming://a")
+    minutes = [NOW + datetime.timedelta(seconds=s) for s in (0, 59, 60, 120, 180)]
+
+    probes = [plan(datastore_client, SETTINGS, SyncTrigger("swarming://a", "p"), at) for at in minutes]
+
+    assert [[(job.shard, job.probe) for job in jobs] for jobs in probes] == [
+        [(0, True)],
+        [(0, True)],
+        [(1, True)],
+        [(2, True)],
+        [(0, True)],
+    ]
+
+
+def test_a_held_back_backend_with_nothing_incomplete_has_no_probe(datastore_client):
+    open_breaker(datastore_client, "swarming://a")
+
+    with captured_logs() as captured:
+        jobs = plan(datastore_client, SETTINGS, SyncTrigger("swarming://a"), NOW)
+
+    assert jobs == []
+    assert [e["probe"] for e in captured.events()] == ["none (no project has incomplete builds)"]
+
+
+def test_a_closed_breaker_plans_every_job_again(datastore_client):
+    open_breaker(datastore_client, "swarming://a")
+    breakers.update(datastore_client, "swarming://a", lambda breaker: breaker.after_success())
+
+    jobs = plan(datastore_client, SETTINGS, SyncTrigger("swarming://a", "p"), NOW)
+
+    assert jobs == jobs_for("swarming://a", "p")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 
 import pytest
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.rules import sync_time
+from buildsync.rules.breaker import PROBE_BATCH_SIZE
 from buildsync.stages.messages import ShardJob
 from buildsync.stages.shard import due_batches, sync_lag_seconds
 from buildsync.store import model
@@ -98,6 +100,16 @@ def test_builds_in_shards_above_a_lowered_count_are_found_once_each_when_due(dat
     flat = sorted(build_id for batches in found for batch in batches for build_id in batch)
     assert flat == list(range(1, 9))
     assert found[0][0] == [1]  # its own shard first, then its share of the strays
+
+
+def test_a_probe_job_yields_one_small_probe_batch_of_its_shard(datastore_client):
+    due = sync_time.SyncTimeKey(BACKEND, "proj", 0, sync_time.truncate_to_minute(LONG_AGO))
+    seed_bare(datastore_client, range(1, PROBE_BATCH_SIZE + 51), due)
+    probe = dataclasses.replace(job(), probe=True)
+
+    (batch,) = due_batches(datastore_client, probe)
+
+    assert (len(batch.build_ids), batch.probe) == (PROBE_BATCH_SIZE, True)
 
 
 def test_no_due_builds_yields_no_batch(datastore_client):

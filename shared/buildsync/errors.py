@@ -48,6 +48,9 @@ class MessageError(PermanentError):
 class SupersededError(PermanentError):
     """A message that newer plans cover (admission.py): acknowledged unhandled, which is no failure."""
 
+    # The `reason` label of the messages_dropped metric.
+    reason = "planned too long ago"
+
     def __init__(self, message: str, age: datetime.timedelta) -> None:
         super().__init__(message)
         self.age = age
@@ -63,6 +66,20 @@ class StoredDataError(PermanentError):
 
 class DatastoreUnavailable(TransientError):
     """Datastore did not answer a small read: the run stops, naming the host."""
+
+
+class BreakerOpenError(SupersededError):
+    """A batch for a backend whose breaker is open (docs/isolation.md): held back, its builds left due.
+
+    Acknowledged unhandled like any superseded message: the planner's probe,
+    then its full plans once the backend answers, cover its builds.
+    """
+
+    reason = "backend breaker open"
+
+
+class RetriesExhaustedError(PermanentError):
+    """A batch still failing in part on its last attempt: not published again; the next plan finds its builds due."""
 
 
 class BackendResponseError(PermanentError):

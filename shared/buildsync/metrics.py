@@ -102,6 +102,20 @@ METRICS: dict[str, LogMetric] = {
         "1",
         "Planner runs that found incomplete builds on a backend missing from the settings (never synced).",
     ),
+    "backend_breaker_changes": LogMetric(
+        "backend_breaker",
+        ("backend", "state"),
+        None,
+        "1",
+        "A backend's circuit breaker opening or closing (docs/isolation.md).",
+    ),
+    "backends_held_back": LogMetric(
+        "backend_held_back",
+        ("backend",),
+        None,
+        "1",
+        "Planner runs that held a backend back to one probe batch because its breaker is open.",
+    ),
     "permanent_errors": LogMetric(
         "permanent_error",
         ("stage", "error_type"),
@@ -196,6 +210,34 @@ def unknown_backend(backend: str, projects: list[str]) -> None:
         message=f"incomplete builds on backend {backend!r}, which is not in the settings: they are never synced",
         backend=backend,
         projects=sorted(projects),
+    )
+
+
+def backend_breaker(backend: str, state: str, failures: int, error: str) -> None:
+    """A backend's breaker `state` changed ("opened" or "closed"), after `failures` failed calls."""
+    severity, what = ("ERROR", "held back to a probe a minute") if state == "opened" else ("INFO", "synced again")
+    _emit(
+        "backend_breaker",
+        severity=severity,
+        message=f"backend {backend} breaker {state}: {what}",
+        backend=backend,
+        state=state,
+        failures=failures,
+        error=error,
+    )
+
+
+def backend_held_back(backend: str, failures: int, open_seconds: float, error: str, probe: str) -> None:
+    """The planner held `backend` back to the `probe` job (or none) for one trigger: its breaker is open."""
+    _emit(
+        "backend_held_back",
+        severity="WARNING",
+        message=f"backend {backend} held back: breaker open for {open_seconds:.0f} s; probe {probe}",
+        backend=backend,
+        failures=failures,
+        open_seconds=round(open_seconds, 3),
+        error=error,
+        probe=probe,
     )
 
 

@@ -64,9 +64,7 @@ def handle(
         work(message_data(event))
     except SupersededError as error:
         age_seconds = error.age.total_seconds()
-        metrics.message_dropped(
-            stage, "planned too long ago", age_seconds, detail=str(error), message_id=event.get("id")
-        )
+        metrics.message_dropped(stage, error.reason, age_seconds, detail=str(error), message_id=event.get("id"))
     except PermanentError as error:
         metrics.permanent_error(stage, error, message_id=event.get("id"))
     except TransientError as error:

@@ -19,6 +19,7 @@ from buildsync.stages import admission
 from buildsync.stages.messages import ShardJob, SyncBatch, SyncTrigger
 from buildsync.stages.planner import job_attributes, plan, summarize
 from buildsync.stages.report import SyncReport
+from buildsync.stages.retry import log_retry, retry_of
 from buildsync.stages.shard import due_batches, sync_lag_seconds
 from buildsync.stages.sync import Clock, Syncer, SyncOptions, utc_now
 
@@ -58,8 +59,8 @@ def handle_job(runtime: Runtime, job: ShardJob, clock: Clock = utc_now) -> int:
     admission.check_job(job, runtime.settings.backend(job.backend), now, runtime.max_event_age)
     metrics.sync_lag(job.backend, job.project, job.shard, sync_lag_seconds(runtime.datastore, job, now))
     batches = list(due_batches(runtime.datastore, job))
-    attributes = {"backend": job.backend, "project": job.project}
-    publish_all(runtime.publisher, runtime.sync_topic, [(batch.to_json(), attributes) for batch in batches])
+    messages = [(batch.to_json(), batch_attributes(batch)) for batch in batches]
+    publish_all(runtime.publisher, runtime.sync_topic, messages)
     due = sum(len(batch.build_ids) for batch in batches)
     logs.event(
         "INFO",
@@ -78,9 +79,13 @@ def handle_batch(runtime: Runtime, batch: SyncBatch, clock: Clock = utc_now) -> 
 
     Retry behaviour: an unknown backend or a broken FetchTasks response is
     permanent; an unreachable backend or Datastore raises TransientError, and
-    so does a batch in which some transaction failed transiently (builds
-    already synced are skipped when it comes back). Completion effects that
-    fail stay in the outbox for the planner's sweep and do not fail the batch.
+    so does a batch all of whose builds failed transiently. A batch of which
+    only some transactions failed transiently is acknowledged, and their builds
+    are published again as a smaller batch (retry.py); on its last attempt it
+    ends in RetriesExhaustedError (permanent) instead. A batch of a backend
+    whose breaker is open is acknowledged unhandled (isolation.py).
+    Completion effects that fail stay in the outbox for the planner's sweep
+    and do not fail the batch.
     """
     admission.check_batch(batch, clock(), runtime.max_event_age)
     options = SyncOptions(clock=clock, transaction_begin=runtime.transaction_begin, dscache=runtime.dscache)
@@ -91,6 +96,15 @@ def handle_batch(runtime: Runtime, batch: SyncBatch, clock: Clock = utc_now) -> 
     logs.event("INFO", "synced batch", backend=batch.backend, project=batch.project, **report.counts())
     synced = {outcome.value: report.outcomes[outcome] for outcome in Outcome}
     metrics.builds_synced(batch.backend, batch.project, synced)
-    if report.retry:
+    retry = retry_of(batch, report)
+    if retry is batch:
         raise TransientError(f"{report.failed} of {report.due} builds failed to sync; retrying the batch")
+    if retry is not None:
+        publish_all(runtime.publisher, runtime.sync_topic, [(retry.to_json(), batch_attributes(retry))])
+        log_retry(batch, retry)
     return report
+
+
+def batch_attributes(batch: SyncBatch) -> dict[str, str]:
+    """The attributes of a sync message: its backend picks its subscription (deploy/main.tf, sync_backends)."""
+    return {"backend": batch.backend, "project": batch.project}

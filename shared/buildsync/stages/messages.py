@@ -160,7 +160,11 @@ _TRIGGER_EXAMPLES = (
 
 @dataclasses.dataclass(frozen=True)
 class ShardJob:
-    """planner → shard: one shard of one (backend, project), with the run's cut-off."""
+    """planner → shard: one shard of one (backend, project), with the run's cut-off.
+
+    A probe job (its backend's breaker is open, docs/isolation.md) yields one
+    small batch at most.
+    """
 
     KIND: ClassVar[str] = "shard"
     backend: str
@@ -168,6 +172,7 @@ class ShardJob:
     shard: int
     shards: int
     planned_at: datetime.datetime
+    probe: bool = False
 
     def to_json(self) -> bytes:
         return _encode(
@@ -177,6 +182,7 @@ class ShardJob:
                 "shard": self.shard,
                 "shards": self.shards,
                 "planned_at": self.planned_at.isoformat(),
+                **_probe_field(self.probe),
             }
         )
 
@@ -191,6 +197,7 @@ class ShardJob:
             shard=_field(payload, "shard", cls.KIND, int),
             shards=_field(payload, "shards", cls.KIND, int),
             planned_at=_time_field(payload, cls.KIND),
+            probe=_probe(payload, cls.KIND),
         )
         if not 0 <= job.shard < job.shards:
             raise MessageError(f"shard message: shard {job.shard} is outside [0, {job.shards})")
@@ -199,13 +206,19 @@ class ShardJob:
 
 @dataclasses.dataclass(frozen=True)
 class SyncBatch:
-    """shard → sync: up to 1000 build ids of one (backend, project)."""
+    """shard → sync: up to 1000 build ids of one (backend, project).
+
+    A probe batch passes its backend's open breaker; `attempt` counts the
+    batches that redid the failed part of an earlier one (retry.py).
+    """
 
     KIND: ClassVar[str] = "sync"
     backend: str
     project: str
     build_ids: tuple[int, ...]
     planned_at: datetime.datetime
+    probe: bool = False
+    attempt: int = 1
 
     def to_json(self) -> bytes:
         return _encode(
@@ -214,6 +227,8 @@ class SyncBatch:
                 "project": self.project,
                 "build_ids": list(self.build_ids),
                 "planned_at": self.planned_at.isoformat(),
+                **_probe_field(self.probe),
+                **({"attempt": self.attempt} if self.attempt != 1 else {}),
             }
         )
 
@@ -227,9 +242,23 @@ class SyncBatch:
             raise MessageError(f"sync message: {len(ids)} build ids; a batch holds 1 to {MAX_BATCH_SIZE}")
         if not all(isinstance(i, int) and not isinstance(i, bool) and 0 < i < 2**63 for i in ids):
             raise MessageError("sync message field 'build_ids': every id must be a positive 64-bit integer")
+        attempt = _field(payload, "attempt", cls.KIND, int, optional=True)
+        if attempt is not None and attempt < 1:
+            raise MessageError(f"sync message field 'attempt': {attempt}; the first attempt is 1")
         return cls(
             backend=_field(payload, "backend", cls.KIND, str),
             project=_field(payload, "project", cls.KIND, str),
             build_ids=tuple(ids),
             planned_at=_time_field(payload, cls.KIND),
+            probe=_probe(payload, cls.KIND),
+            attempt=attempt or 1,
         )
+
+
+def _probe_field(probe: bool) -> dict[str, bool]:
+    """Written only when true, so that every message without it reads as before."""
+    return {"probe": True} if probe else {}
+
+
+def _probe(payload: dict[str, Any], kind: str) -> bool:
+    return bool(_field(payload, "probe", kind, bool, optional=True))

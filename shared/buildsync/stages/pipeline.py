@@ -14,11 +14,13 @@ import dataclasses
 import datetime
 
 from buildsync import logs
-from buildsync.errors import SyncError, TransientError
+from buildsync.errors import BreakerOpenError, RetriesExhaustedError, SyncError, TransientError
 from buildsync.rules.build_update import Outcome
+from buildsync.stages.fair_share import FairShare
 from buildsync.stages.messages import MAX_BATCH_SIZE, ShardJob, SyncBatch, SyncTrigger
 from buildsync.stages.planner import plan
 from buildsync.stages.report import SyncReport
+from buildsync.stages.retry import log_retry, retry_of
 from buildsync.stages.shard import due_batches
 from buildsync.stages.sync import Syncer
 
@@ -30,6 +32,12 @@ from buildsync.stages.sync import Syncer
 # full when the batches are small (README "Speed and robustness").
 DEFAULT_WORKERS = 8
 DEFAULT_TRANSACTIONS = 16
+
+# With more than one backend in a run, one backend runs at most this share of
+# the batch workers at once, so that a hung one leaves the rest to the others
+# (docs/isolation.md); its breaker opens after FAILURES_TO_OPEN (3) failed
+# calls, fewer than the 4 of 8 it may hold.
+BACKEND_SHARE = 0.5
 
 
 def run_pipeline(
@@ -46,11 +54,17 @@ def run_pipeline(
     `syncer` syncs and completes each batch; its options' executor is replaced
     by one pool of `transactions` shared by all batches.
 
+    Batches of one backend hold at most BACKEND_SHARE of the `workers` while
+    the shard queries go on (fair_share.py). The failed builds of a batch
+    whose groups partly failed are synced again as a smaller batch, up to
+    retry.MAX_BATCH_ATTEMPTS.
+
     Retry behaviour: raises only for bad settings or an unknown backend
     (PermanentError) and when planning fails (TransientError); failures of
     single shards and batches are in the report, with `report.retry` set when
-    running again may fix them. Without a completer, ended builds get no
-    outbox entry and no completion effects (the benchmarks).
+    running again may fix them (a backend held back by its breaker included).
+    Without a completer, ended builds get no outbox entry and no completion
+    effects (the benchmarks).
     """
     planned_at = planned_at or syncer.options.clock()
     jobs = plan(syncer.client, syncer.settings, trigger, planned_at)
@@ -65,24 +79,29 @@ def run_pipeline(
         ) as shard_pool,
     ):
         batch_syncer = dataclasses.replace(syncer, options=dataclasses.replace(syncer.options, executor=group_pool))
+        several = len({job.backend for job in jobs}) > 1
+        fair = FairShare(sync_pool, workers, int(workers * BACKEND_SHARE) if several else workers)
 
         def query_one(job: ShardJob) -> tuple[list[concurrent.futures.Future[SyncReport]], SyncError | None]:
             submitted = []
             try:
                 for batch in due_batches(syncer.client, job, batch_size):
-                    submitted.append(sync_pool.submit(_sync_one, batch_syncer, batch))
+                    submitted.append(fair.submit(batch.backend, _sync_one, batch_syncer, batch))
             except SyncError as error:
                 # The batches found before the failure are still synced.
                 return submitted, error
             return submitted, None
 
         shard_futures = {shard_pool.submit(query_one, job): job for job in jobs}
+        batch_futures = []
         for shard_future in concurrent.futures.as_completed(shard_futures):
-            batch_futures, error = shard_future.result()
+            submitted, error = shard_future.result()
             if error is not None:
                 _shard_failed(report, shard_futures[shard_future], error)
-            for batch_future in batch_futures:
-                report.add(batch_future.result())
+            batch_futures += submitted
+        fair.close()
+        for batch_future in batch_futures:
+            report.add(batch_future.result())
     if syncer.completer is not None and not syncer.options.dry_run:
         try:
             syncer.completer.sweep(planned_at)
@@ -93,12 +112,28 @@ def run_pipeline(
 
 
 def _sync_one(syncer: Syncer, batch: SyncBatch) -> SyncReport:
-    """One batch; its failure is its own report, never the run's."""
-    try:
-        report = syncer.sync_and_complete(batch)
-    except SyncError as error:
-        return _failed_batch(batch, error)
-    return report if report is not None else SyncReport()
+    """One batch and the smaller batches that redo its failed groups; its failure is its own report, not the run's."""
+    done = SyncReport()
+    while True:
+        try:
+            report = syncer.sync_and_complete(batch)
+        except SyncError as error:
+            done.add(_failed_batch(batch, error))
+            return done
+        if report is None:
+            return done
+        try:
+            retry = retry_of(batch, report)
+        except RetriesExhaustedError as error:
+            logs.event("ERROR", "batch retries exhausted", backend=batch.backend, error=str(error))
+            report.errors.append(str(error))
+            retry = None
+        if retry is None or retry is batch:
+            done.add(report)
+            return done
+        done.add(report.handed_over())
+        log_retry(batch, retry)
+        batch = retry
 
 
 def _shard_failed(report: SyncReport, job: ShardJob, error: SyncError) -> None:
@@ -119,6 +154,8 @@ def _failed_batch(batch: SyncBatch, error: SyncError) -> SyncReport:
         builds=len(batch.build_ids),
         error=str(error),
     )
-    failed = SyncReport(due=len(batch.build_ids), errors=[str(error)], retry=isinstance(error, TransientError))
+    # Held back by its backend's breaker: a later run may find the backend answering.
+    retry = isinstance(error, (TransientError, BreakerOpenError))
+    failed = SyncReport(due=len(batch.build_ids), errors=[str(error)], retry=retry)
     failed.count(Outcome.FAILED, len(batch.build_ids))
     return failed

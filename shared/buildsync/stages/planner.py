@@ -16,7 +16,7 @@ from google.cloud.datastore.query import PropertyFilter
 from buildsync import logs, metrics
 from buildsync.errors import UnknownBackendError, as_sync_error
 from buildsync.rules.settings import BackendSettings, Settings
-from buildsync.stages import status
+from buildsync.stages import isolation, status
 from buildsync.stages.messages import ShardJob, SyncTrigger
 from buildsync.store import model
 
@@ -110,7 +110,7 @@ def _jobs(count: int) -> str:
 def plan(
     client: datastore.Client, settings: Settings, trigger: SyncTrigger, planned_at: datetime.datetime
 ) -> list[ShardJob]:
-    """The shard jobs for `trigger`.
+    """The shard jobs for `trigger`: of a backend whose breaker is open, only one probe job (isolation.py).
 
     A whole run (a trigger naming neither backend nor project) also writes
     one ERROR line, the `unknown_backend` metric, per backend that has
@@ -124,15 +124,14 @@ def plan(
             metrics.unknown_backend(backend, projects)
     for target in sorted(lite_mode_targets(settings, trigger)):
         logs.event("INFO", "backend is in lite mode; nothing to sync", backend=target)
-    jobs = []
+    jobs: dict[str, list[ShardJob]] = {}
     for backend in settings.full_mode_backends(trigger.backend):
         if trigger.project is not None:
             projects = [trigger.project]
         else:
             projects = projects_with_incomplete_builds(client, backend.target)
-        for project in projects:
-            jobs += shard_jobs(backend, project, planned_at)
-    return jobs
+        jobs[backend.target] = [job for project in projects for job in shard_jobs(backend, project, planned_at)]
+    return isolation.hold_back(client, jobs, planned_at)
 
 
 def job_attributes(job: ShardJob) -> dict[str, str]:

@@ -22,6 +22,8 @@ class SyncReport:
     outcomes: collections.Counter[Outcome] = dataclasses.field(default_factory=collections.Counter)
     # True when some failure may clear on a retry, so the message should come back.
     retry: bool = False
+    # The builds of the group transactions that failed transiently: what a retry redoes (retry.py).
+    retry_ids: list[int] = dataclasses.field(default_factory=list)
     # The outbox entries the sync wrote, for the completion effects after the commit.
     completions: list[Completion] = dataclasses.field(default_factory=list)
     # In a dry run, what each ended build's completion would do, one line per effect.
@@ -45,9 +47,17 @@ class SyncReport:
         self.completed += other.completed
         self.outcomes.update(other.outcomes)
         self.retry = self.retry or other.retry
+        self.retry_ids.extend(other.retry_ids)
         self.completions.extend(other.completions)
         self.planned_effects.update(other.planned_effects)
         self.errors.extend(other.errors)
+
+    def handed_over(self) -> SyncReport:
+        """This report without its retried builds, which the batch that redoes them counts again."""
+        report = dataclasses.replace(self, due=self.due - len(self.retry_ids), retry=False, retry_ids=[])
+        report.outcomes = self.outcomes.copy()
+        report.count(Outcome.FAILED, -len(self.retry_ids))
+        return report
 
     def counts(self) -> dict[str, int]:
         """Every counter by name, in the order the CLI prints them."""

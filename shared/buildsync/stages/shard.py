@@ -13,6 +13,7 @@ so that those builds are synced too; the sync moves each into a shard in use
 from __future__ import annotations
 
 import datetime
+import itertools
 from typing import Callable, Iterator
 
 from google.cloud import datastore
@@ -21,6 +22,7 @@ from google.cloud.datastore.query import PropertyFilter
 from buildsync import logs
 from buildsync.errors import as_sync_error
 from buildsync.rules import sync_time
+from buildsync.rules.breaker import PROBE_BATCH_SIZE
 from buildsync.stages.messages import MAX_BATCH_SIZE, ShardJob, SyncBatch
 from buildsync.store import model
 
@@ -90,10 +92,19 @@ def due_batches(client: datastore.Client, job: ShardJob, batch_size: int = MAX_B
     The shard is read a page of `batch_size` keys at a time with a cursor, one
     page a batch, as upstream's RunBatchQuery does (docs/rules.md "Which builds
     are due"): left to itself the server may answer a whole shard at once,
-    which the client refuses over 4 MiB (about 20,000 keys). Retry behaviour:
-    Datastore failures raise TransientError. Batches already yielded stay
-    valid; a rerun of the shard yields the builds still due.
+    which the client refuses over 4 MiB (about 20,000 keys). A probe job
+    yields its first batch only, of at most PROBE_BATCH_SIZE builds
+    (docs/isolation.md). Retry behaviour: Datastore failures raise
+    TransientError. Batches already yielded stay valid; a rerun of the shard
+    yields the builds still due.
     """
+    if job.probe:
+        yield from itertools.islice(_due_batches(client, job, min(batch_size, PROBE_BATCH_SIZE)), 1)
+    else:
+        yield from _due_batches(client, job, batch_size)
+
+
+def _due_batches(client: datastore.Client, job: ShardJob, batch_size: int) -> Iterator[SyncBatch]:
     yield from _batches(due_builds_query(client, job), job, batch_size)
     due_before = job.planned_at.timestamp()
     for lower, upper in sync_time.stray_ranges_of(job.backend, job.project, job.shard, job.shards):
@@ -117,7 +128,7 @@ def _batches(
             raise as_sync_error(error, f"querying shard {job.shard} of {job.backend}/{job.project}") from error
         ids = tuple(entity.key.id for entity in results if keep(entity))
         if ids:
-            yield SyncBatch(job.backend, job.project, ids, job.planned_at)
+            yield SyncBatch(job.backend, job.project, ids, job.planned_at, probe=job.probe)
         cursor = page.next_page_token
         # No cursor: the server knows there is no more (a full last page may say so, or not).
         if len(results) < batch_size or cursor is None:

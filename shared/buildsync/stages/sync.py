@@ -36,6 +36,7 @@ from buildsync.rules.settings import BackendSettings, Settings
 from buildsync.rules.status_rules import status_name
 from buildsync.rules.sync_time import SyncTimeKeyError
 from buildsync.rules.task_rules import FetchedTasks, sort_responses, task_key
+from buildsync.stages import isolation
 from buildsync.stages.messages import SyncBatch
 from buildsync.stages.report import SyncReport
 from buildsync.store import children, commit_budget, dscache, model, outbox
@@ -105,7 +106,9 @@ class Syncer:
         """Syncs `batch` on its backend's client, then does the completion effects of the builds it ended.
 
         Returns None when the backend is in lite mode: it has nothing to sync.
-        Retry behaviour: as sync_batch's, and an unknown backend is permanent.
+        Retry behaviour: as sync_batch's, and an unknown backend is permanent;
+        a batch of a backend whose breaker is open raises BreakerOpenError
+        (isolation.py), before FetchTasks, unless it is a probe.
         Completion effects that fail stay in the outbox for the sweep and do
         not fail the batch.
         """
@@ -114,8 +117,12 @@ class Syncer:
             logs.event("INFO", "backend is in lite mode; nothing to sync", backend=batch.backend)
             return None
         (backend,) = backends
-        fetcher = self.backends.get(backend.target, backend.hostname)
         options = self.options
+        # A dry run reads the breaker and writes nothing to it.
+        begin = None if options.dry_run else options.transaction_begin
+        fetcher = isolation.guard(
+            self.client, self.backends.get(backend.target, backend.hostname), batch, options.clock, begin
+        )
         if self.completer is not None:
             options = dataclasses.replace(options, targets=self.completer.targets)
         report = sync_batch(self.client, fetcher, backend, batch, options)
@@ -265,7 +272,9 @@ def _update_group(group: _Group, build_ids: list[int]) -> SyncReport:
                     report.add(_update_group(group, [build_id]))
             else:
                 report.count(Outcome.FAILED, len(build_ids))
-                report.retry = report.retry or isinstance(error, TransientError)
+                if isinstance(error, TransientError):
+                    report.retry = True
+                    report.retry_ids.extend(build_ids)
             break
         report.add(committed)
     return report
