@@ -5,6 +5,7 @@ import datetime
 import pytest
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.rules.build_update import (
+    MAX_INFRA_BYTES,
     Outcome,
     Skip,
     Update,
@@ -379,3 +380,52 @@ def test_only_unchanged_and_updated_builds_are_written(outcome, writes_build, wr
     update = Update(outcome)
 
     assert (update.writes_build, update.writes_infra) == (writes_build, writes_infra)
+
+
+# --- decide_update: what a BuildInfra keeps when the merged task would not fit -----------------
+
+
+def details_of(keys: range, value_bytes: int) -> dict:
+    return {f"k{i}": "v" * value_bytes for i in keys}
+
+
+def test_details_keys_piling_up_over_updates_keep_the_newest_task_whole_once_they_would_not_fit():
+    build, infra = make_build(), make_infra(make_task(update_id=1, link="https://old"))
+    updates = []
+    for update_id in range(2, 32):  # 30 updates, each ~45 KB of new keys: merged, 1.35 MB
+        fetched = make_task(update_id=update_id)
+        fetched.details.update(details_of(range(update_id * 100, update_id * 100 + 45), 1000))
+        updates.append(decide_update(build, infra, fetched, None, NOW, task_success=False))
+        assert infra.ByteSize() <= MAX_INFRA_BYTES
+    assert all(u.outcome is Outcome.UPDATED for u in updates)
+    trimmed = [u for u in updates if u.reason]
+    assert trimmed and "the newest task is kept whole" in trimmed[0].reason
+    assert updates.index(trimmed[0]) > 15, "merged as upstream does while it fits"
+    kept = set(infra.backend.task.details)
+    assert {f"k{i}" for i in range(3100, 3145)} <= kept and "k200" not in kept, "the newest whole, the oldest gone"
+    assert infra.backend.task.id.id == "t1" and infra.backend.task.update_id == 31
+
+
+def test_a_newest_task_too_big_even_alone_keeps_its_identity_and_status_and_ends_the_build():
+    build, infra = make_build(), make_infra(make_task(update_id=1))
+    infra.backend.config.update({"kept": "backend config is not ours to drop"})
+    fetched = make_task(update_id=2, status=pb.FAILURE, summary_markdown="s" * 600_000, link="https://l")
+    fetched.details.update(details_of(range(40), 1000))
+    fetched.MergeFromString(UNKNOWN_FIELD)
+    fetched.summary_html = "h" * 600_000
+
+    update = decide_update(build, infra, fetched, None, NOW, task_success=False)
+
+    assert (update.outcome, update.status_changed, build.status) == (Outcome.UPDATED, True, pb.FAILURE)
+    assert "kept without its details, summaries, link and unknown fields" in update.reason
+    task = infra.backend.task
+    assert (task.id.id, task.update_id, task.status) == ("t1", 2, pb.FAILURE)
+    assert not task.HasField("details") and not task.summary_markdown and not task.link
+    assert infra.backend.config["kept"] == "backend config is not ours to drop"
+    assert infra.ByteSize() <= MAX_INFRA_BYTES
+
+
+def test_a_task_that_fits_is_merged_as_upstream_merges_with_no_reason():
+    build, infra = make_build(), make_infra(make_task(update_id=1, link="https://old"))
+    update = decide_update(build, infra, make_task(update_id=2, summary_markdown="x" * 300_000), None, NOW, False)
+    assert update.reason == "" and infra.backend.task.link == "https://old"

@@ -431,16 +431,20 @@ def test_a_late_batch_fetches_only_the_builds_still_due(
     assert (report.updated, report.skipped) == (1, 1)
 
 
-def test_an_oversized_task_fails_only_its_own_build(datastore_client, task_backend, fetcher, backend):
+def test_a_task_too_big_to_store_still_ends_its_build_trimmed_and_its_group_commits(
+    datastore_client, task_backend, fetcher, backend
+):
     build_ids = list(range(1, 26))  # one transaction
     put_builds_whose_tasks_failed(datastore_client, task_backend, build_ids)
     task_backend.backend.set_task("task-7", pb.FAILURE, 2, summary_markdown="x" * 2_000_000)
 
     report = run(datastore_client, fetcher, backend, build_ids)
 
-    assert (report.invalid, report.updated, report.completed, report.failed) == (1, 24, 24, 0)
-    assert get_build(datastore_client, 7)[1].status == pb.STARTED
-    assert {get_build(datastore_client, i)[1].status for i in build_ids if i != 7} == {pb.FAILURE}
+    assert (report.invalid, report.updated, report.completed, report.failed) == (0, 25, 25, 0)
+    _, build, infra, _ = get_build(datastore_client, 7)
+    assert build.status == pb.FAILURE and infra.backend.task.update_id == 2
+    assert infra.backend.task.summary_markdown == "", "dropped: the entity could not hold it"
+    assert {get_build(datastore_client, i)[1].status for i in build_ids} == {pb.FAILURE}
 
 
 def test_a_group_whose_commit_fails_permanently_is_retried_one_build_at_a_time(
@@ -459,3 +463,31 @@ def test_a_group_whose_commit_fails_permanently_is_retried_one_build_at_a_time(
     assert {get_build(datastore_client, i)[1].status for i in build_ids if i != 7} == {pb.FAILURE}
     failures = [e for e in captured.events() if "group of builds failed" in e["message"]]
     assert [e["build_ids"] for e in failures] == [build_ids, [7]]
+
+
+def test_a_build_whose_merged_task_would_outgrow_its_entity_keeps_syncing_and_ends(
+    datastore_client, task_backend, backend
+):
+    """30 valid updates of ~45 KB of new details keys each: merged, 1.35 MB; the entity takes 1 MiB."""
+    put_build(datastore_client, 1, updated=LONG_AGO)
+    pool = BackendPool(deadline_seconds=10)
+    fetcher = pool.get(BACKEND, task_backend.hostname)
+    outcomes = []
+    with captured_logs() as captured:
+        for update_id in range(2, 32):
+            status = pb.SUCCESS if update_id == 31 else pb.STARTED
+            task = task_backend.backend.set_task("task-1", status, update_id)
+            task.details.update({f"k{update_id}-{i}": "v" * 1000 for i in range(45)})
+            moment = PLANNED_AT + datetime.timedelta(minutes=10 * update_id)
+            batch = SyncBatch(BACKEND, "proj", (1,), moment)
+            options = SyncOptions(clock=lambda moment=moment: moment + datetime.timedelta(seconds=10))
+            report = sync_batch(datastore_client, fetcher, backend, batch, options)
+            outcomes.append((report.updated, report.failed))
+    pool.close()
+    assert outcomes == [(1, 0)] * 30
+    trimmed = [e for e in captured.events() if e["message"] == "task trimmed to fit its BuildInfra"]
+    assert trimmed and all("the newest task is kept whole" in e["reason"] for e in trimmed)
+    entity, build, infra, _ = get_build(datastore_client, 1)
+    assert build.status == pb.INFRA_FAILURE and entity["incomplete"] is False  # ended (task-success is off)
+    assert infra.ByteSize() < 1_000_000 and infra.backend.task.update_id == 31
+    assert "k31-0" in infra.backend.task.details and "k2-0" not in infra.backend.task.details

@@ -267,24 +267,13 @@ def test_a_task_without_a_target_is_the_asked_backends():
     assert fetched.usable == {key("t1"): bare}
 
 
-@pytest.mark.parametrize(
-    "field, limit",
-    [
-        ("link", task_rules.MAX_LINK_BYTES),
-        ("summary_html", task_rules.MAX_SUMMARY_BYTES),
-        ("summary_markdown", task_rules.MAX_SUMMARY_BYTES),
-    ],
-)
-def test_every_text_field_of_a_task_is_bounded(field, limit):
-    assert task_problem(task(**{field: "é" * (limit // 2)})) is None
-    assert (
-        task_problem(task(**{field: "x" * (limit + 1)})) == f"{field} is {limit + 1} bytes, over the {limit} byte limit"
-    )
+@pytest.mark.parametrize("field", ["link", "summary_html", "summary_markdown"])
+def test_a_long_text_field_is_no_reason_to_refuse_a_task_as_upstream_refuses_none(field):
+    assert task_problem(task(**{field: "x" * 200_000})) is None
 
 
-def test_a_long_task_id_is_rejected():
-    long_id = "t" * (task_rules.MAX_ID_BYTES + 1)
-    assert task_problem(task(task_id=long_id)).startswith("id.id is 1025 bytes")
+def test_a_long_task_id_is_no_reason_to_refuse_a_task_either():
+    assert task_problem(task(task_id="t" * 5_000)) is None
 
 
 def unknown_field(number: int, payload: bytes) -> bytes:
@@ -301,8 +290,7 @@ def unknown_field(number: int, payload: bytes) -> bytes:
     return varint(number << 3 | 2) + varint(len(payload)) + payload
 
 
-def test_a_task_is_bounded_as_a_whole_unknown_fields_included():
+def test_a_task_is_not_bounded_as_a_whole_either_storage_decides_what_fits():
     bloated = task()
-    bloated.MergeFromString(unknown_field(999, b"x" * 100_000))
-    assert bloated.ByteSize() > task_rules.MAX_TASK_BYTES
-    assert "the task is" in task_problem(bloated) and "over the 100000 byte limit" in task_problem(bloated)
+    bloated.MergeFromString(unknown_field(999, b"x" * 300_000))
+    assert task_problem(bloated) is None

@@ -152,6 +152,7 @@ def decide_update(
     if change is TaskChange.UNCHANGED:
         return Update(Outcome.UNCHANGED)
     stored.MergeFrom(fetched)
+    trimmed = fit_task(infra, fetched)
     decision = derive_status(
         build_status=build.status,
         output_status=build.output.status,
@@ -160,4 +161,40 @@ def decide_update(
         task_success=task_success,
     )
     changed = decision is not None and apply_status(build, decision, fetched, now)
-    return Update(Outcome.UPDATED, status_changed=changed, ended=is_ended(build.status))
+    return Update(Outcome.UPDATED, reason=trimmed or "", status_changed=changed, ended=is_ended(build.status))
+
+
+# What a BuildInfra proto may weigh and still be stored: Datastore's entity
+# limit (1,048,572 bytes) less room for the entity's key, property names and
+# framing (docs/platform.md "Datastore").
+MAX_INFRA_BYTES = 1_000_000
+
+
+def fit_task(infra: pb.BuildInfra, fetched: pb.Task) -> str | None:
+    """Makes `infra`, its task just merged with `fetched`, fit in one entity; says what it dropped, or None.
+
+    Merging, as upstream does, lets a task's `details` keys pile up over
+    updates until the entity cannot be written, and then the build could
+    never end. So when the merge would not fit, the newest task is kept
+    whole instead (the stored id's fields it leaves unset stay); when even
+    that would not fit, its details, summaries, link and unknown fields go,
+    and its identity and status stay, which is all a sync needs to end the
+    build (docs/rules.md "Updating one build").
+    """
+    if infra.ByteSize() <= MAX_INFRA_BYTES:
+        return None
+    stored = infra.backend.task
+    task_id = pb.TaskID()
+    task_id.CopyFrom(stored.id)
+    stored.Clear()
+    stored.id.CopyFrom(task_id)
+    stored.MergeFrom(fetched)
+    if infra.ByteSize() <= MAX_INFRA_BYTES:
+        return f"the merged task would be over {MAX_INFRA_BYTES} bytes of BuildInfra: the newest task is kept whole"
+    for name in ("details", "summary_html", "summary_markdown", "link"):
+        stored.ClearField(name)
+    stored.DiscardUnknownFields()
+    return (
+        f"even the newest task alone would be over {MAX_INFRA_BYTES} bytes of BuildInfra: "
+        "it is kept without its details, summaries, link and unknown fields"
+    )

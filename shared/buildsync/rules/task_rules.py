@@ -22,16 +22,6 @@ FIRST_REFUSED_DETAILS_LENGTH = (MAX_DETAILS_KIB + 1) * 1024
 # docs/rules.md "Limits": FetchTasks takes at most 1000 ids.
 MAX_TASK_IDS = 1000
 
-# Every other field is bounded too, and the task as a whole (unknown fields
-# included), so that no task can push its BuildInfra towards Datastore's
-# 1 MiB entity limit and fail the commit of its group: a summary as long as
-# Buildbucket lets a build's summary be, a link and an id as long as any URL
-# or id it stores.
-MAX_SUMMARY_BYTES = 4_000
-MAX_LINK_BYTES = 2_048
-MAX_ID_BYTES = 1_024
-MAX_TASK_BYTES = 100 * 1000
-
 _USABLE_STATUSES = frozenset(pb.Status.values()) - {pb.STATUS_UNSPECIFIED, pb.ENDED_MASK}
 
 
@@ -43,23 +33,9 @@ def task_problem(task: pb.Task) -> str | None:
         return "update_id is 0"
     if task.status not in _USABLE_STATUSES:
         return f"status {task.status} is not a usable task status"
-    problem = details_problem(task)
-    if problem is not None:
-        return problem
-    for name, value, limit in (
-        ("id.id", task.id.id, MAX_ID_BYTES),
-        ("id.target", task.id.target, MAX_ID_BYTES),
-        ("link", task.link, MAX_LINK_BYTES),
-        ("summary_html", task.summary_html, MAX_SUMMARY_BYTES),
-        ("summary_markdown", task.summary_markdown, MAX_SUMMARY_BYTES),
-    ):
-        size = len(value.encode())
-        if size > limit:
-            return f"{name} is {size} bytes, over the {limit} byte limit"
-    task_size = task.ByteSize()
-    if task_size > MAX_TASK_BYTES:
-        return f"the task is {task_size} bytes, over the {MAX_TASK_BYTES} byte limit"
-    return None
+    # No other field is bounded here, as upstream bounds none: what storage
+    # cannot hold is build_update.fit_task's to decide, for the build alone.
+    return details_problem(task)
 
 
 def details_problem(task: pb.Task) -> str | None:

@@ -411,3 +411,5 @@ def _count(report: SyncReport, build_id: int, update: Update) -> None:
             build_id=build_id,
             reason=update.reason,
         )
+    elif update.reason:  # an update that had to drop part of the task to fit (build_update.fit_task)
+        logs.event("WARNING", "task trimmed to fit its BuildInfra", build_id=build_id, reason=update.reason)
