@@ -52,7 +52,7 @@ from tests.harness import (
     settings_text,
     start_emulator,
 )
-from tools.delay_proxy import DelayProxy
+from tools.delay_proxy import CommitGate, DelayProxy
 from tools.emulators import Emulator, wait_until
 from tools.emulators import datastore_client as emulator_client
 from tools.new_builds import NewBuild, new_build_entities
@@ -787,31 +787,22 @@ def test_sync_killed_mid_batch_leaves_no_half_updated_build_and_redelivery_finis
     def ended_now() -> set[int]:
         return {e.key.id for e in datastore_client.get_multi(build_keys) if not e["incomplete"]}
 
-    # A slow network between the sync function and Datastore, so that a batch's
-    # eight transactions commit over seconds rather than a fraction of one.
-    link = DelayProxy(datastore_emulator.host, delay=0.2)
+    # Between the sync function and Datastore, a link that lets the batch's first
+    # transaction commit and holds every later Commit: the kill lands mid-batch
+    # however fast the machine is.
+    gate = CommitGate(let_through=1)
+    link = DelayProxy(datastore_emulator.host, delay=0, gate=gate)
     try:
         with make_stack(settings_file, datastore_host=link.host) as stack:
             stack.publish(stack.topics.sync, SyncBatch(BACKEND, "proj", tuple(ids), utc_now()).to_json())
-            wait_until(lambda: ended_now(), SETTLE_SECONDS, "the sync to commit its first transaction", interval=0.02)
+            assert gate.holding.wait(SETTLE_SECONDS), "the sync never reached its second commit"
+            wait_until(lambda: ended_now(), SETTLE_SECONDS, "the sync's first commit to land", interval=0.05)
             stack.functions["sync"].kill()
             link.close()  # nothing more from the dead process reaches Datastore
             outbox_keys = [datastore_client.key(model.BUILD_KIND, i, OUTBOX_KIND, 1) for i in ids]
-            # Requests the dead process sent just before the kill may still be landing:
-            # take the state once two reads in a row agree.
-            reads: list[tuple] = [()]
-
-            def quiet() -> bool:
-                reads.append(
-                    (
-                        read_stored(datastore_client, ids, consistent=True, begin=transaction_begin),
-                        {e.key.parent.id for e in datastore_client.get_multi(outbox_keys)},
-                    )
-                )
-                return reads[-1] == reads[-2]
-
-            wait_until(quiet, SETTLE_SECONDS, "Datastore to be quiet after the kill", interval=0.2)
-            stored, outbox = reads[-1]
+            # The gate held every later Commit, and the link is cut: nothing more lands.
+            stored = read_stored(datastore_client, ids, consistent=True, begin=transaction_begin)
+            outbox = {e.key.parent.id for e in datastore_client.get_multi(outbox_keys)}
             updated = {i for i, s in stored.items() if s.update_id == 2}
             new = {
                 i
