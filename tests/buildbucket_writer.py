@@ -79,7 +79,9 @@ def set_build_properties(
 ) -> None:
     """Adds what Buildbucket's ScheduleBuild stores on the Build entity itself."""
     entity = client.get(model.build_key(client, build_id))
-    entity.update({"tags": list(tags), "resultdb_update_token": update_token})
+    entity["resultdb_update_token"] = update_token
+    if tags:  # luci/gae stores no property for an empty slice
+        entity["tags"] = list(tags)
     entity.exclude_from_indexes.update({"resultdb_update_token", "pubsub_callback.user_data"})
     if callback_topic:
         entity.update(

@@ -272,16 +272,24 @@ def test_a_build_that_keeps_running_keeps_its_lease_and_says_started(datastore_c
     assert entity.exclude_from_indexes == before.exclude_from_indexes
 
 
-def test_legacy_properties_a_build_lacked_are_added_indexed(datastore_client, task_backend, fetcher, backend):
+def test_legacy_properties_a_build_lacked_are_added_as_go_s_zero_values_indexed(
+    datastore_client, task_backend, fetcher, backend
+):
+    # model/legacy.go: every field of LegacyProperties is saved, zero or not, indexed.
     put_build(datastore_client, 1, updated=LONG_AGO)
+    lacking = datastore_client.get(model.build_key(datastore_client, 1))
+    for name in ("status", "result", "failure_reason", "cancelation_reason", "never_leased", "is_leased"):
+        del lacking[name]
+    datastore_client.put(lacking)
     task_backend.backend.set_task("task-1", pb.FAILURE, 2)
 
     run(datastore_client, fetcher, backend, [1])
 
     entity = datastore_client.get(model.build_key(datastore_client, 1))
     assert (entity["status"], entity["result"], entity["failure_reason"]) == (3, 2, 1)
-    assert "cancelation_reason" not in entity and "never_leased" not in entity
-    assert not entity.exclude_from_indexes & {"status", "result", "failure_reason", "is_leased", "lease_key"}
+    assert (entity["cancelation_reason"], entity["never_leased"], entity["is_leased"]) == (0, False, False)
+    legacy_names = {"status", "result", "failure_reason", "cancelation_reason", "never_leased"}
+    assert not entity.exclude_from_indexes & legacy_names
 
 
 @pytest.mark.parametrize("zipped", [False, True], ids=["plain", "zlib"])
@@ -322,14 +330,19 @@ def test_steps_of_a_build_that_keeps_running_are_left_alone(datastore_client, ta
     assert get_steps(datastore_client, 1) == before
 
 
-def test_a_build_without_steps_ends_and_gets_no_steps_entity(datastore_client, task_backend, fetcher, backend):
+def test_a_build_without_steps_ends_with_an_empty_steps_entity_as_go_saves_it(
+    datastore_client, task_backend, fetcher, backend
+):
+    # tasks/build_status.go: the BuildSteps read as missing is saved anyway; a nil Bytes is an empty blob.
     put_leased_build(datastore_client, 1)
     task_backend.backend.set_task("task-1", pb.SUCCESS, 2)
 
     report = run(datastore_client, fetcher, backend, [1])
 
     assert report.completed == 1
-    assert get_steps(datastore_client, 1) is None
+    entity = get_steps(datastore_client, 1)
+    assert dict(entity) == {"steps": b"", "step_container_bytes_zipped": False}
+    assert entity.exclude_from_indexes == {"steps", "step_container_bytes_zipped"}
 
 
 def test_undecodable_steps_are_logged_and_kept_and_the_build_still_ends(

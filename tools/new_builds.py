@@ -14,7 +14,7 @@ from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.rules import legacy, sync_time
 from buildsync.rules.status_rules import is_ended
 from buildsync.rules.sync_time import DEFAULT_SYNC_INTERVAL
-from buildsync.store import model
+from buildsync.store import go_schema, model
 from google.cloud import datastore
 
 
@@ -49,11 +49,12 @@ def new_build_entities(client: datastore.Client, spec: NewBuild, shard: int | No
     key = sync_time.new_key(spec.backend, spec.project, spec.shards, spec.update_time, spec.sync_interval)
     if shard is not None:
         key = dataclasses.replace(key, shard=shard)
-    build_entity = datastore.Entity(model.build_key(client, spec.build_id), exclude_from_indexes=model.BUILD_UNINDEXED)
+    build_entity = datastore.Entity(model.build_key(client, spec.build_id))
     build_entity.update(
         {
             "proto": build.SerializeToString(),
-            model.PROJECT: spec.project,
+            **go_schema.derived_from_proto(build),
+            "is_luci": True,
             model.STATUS_V2: spec.status,
             model.INCOMPLETE: not is_ended(spec.status),
             "status_changed_time": spec.update_time,
@@ -68,10 +69,15 @@ def new_build_entities(client: datastore.Client, spec: NewBuild, shard: int | No
         task = infra.backend.task
         task.id.target, task.id.id = spec.backend, spec.task_id
         task.status, task.update_id = pb.SCHEDULED, spec.task_update_id
-    infra_entity = datastore.Entity(model.infra_key(client, spec.build_id), exclude_from_indexes=("infra",))
+    infra_entity = datastore.Entity(model.infra_key(client, spec.build_id))
     infra_entity["infra"] = infra.SerializeToString()
-    status_entity = datastore.Entity(model.status_key(client, spec.build_id), exclude_from_indexes=("status",))
+    status_entity = datastore.Entity(model.status_key(client, spec.build_id))
     status_entity.update(
         {"status": spec.status, "build_address": f"{spec.project}/{spec.bucket}/{spec.builder}/b{spec.build_id}"}
     )
-    return [build_entity, infra_entity, status_entity]
+    # Every property as Buildbucket's first save leaves it: its whole struct, with Go's flags.
+    tables = (go_schema.BUILD, go_schema.BUILD_INFRA, go_schema.BUILD_STATUS)
+    entities = [build_entity, infra_entity, status_entity]
+    for entity, table in zip(entities, tables, strict=True):
+        go_schema.complete(entity, table, table)
+    return entities

@@ -5,8 +5,9 @@ BuildStatus mirrors every new status, and a build without one saves nothing
 ended (docs/rules.md "When a build ends"; steps.py decides), so its
 BuildSteps is read too, in the same lookup as the BuildStatus entities: one
 round trip for the whole group, and one more entity read only per build that
-ended. A BuildSteps whose steps had all ended already is not rewritten, and
-a build without one does not get one.
+ended. A build without a BuildSteps gets an empty one, as Buildbucket's save
+of the steps it read as missing leaves; a BuildSteps whose steps had all
+ended already is not rewritten (docs/rules.md "Where buildsync differs").
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from buildsync import logs
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.rules import steps
 from buildsync.rules.status_rules import is_ended
-from buildsync.store import model
+from buildsync.store import go_schema, model
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,19 +52,31 @@ def changed_children(client: datastore.Client, changed: dict[int, pb.Build]) -> 
         keys.append(model.status_key(client, build_id))
         if is_ended(build.status):
             keys.append(model.steps_key(client, build_id))
-    found = list(model.lookup(client, keys).values())
-    with_status = {model.build_id_of(e.key) for e in found if e.key.kind == model.BUILD_STATUS_KIND}
+    found = model.lookup(client, keys)
+    with_status = {model.build_id_of(e.key) for e in found.values() if e.key.kind == model.BUILD_STATUS_KIND}
     to_put = []
-    for entity in found:
-        build_id = model.build_id_of(entity.key)
+    for build_id, build in changed.items():
         if build_id not in with_status:
             continue
-        if entity.key.kind == model.BUILD_STATUS_KIND:
-            entity["status"] = changed[build_id].status
-            to_put.append(entity)
-        elif _end_steps(entity, changed[build_id]):
-            to_put.append(entity)
+        status = found[model.status_key(client, build_id).flat_path]
+        status["status"] = build.status
+        go_schema.complete(status, go_schema.BUILD_STATUS, ("status",))
+        to_put.append(status)
+        if not is_ended(build.status):
+            continue
+        stored_steps = found.get(model.steps_key(client, build_id).flat_path)
+        if stored_steps is None:
+            to_put.append(_empty_steps(client, build_id))
+        elif _end_steps(stored_steps, build):
+            to_put.append(stored_steps)
     return ChangedChildren(to_put, frozenset(changed) - with_status)
+
+
+def _empty_steps(client: datastore.Client, build_id: int) -> datastore.Entity:
+    """The BuildSteps Buildbucket writes for an ended build that had none: Go's zero values."""
+    entity = datastore.Entity(model.steps_key(client, build_id))
+    go_schema.complete(entity, go_schema.BUILD_STEPS, ())
+    return entity
 
 
 def _end_steps(entity: datastore.Entity, build: pb.Build) -> bool:

@@ -25,6 +25,7 @@ from buildsync.rules import legacy, steps, sync_time
 from buildsync.rules.custom_metrics import BuilderMetricNames, CustomMetric
 from buildsync.rules.status_rules import is_ended
 from buildsync.rules.sync_time import DEFAULT_SYNC_INTERVAL
+from buildsync.store import go_schema
 
 Proto = TypeVar("Proto", bound=Message)
 
@@ -41,9 +42,6 @@ STATUS_V2 = "status_v2"
 PROJECT = "project"
 CALLBACK_TOPIC = "pubsub_callback.topic"  # the pubsub_callback struct, flattened with dots
 CALLBACK_USER_DATA = "pubsub_callback.user_data"
-
-# Properties no query reads; leaving them out of indexes saves index writes.
-BUILD_UNINDEXED = ("proto", "backend_sync_interval")
 
 
 class EntityDecodeError(StoredDataError):
@@ -184,6 +182,7 @@ def next_sync_key_of(entity: datastore.Entity) -> str:
 
 def write_infra(entity: datastore.Entity, infra: pb.BuildInfra) -> None:
     entity["infra"] = infra.SerializeToString()
+    go_schema.complete(entity, go_schema.BUILD_INFRA, ("infra",))
 
 
 def read_steps(entity: datastore.Entity) -> pb.Build:
@@ -194,6 +193,7 @@ def read_steps(entity: datastore.Entity) -> pb.Build:
 def write_steps(entity: datastore.Entity, container: pb.Build) -> None:
     """Stores `container` in Buildbucket's format: plain, or zlib above a million bytes."""
     entity["steps"], entity["step_container_bytes_zipped"] = steps.encode_steps(container)
+    go_schema.complete(entity, go_schema.BUILD_STEPS, ("steps", "step_container_bytes_zipped"))
 
 
 def sync_interval_of(entity: datastore.Entity) -> datetime.timedelta:
@@ -202,37 +202,45 @@ def sync_interval_of(entity: datastore.Entity) -> datetime.timedelta:
 
 
 def save_build(entity: datastore.Entity, build: pb.Build, status_changed: bool, shards: int | None = None) -> None:
-    """Writes `build` into `entity` with the properties derived from it.
+    """Writes `build` into `entity` with the properties Buildbucket's save derives from it.
 
-    As Buildbucket's save does: the legacy v1 properties follow the status,
-    an ended build holds no lease (legacy.py), and a build on a backend whose
-    `backend_sync_interval` is 0 or absent gets the default written. `next_backend_sync_time`
+    As Buildbucket's save does (model/build.go Save): the properties computed
+    from the proto, the legacy v1 properties following the status, no lease
+    on an ended build (legacy.py), and the default `backend_sync_interval` on
+    a backend build whose interval is 0 or absent. `next_backend_sync_time`
     only ever moves forward: a build someone else pushed further out is not
     pulled back. Given the backend's `shards`, a key in a shard at or above it
-    moves into one below (`SyncTimeKey.settled`). Properties keep their index
-    flags; new ones are indexed.
+    moves into one below (`SyncTimeKey.settled`). Then the entity gets the
+    rest of the shape a Go save leaves, with Go's index flags on what is
+    written (go_schema.complete).
     """
-    entity["proto"] = build.SerializeToString()
-    entity[STATUS_V2] = build.status
-    entity[INCOMPLETE] = not is_ended(build.status)
-    entity.update(legacy.legacy_properties(build.status, build.status_details))
+    written = {
+        "proto": build.SerializeToString(),
+        STATUS_V2: build.status,
+        INCOMPLETE: not is_ended(build.status),
+        **go_schema.derived_from_proto(build),
+        **legacy.legacy_properties(build.status, build.status_details),
+    }
     if is_ended(build.status):
-        entity.update(legacy.cleared_lease())
+        written.update(legacy.cleared_lease())
     if status_changed:
-        entity["status_changed_time"] = build.update_time.ToDatetime(datetime.timezone.utc)
+        written["status_changed_time"] = go_schema.go_time(build.update_time)
+    for name in ("parameters", "result_details"):  # v1 blobs: Go writes null when they are empty
+        if not entity.get(name):
+            written[name] = None
     if entity.get(BACKEND_TARGET) and not entity.get("backend_sync_interval"):
-        # Buildbucket's save writes the default it uses, unindexed, on every save.
-        entity["backend_sync_interval"] = sync_time.DEFAULT_SYNC_INTERVAL_NANOS
-        entity.exclude_from_indexes.add("backend_sync_interval")
+        written["backend_sync_interval"] = sync_time.DEFAULT_SYNC_INTERVAL_NANOS
+    entity.update(written)
     current = entity.get(NEXT_SYNC_TIME)
     if current and build.HasField("update_time"):
         key = sync_time.parse_key(current, _stored(entity, BACKEND_TARGET, str))
         update_time = build.update_time.ToDatetime(datetime.timezone.utc)
         candidate = sync_time.next_sync_unix(update_time, sync_interval_of(entity))
         settled = key.settled(shards) if shards is not None else key
-        written = settled.with_time(max(candidate, key.unix_seconds))
-        if written != key:
-            entity[NEXT_SYNC_TIME] = str(written)
+        written_key = settled.with_time(max(candidate, key.unix_seconds))
+        if written_key != key:
+            entity[NEXT_SYNC_TIME] = written[NEXT_SYNC_TIME] = str(written_key)
+    go_schema.complete(entity, go_schema.BUILD, written)
 
 
 def read_custom_metrics(entity: datastore.Entity) -> tuple[CustomMetric, ...]:
