@@ -45,8 +45,8 @@ def put_input_properties(client: datastore.Client, build_id: int, values: dict) 
 def put_output_properties(client: datastore.Client, build_id: int, values: dict, chunked: bool = False) -> int:
     """Writes the output properties; returns how many PropertyChunk entities (0 when plain)."""
     data = struct(values).SerializeToString()
-    if not chunked:
-        client.put(_child(client, build_id, "BuildOutputProperties", properties=data))
+    if not chunked:  # BuildOutputProperties.Put: chunk_count is saved as 0, not left out
+        client.put(_child(client, build_id, "BuildOutputProperties", properties=data, chunk_count=0))
         return 0
     packed = zstandard.ZstdCompressor(write_content_size=False).compress(data)
     pieces = [packed[i : i + CHUNK_BYTES] for i in range(0, len(packed), CHUNK_BYTES)]
