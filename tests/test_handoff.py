@@ -22,8 +22,8 @@ from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.proto import project_config_pb2 as cpb
 from buildsync.proto import taskdefs_pb2 as tpb
 from buildsync.remote.cloud_tasks import ATTEMPTS
-from buildsync.stages.messages import SyncBatch
-from buildsync.store import outbox
+from buildsync.stages.messages import SyncBatch, SyncTrigger
+from buildsync.store import model, outbox
 from google.cloud import datastore
 
 from tests import buildbucket_writer as bb
@@ -31,6 +31,7 @@ from tests.builds import BACKEND, put_build
 from tests.conftest import PROJECT
 from tests.harness import outbox_due
 from tools.cloud_tasks import Decoded, decoded
+from tools.emulators import wait_until
 
 LONG_AGO = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=1)
 BUILDER = pb.BuilderID(project="proj", bucket="ci", builder="builder")
@@ -239,8 +240,7 @@ def test_builders_without_a_limit_or_without_an_entity_get_no_pop_task(
     assert sorted(found[3]) == sorted(found[4]) == ["export-bigquery-go", "notify-pubsub-go-proxy"]
 
 
-@pytest.mark.both_emulators
-def test_a_killed_sync_and_a_redelivered_batch_create_each_task_once(
+def test_tasks_cloud_tasks_refused_for_a_while_are_created_by_the_sweep_under_their_planned_names(
     datastore_client, task_backend, recorder, runtime, cloud_tasks
 ):
     put_ending_build(datastore_client, 5, task_backend, recorder)
@@ -253,19 +253,90 @@ def test_a_killed_sync_and_a_redelivered_batch_create_each_task_once(
     handlers.handle_batch(the_runtime, batch(5))
     (entry,) = outbox_due(datastore_client, later, datetime.timedelta(0))
     assert len(entry.tasks) == 5 and cloud_tasks.servicer.created == {}, "all left, under their planned names"
-    handlers.handle_batch(the_runtime, batch(5))  # the batch redelivered: the build has ended, nothing more
-    the_runtime.completer.sweep(later, datetime.timedelta(0))
-    # A sync killed after creating its tasks but before settling the entry
-    # leaves the entry as it was: the sweep creates every task again.
-    datastore_client.put(outbox.entry_entity(datastore_client, entry))
     the_runtime.completer.sweep(later, datetime.timedelta(0))
 
-    names = {f"{cloud_tasks.parent}/queues/{QUEUE_OF[t.class_id]}/tasks/{t.task_id}" for t in entry.tasks}
-    assert set(cloud_tasks.servicer.created) == names
+    assert set(cloud_tasks.servicer.created) == task_names(cloud_tasks.parent, [entry])
     classes = sorted(decoded(request).envelope["class"] for request in cloud_tasks.servicer.created.values())
     assert classes == sorted(set(QUEUE_OF) - {"end-turboci-stage-attempt"}), "each of five tasks exactly once"
-    assert len(cloud_tasks.servicer.requests) == failures + 5 + 5, "the repeats answered ALREADY_EXISTS"
+    assert len(cloud_tasks.servicer.requests) == failures + 5
     assert outbox_due(datastore_client, later, datetime.timedelta(0)) == []
+
+
+def task_names(parent: str, entries: list[outbox.Completion]) -> set[str]:
+    """The full Cloud Tasks names of the tasks the outbox entries hold."""
+    return {f"{parent}/queues/{QUEUE_OF[t.class_id]}/tasks/{t.task_id}" for entry in entries for t in entry.tasks}
+
+
+def names_by_build_and_class(requests: list[Decoded]) -> dict[tuple[int, str], set[str]]:
+    found: dict[tuple[int, str], set[str]] = {}
+    for request in requests:
+        found.setdefault((request.payload.build_id, request.envelope["class"]), set()).add(request.name)
+    return found
+
+
+@pytest.mark.both_emulators
+def test_a_sync_process_killed_while_creating_its_tasks_and_a_redelivered_batch_create_each_task_once_by_name(
+    datastore_client, make_stack, task_backend, recorder, settings_file, cloud_tasks
+):
+    put_ending_build(datastore_client, 11, task_backend, recorder, token="stage-attempt-token")
+    put_ending_build(datastore_client, 12, task_backend)
+    bb.put_builder(datastore_client, BUILDER, max_concurrent_builds=1)
+    handoff_env = {
+        "BUILDSYNC_COMPLETION": "buildbucket",
+        "BUILDSYNC_BUILDBUCKET_QUEUES": cloud_tasks.parent,
+        "BUILDSYNC_CLOUD_TASKS_ENDPOINT": cloud_tasks.endpoint,
+        "BUILDSYNC_SWEEP_MIN_AGE_SECONDS": "0",
+    }
+    servicer = cloud_tasks.servicer
+    later = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)
+    with make_stack(settings_file, extra_env=handoff_env) as stack:
+        servicer.hold(after=2)  # two CreateTasks answered, the rest wait unanswered
+        stack.publish(stack.topics.sync, batch(11, 12).to_json())
+        assert servicer.holding.wait(90), "the sync function never reached its CreateTask calls"
+        stack.functions["sync"].kill()  # committed, some tasks created, some in flight, some never sent
+        planned = outbox_due(datastore_client, later, datetime.timedelta(0))
+        answered_before_kill = len(servicer.requests)
+        servicer.release()  # the calls in flight are carried out: tasks the dead process never heard of
+
+        stack.restart("sync")
+        stack.publish(stack.topics.sync, batch(11, 12).to_json())  # the batch redelivered
+        stack.publish(stack.topics.trigger, SyncTrigger(BACKEND, "nobody").to_json())  # the planner's sweep
+        wait_until(
+            lambda: outbox_due(datastore_client, later, datetime.timedelta(0)) == [],
+            90,
+            "the planner's sweep to create what the dead process left",
+            interval=0.25,
+        )
+        wait_until(
+            lambda: synced_batches(stack.functions["sync"]), 90, "the redelivered batch to be synced", interval=0.25
+        )
+        redelivered = synced_batches(stack.functions["sync"])
+
+    requests = servicer.decoded_requests()
+    print(
+        "KILLED_HANDOFF",
+        json.dumps(
+            {"answered_before_kill": answered_before_kill, "requests": len(requests), "created": len(servicer.created)}
+        ),
+    )
+    assert {entry.build_id: len(entry.tasks) for entry in planned} == {11: 6, 12: 3}, "the commit had fixed every name"
+    expected = task_names(cloud_tasks.parent, planned)
+    assert set(servicer.created) == expected, "every planned task created, under its planned name"
+    sent = names_by_build_and_class(requests)
+    assert [names for names in sent.values() if len(names) > 1] == [], "never a second name for a build and class"
+    assert set().union(*sent.values()) == expected
+    assert answered_before_kill == 2 and len(requests) - len(servicer.created) >= 3, "repeats: ALREADY_EXISTS, success"
+    for request in requests:
+        check_request(request, cloud_tasks.parent, "appengine")
+    assert all(event["completed"] == 0 for event in redelivered), "the redelivered batch found its builds ended"
+    for build_id in (11, 12):
+        assert model.read_build(datastore_client.get(model.build_key(datastore_client, build_id))).status == pb.FAILURE
+    assert recorder.calls == [], "Buildbucket finalizes the invocation, not buildsync"
+
+
+def synced_batches(function) -> list[dict]:
+    """The "synced batch" lines a sync function's processes logged, in order."""
+    return [event for event in function.log_events() if event.get("message") == "synced batch"]
 
 
 def test_a_task_of_a_class_we_do_not_know_is_refused_for_good():

@@ -6,7 +6,10 @@ request's queue and be well formed (INVALID_ARGUMENT otherwise), and a name
 already used answers ALREADY_EXISTS. Every request is recorded as it arrived
 (raw protobuf), accepted or not, and `decoded` reads a recorded request back
 with our declarations of Buildbucket's task payloads, as a reviewer would.
-`fail_next` makes the next calls fail with a chosen code.
+`fail_next` makes the next calls fail with a chosen code; `hold` keeps calls
+waiting unanswered (a caller can be killed mid-call) until `release`, after
+which each is handled as if it had just arrived: Cloud Tasks may create a
+task whose caller never hears of it.
 
     python -m tools.cloud_tasks [--queues projects/P/locations/L]   # serves until Ctrl-C
 """
@@ -99,13 +102,37 @@ class CloudTasksServicer:
         self.created: dict[str, CreateTaskRequest] = {}  # task name -> the request that created it
         self._failures: list[grpc.StatusCode] = []
         self._lock = threading.Lock()
+        self._open = threading.Event()
+        self._open.set()
+        self._passes = 0  # calls still let through while held
+        self.holding = threading.Event()  # set when a held call starts waiting
 
     def fail_next(self, code: grpc.StatusCode, times: int = 1) -> None:
         """The next `times` calls fail with `code`, before anything else is checked."""
         with self._lock:
             self._failures += [code] * times
 
+    def hold(self, after: int = 0) -> None:
+        """Calls after the next `after` wait unanswered until `release`."""
+        with self._lock:
+            self._passes = after
+            self._open.clear()
+
+    def release(self) -> None:
+        self._open.set()
+
+    def _wait_while_held(self) -> None:
+        with self._lock:
+            if self._open.is_set():
+                return
+            if self._passes:
+                self._passes -= 1
+                return
+        self.holding.set()
+        self._open.wait(timeout=120)
+
     def CreateTask(self, request: CreateTaskRequest, context: grpc.ServicerContext) -> Task:
+        self._wait_while_held()
         with self._lock:
             self.requests.append(request)
             if self._failures:
@@ -158,6 +185,7 @@ class CloudTasksServer:
         return self
 
     def stop(self) -> None:
+        self.servicer.release()
         self._server.stop(grace=None)
 
     def __enter__(self) -> CloudTasksServer:
