@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import io
+import threading
 
 import pytest
 from buildsync.proto import buildbucket_pb2 as pb
@@ -24,9 +25,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.builds import BACKEND, put_build
+from tests.harness import PROJECT
 from tools import dscache_reader
+from tools.delay_proxy import CommitGate, DelayProxy
 from tools.dscache_reader import DscacheReader, Source
-from tools.emulators import free_port
+from tools.emulators import datastore_client as emulator_client
+from tools.emulators import free_port, wait_until
 
 PLANNED_AT = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
 LONG_AGO = PLANNED_AT - datetime.timedelta(hours=1)
@@ -173,3 +177,82 @@ def test_a_redis_that_cannot_take_the_locks_fails_the_transaction_and_the_build_
     assert (report.completed, report.failed, report.retry) == (0, 1, True)
     build = model.read_build(datastore_client.get(model.build_key(datastore_client, 4)))
     assert build.status == pb.STARTED, "nothing committed while the cache could serve the old status"
+
+
+# --- a real sync process killed between its locks and its commit ---
+
+
+class StatusWatcher:
+    """Reads a build's status through dscache over and over on its own thread, as `bb collect` polls it.
+
+    A read is stale when Datastore held an ended status before the read
+    began and the read still answered STARTED.
+    """
+
+    def __init__(self, redis_server, datastore_host: str, key: datastore.Key) -> None:
+        self._client = emulator_client(datastore_host, PROJECT)
+        self._reader = DscacheReader(redis_server.client(), self._client)
+        self._key = key
+        self.stale: list[Source] = []
+        self.reads_after_end = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True, name="status-watcher")
+
+    def __enter__(self) -> StatusWatcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.02):  # the polling interval
+            ended = self._client.get(self._key)["status"] != pb.STARTED
+            properties, source = self._reader.get(self._key)
+            if ended:
+                self.reads_after_end += 1
+                if properties["status"] == pb.STARTED:
+                    self.stale.append(source)
+
+
+# On the legacy emulator only: on the Firestore emulator the dead process's open
+# transaction keeps its locks until they time out, and the redelivered batch
+# waits about a minute for them (measured: 72 s against 8 s).
+def test_a_sync_process_killed_between_its_locks_and_its_commit_leaves_no_stale_status_to_readers(
+    datastore_client, datastore_emulator, make_stack, task_backend, settings_file, redis_server, redis_client
+):
+    put_build(datastore_client, 31, updated=LONG_AGO)
+    status_key = model.status_key(datastore_client, 31)
+    reader = DscacheReader(redis_client, datastore_client)
+    assert reader.get(status_key)[1] is Source.FILLED, "STARTED cached, as a poller leaves it"
+    task_backend.backend.set_task("task-31", pb.FAILURE, 2)
+    item = dscache.cache_key(status_key.flat_path)
+    batch = SyncBatch(BACKEND, "proj", (31,), datetime.datetime.now(datetime.timezone.utc)).to_json()
+    gate = CommitGate(let_through=0)  # the ending transaction's Commit waits in the link
+
+    with (
+        DelayProxy(datastore_emulator.host, 0, gate=gate) as link,
+        make_stack(
+            settings_file, datastore_host=link.host, extra_env={"BUILDSYNC_DSCACHE_REDIS": redis_server.address}
+        ) as stack,
+        StatusWatcher(redis_server, datastore_emulator.host, status_key) as watcher,
+    ):
+        stack.publish(stack.topics.sync, batch)
+        assert gate.holding.wait(90), "the sync function never sent its Commit"
+        locked = (redis_client.get(item), redis_client.ttl(item))
+        stack.functions["sync"].kill()
+        link.close()  # the Commit is dropped with the dead process's connection
+        while_locked = reader.get(status_key)
+        unchanged = model.read_build(datastore_client.get(model.build_key(datastore_client, 31))).status
+
+        stack.restart("sync", DATASTORE_EMULATOR_HOST=datastore_emulator.host)
+        stack.publish(stack.topics.sync, batch)  # the batch redelivered
+        wait_until(lambda: watcher.reads_after_end >= 5, 90, "the redelivered batch to end the build", interval=0.1)
+
+    assert locked[0] == dscache.LOCK_VALUE, "locked before the Commit was sent"
+    assert 0 < locked[1] <= dscache.MUTATION_LOCK_SECONDS, "a lock that expires"
+    assert unchanged == pb.STARTED, "the dead process never committed"
+    assert while_locked == ({"status": pb.STARTED, "build_address": "proj/ci/builder/b31"}, Source.DATASTORE)
+    assert watcher.stale == [], "no read after the end answered STARTED"
+    assert reader.get(status_key)[0]["status"] == pb.FAILURE
