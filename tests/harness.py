@@ -166,9 +166,12 @@ def outbox_due(
 ) -> list[outbox.Completion]:
     """Every sweep range's due outbox entries, by next attempt: what sweeps of all the ranges would find."""
     found = [c for shard in range(outbox.SWEEP_SHARDS) for c in outbox.due(client, now, min_age, 10**6, shard=shard)]
+    # Read once more for the order; an entry a running sweep settled meanwhile is gone, and left out.
+    entries = {c.build_id: client.get(outbox.entry_key(client, c.build_id)) for c in found}
+    found = [c for c in found if entries[c.build_id] is not None]
 
     def next_attempt(completion: outbox.Completion) -> float:
-        swept = client.get(outbox.entry_key(client, completion.build_id)).get("sweep_at")
+        swept = entries[completion.build_id].get("sweep_at")
         return int(swept.rpartition("--")[2]) / 1000 if swept else completion.created.timestamp()
 
     return sorted(found, key=next_attempt)[:limit]
