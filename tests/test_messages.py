@@ -316,6 +316,29 @@ def test_text_no_utf8_can_carry_is_rejected_before_it_reaches_a_publish_or_a_que
         cls.from_json(data)
 
 
+@pytest.mark.parametrize(
+    "data",
+    [
+        json.dumps({"project": "p" * 1025}),
+        json.dumps(
+            {
+                "version": 1,
+                "backend": "b" * 1025,
+                "project": "p",
+                "build_ids": [1],
+                "planned_at": "2026-01-01T00:00:00+00:00",
+            }
+        ),
+    ],
+    ids=["trigger", "sync"],
+)
+def test_a_name_longer_than_a_pubsub_attribute_takes_is_rejected(data):
+    cls = SyncTrigger if '"build_ids"' not in data else SyncBatch
+    with pytest.raises(MessageError, match="over 1024 bytes"):
+        cls.from_json(data)
+    cls.from_json(data.replace("p" * 1025, "p" * 1024).replace("b" * 1025, "b" * 1024))
+
+
 def test_a_message_of_one_kind_is_not_read_as_another():
     with pytest.raises(MessageError, match="unknown fields"):
         SyncBatch.from_json(ShardJob("b", "p", 0, 1, PLANNED).to_json())

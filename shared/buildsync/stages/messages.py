@@ -28,6 +28,10 @@ SCHEMA_VERSION = 1
 # A batch is synced with one FetchTasks call, so it holds no more ids than that takes.
 MAX_BATCH_SIZE = MAX_TASK_IDS
 
+# The backend and project travel on as Pub/Sub attributes of the next stage's
+# messages, whose values Pub/Sub takes up to 1,024 bytes (docs/platform.md "Pub/Sub").
+MAX_NAME_BYTES = 1024
+
 
 def _decode_object(data: bytes | str, kind: str, hint: str = "") -> dict[str, Any]:
     """The JSON object in `data`; `hint` (what a valid message looks like) ends each rejection."""
@@ -84,6 +88,8 @@ def _field(payload: dict[str, Any], name: str, kind: str, expected: type, option
         raise MessageError(f"{kind} message field {name!r}: expected {expected.__name__}, got {what}")
     if expected is str and not value:
         raise MessageError(f"{kind} message field {name!r} is empty")
+    if expected is str and len(value.encode(errors="replace")) > MAX_NAME_BYTES:
+        raise MessageError(f"{kind} message field {name!r} is over {MAX_NAME_BYTES} bytes, more than any name")
     return value
 
 
@@ -136,10 +142,12 @@ class SyncTrigger:
         for name, (example, if_left_out) in _TRIGGER_FIELDS.items():
             value = payload.get(name)
             if value is not None and (not isinstance(value, str) or not value):
-                got = "an empty string" if value == "" else f"{_json_type(value)} {json.dumps(value)}"
+                got = "an empty string" if value == "" else f"{_json_type(value)} {json.dumps(value)[:100]}"
                 problems.append(
                     f'field "{name}": expected a string such as "{example}", got {got}; leave it out {if_left_out}'
                 )
+            elif value is not None and len(value.encode()) > MAX_NAME_BYTES:
+                problems.append(f'field "{name}": over {MAX_NAME_BYTES} bytes, longer than any {name} name')
             else:
                 values[name] = value
         if problems:

@@ -1,0 +1,686 @@
+"""Hostile inputs: every input a stranger or a stored build controls, each with the verdict it must get.
+
+The inputs are the ones nobody at this deployment writes: Pub/Sub messages,
+the settings file and the backend options, a backend's FetchTasks answers,
+the entities a build has stored, a build's callback and ResultDB host, and
+the hosts the settings name. Each row of the tables below names one and the
+verdict it gets:
+
+    SYNCED     the build is brought up to date (ended when its task ended)
+    INVALID    the build alone is counted invalid (or stale), with its reason
+    FAILED     the build alone is counted failed, with its reason
+    LEFT       the build is not the batch's to sync (ended, gone, another backend's) and is left
+    ERROR      acknowledged with one named ERROR line: the message, or the one effect
+    TRANSIENT  raised as a TransientError: Pub/Sub redelivers, dead letters end it
+    RETRY      a completion effect kept in the outbox, tried later, given up after a day
+
+The invariant (docs/rules.md "What can never block a batch"): a due build is
+synced, or counted invalid or failed alone with its reason; no input about
+one build or one task fails another build's sync; and nothing is retried
+forever. The per-build rows all run in ONE batch beside innocent builds,
+which must sync and complete as if the hostile ones were not there.
+
+The suite prints `FIGURE hostile: N inputs, S stuck builds, U unclassified
+errors`: a stuck build is one whose verdict is none of the above (or that was
+not the one its row expects), an unclassified error one that escaped as a
+bug (a traceback, "unexpected error") instead of a verdict.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import uuid
+
+import grpc
+from buildsync import env
+from buildsync.edge import events, handlers
+from buildsync.errors import SettingsError, TransientError
+from buildsync.proto import buildbucket_pb2 as pb
+from buildsync.remote.backend_options import parse_backend_options
+from buildsync.rules.settings import load_settings
+from buildsync.stages.messages import ShardJob, SyncBatch, SyncTrigger
+from buildsync.store import breakers, model, outbox
+from cloudevents.http import CloudEvent
+from google.protobuf import struct_pb2
+
+from tests import buildbucket_writer as bb
+from tests.builds import put_build
+from tests.conftest import PROJECT
+from tests.harness import BACKEND, Subscribed, captured_logs, outbox_due, settings_text
+from tests.test_completion import put_buildbucket_build
+from tests.test_events import pubsub_event
+from tools.prpc_server import RawAnswer
+from tools.resultdb_recorder import ResultDBRecorder
+from tools.task_backend import FakeTaskBackend, TaskBackendServer, nested_bytes, nested_details
+
+SYNCED, INVALID, FAILED, LEFT = "SYNCED", "INVALID", "FAILED", "LEFT"
+ERROR, TRANSIENT, RETRY = "ERROR", "TRANSIENT", "RETRY"
+NOW = datetime.datetime.now(datetime.timezone.utc)
+LONG_AGO = NOW - datetime.timedelta(hours=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """One hostile input, the verdict it must get, and the one it got."""
+
+    kind: str
+    name: str
+    expected: str
+    observed: str
+    detail: str = ""
+
+    @property
+    def stuck(self) -> bool:
+        return self.observed != self.expected
+
+
+@dataclasses.dataclass
+class Tally:
+    verdicts: list[Verdict] = dataclasses.field(default_factory=list)
+    unclassified: list[str] = dataclasses.field(default_factory=list)
+
+    def add(self, kind: str, name: str, expected: str, observed: str, detail: str = "") -> None:
+        self.verdicts.append(Verdict(kind, name, expected, observed, detail))
+
+    def count_bugs(self, events: list[dict]) -> None:
+        """Log lines that say a bug escaped: a traceback or an unexpected error."""
+        self.unclassified += [e["message"] for e in events if "unexpected error" in e["message"] or "traceback" in e]
+
+
+# --- messages: what any publisher to the three topics can send ---------------------------------------------
+
+_TRIGGERS = [
+    ("a lone surrogate in the project", b'{"project": "\\ud800"}'),
+    ("not UTF-8", b"\xff\xfe{}"),
+    ("a JSON list", b"[]"),
+    ("nested 100,000 deep", b"[" * 100_000 + b"]" * 100_000),
+    ("a number as the backend", b'{"backend": 7}'),
+    ("a float version", b'{"version": 1.0}'),
+    ("an unknown field", b'{"shards": 3}'),
+    ("an unknown backend", b'{"backend": "swarming://nowhere"}'),
+    ("a 1 MB project name", json.dumps({"project": "p" * 1_000_000}).encode()),
+]
+
+
+def _shard_jobs() -> list[tuple[str, bytes]]:
+    job = ShardJob(BACKEND, "proj", 0, 3, NOW)
+    return [
+        ("a shard count the settings do not have", dataclasses.replace(job, shards=2, shard=1).to_json()),
+        ("a plan time an hour ahead", dataclasses.replace(job, planned_at=NOW + datetime.timedelta(hours=1)).to_json()),
+        ("a shard outside its count", job.to_json().replace(b'"shard":0', b'"shard":7')),
+        ("no version", job.to_json().replace(b'"version":1,', b"")),
+        ("a lone surrogate in the project", job.to_json().replace(b'"proj"', b'"\\udfff"')),
+    ]
+
+
+def _sync_batches() -> list[tuple[str, bytes]]:
+    batch = SyncBatch(BACKEND, "proj", (1,), NOW)
+    return [
+        ("1001 build ids", dataclasses.replace(batch, build_ids=tuple(range(1, 1002))).to_json()),
+        ("build id 0", batch.to_json().replace(b"[1]", b"[0]")),
+        ("build id 2**63", batch.to_json().replace(b"[1]", str([2**63]).encode())),
+        ("a build id that is true", batch.to_json().replace(b"[1]", b"[true]")),
+        ("an unknown backend", dataclasses.replace(batch, backend="swarming://nowhere").to_json()),
+        (
+            "a plan time an hour ahead",
+            dataclasses.replace(batch, planned_at=NOW + datetime.timedelta(hours=1)).to_json(),
+        ),
+    ]
+
+
+def _messages(tally: Tally, runtime) -> None:
+    work = {
+        "planner": lambda data: handlers.handle_trigger(runtime, SyncTrigger.from_json(data)),
+        "shard": lambda data: handlers.handle_job(runtime, ShardJob.from_json(data)),
+        "sync": lambda data: handlers.handle_batch(runtime, SyncBatch.from_json(data)),
+    }
+    rows = [("planner", *row) for row in _TRIGGERS] + [("shard", *row) for row in _shard_jobs()]
+    rows += [("sync", *row) for row in _sync_batches()]
+    rows.append(("sync", "an envelope whose data is not base64", None))
+    for stage, name, data in rows:
+        event = pubsub_event(data) if data is not None else CloudEvent(_ENVELOPE, {"message": {"data": "%%"}})
+        tally.add("messages", f"{stage}: {name}", ERROR, *_handled(tally, event, stage, work[stage]))
+
+
+_ENVELOPE = {
+    "id": "m-1",
+    "source": "//pubsub.googleapis.com/t",
+    "type": "google.cloud.pubsub.topic.v1.messagePublished",
+}
+
+
+def _handled(tally: Tally, event: CloudEvent, stage: str, work) -> tuple[str, str]:
+    """What the edge answered: ERROR (acknowledged with one ERROR line), TRANSIENT, or the bug it let out."""
+    with captured_logs() as captured:
+        try:
+            events.handle(event, stage, work, lambda: env.DEFAULT_MAX_EVENT_AGE)
+            outcome = None
+        except TransientError:
+            outcome = TRANSIENT
+        except Exception as error:  # a bug: the edge re-raised it for a retry
+            outcome = f"bug: {type(error).__name__}"
+    lines = captured.events()
+    tally.count_bugs(lines)
+    errors = [e for e in lines if e["severity"] == "ERROR"]
+    if outcome is None:
+        outcome = ERROR if len(errors) == 1 else f"acknowledged with {len(errors)} ERROR lines"
+    return outcome, errors[0]["message"][:160] if errors else ""
+
+
+# --- settings and backend options: the deployment's files, as a careless or hostile operator writes them -------
+
+
+def _settings(tally: Tally, tmp_path) -> None:
+    rows = [
+        ("not UTF-8", ".cfg", b'backends { target: "swarming://x\xff" }', ERROR),
+        ("a byte-order mark", ".cfg", "\ufeffbackends {}".encode(), ERROR),
+        ("JSON nested 100,000 deep", ".json", b'{"swarming":' * 100_000 + b"{}" + b"}" * 100_000, ERROR),
+        ("text nested 5,000 deep", ".cfg", b"swarming {" * 5_000 + b"}" * 5_000, ERROR),
+        ("a NUL byte", ".cfg", b'backends { target: "x" }\x00', ERROR),
+        ("an unknown suffix", ".yaml", b"backends: []", ERROR),
+        ("a hostname with user info", ".cfg", settings_text("swarm.example.com@evil.example").encode(), SYNCED),
+        ("a ResultDB host with a path", ".cfg", b'resultdb { hostname: "results.example/x" }', SYNCED),
+    ]
+    for name, suffix, data, expected in rows:
+        path = tmp_path / f"settings-{uuid.uuid4().hex[:6]}{suffix}"
+        path.write_bytes(data)
+        try:
+            load_settings(path)
+            observed = SYNCED  # accepted, as Buildbucket accepts it, with a WARNING for what costs something
+        except SettingsError:
+            observed = ERROR
+        except Exception as error:  # a bug
+            observed = f"bug: {type(error).__name__}"
+            tally.unclassified.append(f"settings {name}: {error!r}")
+        tally.add("settings", name, expected, observed)
+    for name, text in [
+        ("options nested 100,000 deep", '{"*": ' * 100_000 + "{}" + "}" * 100_000),
+        ("options that are a list", "[]"),
+        ("an unknown transport", json.dumps({"*": {"transport": "smoke-signals"}})),
+    ]:
+        try:
+            parse_backend_options(text, env.BACKEND_OPTIONS)
+            observed = SYNCED
+        except SettingsError:
+            observed = ERROR
+        except Exception as error:  # a bug
+            observed = f"bug: {type(error).__name__}"
+            tally.unclassified.append(f"backend options {name}: {error!r}")
+        tally.add("settings", name, ERROR, observed)
+
+
+# --- one batch: hostile tasks, hostile stored builds, hostile callbacks and hosts, beside innocent builds -----
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildRow:
+    """One build of the shared batch: how it is made hostile, and the verdicts of its sync and its effects."""
+
+    kind: str
+    name: str
+    sync: str
+    effects: str | None = None  # the verdict of its completion effects, when it ends with some
+    make: object = None  # (Scene, build_id) -> None: makes the build and its task
+
+
+@dataclasses.dataclass
+class Scene:
+    client: object
+    server: TaskBackendServer
+    recorder: ResultDBRecorder
+    callback_topic: Subscribed
+    builds_topic: str
+    shard_topic: str
+    elsewhere: ResultDBRecorder
+
+    @property
+    def backend(self) -> FakeTaskBackend:
+        return self.server.backend
+
+
+def _plain(scene: Scene, build_id: int, **task) -> None:
+    put_build(scene.client, build_id, updated=LONG_AGO)
+    scene.backend.set_task(f"task-{build_id}", task.pop("status", pb.FAILURE), task.pop("update_id", 2), **task)
+
+
+def _stale(scene: Scene, build_id: int) -> None:
+    put_build(scene.client, build_id, updated=LONG_AGO, task_update_id=5)
+    scene.backend.set_task(f"task-{build_id}", pb.FAILURE, 3)
+
+
+def _ended(scene: Scene, build_id: int) -> None:
+    put_build(scene.client, build_id, updated=LONG_AGO, status=pb.SUCCESS)
+    scene.backend.set_task(f"task-{build_id}", pb.FAILURE, 2)
+
+
+def _task(**fields):
+    return lambda scene, build_id: _plain(scene, build_id, **fields)
+
+
+def _details(json_levels: int):
+    return lambda scene, build_id: _plain(scene, build_id, details=nested_details(json_levels))
+
+
+def _unknown_fields(scene: Scene, build_id: int) -> None:
+    _plain(scene, build_id)
+    scene.backend.tasks[f"task-{build_id}"].MergeFromString(b"\xba\x3e" + _varint(300_000) + b"u" * 300_000)
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    return bytes(out) + bytes([value])
+
+
+def _stored(name: str, value=None, kind: str = model.BUILD_INFRA_KIND, delete: bool = False):
+    """A build whose stored `kind` entity has property `name` set to `value` (or the entity deleted)."""
+
+    def make(scene: Scene, build_id: int) -> None:
+        _plain(scene, build_id)
+        key = model.build_key(scene.client, build_id) if kind == model.BUILD_KIND else None
+        key = key or model.child_key(scene.client, build_id, kind)
+        if delete:
+            scene.client.delete(key)
+            return
+        entity = scene.client.get(key)
+        entity[name] = value
+        scene.client.put(entity)
+
+    return make
+
+
+def _config(json_levels: int = 0, size: int = 0):
+    """A build whose stored BuildInfra.backend.config nests `json_levels` deep, or weighs `size` bytes."""
+
+    def make(scene: Scene, build_id: int) -> None:
+        _plain(scene, build_id)
+        entity = scene.client.get(model.infra_key(scene.client, build_id))
+        infra = pb.BuildInfra.FromString(entity["infra"])
+        config = (
+            nested_bytes(json_levels)
+            if json_levels
+            else struct_pb2.Struct(fields={"blob": struct_pb2.Value(string_value="c" * size)}).SerializeToString()
+        )
+        # Written as bytes: field 1 of Backend, as Buildbucket would have stored it.
+        entity["infra"] = infra.SerializeToString() + _field(7, _field(1, config))
+        scene.client.put(entity)
+
+    return make
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _ended_with(mutate):
+    """A build with everything Buildbucket stores and every completion effect, then `mutate`d."""
+
+    def make(scene: Scene, build_id: int) -> None:
+        put_buildbucket_build(
+            scene.client, build_id, scene.recorder, scene.callback_topic, _Tasks(scene), chunked=False
+        )
+        if mutate is not None:
+            mutate(scene, build_id)
+
+    return make
+
+
+@dataclasses.dataclass(frozen=True)
+class _Tasks:
+    """What put_buildbucket_build takes as the task backend: something with `.backend`."""
+
+    scene: Scene
+
+    @property
+    def backend(self):
+        return self.scene.backend
+
+
+def _callback(topic):
+    def mutate(scene: Scene, build_id: int) -> None:
+        entity = scene.client.get(model.build_key(scene.client, build_id))
+        entity["pubsub_callback.topic"] = topic(scene) if callable(topic) else topic
+        scene.client.put(entity)
+
+    return mutate
+
+
+def _resultdb_host(host):
+    def mutate(scene: Scene, build_id: int) -> None:
+        bb.set_invocation(scene.client, build_id, host(scene), f"invocations/build-{build_id}")
+
+    return mutate
+
+
+def _infra_nested(scene: Scene, build_id: int) -> None:
+    """backend.config nested 300 JSON levels: decodes (900 levels), too deep for the JSON writer of the notification."""
+    entity = scene.client.get(model.infra_key(scene.client, build_id))
+    entity["infra"] += _field(7, _field(1, nested_bytes(300)))
+    scene.client.put(entity)
+
+
+def _output_garbage(scene: Scene, build_id: int) -> None:
+    key = model.child_key(scene.client, build_id, "BuildOutputProperties")
+    entity = scene.client.get(key)
+    entity["properties"] = b"\xff\xff\xff garbage"
+    scene.client.put(entity)
+
+
+def _wrong_token(scene: Scene, build_id: int) -> None:
+    entity = scene.client.get(model.build_key(scene.client, build_id))
+    entity["resultdb_update_token"] = "not the token ResultDB gave"
+    scene.client.put(entity)
+
+
+BUILD_ROWS = [
+    BuildRow("innocent builds", f"an innocent build beside them #{i}", SYNCED, "DONE", _ended_with(None))
+    for i in range(1, 4)
+] + [
+    # What a backend answers for one task.
+    BuildRow("backend answers", "details nested 45 JSON levels (Go takes them)", SYNCED, make=_details(45)),
+    BuildRow("backend answers", "details nested 100 JSON levels", SYNCED, make=_details(100)),
+    BuildRow("backend answers", "details nested 300 JSON levels (too deep to measure)", INVALID, make=_details(300)),
+    BuildRow(
+        "backend answers", "details nested 3,400 JSON levels (deeper than Go takes)", INVALID, make=_details(3400)
+    ),
+    BuildRow("backend answers", "details over 50 KiB", INVALID, make=_task(details=bb.struct({"l": "x" * 60_000}))),
+    BuildRow(
+        "backend answers", "a 2 MB summary on an ended task", SYNCED, make=_task(summary_markdown="s" * 2_000_000)
+    ),
+    BuildRow("backend answers", "a 200 KB link", SYNCED, make=_task(link="https://l/" + "x" * 200_000)),
+    BuildRow("backend answers", "300 KB of unknown fields", SYNCED, make=_unknown_fields),
+    BuildRow("backend answers", "update_id 0", INVALID, make=_task(update_id=0)),
+    BuildRow("backend answers", "an undeclared status (99)", INVALID, make=_task(status=99)),
+    BuildRow("backend answers", "status ENDED_MASK", INVALID, make=_task(status=pb.ENDED_MASK)),
+    BuildRow(
+        "backend answers", "an older update_id (stale)", INVALID, make=lambda scene, build_id: _stale(scene, build_id)
+    ),
+    # What a build has stored.
+    BuildRow(
+        "stored entities",
+        "Build.proto that is not a Build",
+        FAILED,
+        make=_stored("proto", b"\xff\xff", model.BUILD_KIND),
+    ),
+    BuildRow("stored entities", "BuildInfra that is not a BuildInfra", FAILED, make=_stored("infra", b"\x0a\xff")),
+    BuildRow("stored entities", "BuildInfra.infra an integer", FAILED, make=_stored("infra", 7)),
+    BuildRow(
+        "stored entities", "no BuildInfra entity", LEFT, make=_stored("", kind=model.BUILD_INFRA_KIND, delete=True)
+    ),
+    BuildRow("stored entities", "no Build entity", LEFT, make=_stored("", kind=model.BUILD_KIND, delete=True)),
+    BuildRow(
+        "stored entities",
+        "a malformed next_backend_sync_time",
+        FAILED,
+        make=_stored("next_backend_sync_time", "x--", model.BUILD_KIND),
+    ),
+    BuildRow("stored entities", "backend.config nested 45 JSON levels", SYNCED, make=_config(45)),
+    BuildRow("stored entities", "backend.config nested 3,400 JSON levels", FAILED, make=_config(3400)),
+    BuildRow(
+        "stored entities", "backend.config nested 20,000 JSON levels (past the C stack)", FAILED, make=_config(20_000)
+    ),
+    BuildRow("stored entities", "BuildInfra stored near the entity limit", SYNCED, make=_config(size=1_010_000)),
+    BuildRow("stored entities", "an ended build", LEFT, make=lambda scene, build_id: _ended(scene, build_id)),
+    # What a build's completion effects are pointed at.
+    BuildRow(
+        "callback topics",
+        "a callback topic with a trailing newline",
+        SYNCED,
+        ERROR,
+        _ended_with(_callback(f"projects/{PROJECT}/topics/callback\n")),
+    ),
+    BuildRow(
+        "callback topics",
+        "a callback naming the builds topic",
+        SYNCED,
+        ERROR,
+        _ended_with(_callback(lambda scene: scene.builds_topic)),
+    ),
+    BuildRow(
+        "callback topics",
+        "a callback naming the shard topic",
+        SYNCED,
+        ERROR,
+        _ended_with(_callback(lambda scene: scene.shard_topic)),
+    ),
+    BuildRow(
+        "callback topics",
+        "a callback topic that does not exist",
+        SYNCED,
+        ERROR,
+        _ended_with(_callback(f"projects/{PROJECT}/topics/never-created")),
+    ),
+    BuildRow("callback topics", "a callback that is not a topic", SYNCED, ERROR, _ended_with(_callback("not a topic"))),
+    BuildRow(
+        "callback topics",
+        "a build too deep for the JSON notification",
+        SYNCED,
+        ERROR,
+        _ended_with(_infra_nested),
+    ),
+    BuildRow("callback topics", "output properties that do not decode", SYNCED, ERROR, _ended_with(_output_garbage)),
+    BuildRow(
+        "hosts",
+        "a ResultDB host with user info before the settings' host",
+        SYNCED,
+        ERROR,
+        _ended_with(_resultdb_host(lambda scene: f"results.api.cr.dev@{scene.recorder.hostname}")),
+    ),
+    BuildRow(
+        "hosts",
+        "a ResultDB host the settings do not name",
+        SYNCED,
+        ERROR,
+        _ended_with(_resultdb_host(lambda scene: scene.elsewhere.hostname)),
+    ),
+    BuildRow(
+        "hosts",
+        "a ResultDB host with a path",
+        SYNCED,
+        ERROR,
+        _ended_with(_resultdb_host(lambda scene: f"{scene.recorder.hostname}/evil")),
+    ),
+    BuildRow("hosts", "an update token ResultDB refuses", SYNCED, ERROR, _ended_with(_wrong_token)),
+]
+
+
+def _one_batch(tally: Tally, scene: Scene, runtime) -> None:
+    """Every BuildRow in one batch; each build gets its own verdict and the innocent ones are synced whole."""
+    build_ids = {row: 1000 + index for index, row in enumerate(BUILD_ROWS)}
+    for row, build_id in build_ids.items():
+        row.make(scene, build_id)
+    batch = SyncBatch(BACKEND, "proj", tuple(build_ids.values()), datetime.datetime.now(datetime.timezone.utc))
+    with captured_logs() as captured:
+        try:
+            handlers.handle_batch(runtime, batch)
+        except Exception as error:  # any: the batch itself must not fail for one build's input
+            tally.unclassified.append(f"the shared batch raised {error!r}")
+    lines = captured.events()
+    tally.count_bugs(lines)
+    published = {_build_id(m) for m in scene.callback_topic.pull_nothing_more()}
+    for row, build_id in build_ids.items():
+        mine = [e for e in lines if e.get("build_id") == build_id or build_id in (e.get("build_ids") or ())]
+        tally.add(row.kind, row.name, row.sync, *_sync_verdict(scene, build_id, mine))
+        if row.effects is not None:
+            observed = _effects_verdict(scene, build_id, mine, build_id in published)
+            tally.add(row.kind, f"{row.name}: its completion effects", row.effects, observed)
+
+
+def _build_id(received) -> int:
+    return int(json.loads(received.message.data)["buildPubsub"]["build"]["id"])
+
+
+def _sync_verdict(scene: Scene, build_id: int, mine: list[dict]) -> tuple[str, str]:
+    said = {e["message"]: e.get("reason") or e.get("error", "") for e in mine}
+    if "build failed" in said or "transaction for a group of builds failed" in said:
+        return FAILED, said.get("build failed") or said["transaction for a group of builds failed"]
+    for message in ("build invalid", "build stale"):
+        if message in said:
+            return INVALID, said[message]
+    build, infra = (
+        scene.client.get(k) for k in (model.build_key(scene.client, build_id), model.infra_key(scene.client, build_id))
+    )
+    task = scene.backend.tasks.get(f"task-{build_id}")
+    if build is None or infra is None or task is None:
+        return LEFT, "no build, or no task"
+    stored = pb.BuildInfra.FromString(infra["infra"]).backend.task
+    ended = build["incomplete"] is False
+    if stored.update_id == task.update_id and ended == bool(task.status & pb.ENDED_MASK):
+        return SYNCED, ""
+    return LEFT, f"task update {stored.update_id}, incomplete {build['incomplete']}"
+
+
+def _effects_verdict(scene: Scene, build_id: int, mine: list[dict], called_back: bool) -> str:
+    if scene.client.get(outbox.entry_key(scene.client, build_id)) is not None:
+        return RETRY
+    errors = [e for e in mine if e["severity"] == "ERROR" and e["message"] not in ("build failed", "build invalid")]
+    if errors:
+        return ERROR if len(errors) == 1 else f"{len(errors)} ERROR lines"
+    finalized = f"invocations/build-{build_id}" in scene.recorder.finalized
+    return "DONE" if finalized and called_back else f"finalized {finalized}, called back {called_back}"
+
+
+# --- whole answers: what a backend (or whatever answers at its address) sends for a batch --------------------
+
+
+def _whole_answers(tally: Tally, scene: Scene, runtime, tmp_path) -> None:
+    server, backend = scene.server.prpc_server, scene.backend
+    redirect_target = scene.elsewhere.server
+
+    def raw(answer):
+        return lambda request: answer
+
+    rows = [
+        ("the wrong number of responses", ERROR, lambda: setattr(backend, "response_hook", _drop_one)),
+        ("garbage with code 0", TRANSIENT, lambda: setattr(server, "raw_answer", raw(_ok_answer(b"\xff\xfe garbage")))),
+        ("a truncated answer", TRANSIENT, lambda: setattr(server, "raw_answer", raw(_ok_answer(b"\x0a\x90\x01")))),
+        ("an HTML error page", TRANSIENT, lambda: setattr(server, "raw_answer", raw(RawAnswer(500, {}, b"<html>")))),
+        (
+            "X-Prpc-Grpc-Code: \u00b2",
+            TRANSIENT,
+            lambda: setattr(server, "raw_answer", raw(RawAnswer(200, {"X-Prpc-Grpc-Code": "\u00b2"}, b""))),
+        ),
+        (
+            "a redirect to another host",
+            TRANSIENT,
+            lambda: setattr(server, "redirect_to", f"http://{redirect_target.hostname}/prpc/x/y"),
+        ),
+        ("PERMISSION_DENIED", ERROR, lambda: setattr(backend, "fail_with", grpc.StatusCode.PERMISSION_DENIED)),
+        ("UNAVAILABLE", TRANSIENT, lambda: setattr(backend, "fail_with", grpc.StatusCode.UNAVAILABLE)),
+    ]
+    quick = runtime(BUILDSYNC_FETCH_DEADLINE_SECONDS="2")
+    for index, (name, expected, misbehave) in enumerate(rows):
+        build_id = 5000 + index
+        _plain(scene, build_id)
+        scene.client.delete(breakers.breaker_key(scene.client, BACKEND))  # each row as the first failure
+        misbehave()
+        try:
+            event = pubsub_event(
+                SyncBatch(BACKEND, "proj", (build_id,), datetime.datetime.now(datetime.timezone.utc)).to_json()
+            )
+            observed, detail = _handled(
+                tally, event, "sync", lambda data: handlers.handle_batch(quick, SyncBatch.from_json(data))
+            )
+        finally:
+            backend.response_hook, backend.fail_with = None, None
+            server.raw_answer, server.redirect_to = None, None
+        tally.add("backend answers", f"a whole answer: {name}", expected, observed, detail)
+    tally.add("hosts", "a redirect's target got nothing", "0", str(redirect_target.connections))
+    path = tmp_path / "bad-host.cfg"
+    path.write_text(settings_text("swarm.example.com@127.0.0.1:1"))
+    odd = runtime(BUILDSYNC_SETTINGS=str(path))
+    event = pubsub_event(SyncBatch(BACKEND, "proj", (5100,), datetime.datetime.now(datetime.timezone.utc)).to_json())
+    observed, detail = _handled(
+        tally, event, "sync", lambda data: handlers.handle_batch(odd, SyncBatch.from_json(data))
+    )
+    tally.add("hosts", "a settings hostname with user info", ERROR, observed, detail)
+
+
+def _drop_one(request, response):
+    del response.responses[-1]
+    return response
+
+
+def _ok_answer(body: bytes) -> RawAnswer:
+    return RawAnswer(200, {"X-Prpc-Grpc-Code": "0", "Content-Type": "application/prpc; encoding=binary"}, body)
+
+
+def _one_task_past_the_stack(tally: Tally, scene: Scene, runtime) -> None:
+    """A pRPC answer whose second task nests 60,000 levels: the first build syncs, the second alone is invalid."""
+    good, deep = 5200, 5201
+    for build_id in (good, deep):
+        _plain(scene, build_id)
+    first = pb.FetchTasksResponse.Response(task=scene.backend.tasks[f"task-{good}"]).SerializeToString()
+    task = pb.Task(id=pb.TaskID(target=BACKEND, id=f"task-{deep}"), update_id=2, status=pb.FAILURE)
+    second = _field(1, task.SerializeToString() + _field(6, nested_bytes(20_000)))
+    scene.server.prpc_server.raw_answer = lambda request: _ok_answer(_field(1, first) + _field(1, second))
+    with captured_logs() as captured:
+        try:
+            handlers.handle_batch(
+                runtime, SyncBatch(BACKEND, "proj", (good, deep), datetime.datetime.now(datetime.timezone.utc))
+            )
+        finally:
+            scene.server.prpc_server.raw_answer = None
+    lines = captured.events()
+    tally.count_bugs(lines)
+    for build_id, name, expected in ((good, "its neighbour", SYNCED), (deep, "a task nested 60,000 levels", INVALID)):
+        mine = [e for e in lines if e.get("build_id") == build_id]
+        tally.add("backend answers", name, expected, *_sync_verdict(scene, build_id, mine))
+
+
+def test_every_hostile_input_gets_its_verdict_and_no_build_is_stuck(
+    datastore_client, task_backend, recorder, builds_topic, callback_topic, runtime, tmp_path, capsys
+):
+    elsewhere = ResultDBRecorder().start()
+    the_runtime = runtime(BUILDSYNC_SWEEP_MIN_AGE_SECONDS="0")
+    scene = Scene(
+        datastore_client, task_backend, recorder, callback_topic, builds_topic.topic, the_runtime.shard_topic, elsewhere
+    )
+    tally = Tally()
+    try:
+        _messages(tally, the_runtime)
+        _settings(tally, tmp_path)
+        _one_batch(tally, scene, the_runtime)
+        _one_task_past_the_stack(tally, scene, the_runtime)
+        _whole_answers(tally, scene, runtime, tmp_path)
+    finally:
+        elsewhere.stop()
+    assert elsewhere.calls == [], "no ResultDB call reached a host outside the settings"
+
+    stuck = [v for v in tally.verdicts if v.stuck]
+    with capsys.disabled():
+        for verdict in tally.verdicts:
+            got = "ok" if not verdict.stuck else f"GOT {verdict.observed}"
+            print(f"  {verdict.kind:16} {verdict.expected:9} {got:12} {verdict.name}  {verdict.detail[:80]}")
+        print(
+            f"FIGURE hostile: {len(tally.verdicts)} inputs, {len(stuck)} stuck builds, "
+            f"{len(tally.unclassified)} unclassified errors"
+        )
+    assert stuck == [] and tally.unclassified == []
+
+
+def test_nothing_is_retried_forever_an_effect_still_failing_after_its_budget_is_given_up_with_one_error(
+    datastore_client, task_backend, recorder, builds_topic, callback_topic, runtime
+):
+    """The outbox's budget: an effect still failing a day after its build ended is dropped, named.
+
+    The other budgets are Pub/Sub's dead-letter policy for a message retried
+    as transient (deploy/pubsub.tf, tests/test_deploy.py) and pRPC's 6
+    attempts within one deadline (tests/test_prpc.py).
+    """
+    put_buildbucket_build(datastore_client, 7, recorder, callback_topic, task_backend, chunked=False)
+    the_runtime = runtime()
+    recorder.fail_next(grpc.StatusCode.NOT_FOUND, grpc.StatusCode.NOT_FOUND)  # retried by the outbox, as upstream
+    handlers.handle_batch(the_runtime, SyncBatch(BACKEND, "proj", (7,), datetime.datetime.now(datetime.timezone.utc)))
+    (left,) = outbox_due(datastore_client, datetime.datetime.now(datetime.timezone.utc), datetime.timedelta(0))
+    assert left.effects == {outbox.Effect.RESULTDB}
+    past_budget = dataclasses.replace(left, created=left.created - outbox.RETRY_BUDGET)
+    with captured_logs() as captured:
+        the_runtime.completer.complete([past_budget])
+    (dropped,) = [e for e in captured.events() if e["severity"] == "ERROR"]
+    assert dropped["message"] == "completion effects dropped" and dropped["effects"] == ["resultdb"]
+    assert outbox_due(datastore_client, datetime.datetime.now(datetime.timezone.utc), datetime.timedelta(0)) == []
