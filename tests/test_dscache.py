@@ -8,11 +8,14 @@ dscache's Get.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import io
+import socket
 import threading
 
 import pytest
+from buildsync.errors import TransientError
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.remote.backend import BackendPool
 from buildsync.remote.backend_options import PRPC, DeploymentOptions
@@ -163,6 +166,28 @@ def test_a_lock_left_by_a_failed_commit_keeps_readers_off_the_cache_until_it_exp
     assert redis_client.keys("*") == [item.encode()]
     locks.release()
     assert reader.get(status_key)[1] is Source.FILLED
+
+
+def test_a_failed_lock_is_tried_once_the_transaction_owns_the_retries(datastore_client):
+    """redis-py retries a broken connection by itself; under five transaction attempts that would multiply."""
+    hanging_up = socket.create_server(("127.0.0.1", 0))
+    accepted = []
+
+    def hang_up() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                connection, _ = hanging_up.accept()
+                accepted.append(connection)
+                connection.close()
+
+    threading.Thread(target=hang_up, daemon=True).start()
+    locks = dscache.Cache.at(f"127.0.0.1:{hanging_up.getsockname()[1]}").write_locks()
+    try:
+        with pytest.raises(TransientError, match="locking 1 dscache keys"):
+            locks.lock([model.status_key(datastore_client, 5).flat_path])
+    finally:
+        hanging_up.close()
+    assert len(accepted) == 1
 
 
 def test_a_redis_that_cannot_take_the_locks_fails_the_transaction_and_the_build_stays_as_it_was(

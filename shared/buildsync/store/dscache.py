@@ -21,6 +21,8 @@ import hashlib
 from collections.abc import Iterable
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from buildsync import logs
 from buildsync.errors import TransientError
@@ -110,7 +112,14 @@ class Cache:
         host, _, port = address.rpartition(":")
         timeout = REDIS_TIMEOUT_SECONDS
         client = redis.Redis(
-            host=host.strip("[]"), port=int(port), socket_timeout=timeout, socket_connect_timeout=timeout
+            host=host.strip("[]"),
+            port=int(port),
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            # One try: the transaction owns the retries (transactions.py). redis-py's
+            # own ten, with backoff, would make one attempt against a Redis that is
+            # down last a minute or more, and each of the transaction's attempts too.
+            retry=Retry(NoBackoff(), 0),
         )
         return cls(client)
 
