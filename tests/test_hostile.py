@@ -32,6 +32,7 @@ import dataclasses
 import datetime
 import json
 import uuid
+import zlib
 
 import grpc
 from buildsync import env
@@ -370,6 +371,17 @@ def _output_garbage(scene: Scene, build_id: int) -> None:
     scene.client.put(entity)
 
 
+def _steps_bomb(scene: Scene, build_id: int) -> None:
+    """Zipped steps of 100 KB that would inflate to 100 MB: past what is ever inflated (wire.py)."""
+    bb.put_steps(scene.client, build_id, [], zipped=True)
+    entity = scene.client.get(model.child_key(scene.client, build_id, model.BUILD_STEPS_KIND))
+    entity["steps"] = _ZEROS_ZIPPED
+    scene.client.put(entity)
+
+
+_ZEROS_ZIPPED = zlib.compress(bytes(100 * 1024 * 1024), 9)
+
+
 def _wrong_token(scene: Scene, build_id: int) -> None:
     entity = scene.client.get(model.build_key(scene.client, build_id))
     entity["resultdb_update_token"] = "not the token ResultDB gave"
@@ -463,6 +475,7 @@ BUILD_ROWS = [
         _ended_with(_infra_nested),
     ),
     BuildRow("callback topics", "output properties that do not decode", SYNCED, ERROR, _ended_with(_output_garbage)),
+    BuildRow("stored entities", "zipped steps that inflate to 100 MB", SYNCED, ERROR, _ended_with(_steps_bomb)),
     BuildRow(
         "hosts",
         "a ResultDB host with user info before the settings' host",
@@ -534,10 +547,14 @@ def _sync_verdict(scene: Scene, build_id: int, mine: list[dict]) -> tuple[str, s
     return LEFT, f"task update {stored.update_id}, incomplete {build['incomplete']}"
 
 
+# What the sync itself says of a build, before any completion effect.
+_SYNC_LINES = ("build failed", "build invalid", "BuildSteps cannot be decoded; steps left as stored")
+
+
 def _effects_verdict(scene: Scene, build_id: int, mine: list[dict], called_back: bool) -> str:
     if scene.client.get(outbox.entry_key(scene.client, build_id)) is not None:
         return RETRY
-    errors = [e for e in mine if e["severity"] == "ERROR" and e["message"] not in ("build failed", "build invalid")]
+    errors = [e for e in mine if e["severity"] == "ERROR" and e["message"] not in _SYNC_LINES]
     if errors:
         return ERROR if len(errors) == 1 else f"{len(errors)} ERROR lines"
     finalized = f"invocations/build-{build_id}" in scene.recorder.finalized

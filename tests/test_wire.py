@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import threading
+import zlib
 
 import pytest
+import zstandard
 from buildsync import wire
 from buildsync.proto import buildbucket_pb2 as pb
 from google.protobuf import struct_pb2
@@ -83,3 +85,27 @@ def test_top_level_fields_come_one_at_a_time_in_order():
         response.responses.add().task.id.id = name
     items = [(number, bytes(item)) for number, item in wire.length_delimited(response.SerializeToString())]
     assert [(n, pb.FetchTasksResponse.Response.FromString(i).task.id.id) for n, i in items] == [(1, "a"), (1, "b")]
+
+
+def test_stored_compressed_bytes_inflate_up_to_the_cap_and_a_bomb_is_a_decode_error(monkeypatch):
+    monkeypatch.setattr(wire, "MAX_INFLATED_BYTES", 1000)
+    assert wire.inflate_zlib(zlib.compress(b"x" * 1000)) == b"x" * 1000
+    assert wire.inflate_zstd(zstandard.ZstdCompressor(write_content_size=False).compress(b"x" * 1000)) == b"x" * 1000
+    with pytest.raises(DecodeError, match="inflates past 1000 bytes"):
+        wire.inflate_zlib(zlib.compress(b"x" * 1001))
+    with pytest.raises(DecodeError, match="inflates past 1000 bytes"):
+        wire.inflate_zstd(zstandard.ZstdCompressor().compress(b"x" * 5000))
+
+
+@pytest.mark.parametrize(
+    ("inflate", "data"),
+    [
+        (wire.inflate_zlib, b"garbage"),
+        (wire.inflate_zlib, zlib.compress(b"x" * 100)[:8]),  # ends early
+        (wire.inflate_zstd, b"garbage"),
+    ],
+    ids=["zlib garbage", "zlib truncated", "zstd garbage"],
+)
+def test_bytes_that_are_no_such_stream_are_a_decode_error(inflate, data):
+    with pytest.raises(DecodeError):
+        inflate(data)

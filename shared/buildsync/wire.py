@@ -13,7 +13,10 @@ re-parses them too) and this module keeps what it is handed at Go's limit:
   MAX_NESTING are first walked without recursion (`nesting_depth`), so that
   nothing deeper than Go takes ever reaches the recursive C decoder, whose
   stack a nesting of tens of thousands of levels would overflow;
-- `merge` does the same into an existing message (a repeated field's new item).
+- `merge` does the same into an existing message (a repeated field's new item);
+- `inflate_zlib` and `inflate_zstd` decompress what was stored compressed,
+  to at most MAX_INFLATED_BYTES: a megabyte entity of zeros inflates a
+  thousandfold, and such a bomb must fail its build, not the process.
 
 Everything buildsync decodes that it did not write itself goes through here:
 backend answers, stored entities, status details.
@@ -21,15 +24,22 @@ backend answers, stored entities, status details.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterator
 from typing import TypeVar
 
+import zstandard
 from google.protobuf import descriptor
 from google.protobuf.internal import api_implementation
 from google.protobuf.message import DecodeError, Message
 
 # protobuf-go's default recursion limit: Buildbucket and the backends take this deep.
 MAX_NESTING = 10_000
+
+# Stored compressed bytes never inflate past this: 64 times Datastore's largest
+# entity, far above any steps or properties Buildbucket keeps, far below a
+# function's memory.
+MAX_INFLATED_BYTES = 64 * 1024 * 1024
 
 # Each level of nesting costs at least two bytes (a tag and a length), so
 # shorter bytes cannot nest deeper than MAX_NESTING and need no walk.
@@ -67,6 +77,37 @@ def merge(message: Message, data: bytes | bytearray) -> None:
                 "deeper than Go's decoder (and so Buildbucket) takes"
             )
     message.MergeFromString(data)
+
+
+def inflate_zlib(data: bytes) -> bytes:
+    """`data` decompressed (zlib); raises DecodeError when it is not a whole zlib stream or inflates too far."""
+    inflater = zlib.decompressobj()
+    try:
+        out = inflater.decompress(data, MAX_INFLATED_BYTES + 1)
+    except zlib.error as error:
+        raise DecodeError(f"not a zlib stream: {error}") from error
+    if len(out) > MAX_INFLATED_BYTES or inflater.unconsumed_tail:
+        raise DecodeError(f"inflates past {MAX_INFLATED_BYTES} bytes")
+    if not inflater.eof:
+        raise DecodeError("not a zlib stream: truncated")
+    return out
+
+
+def inflate_zstd(data: bytes) -> bytes:
+    """`data`'s first zstd frame decompressed (its size may be left out, as Go's encoder does).
+
+    Raises DecodeError when it is not a zstd stream or inflates too far.
+    """
+    out = bytearray()
+    try:
+        reader = zstandard.ZstdDecompressor().stream_reader(data)
+        while chunk := reader.read(1 << 20):
+            out += chunk
+            if len(out) > MAX_INFLATED_BYTES:
+                raise DecodeError(f"inflates past {MAX_INFLATED_BYTES} bytes")
+    except zstandard.ZstdError as error:
+        raise DecodeError(f"not a zstd stream: {error}") from error
+    return bytes(out)
 
 
 def nesting_depth(message: descriptor.Descriptor, data: bytes | bytearray, stop_after: int) -> int:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import zlib
 
 import zstandard
+from google.protobuf.message import DecodeError
 
+from buildsync import wire
 from buildsync.proto import notification_pb2 as npb
 
 
@@ -23,12 +25,11 @@ def compress(data: bytes, compression: int) -> bytes:
 
 
 def decompress(data: bytes, compression: int) -> bytes:
-    """The bytes `compress` took; raises ValueError when `data` is not such a stream."""
+    """The bytes `compress` took; raises ValueError when `data` is not such a stream, or inflates too far (wire.py)."""
+    inflate = {npb.ZLIB: wire.inflate_zlib, npb.ZSTD: wire.inflate_zstd}.get(compression)
+    if inflate is None:
+        raise ValueError(f"unknown compression {compression}")
     try:
-        if compression == npb.ZLIB:
-            return zlib.decompress(data)
-        if compression == npb.ZSTD:
-            return zstandard.ZstdDecompressor().decompressobj().decompress(data)
-    except (zlib.error, zstandard.ZstdError) as error:
-        raise ValueError(f"not a {npb.Compression.Name(compression)} stream: {error}") from error
-    raise ValueError(f"unknown compression {compression}")
+        return inflate(data)
+    except DecodeError as error:
+        raise ValueError(f"{npb.Compression.Name(compression)}: {error}") from error

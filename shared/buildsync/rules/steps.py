@@ -35,8 +35,8 @@ def decode_steps(data: bytes, zipped: bool) -> pb.Build:
     """The step container stored as `data`; raises StepsFormatError naming what is wrong."""
     if zipped:
         try:
-            data = zlib.decompress(data)
-        except zlib.error as error:
+            data = wire.inflate_zlib(data)
+        except DecodeError as error:
             raise StepsFormatError(f"steps are marked zipped but do not inflate: {error}") from error
     try:
         return wire.decode(pb.Build, data)

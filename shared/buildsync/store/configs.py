@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import concurrent.futures
 
-import zstandard
 from google.cloud import datastore
 from google.protobuf.message import DecodeError
 
@@ -78,10 +77,10 @@ def notification_topics(entity: datastore.Entity | None) -> list[cpb.Buildbucket
         if blob[0] == _PLAIN_PROTO:
             blob = blob[1:]
         elif blob[0] == _ZSTD_PROTO:
-            blob = zstandard.ZstdDecompressor().decompressobj().decompress(blob[1:])
+            blob = wire.inflate_zstd(blob[1:])
         else:
             raise DecodeError(f"unknown format byte {blob[0]:#x}")
         config = wire.decode(cpb.BuildbucketCfg.CommonConfig, blob)
-    except (DecodeError, zstandard.ZstdError) as error:
+    except DecodeError as error:
         raise model.EntityDecodeError(f"project {entity.key.name}: common_config does not decode: {error}") from error
     return [topic for topic in config.builds_notification_topics if topic.name]

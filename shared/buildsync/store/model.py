@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime
 from typing import Any, TypeVar
 
-import zstandard
 from google.cloud import datastore
 from google.cloud.datastore_v1.types import entity as entity_pb2
 from google.protobuf.message import DecodeError, Message
@@ -299,9 +298,9 @@ def _gae_proto(data: Any, message: type[Proto]) -> Proto:
         body = data[1:]
         if data[0] == _GAE_PROTO_ZSTD:
             # compression.py is above the store; Go's encoder may leave the size out, so stream.
-            body = zstandard.ZstdDecompressor().decompressobj().decompress(body)
+            body = wire.inflate_zstd(body)
         return wire.decode(message, body)
-    except (zstandard.ZstdError, DecodeError) as error:
+    except DecodeError as error:
         raise EntityDecodeError(f"a stored {what} does not decode: {error}") from error
 
 
