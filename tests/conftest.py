@@ -10,16 +10,34 @@ clients are made for the emulator's host, and child processes get
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import hypothesis
 import pytest
 from buildsync.edge import environment
 from buildsync.edge.runtime import runtime_from_env
+from buildsync.remote.backend import BackendPool, TaskFetcher
 from buildsync.remote.backend_options import PRPC
-from buildsync.rules.settings import parse_settings
+from buildsync.rules.settings import BackendSettings, parse_settings
+from buildsync.stages.messages import SyncBatch
+from buildsync.stages.report import SyncReport
+from buildsync.stages.sync import SyncOptions, sync_batch
 from buildsync.store.transactions import TransactionBegin
 from google.cloud import datastore
 
-from tests.harness import PROJECT, Subscribed, backend_pool, settings_text, skip_loudly, start_emulator
+from tests.harness import (
+    BACKEND,
+    LATER,
+    PLANNED_AT,
+    PROJECT,
+    TRANSPORTS,
+    Subscribed,
+    backend_pool,
+    settings_text,
+    skip_loudly,
+    start_emulator,
+)
 from tools.cloud_tasks import CloudTasksServer
 from tools.emulators import DATASTORE_KINDS, Emulator, EmulatorUnavailable
 from tools.emulators import datastore_client as emulator_client
@@ -41,6 +59,8 @@ DEFAULT_DATASTORE = "datastore"
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if metafunc.definition.get_closest_marker("both_emulators") and "datastore_kind" in metafunc.fixturenames:
         metafunc.parametrize("datastore_kind", DATASTORE_KINDS, indirect=True)
+    if metafunc.definition.get_closest_marker("both_transports") and "transport" in metafunc.fixturenames:
+        metafunc.parametrize("transport", TRANSPORTS, indirect=True)
 
 
 def _running(kind: str):
@@ -133,7 +153,7 @@ def task_backend():
 
 @pytest.fixture
 def transport(request) -> str:
-    """How in-process syncs call the backend: pRPC, as Buildbucket does, unless a test is BOTH_TRANSPORTS."""
+    """How in-process syncs call the backend: pRPC, as Buildbucket does, unless a test is marked both_transports."""
     return getattr(request, "param", PRPC)
 
 
@@ -143,6 +163,54 @@ def pool(transport):
     backends = backend_pool(transport, deadline_seconds=20)
     yield backends
     backends.close()
+
+
+@pytest.fixture
+def make_fetcher(task_backend, transport):
+    """Makes the test TaskBackend's fetcher as a deployment does (a BackendPool with `pool_options`), on the
+    test's transport; every pool is closed after the test."""
+    pools: list[BackendPool] = []
+
+    def make(**pool_options) -> TaskFetcher:
+        pools.append(backend_pool(transport, **pool_options))
+        return pools[-1].get(BACKEND, task_backend.hostname_for(transport))
+
+    yield make
+    for made in pools:
+        made.close()
+
+
+@pytest.fixture
+def fetcher(pool, task_backend, transport) -> TaskFetcher:
+    """The test TaskBackend's fetcher from the test's pool."""
+    return pool.get(BACKEND, task_backend.hostname_for(transport))
+
+
+@pytest.fixture
+def backend(make_settings) -> BackendSettings:
+    """The settings of the test TaskBackend's backend."""
+    return make_settings().backend(BACKEND)
+
+
+@pytest.fixture
+def sync_options(transaction_begin) -> Callable[..., SyncOptions]:
+    """SyncOptions bound to the test's emulator: its transactions begin as they must there (`transaction_begin`)."""
+    return functools.partial(SyncOptions, transaction_begin=transaction_begin)
+
+
+@pytest.fixture
+def sync(datastore_client, fetcher, backend, sync_options) -> Callable[..., SyncReport]:
+    """Syncs `build_ids` of the test backend's "proj" in one batch planned at PLANNED_AT, the clock at LATER.
+
+    `client`, `fetcher` and `settings` replace the test's own; other keywords are SyncOptions.
+    """
+
+    def run(build_ids, *, client=None, fetcher=fetcher, settings=backend, **options) -> SyncReport:
+        batch = SyncBatch(BACKEND, "proj", tuple(build_ids), PLANNED_AT)
+        options = sync_options(**{"clock": lambda: LATER, **options})
+        return sync_batch(client or datastore_client, fetcher, settings, batch, options)
+
+    return run
 
 
 @pytest.fixture

@@ -24,14 +24,20 @@ from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.proto import notification_pb2 as npb
 from buildsync.remote.backend import BackendPool
 from buildsync.remote.backend_options import GRPC, PRPC, DeploymentOptions
-from buildsync.store import outbox
-from google.cloud import pubsub_v1
+from buildsync.store import commit_budget, model, outbox
+from google.cloud import datastore, pubsub_v1
 
 from tools.emulators import Emulator, EmulatorUnavailable, wait_until
+from tools.emulators import datastore_client as emulator_client
 
 PROJECT = "buildsync-test"
 BACKEND = "swarming://test-swarm"
-LONG_AGO = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=1)
+# The clock of the in-process syncs: a batch planned at PLANNED_AT (whole
+# seconds, as a message carries it) is handled 10 s LATER; builds last updated
+# LONG_AGO are due.
+PLANNED_AT = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+LATER = PLANNED_AT + datetime.timedelta(seconds=10)
+LONG_AGO = PLANNED_AT - datetime.timedelta(hours=1)
 
 # How long a test waits for messages it expects on a topic.
 PULL_SECONDS = 30
@@ -44,15 +50,13 @@ def utc(*args) -> datetime.datetime:
     return datetime.datetime(*args, tzinfo=datetime.timezone.utc)
 
 
-# Runs a test over pRPC and over native gRPC (the `transport` fixture of conftest.py).
-BOTH_TRANSPORTS = pytest.mark.parametrize("transport", [PRPC, GRPC], indirect=True)
+# The transports a test marked both_transports runs over (conftest.py parametrizes `transport`).
+TRANSPORTS = (PRPC, GRPC)
 
 
-def backend_pool(transport: str, deadline_seconds: float) -> BackendPool:
-    """A BackendPool that calls the test backend over `transport`."""
-    return BackendPool(
-        deadline_seconds=deadline_seconds, options=DeploymentOptions({BACKEND: {"transport": transport}})
-    )
+def backend_pool(transport: str, **pool_options) -> BackendPool:
+    """A BackendPool that calls the test backend over `transport`, as a deployment's options say."""
+    return BackendPool(options=DeploymentOptions({BACKEND: {"transport": transport}}), **pool_options)
 
 
 def settings_text(hostname: str, **options) -> str:
@@ -175,3 +179,35 @@ def outbox_due(
         return int(swept.rpartition("--")[2]) / 1000 if swept else completion.created.timestamp()
 
     return sorted(found, key=next_attempt)[:limit]
+
+
+class RecordingClient(datastore.Client):
+    """The real client, recording what the code under test asks of it.
+
+    `lookups`: each lookup's (kind, build id) keys in the order asked, and
+    `transaction_lookups` those made inside a transaction as (build id, kind);
+    `writes`: each entity put; `commits`: the encoded bytes of each put_multi.
+    """
+
+    lookups: list[list[tuple[str, int]]]
+    transaction_lookups: list[list[tuple[int, str]]]
+    writes: list[tuple[str, int]]
+    commits: list[int]
+
+    def get_multi(self, keys, *args, **kwargs):
+        self.lookups.append([(key.kind, model.build_id_of(key)) for key in keys])
+        if self.current_transaction is not None:
+            self.transaction_lookups.append([(model.build_id_of(key), key.kind) for key in keys])
+        return super().get_multi(keys, *args, **kwargs)
+
+    def put_multi(self, entities, *args, **kwargs):
+        self.writes += [(entity.key.kind, model.build_id_of(entity.key)) for entity in entities]
+        self.commits.append(sum(commit_budget.encoded_size(entity) for entity in entities))
+        return super().put_multi(entities, *args, **kwargs)
+
+
+def recording_client(emulator: Emulator) -> RecordingClient:
+    """A RecordingClient on `emulator`, nothing recorded yet."""
+    client = emulator_client(emulator.host, PROJECT, RecordingClient)
+    client.lookups, client.transaction_lookups, client.writes, client.commits = [], [], [], []
+    return client

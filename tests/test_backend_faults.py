@@ -6,43 +6,20 @@ afterwards is the proof, not what a client returned.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import datetime
 import threading
 import time
-from collections.abc import Iterator
 
 import grpc
 import pytest
 from buildsync.errors import PermanentError, TransientError
 from buildsync.proto import buildbucket_pb2 as pb
-from buildsync.remote.backend import BackendPool, TaskFetcher
-from buildsync.remote.backend_options import GRPC, PRPC, DeploymentOptions
-from buildsync.stages.messages import SyncBatch
-from buildsync.stages.sync import SyncOptions, sync_batch
 from buildsync.store import model
 from google.protobuf import struct_pb2
 
 from tests.builds import BACKEND, get_build, put_build, snapshot
 from tests.harness import LONG_AGO, captured_logs
 from tools.prpc_server import RawAnswer
-
-PLANNED_AT = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
-LATER = PLANNED_AT + datetime.timedelta(seconds=10)
-
-
-@contextlib.contextmanager
-def fetcher_for(task_backend, transport: str, **pool_options) -> Iterator[TaskFetcher]:
-    """The test backend's fetcher over `transport`; its pool is closed when the block ends."""
-    options = DeploymentOptions({BACKEND: {"transport": transport}})
-    with contextlib.closing(BackendPool(options=options, **pool_options)) as pool:
-        yield pool.get(BACKEND, task_backend.hostname_for(transport))
-
-
-def sync(client, fetcher, make_settings, build_ids, project="proj"):
-    batch = SyncBatch(BACKEND, project, tuple(build_ids), PLANNED_AT)
-    return sync_batch(client, fetcher, make_settings().backend(BACKEND), batch, SyncOptions(clock=lambda: LATER))
 
 
 def seed(client, task_backend, n, status=pb.FAILURE):
@@ -64,25 +41,25 @@ def seed_running(client, task_backend, n, details_bytes):
     return ids, details
 
 
-def test_prpc_unavailable_then_ok_is_retried_within_the_call(datastore_client, task_backend, make_settings):
+def test_prpc_unavailable_then_ok_is_retried_within_the_call(datastore_client, task_backend, make_fetcher, sync):
     ids = seed(datastore_client, task_backend, 3)
     answers = iter([RawAnswer(status=503, headers={"X-Prpc-Grpc-Code": "14"}, body=b"restarting")])
     task_backend.prpc_server.raw_answer = lambda request: next(answers, None)
-    with fetcher_for(task_backend, PRPC) as fetcher:
-        report = sync(datastore_client, fetcher, make_settings, ids)
+    fetcher = make_fetcher()
+    report = sync(ids, fetcher=fetcher)
 
     assert report.completed == 3
     assert len(task_backend.prpc_server.requests) == 2 and task_backend.backend.calls == [3]
     assert all(get_build(datastore_client, i)[1].status == pb.FAILURE for i in ids)
 
 
-def test_prpc_invalid_argument_is_permanent_and_writes_nothing(datastore_client, task_backend, make_settings):
+def test_prpc_invalid_argument_is_permanent_and_writes_nothing(datastore_client, task_backend, make_fetcher, sync):
     ids = seed(datastore_client, task_backend, 3)
     task_backend.backend.fail_with = grpc.StatusCode.INVALID_ARGUMENT
     before = snapshot(datastore_client, ids)
-    with fetcher_for(task_backend, PRPC) as fetcher:
-        with pytest.raises(PermanentError, match="INVALID_ARGUMENT: FetchTasks on swarming://test-swarm") as raised:
-            sync(datastore_client, fetcher, make_settings, ids)
+    fetcher = make_fetcher()
+    with pytest.raises(PermanentError, match="INVALID_ARGUMENT: FetchTasks on swarming://test-swarm") as raised:
+        sync(ids, fetcher=fetcher)
 
     assert not isinstance(raised.value, TransientError)
     assert snapshot(datastore_client, ids) == before
@@ -90,61 +67,61 @@ def test_prpc_invalid_argument_is_permanent_and_writes_nothing(datastore_client,
 
 
 def test_prpc_garbage_with_code_zero_is_a_named_transient_error_and_writes_nothing(
-    datastore_client, task_backend, make_settings
+    datastore_client, task_backend, make_fetcher, sync
 ):
     ids = seed(datastore_client, task_backend, 2)
     garbage = RawAnswer(headers={"X-Prpc-Grpc-Code": "0", "Content-Type": "application/prpc; encoding=binary"})
     task_backend.prpc_server.raw_answer = lambda request: dataclasses.replace(garbage, body=b"\x0a\xff\xff\xff junk")
     before = snapshot(datastore_client, ids)
-    with fetcher_for(task_backend, PRPC) as fetcher:
-        with pytest.raises(TransientError, match="INTERNAL: .*is not a buildbucket.v2.FetchTasksResponse"):
-            sync(datastore_client, fetcher, make_settings, ids)
+    fetcher = make_fetcher()
+    with pytest.raises(TransientError, match="INTERNAL: .*is not a buildbucket.v2.FetchTasksResponse"):
+        sync(ids, fetcher=fetcher)
 
     assert snapshot(datastore_client, ids) == before
     assert len(task_backend.prpc_server.requests) == 1
 
 
-def test_a_hung_http_backend_fails_the_batch_at_its_deadline(datastore_client, task_backend, make_settings):
+def test_a_hung_http_backend_fails_the_batch_at_its_deadline(datastore_client, task_backend, make_fetcher, sync):
     ids = seed(datastore_client, task_backend, 2)
     task_backend.backend.hang = threading.Event()
     before = snapshot(datastore_client, ids)
-    with fetcher_for(task_backend, PRPC, deadline_seconds=2) as fetcher:
-        started = time.monotonic()
-        try:
-            with pytest.raises(TransientError, match="DEADLINE_EXCEEDED"):
-                sync(datastore_client, fetcher, make_settings, ids)
-            elapsed = time.monotonic() - started
-        finally:
-            task_backend.backend.hang.set()
+    fetcher = make_fetcher(deadline_seconds=2)
+    started = time.monotonic()
+    try:
+        with pytest.raises(TransientError, match="DEADLINE_EXCEEDED"):
+            sync(ids, fetcher=fetcher)
+        elapsed = time.monotonic() - started
+    finally:
+        task_backend.backend.hang.set()
 
     assert 2 <= elapsed < 10  # the deadline, not the backend, ended the call
     assert snapshot(datastore_client, ids) == before
 
 
-@pytest.mark.parametrize("transport", [PRPC, GRPC])
-def test_a_50_mb_answer_syncs_its_whole_batch(datastore_client, task_backend, make_settings, transport):
+@pytest.mark.both_transports
+def test_a_50_mb_answer_syncs_its_whole_batch(datastore_client, task_backend, make_fetcher, sync):
     ids, details = seed_running(datastore_client, task_backend, 1000, details_bytes=49_900)
-    with fetcher_for(task_backend, transport, deadline_seconds=120) as fetcher:
-        report = sync(datastore_client, fetcher, make_settings, ids)
+    fetcher = make_fetcher(deadline_seconds=120)
+    report = sync(ids, fetcher=fetcher)
 
     assert report.updated == 1000 and task_backend.backend.calls == [1000]
     infra = get_build(datastore_client, 1000)[2]
     assert infra.backend.task.details.ByteSize() == details.ByteSize()
 
 
-@pytest.mark.parametrize("transport", [PRPC, GRPC])
-def test_an_answer_still_over_the_limit_is_synced_in_halves(datastore_client, task_backend, make_settings, transport):
+@pytest.mark.both_transports
+def test_an_answer_still_over_the_limit_is_synced_in_halves(datastore_client, task_backend, make_fetcher, sync):
     ids, _ = seed_running(datastore_client, task_backend, 8, details_bytes=20_000)
-    with fetcher_for(task_backend, transport, max_response_bytes=90_000) as fetcher:
-        report = sync(datastore_client, fetcher, make_settings, ids)
+    fetcher = make_fetcher(max_response_bytes=90_000)
+    report = sync(ids, fetcher=fetcher)
 
     assert report.updated == 8
     assert task_backend.backend.calls == [8, 4, 4]
 
 
-@pytest.mark.parametrize("transport", [PRPC, GRPC])
+@pytest.mark.both_transports
 def test_builds_of_another_backend_or_project_are_skipped_with_a_reason(
-    datastore_client, task_backend, make_settings, transport
+    datastore_client, task_backend, make_fetcher, sync
 ):
     put_build(datastore_client, 1, updated=LONG_AGO)  # belongs to the batch
     put_build(datastore_client, 2, updated=LONG_AGO, backend="swarming://elsewhere")
@@ -155,9 +132,9 @@ def test_builds_of_another_backend_or_project_are_skipped_with_a_reason(
     for build_id in (1, 2, 3, 4):
         task_backend.backend.set_task(f"task-{build_id}", pb.SUCCESS, 9, target=BACKEND)
     before = snapshot(datastore_client, [2, 3, 4])
-    with fetcher_for(task_backend, transport) as fetcher:
-        with captured_logs() as captured:
-            report = sync(datastore_client, fetcher, make_settings, [1, 2, 3, 4])
+    fetcher = make_fetcher()
+    with captured_logs() as captured:
+        report = sync([1, 2, 3, 4], fetcher=fetcher)
 
     assert (report.completed, report.skipped) == (1, 3)
     assert snapshot(datastore_client, [2, 3, 4]) == before

@@ -14,20 +14,14 @@ import zlib
 import pytest
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.rules import legacy
-from buildsync.stages.messages import SyncBatch
-from buildsync.stages.sync import SyncOptions, sync_batch
-from buildsync.store import commit_budget, model, outbox
+from buildsync.store import model, outbox
 from google.cloud import datastore
 
 from tests.buildbucket_writer import put_steps
 from tests.builds import BACKEND, get_build, put_build, snapshot
-from tests.harness import PROJECT, captured_logs
-from tools.emulators import datastore_client as emulator_client
+from tests.harness import LATER, LONG_AGO, PLANNED_AT, captured_logs, recording_client
 
 UTC = datetime.timezone.utc
-PLANNED_AT = datetime.datetime.now(UTC).replace(microsecond=0)
-LONG_AGO = PLANNED_AT - datetime.timedelta(hours=1)
-LATER = PLANNED_AT + datetime.timedelta(seconds=10)
 LEASE_EXPIRES = PLANNED_AT + datetime.timedelta(hours=2)
 STEP_STARTED = LONG_AGO + datetime.timedelta(minutes=1)
 STEP_ENDED = LONG_AGO + datetime.timedelta(minutes=2)
@@ -44,21 +38,6 @@ OTHER_PROPERTIES = {
     "retry_of": 7,
 }
 OTHER_UNINDEXED = {"url"}
-
-
-@pytest.fixture
-def fetcher(task_backend, pool):
-    return pool.get(BACKEND, task_backend.hostname)
-
-
-@pytest.fixture
-def backend(make_settings):
-    return make_settings().backend(BACKEND)
-
-
-def run(client, fetcher, backend, build_ids, **options):
-    batch = SyncBatch(BACKEND, "proj", tuple(build_ids), PLANNED_AT)
-    return sync_batch(client, fetcher, backend, batch, SyncOptions(clock=lambda: LATER, **options))
 
 
 def put_leased_build(client: datastore.Client, build_id: int) -> datastore.Entity:
@@ -130,12 +109,12 @@ def at(timestamp) -> datetime.datetime:
     ],
 )
 def test_ending_a_build_writes_legacy_properties_and_clears_its_lease(
-    datastore_client, task_backend, fetcher, make_settings, task_status, details, expected
+    datastore_client, task_backend, make_settings, task_status, details, expected, sync
 ):
     before = put_leased_build(datastore_client, 1)
     task_backend.backend.set_task("task-1", task_status, 2, **({"status_details": details} if details else {}))
 
-    report = run(datastore_client, fetcher, make_settings(task_success=True).backend(BACKEND), [1])
+    report = sync([1], settings=make_settings(task_success=True).backend(BACKEND))
 
     entity = datastore_client.get(model.build_key(datastore_client, 1))
     assert report.completed == 1
@@ -159,15 +138,12 @@ def stored_values(client: datastore.Client, key: datastore.Key, names: tuple[str
 
 
 @pytest.mark.both_emulators
-def test_cleared_lease_rule_stores_what_go_stores(datastore_client, task_backend, fetcher, backend, transaction_begin):
+def test_cleared_lease_rule_stores_what_go_stores(datastore_client, task_backend, sync):
     # model/build.go ClearLease through gae/impl/cloud: an empty blob, and Go's zero time, not the epoch.
     put_leased_build(datastore_client, 1)
     task_backend.backend.set_task("task-1", pb.FAILURE, 2)
 
-    batch = SyncBatch(BACKEND, "proj", (1,), PLANNED_AT)
-    report = sync_batch(
-        datastore_client, fetcher, backend, batch, SyncOptions(clock=lambda: LATER, transaction_begin=transaction_begin)
-    )
+    report = sync([1])
 
     assert report.completed == 1
     names = ("is_leased", "leasee", "lease_expiration_date", "lease_key")
@@ -186,7 +162,7 @@ def test_cleared_lease_rule_stores_what_go_stores(datastore_client, task_backend
     "stored, expected", [(None, 300_000_000_000), (0, 300_000_000_000), (120_000_000_000, 120_000_000_000)]
 )
 def test_backend_sync_interval_rule_writes_go_s_default_on_every_save(
-    datastore_client, task_backend, fetcher, backend, transaction_begin, stored, expected
+    datastore_client, task_backend, sync, stored, expected
 ):
     # model/build.go Save: a build on a backend with an interval of 0 is saved with 5 minutes in ns.
     put_build(datastore_client, 1, updated=LONG_AGO)
@@ -198,10 +174,7 @@ def test_backend_sync_interval_rule_writes_go_s_default_on_every_save(
     datastore_client.put(entity)
     task_backend.backend.set_task("task-1", pb.STARTED, 1)  # no news: a save of update_time only
 
-    batch = SyncBatch(BACKEND, "proj", (1,), PLANNED_AT)
-    report = sync_batch(
-        datastore_client, fetcher, backend, batch, SyncOptions(clock=lambda: LATER, transaction_begin=transaction_begin)
-    )
+    report = sync([1])
 
     assert report.unchanged == 1
     saved = datastore_client.get(model.build_key(datastore_client, 1))
@@ -214,7 +187,7 @@ def test_backend_sync_interval_rule_writes_go_s_default_on_every_save(
     "build_status, task_status", [(pb.STARTED, pb.FAILURE), (pb.SCHEDULED, pb.CANCELED)], ids=["started", "scheduled"]
 )
 def test_missing_build_status_rule_saves_nothing_of_that_build_and_counts_it_failed(
-    datastore_client, task_backend, fetcher, backend, transaction_begin, build_status, task_status
+    datastore_client, task_backend, sync, build_status, task_status
 ):
     # internal/buildstatus/buildstatus.go Do: NotFound for the BuildStatus, and the sync saves nothing.
     for build_id in (1, 2):
@@ -224,15 +197,8 @@ def test_missing_build_status_rule_saves_nothing_of_that_build_and_counts_it_fai
     datastore_client.delete(model.status_key(datastore_client, 1))
     before = snapshot(datastore_client, [1]), get_steps(datastore_client, 1)
 
-    batch = SyncBatch(BACKEND, "proj", (1, 2), PLANNED_AT)
     with captured_logs() as captured:
-        report = sync_batch(
-            datastore_client,
-            fetcher,
-            backend,
-            batch,
-            SyncOptions(clock=lambda: LATER, transaction_begin=transaction_begin),
-        )
+        report = sync([1, 2])
 
     assert (report.failed, report.updated, report.completed) == (1, 1, 1)
     assert (snapshot(datastore_client, [1]), get_steps(datastore_client, 1)) == before
@@ -243,27 +209,22 @@ def test_missing_build_status_rule_saves_nothing_of_that_build_and_counts_it_fai
 
 
 @pytest.mark.both_emulators
-def test_missing_build_status_rule_does_not_stop_a_save_without_a_status_change(
-    datastore_client, task_backend, fetcher, backend, transaction_begin
-):
+def test_missing_build_status_rule_does_not_stop_a_save_without_a_status_change(datastore_client, task_backend, sync):
     put_build(datastore_client, 1, updated=LONG_AGO)
     datastore_client.delete(model.status_key(datastore_client, 1))
     task_backend.backend.set_task("task-1", pb.STARTED, 2)
 
-    batch = SyncBatch(BACKEND, "proj", (1,), PLANNED_AT)
-    report = sync_batch(
-        datastore_client, fetcher, backend, batch, SyncOptions(clock=lambda: LATER, transaction_begin=transaction_begin)
-    )
+    report = sync([1])
 
     assert (report.failed, report.updated) == (0, 1)
     assert get_build(datastore_client, 1)[2].backend.task.update_id == 2
 
 
-def test_a_build_that_keeps_running_keeps_its_lease_and_says_started(datastore_client, task_backend, fetcher, backend):
+def test_a_build_that_keeps_running_keeps_its_lease_and_says_started(datastore_client, task_backend, sync):
     before = put_leased_build(datastore_client, 1)
     task_backend.backend.set_task("task-1", pb.STARTED, 2)
 
-    run(datastore_client, fetcher, backend, [1])
+    sync([1])
 
     entity = datastore_client.get(model.build_key(datastore_client, 1))
     assert (entity["status"], entity["result"]) == (legacy.STARTED, 0)
@@ -272,9 +233,7 @@ def test_a_build_that_keeps_running_keeps_its_lease_and_says_started(datastore_c
     assert entity.exclude_from_indexes == before.exclude_from_indexes
 
 
-def test_legacy_properties_a_build_lacked_are_added_as_go_s_zero_values_indexed(
-    datastore_client, task_backend, fetcher, backend
-):
+def test_legacy_properties_a_build_lacked_are_added_as_go_s_zero_values_indexed(datastore_client, task_backend, sync):
     # model/legacy.go: every field of LegacyProperties is saved, zero or not, indexed.
     put_build(datastore_client, 1, updated=LONG_AGO)
     lacking = datastore_client.get(model.build_key(datastore_client, 1))
@@ -283,7 +242,7 @@ def test_legacy_properties_a_build_lacked_are_added_as_go_s_zero_values_indexed(
     datastore_client.put(lacking)
     task_backend.backend.set_task("task-1", pb.FAILURE, 2)
 
-    run(datastore_client, fetcher, backend, [1])
+    sync([1])
 
     entity = datastore_client.get(model.build_key(datastore_client, 1))
     assert (entity["status"], entity["result"], entity["failure_reason"]) == (3, 2, 1)
@@ -293,16 +252,14 @@ def test_legacy_properties_a_build_lacked_are_added_as_go_s_zero_values_indexed(
 
 
 @pytest.mark.parametrize("zipped", [False, True], ids=["plain", "zlib"])
-def test_ending_a_build_cancels_its_incomplete_steps_in_the_stored_format(
-    datastore_client, task_backend, fetcher, backend, zipped
-):
+def test_ending_a_build_cancels_its_incomplete_steps_in_the_stored_format(datastore_client, task_backend, zipped, sync):
     put_leased_build(datastore_client, 1)
     # Over a million bytes Buildbucket compresses the steps; under it, it stores them plain.
     stored = incomplete_steps(summary_bytes=1_100_000 if zipped else 0)
     put_steps(datastore_client, 1, stored, zipped=zipped)
     task_backend.backend.set_task("task-1", pb.FAILURE, 2)
 
-    run(datastore_client, fetcher, backend, [1])
+    sync([1])
 
     entity = get_steps(datastore_client, 1)
     assert entity["step_container_bytes_zipped"] is zipped
@@ -319,25 +276,23 @@ def test_ending_a_build_cancels_its_incomplete_steps_in_the_stored_format(
     assert (test_step.status, at(test_step.end_time), test_step.HasField("start_time")) == (pb.CANCELED, LATER, False)
 
 
-def test_steps_of_a_build_that_keeps_running_are_left_alone(datastore_client, task_backend, fetcher, backend):
+def test_steps_of_a_build_that_keeps_running_are_left_alone(datastore_client, task_backend, sync):
     put_leased_build(datastore_client, 1)
     put_steps(datastore_client, 1, incomplete_steps(), zipped=False)
     before = get_steps(datastore_client, 1)
     task_backend.backend.set_task("task-1", pb.STARTED, 2)
 
-    run(datastore_client, fetcher, backend, [1])
+    sync([1])
 
     assert get_steps(datastore_client, 1) == before
 
 
-def test_a_build_without_steps_ends_with_an_empty_steps_entity_as_go_saves_it(
-    datastore_client, task_backend, fetcher, backend
-):
+def test_a_build_without_steps_ends_with_an_empty_steps_entity_as_go_saves_it(datastore_client, task_backend, sync):
     # tasks/build_status.go: the BuildSteps read as missing is saved anyway; a nil Bytes is an empty blob.
     put_leased_build(datastore_client, 1)
     task_backend.backend.set_task("task-1", pb.SUCCESS, 2)
 
-    report = run(datastore_client, fetcher, backend, [1])
+    report = sync([1])
 
     assert report.completed == 1
     entity = get_steps(datastore_client, 1)
@@ -345,9 +300,7 @@ def test_a_build_without_steps_ends_with_an_empty_steps_entity_as_go_saves_it(
     assert entity.exclude_from_indexes == {"steps", "step_container_bytes_zipped"}
 
 
-def test_undecodable_steps_are_logged_and_kept_and_the_build_still_ends(
-    datastore_client, task_backend, fetcher, backend
-):
+def test_undecodable_steps_are_logged_and_kept_and_the_build_still_ends(datastore_client, task_backend, sync):
     put_leased_build(datastore_client, 1)
     put_steps(datastore_client, 1, incomplete_steps(), zipped=False)
     broken = get_steps(datastore_client, 1)
@@ -358,7 +311,7 @@ def test_undecodable_steps_are_logged_and_kept_and_the_build_still_ends(
     for build_id in (1, 2):
         task_backend.backend.set_task(f"task-{build_id}", pb.FAILURE, 2)
     with captured_logs() as captured:
-        report = run(datastore_client, fetcher, backend, [1, 2])
+        report = sync([1, 2])
 
     assert report.completed == 2
     assert datastore_client.get(model.build_key(datastore_client, 1))["status_v2"] == pb.FAILURE
@@ -369,31 +322,8 @@ def test_undecodable_steps_are_logged_and_kept_and_the_build_still_ends(
     assert "do not inflate" in errors[0]["error"]
 
 
-class RecordingClient(datastore.Client):
-    """The real client, recording the kinds and build ids of every lookup and write."""
-
-    lookups: list[list[tuple[str, int]]]
-    writes: list[tuple[str, int]]
-    commits: list[int]  # the encoded bytes of each put_multi
-
-    def get_multi(self, keys, *args, **kwargs):
-        self.lookups.append([(key.kind, model.build_id_of(key)) for key in keys])
-        return super().get_multi(keys, *args, **kwargs)
-
-    def put_multi(self, entities, *args, **kwargs):
-        self.writes += [(entity.key.kind, model.build_id_of(entity.key)) for entity in entities]
-        self.commits.append(sum(commit_budget.encoded_size(entity) for entity in entities))
-        return super().put_multi(entities, *args, **kwargs)
-
-
-def recording_client(emulator) -> RecordingClient:
-    client = emulator_client(emulator.host, PROJECT, RecordingClient)
-    client.lookups, client.writes, client.commits = [], [], []
-    return client
-
-
 def test_steps_are_read_only_for_builds_that_end_in_the_lookup_of_their_status(
-    datastore_emulator, datastore_client, task_backend, fetcher, backend
+    datastore_emulator, datastore_client, task_backend, sync
 ):
     for build_id in (1, 2, 3):
         put_leased_build(datastore_client, build_id)
@@ -403,7 +333,7 @@ def test_steps_are_read_only_for_builds_that_end_in_the_lookup_of_their_status(
     task_backend.backend.set_task("task-3", pb.STARTED, 1)  # unchanged
     client = recording_client(datastore_emulator)
 
-    report = run(client, fetcher, backend, [1, 2, 3])
+    report = sync([1, 2, 3], client=client)
 
     assert (report.completed, report.updated, report.unchanged) == (1, 2, 1)
     steps_lookups = [lookup for lookup in client.lookups if ("BuildSteps", 1) in lookup]
@@ -411,22 +341,20 @@ def test_steps_are_read_only_for_builds_that_end_in_the_lookup_of_their_status(
     assert sum(kind == "BuildSteps" for lookup in client.lookups for kind, _ in lookup) == 1
 
 
-def test_steps_that_had_all_ended_are_not_written_again(
-    datastore_emulator, datastore_client, task_backend, fetcher, backend
-):
+def test_steps_that_had_all_ended_are_not_written_again(datastore_emulator, datastore_client, task_backend, sync):
     put_leased_build(datastore_client, 1)
     put_steps(datastore_client, 1, [step("checkout", pb.SUCCESS, ended=True)], zipped=False)
     task_backend.backend.set_task("task-1", pb.SUCCESS, 2)
     client = recording_client(datastore_emulator)
 
-    report = run(client, fetcher, backend, [1])
+    report = sync([1], client=client)
 
     assert report.completed == 1
     assert sorted(client.writes) == [("Build", 1), ("BuildInfra", 1), ("BuildStatus", 1)]
 
 
 def test_a_group_whose_writes_exceed_one_commit_is_split_and_every_build_ends(
-    datastore_emulator, datastore_client, task_backend, fetcher, backend
+    datastore_emulator, datastore_client, task_backend, sync
 ):
     # Production takes 10 MiB per commit; the emulator's client takes 4 MiB per
     # answer, so here three builds that each rewrite ~900 KB of steps share a
@@ -440,7 +368,7 @@ def test_a_group_whose_writes_exceed_one_commit_is_split_and_every_build_ends(
         task_backend.backend.set_task(f"task-{build_id}", pb.FAILURE, 2)
     client = recording_client(datastore_emulator)
 
-    report = run(client, fetcher, backend, build_ids, commit_budget=budget)
+    report = sync(build_ids, client=client, commit_budget=budget)
 
     assert (report.completed, report.failed) == (3, 0)
     for build_id in build_ids:

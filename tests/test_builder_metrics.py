@@ -7,14 +7,10 @@ tags, properties, steps), ended by `sync_batch`, and read back raw.
 
 from __future__ import annotations
 
-import datetime
-
 import pytest
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.proto import project_config_pb2 as cpb
 from buildsync.proto import service_config_pb2 as spb
-from buildsync.stages.messages import SyncBatch
-from buildsync.stages.sync import SyncOptions, sync_batch
 from buildsync.store import model
 from google.cloud.datastore.query import PropertyFilter
 
@@ -26,13 +22,10 @@ from tests.buildbucket_writer import (
     set_custom_metrics,
 )
 from tests.builds import get_build, put_build
-from tests.harness import BACKEND, captured_logs
+from tests.harness import BACKEND, LONG_AGO, captured_logs
 
 pytestmark = pytest.mark.both_emulators  # the details are read in the ending transaction: lock order matters
 
-PLANNED_AT = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
-LONG_AGO = PLANNED_AT - datetime.timedelta(hours=1)
-LATER = PLANNED_AT + datetime.timedelta(seconds=10)
 
 FAILURES = spb.CUSTOM_METRIC_BASE_CONSECUTIVE_FAILURE_COUNT
 COUNT = spb.CUSTOM_METRIC_BASE_COUNT
@@ -55,25 +48,6 @@ METRICS = [
     (FAILURES, definition("running steps", 'build.steps.exists(s, s.status.to_string()=="STARTED")')),
     (COUNT, definition("count", "true")),  # evaluated at creation and start only
 ]
-
-
-@pytest.fixture
-def sync(datastore_client, pool, task_backend, transport, make_settings, transaction_begin):
-    """Runs the real sync over build ids, as the sync function would; task_success is the backend's option."""
-
-    def run(build_ids, task_success=False):
-        backend = make_settings(task_success=task_success).backend(BACKEND)
-        fetcher = pool.get(BACKEND, task_backend.hostname_for(transport))
-        batch = SyncBatch(BACKEND, "proj", tuple(build_ids), PLANNED_AT)
-        return sync_batch(
-            datastore_client,
-            fetcher,
-            backend,
-            batch,
-            SyncOptions(clock=lambda: LATER, transaction_begin=transaction_begin),
-        )
-
-    return run
 
 
 def put_build_with_metrics(client, task_backend, build_id: int, task_status: int, metrics) -> None:
@@ -100,10 +74,10 @@ def test_a_build_that_fails_lists_the_consecutive_failure_metrics_it_matches(dat
     assert [found.key.id for found in query.fetch()] == [1]
 
 
-def test_a_build_that_succeeds_is_not_evaluated(datastore_client, task_backend, sync):
+def test_a_build_that_succeeds_is_not_evaluated(datastore_client, task_backend, make_settings, sync):
     put_build_with_metrics(datastore_client, task_backend, 1, pb.SUCCESS, METRICS)
 
-    report = sync([1], task_success=True)
+    report = sync([1], settings=make_settings(task_success=True).backend(BACKEND))
 
     entity, build, _, _ = get_build(datastore_client, 1)
     assert report.completed == 1 and build.status == pb.SUCCESS

@@ -17,8 +17,6 @@ import threading
 import pytest
 from buildsync.errors import TransientError
 from buildsync.proto import buildbucket_pb2 as pb
-from buildsync.remote.backend import BackendPool
-from buildsync.remote.backend_options import PRPC, DeploymentOptions
 from buildsync.stages.messages import SyncBatch
 from buildsync.stages.sync import SyncOptions, sync_batch
 from buildsync.store import dscache, model
@@ -28,17 +26,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.builds import BACKEND, put_build
-from tests.harness import PROJECT
+from tests.harness import LATER, LONG_AGO, PLANNED_AT, PROJECT
 from tools import dscache_reader
 from tools.delay_proxy import CommitGate, DelayProxy
 from tools.dscache_reader import DscacheReader, Source
 from tools.emulators import datastore_client as emulator_client
 from tools.emulators import free_port, wait_until
-
-PLANNED_AT = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
-LONG_AGO = PLANNED_AT - datetime.timedelta(hours=1)
-LATER = PLANNED_AT + datetime.timedelta(seconds=10)
-
 
 # --- the encodings (pure) ---
 
@@ -101,18 +94,6 @@ def test_a_cached_entity_reads_back_with_its_types():
 
 
 # --- the protocol, on a real redis-server and the emulator ---
-
-
-@pytest.fixture
-def fetcher(task_backend):
-    pool = BackendPool(deadline_seconds=10, options=DeploymentOptions({BACKEND: {"transport": PRPC}}))
-    yield pool.get(BACKEND, task_backend.hostname_for(PRPC))
-    pool.close()
-
-
-@pytest.fixture
-def backend(make_settings):
-    return make_settings().backend(BACKEND)
 
 
 def end_build(client, fetcher, backend, build_id: int, cache: dscache.Cache | None, begin=TransactionBegin.LAZY):

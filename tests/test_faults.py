@@ -20,6 +20,7 @@ import random
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import NamedTuple
 
 import grpc
@@ -43,7 +44,6 @@ from google.protobuf import struct_pb2
 from tests.builds import entity_keys, put_build, snapshot
 from tests.harness import (
     BACKEND,
-    BOTH_TRANSPORTS,
     LONG_AGO,
     PROJECT,
     SETTLE_SECONDS,
@@ -72,12 +72,12 @@ def sync_round(
     client: datastore.Client,
     settings: Settings,
     backends: BackendPool,
-    transaction_begin: TransactionBegin,
+    sync_options: Callable[..., SyncOptions],
     at: datetime.datetime = T0,
     **options,
 ) -> SyncReport:
     """One pipeline run over the test backend's "proj" builds, planned at `at` with the clock stopped there."""
-    sync_options = SyncOptions(clock=lambda: at, transaction_begin=transaction_begin)
+    sync_options = sync_options(clock=lambda: at)
     return run_pipeline(
         Syncer(client, settings, backends, options=sync_options), SyncTrigger(BACKEND, "proj"), planned_at=at, **options
     )
@@ -316,8 +316,8 @@ MAX_ROUNDS = 30
 FINAL_TASKS = (pb.SUCCESS, pb.FAILURE, pb.INFRA_FAILURE, pb.CANCELED, pb.STARTED)
 
 
-@BOTH_TRANSPORTS
-def test_flaky_backend_converges_without_corruption(datastore_client, transaction_begin, transport):
+@pytest.mark.both_transports
+def test_flaky_backend_converges_without_corruption(datastore_client, transaction_begin, transport, sync_options):
     ids = list(range(1, FLAKY_BUILDS + 1))
     # Task i moves one update per round, STARTED until its last update.
     final_update = {i: 2 + i % 4 for i in ids}
@@ -345,7 +345,7 @@ def test_flaky_backend_converges_without_corruption(datastore_client, transactio
             }
             aborted_before = len(flaky.aborted)
             at = T0 + round_no * ROUND_STEP
-            report = sync_round(datastore_client, settings, backends, transaction_begin, at, batch_size=10)
+            report = sync_round(datastore_client, settings, backends, sync_options, at, batch_size=10)
             aborted_builds = sum(flaky.aborted[aborted_before:])
             per_round.append((report.due, aborted_builds, report.invalid, report.failed))
             rounds = round_no
@@ -388,9 +388,9 @@ def test_flaky_backend_converges_without_corruption(datastore_client, transactio
 # --- 3. a backend that hangs -------------------------------------------------
 
 
-@BOTH_TRANSPORTS
+@pytest.mark.both_transports
 def test_hung_backend_fails_the_batch_at_the_deadline_and_writes_nothing(
-    datastore_client, task_backend, make_settings, transaction_begin, transport
+    datastore_client, task_backend, make_settings, transport, sync_options
 ):
     ids = [1, 2, 3]
     for i in ids:
@@ -398,7 +398,7 @@ def test_hung_backend_fails_the_batch_at_the_deadline_and_writes_nothing(
         task_backend.backend.set_task(f"task-{i}", pb.FAILURE, 2)
     backend = make_settings().backend(BACKEND)
     batch = SyncBatch(BACKEND, "proj", tuple(ids), T0)
-    options = SyncOptions(clock=lambda: T0, transaction_begin=transaction_begin)
+    options = sync_options(clock=lambda: T0)
     before = snapshot(datastore_client, ids)
     task_backend.backend.hang = threading.Event()
     backends = backend_pool(transport, deadline_seconds=2)
@@ -431,9 +431,9 @@ def test_hung_backend_fails_the_batch_at_the_deadline_and_writes_nothing(
     assert corruption(stored) == {}
 
 
-@BOTH_TRANSPORTS
+@pytest.mark.both_transports
 def test_hung_backend_in_the_pipeline_is_a_retryable_failure(
-    datastore_client, task_backend, make_settings, transaction_begin, transport
+    datastore_client, task_backend, make_settings, transport, sync_options
 ):
     put_build(datastore_client, 1, updated=LONG_AGO)
     task_backend.backend.set_task("task-1", pb.FAILURE, 2)
@@ -442,9 +442,7 @@ def test_hung_backend_in_the_pipeline_is_a_retryable_failure(
     with contextlib.closing(backend_pool(transport, deadline_seconds=2)) as backends:
         started = time.monotonic()
         report = run_pipeline(
-            Syncer(
-                datastore_client, make_settings(), backends, options=SyncOptions(transaction_begin=transaction_begin)
-            ),
+            Syncer(datastore_client, make_settings(), backends, options=sync_options()),
             SyncTrigger(BACKEND, "proj"),
             planned_at=T0,
         )
@@ -504,10 +502,10 @@ BAD_ANSWERS = [
 ]
 
 
-@BOTH_TRANSPORTS
+@pytest.mark.both_transports
 @pytest.mark.parametrize("name, task_2, hook, reason, whole_batch", BAD_ANSWERS, ids=[case[0] for case in BAD_ANSWERS])
 def test_bad_answer_is_rejected_logged_and_not_written(
-    datastore_client, task_backend, make_settings, pool, transaction_begin, name, task_2, hook, reason, whole_batch
+    datastore_client, task_backend, make_settings, pool, sync_options, name, task_2, hook, reason, whole_batch
 ):
     ids = [1, 2, 3]
     for i in ids:
@@ -521,7 +519,7 @@ def test_bad_answer_is_rejected_logged_and_not_written(
     before = snapshot(datastore_client, rejected)
 
     with captured_logs() as captured:
-        report = sync_round(datastore_client, make_settings(), pool, transaction_begin)
+        report = sync_round(datastore_client, make_settings(), pool, sync_options)
     events = captured.events()
 
     unchanged = snapshot(datastore_client, rejected) == before
@@ -549,15 +547,15 @@ def test_bad_answer_is_rejected_logged_and_not_written(
     assert corruption(stored) == {}
 
 
-@BOTH_TRANSPORTS
+@pytest.mark.both_transports
 def test_details_size_rule_accepts_52_kb_whose_go_text_is_under_51_kib(
-    datastore_client, task_backend, make_settings, pool, transaction_begin
+    datastore_client, task_backend, make_settings, pool, sync_options
 ):
     # 52,000 bytes serialized, 52,025 in Go's text form: under upstream's 51 × 1024.
     put_build(datastore_client, 1, updated=LONG_AGO)
     task_backend.backend.set_task("task-1", pb.FAILURE, 2, details=details_of_size(52_000))
 
-    report = sync_round(datastore_client, make_settings(), pool, transaction_begin)
+    report = sync_round(datastore_client, make_settings(), pool, sync_options)
 
     assert (report.updated, report.invalid) == (1, 0)
     assert read_stored(datastore_client, [1])[1].status == pb.FAILURE
@@ -657,7 +655,7 @@ def writer(
 
 
 def test_concurrent_writer_loses_no_update_and_never_goes_backwards(
-    datastore_client, task_backend, make_settings, pool, transaction_begin
+    datastore_client, task_backend, make_settings, pool, transaction_begin, sync_options
 ):
     ids = list(range(1, RACE_BUILDS + 1))
     put_builds(datastore_client, [new_build(i) for i in ids])
@@ -679,7 +677,7 @@ def test_concurrent_writer_loses_no_update_and_never_goes_backwards(
             at = T0 + next(ticks) * ROUND_STEP
             try:
                 if kind == "pipeline":
-                    reports.append(sync_round(datastore_client, settings, pool, transaction_begin, at))
+                    reports.append(sync_round(datastore_client, settings, pool, sync_options, at))
                 else:
                     batch = SyncBatch(BACKEND, "proj", tuple(ids), at)
                     reports.append(
@@ -688,7 +686,7 @@ def test_concurrent_writer_loses_no_update_and_never_goes_backwards(
                             pool.get(BACKEND, backend.hostname),
                             backend,
                             batch,
-                            SyncOptions(clock=lambda at=at: at, transaction_begin=transaction_begin),
+                            sync_options(clock=lambda at=at: at),
                         )
                     )
             except Exception as error:  # noqa: BLE001 - recorded and asserted below
@@ -736,7 +734,7 @@ def test_concurrent_writer_loses_no_update_and_never_goes_backwards(
     # Quiet now: a few more rounds bring every build to the backend's last word.
     for _ in range(10):
         at = T0 + next(ticks) * ROUND_STEP
-        reports.append(sync_round(datastore_client, settings, pool, transaction_begin, at))
+        reports.append(sync_round(datastore_client, settings, pool, sync_options, at))
         stored = read_stored(datastore_client, ids, consistent=True, begin=transaction_begin)
         if all((stored[i].update_id, stored[i].task_status) == race.truth[i] for i in ids):
             break
@@ -903,7 +901,7 @@ def try_put_builds(client: datastore.Client, ids: list[int]) -> bool:
 
 
 def test_datastore_restart_mid_run_is_transient_and_later_rounds_converge(
-    own_datastore, task_backend, make_settings, transaction_begin
+    own_datastore, task_backend, make_settings, sync_options
 ):
     client = emulator_client(own_datastore.host, PROJECT)
     ids = list(range(1, RESTART_BUILDS + 1))
@@ -922,7 +920,7 @@ def test_datastore_restart_mid_run_is_transient_and_later_rounds_converge(
                     return
                 at = T0 + round_no * ROUND_STEP
                 try:
-                    outcome = sync_round(client, settings, backends, transaction_begin, at)
+                    outcome = sync_round(client, settings, backends, sync_options, at)
                 except Exception as error:  # noqa: BLE001 - recorded and asserted below
                     outcome = error
                 outcomes.append(outcome)
@@ -971,7 +969,7 @@ def test_datastore_restart_mid_run_is_transient_and_later_rounds_converge(
 
 
 def test_transaction_cut_off_by_a_datastore_restart_is_retryable(
-    own_datastore, task_backend, make_settings, transaction_begin
+    own_datastore, task_backend, make_settings, sync_options
 ):
     """Deterministic form of the race above: the restart lands inside a sync transaction.
 
@@ -1003,7 +1001,7 @@ def test_transaction_cut_off_by_a_datastore_restart_is_retryable(
                 fetcher,
                 backend,
                 SyncBatch(BACKEND, "proj", tuple(ids), T0),
-                SyncOptions(clock=clock, transaction_begin=transaction_begin),
+                sync_options(clock=clock),
             )
         errors = [e["error"] for e in captured.events() if e["message"] == "transaction for a group of builds failed"]
         # What a redelivery of the batch would do: a fresh transaction on the same server.
@@ -1012,7 +1010,7 @@ def test_transaction_cut_off_by_a_datastore_restart_is_retryable(
             fetcher,
             backend,
             SyncBatch(BACKEND, "proj", tuple(ids), T0),
-            SyncOptions(clock=lambda: T0, transaction_begin=transaction_begin),
+            sync_options(clock=lambda: T0),
         )
     stored = read_stored(client, ids)
 

@@ -6,8 +6,6 @@ function and the pipeline call it.
 
 from __future__ import annotations
 
-import datetime
-
 import grpc
 import pytest
 from buildsync.errors import BreakerOpenError, PermanentError, SupersededError
@@ -18,11 +16,7 @@ from buildsync.stages.sync import Syncer, SyncOptions
 from buildsync.store import breakers
 
 from tests.builds import BACKEND, get_build, put_build
-from tests.harness import captured_logs
-
-PLANNED_AT = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
-LONG_AGO = PLANNED_AT - datetime.timedelta(hours=1)
-LATER = PLANNED_AT + datetime.timedelta(seconds=10)
+from tests.harness import LATER, LONG_AGO, PLANNED_AT, captured_logs
 
 
 @pytest.fixture

@@ -9,45 +9,23 @@ import pytest
 from buildsync.ending.completion import Targets
 from buildsync.errors import BackendResponseError, TransientError
 from buildsync.proto import buildbucket_pb2 as pb
-from buildsync.remote.backend import BackendPool
-from buildsync.remote.backend_options import GRPC, PRPC, DeploymentOptions
 from buildsync.rules import sync_time
 from buildsync.stages.messages import SyncBatch
-from buildsync.stages.sync import SyncOptions, sync_batch
+from buildsync.stages.sync import sync_batch
 from buildsync.store import model
 from buildsync.store.outbox import Effect
 from google.api_core import exceptions as api_exceptions
 from google.cloud import datastore
 
 from tests.builds import get_build, put_build, snapshot
-from tests.harness import BACKEND, captured_logs, outbox_due
+from tests.harness import BACKEND, LATER, LONG_AGO, PLANNED_AT, captured_logs, outbox_due, recording_client
 from tools.emulators import datastore_client as emulator_client
 
-PLANNED_AT = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
-LONG_AGO = PLANNED_AT - datetime.timedelta(hours=1)
-LATER = PLANNED_AT + datetime.timedelta(seconds=10)
+# Every test that syncs does it over pRPC and over gRPC.
+pytestmark = pytest.mark.both_transports
 
 
-@pytest.fixture
-def backend(make_settings):
-    return make_settings().backend(BACKEND)
-
-
-@pytest.fixture(params=[PRPC, GRPC])
-def fetcher(request, task_backend):
-    """The backend's client over each transport, chosen as a deployment chooses it."""
-    options = DeploymentOptions({BACKEND: {"transport": request.param}})
-    pool = BackendPool(deadline_seconds=10, options=options)
-    yield pool.get(BACKEND, task_backend.hostname_for(request.param))
-    pool.close()
-
-
-def run(client, fetcher, backend, build_ids, **options):
-    batch = SyncBatch(BACKEND, "proj", tuple(build_ids), PLANNED_AT)
-    return sync_batch(client, fetcher, backend, batch, SyncOptions(clock=lambda: LATER, **options))
-
-
-def test_nothing_to_update_leaves_builds_untouched(datastore_client, task_backend, fetcher, backend):
+def test_nothing_to_update_leaves_builds_untouched(datastore_client, task_backend, sync):
     put_build(datastore_client, 1, updated=PLANNED_AT)  # updated since planning
     put_build(datastore_client, 2, updated=LONG_AGO, status=pb.SUCCESS)
     put_build(datastore_client, 3, updated=LONG_AGO, task_id="")
@@ -55,17 +33,17 @@ def test_nothing_to_update_leaves_builds_untouched(datastore_client, task_backen
         task_backend.backend.set_task(f"task-{build_id}", pb.SUCCESS, 9)
     before = snapshot(datastore_client, [1, 2, 3])
 
-    report = run(datastore_client, fetcher, backend, [1, 2, 3])
+    report = sync([1, 2, 3])
 
     assert snapshot(datastore_client, [1, 2, 3]) == before
     assert (report.skipped, report.updated, report.completed) == (3, 0, 0)
 
 
-def test_running_tasks_with_newer_update_id_update_infra_not_status(datastore_client, task_backend, fetcher, backend):
+def test_running_tasks_with_newer_update_id_update_infra_not_status(datastore_client, task_backend, sync):
     put_build(datastore_client, 1, updated=LONG_AGO)
     task_backend.backend.set_task("task-1", pb.STARTED, 2, link="https://task/1")
 
-    report = run(datastore_client, fetcher, backend, [1], targets=Targets())
+    report = sync([1], targets=Targets())
 
     entity, build, infra, status = get_build(datastore_client, 1)
     assert report.updated == 1 and report.completed == 0
@@ -91,13 +69,13 @@ def test_running_tasks_with_newer_update_id_update_infra_not_status(datastore_cl
     ],
 )
 def test_ended_tasks_end_their_builds(
-    datastore_client, task_backend, fetcher, make_settings, task_status, task_success, build_status
+    datastore_client, task_backend, make_settings, task_status, task_success, build_status, sync
 ):
     put_build(datastore_client, 1, updated=LONG_AGO)
     task_backend.backend.set_task("task-1", task_status, 2)
-    backend = make_settings(task_success=task_success).backend(BACKEND)
+    settings = make_settings(task_success=task_success).backend(BACKEND)
 
-    report = run(datastore_client, fetcher, backend, [1], targets=Targets())
+    report = sync([1], settings=settings, targets=Targets())
 
     entity, build, infra, status = get_build(datastore_client, 1)
     assert (build.status, entity["status_v2"], status["status"]) == (build_status, build_status, build_status)
@@ -112,7 +90,7 @@ def test_ended_tasks_end_their_builds(
     assert outbox_due(datastore_client, LATER + datetime.timedelta(minutes=2)) == report.completions
 
 
-def test_mix_of_ok_error_stale_and_unchanged(datastore_client, task_backend, fetcher, backend):
+def test_mix_of_ok_error_stale_and_unchanged(datastore_client, task_backend, sync):
     for build_id in range(1, 5):
         put_build(datastore_client, build_id, updated=LONG_AGO, task_update_id=5)
     task_backend.backend.set_task("task-1", pb.SUCCESS, 6)  # ok
@@ -121,7 +99,7 @@ def test_mix_of_ok_error_stale_and_unchanged(datastore_client, task_backend, fet
     task_backend.backend.set_task("task-4", pb.STARTED, 5)  # unchanged
     before = {i: get_build(datastore_client, i) for i in (2, 3, 4)}
 
-    report = run(datastore_client, fetcher, backend, [1, 2, 3, 4])
+    report = sync([1, 2, 3, 4])
 
     assert report.counts() | {"fetched": 4} == {
         "due": 4,
@@ -144,19 +122,19 @@ def test_mix_of_ok_error_stale_and_unchanged(datastore_client, task_backend, fet
     assert unchanged[2] == before[4][2]  # BuildInfra not rewritten
 
 
-def test_fetch_tasks_failing_as_a_whole_changes_nothing(datastore_client, task_backend, fetcher, backend):
+def test_fetch_tasks_failing_as_a_whole_changes_nothing(datastore_client, task_backend, sync):
     put_build(datastore_client, 1, updated=LONG_AGO)
     task_backend.backend.set_task("task-1", pb.SUCCESS, 2)
     task_backend.backend.fail_with = grpc.StatusCode.UNAVAILABLE
     before = snapshot(datastore_client, [1])
 
     with pytest.raises(TransientError, match="UNAVAILABLE: FetchTasks on"):
-        run(datastore_client, fetcher, backend, [1])
+        sync([1])
 
     assert snapshot(datastore_client, [1]) == before
 
 
-def test_wrong_number_of_responses_rejects_the_batch(datastore_client, task_backend, fetcher, backend):
+def test_wrong_number_of_responses_rejects_the_batch(datastore_client, task_backend, sync):
     put_build(datastore_client, 1, updated=LONG_AGO)
     put_build(datastore_client, 2, updated=LONG_AGO)
     for build_id in (1, 2):
@@ -167,25 +145,25 @@ def test_wrong_number_of_responses_rejects_the_batch(datastore_client, task_back
     before = snapshot(datastore_client, [1, 2])
 
     with pytest.raises(BackendResponseError, match="swarming://test-swarm.*1 responses for 2 task ids"):
-        run(datastore_client, fetcher, backend, [1, 2])
+        sync([1, 2])
 
     assert snapshot(datastore_client, [1, 2]) == before
 
 
-def test_a_task_with_a_bad_status_blocks_no_other_build(datastore_client, task_backend, fetcher, backend):
+def test_a_task_with_a_bad_status_blocks_no_other_build(datastore_client, task_backend, sync):
     put_build(datastore_client, 1, updated=LONG_AGO)
     put_build(datastore_client, 2, updated=LONG_AGO)
     task_backend.backend.set_task("task-1", pb.ENDED_MASK, 2)
     task_backend.backend.set_task("task-2", pb.FAILURE, 2)
 
-    report = run(datastore_client, fetcher, backend, [1, 2])
+    report = sync([1, 2])
 
     assert (report.invalid, report.updated) == (1, 1)
     assert get_build(datastore_client, 1)[1].status == pb.STARTED
     assert get_build(datastore_client, 2)[1].status == pb.FAILURE
 
 
-def test_an_undecodable_build_fails_alone(datastore_client, task_backend, fetcher, backend):
+def test_an_undecodable_build_fails_alone(datastore_client, task_backend, sync):
     put_build(datastore_client, 1, updated=LONG_AGO)
     put_build(datastore_client, 2, updated=LONG_AGO)
     broken = datastore_client.get(model.build_key(datastore_client, 1))
@@ -194,14 +172,14 @@ def test_an_undecodable_build_fails_alone(datastore_client, task_backend, fetche
     for build_id in (1, 2):
         task_backend.backend.set_task(f"task-{build_id}", pb.FAILURE, 2)
 
-    report = run(datastore_client, fetcher, backend, [1, 2])
+    report = sync([1, 2])
 
     assert (report.failed, report.completed) == (1, 1)
     assert datastore_client.get(model.build_key(datastore_client, 1))["proto"] == b"\xff\xff not a proto"
     assert get_build(datastore_client, 2)[1].status == pb.FAILURE
 
 
-def test_a_build_missing_its_proto_property_fails_alone(datastore_client, task_backend, fetcher, backend):
+def test_a_build_missing_its_proto_property_fails_alone(datastore_client, task_backend, sync):
     put_build(datastore_client, 1, updated=LONG_AGO)
     put_build(datastore_client, 2, updated=LONG_AGO)
     broken = datastore_client.get(model.build_key(datastore_client, 1))
@@ -210,15 +188,13 @@ def test_a_build_missing_its_proto_property_fails_alone(datastore_client, task_b
     for build_id in (1, 2):
         task_backend.backend.set_task(f"task-{build_id}", pb.FAILURE, 2)
 
-    report = run(datastore_client, fetcher, backend, [1, 2])
+    report = sync([1, 2])
 
     assert (report.failed, report.completed) == (1, 1)
     assert get_build(datastore_client, 2)[1].status == pb.FAILURE
 
 
-def test_a_bug_in_the_rules_is_raised_not_counted_as_a_failed_build(
-    datastore_client, task_backend, fetcher, backend, monkeypatch
-):
+def test_a_bug_in_the_rules_is_raised_not_counted_as_a_failed_build(datastore_client, task_backend, monkeypatch, sync):
     put_build(datastore_client, 1, updated=LONG_AGO)
     task_backend.backend.set_task("task-1", pb.FAILURE, 2)
     before = snapshot(datastore_client, [1])
@@ -229,7 +205,7 @@ def test_a_bug_in_the_rules_is_raised_not_counted_as_a_failed_build(
     monkeypatch.setattr("buildsync.stages.sync.decide_update", buggy_rule)
 
     with pytest.raises(KeyError, match="a bug"):
-        run(datastore_client, fetcher, backend, [1])
+        sync([1])
     assert snapshot(datastore_client, [1]) == before
 
 
@@ -252,14 +228,14 @@ def put_builds_whose_tasks_failed(client, task_backend, build_ids):
 
 
 def test_a_failed_transaction_neither_stops_nor_hides_other_groups(
-    datastore_emulator, datastore_client, task_backend, fetcher, backend
+    datastore_emulator, datastore_client, task_backend, sync
 ):
     build_ids = list(range(1, 51))  # two transactions of 25
     put_builds_whose_tasks_failed(datastore_client, task_backend, build_ids)
     client = emulator_client(datastore_emulator.host, datastore_client.project, FailingPutClient)
     client.doomed = {3}
     with captured_logs() as captured:
-        report = run(client, fetcher, backend, build_ids)
+        report = sync(build_ids, client=client)
 
     assert (report.failed, report.updated, report.completed, report.retry) == (25, 25, 25, True)
     assert [get_build(datastore_client, i)[1].status for i in (1, 25, 26, 50)] == [
@@ -274,31 +250,31 @@ def test_a_failed_transaction_neither_stops_nor_hides_other_groups(
     assert "injected commit failure" in failures[0]["error"]
 
 
-def test_dry_run_reports_and_writes_nothing(datastore_client, task_backend, fetcher, backend):
+def test_dry_run_reports_and_writes_nothing(datastore_client, task_backend, sync):
     put_build(datastore_client, 1, updated=LONG_AGO)
     task_backend.backend.set_task("task-1", pb.SUCCESS, 2)
     before = snapshot(datastore_client, [1])
 
-    report = run(datastore_client, fetcher, backend, [1], dry_run=True)
+    report = sync([1], dry_run=True)
 
     assert (report.updated, report.completed) == (1, 1)
     assert snapshot(datastore_client, [1]) == before
 
 
-def test_redelivered_batch_is_skipped(datastore_client, task_backend, fetcher, backend):
+def test_redelivered_batch_is_skipped(datastore_client, task_backend, sync):
     put_build(datastore_client, 1, updated=LONG_AGO)
     task_backend.backend.set_task("task-1", pb.STARTED, 2)
-    run(datastore_client, fetcher, backend, [1])
+    sync([1])
     after_first = snapshot(datastore_client, [1])
     task_backend.backend.set_task("task-1", pb.SUCCESS, 3)
 
-    report = run(datastore_client, fetcher, backend, [1], targets=Targets())
+    report = sync([1], targets=Targets())
 
     assert report.skipped == 1
     assert snapshot(datastore_client, [1]) == after_first
 
 
-def test_sync_keeps_properties_and_proto_fields_it_does_not_declare(datastore_client, task_backend, fetcher, backend):
+def test_sync_keeps_properties_and_proto_fields_it_does_not_declare(datastore_client, task_backend, sync):
     put_build(datastore_client, 1, updated=LONG_AGO)
     entity = datastore_client.get(model.build_key(datastore_client, 1))
     # Field 999 (varint 7) and field 40 (string) are not declared by our protos.
@@ -314,7 +290,7 @@ def test_sync_keeps_properties_and_proto_fields_it_does_not_declare(datastore_cl
     datastore_client.put_multi([entity, infra])
     task_backend.backend.set_task("task-1", pb.FAILURE, 2)
 
-    run(datastore_client, fetcher, backend, [1])
+    sync([1])
 
     entity, build, infra_after, status = get_build(datastore_client, 1)
     assert build.status == pb.FAILURE
@@ -335,7 +311,7 @@ def test_sync_keeps_properties_and_proto_fields_it_does_not_declare(datastore_cl
 
 @pytest.mark.parametrize("ended_output_status", [pb.ENDED_MASK, 100])
 def test_output_status_ended_mask_rule_ends_the_build_with_the_output_status_as_upstream(
-    datastore_client, task_backend, fetcher, backend, ended_output_status
+    datastore_client, task_backend, ended_output_status, sync
 ):
     # ENDED_MASK, or any value with its bit, is ended: copied like FAILURE (buildstatus.go buildEndStatus).
     put_build(datastore_client, 1, updated=LONG_AGO)
@@ -349,7 +325,7 @@ def test_output_status_ended_mask_rule_ends_the_build_with_the_output_status_as_
     for build_id in (1, 2):
         task_backend.backend.set_task(f"task-{build_id}", pb.FAILURE, 2)
 
-    report = run(datastore_client, fetcher, backend, [1, 2])
+    report = sync([1, 2])
 
     assert (report.failed, report.completed) == (0, 2)
     entity, build, _, status = get_build(datastore_client, 1)
@@ -367,38 +343,26 @@ def test_output_status_ended_mask_rule_ends_the_build_with_the_output_status_as_
     assert get_build(datastore_client, 2)[1].status == pb.FAILURE
 
 
-def test_a_repeated_build_id_is_synced_once(datastore_client, task_backend, fetcher, backend):
+def test_a_repeated_build_id_is_synced_once(datastore_client, task_backend, sync):
     put_build(datastore_client, 1, updated=LONG_AGO)
     task_backend.backend.set_task("task-1", pb.FAILURE, 2)
 
-    report = run(datastore_client, fetcher, backend, [1, 1])
+    report = sync([1, 1])
 
     assert (report.due, report.updated, report.failed) == (1, 1, 0)
     assert get_build(datastore_client, 1)[1].status == pb.FAILURE
 
 
-class LookupRecordingClient(datastore.Client):
-    """The real client; records the build ids each lookup inside a transaction asks for, in order."""
-
-    def get_multi(self, keys, *args, **kwargs):
-        if self.current_transaction is not None:
-            self.transaction_lookups.append([(model.build_id_of(k), k.kind) for k in keys])
-        return super().get_multi(keys, *args, **kwargs)
-
-
-def test_every_group_locks_its_builds_in_ascending_key_order(
-    datastore_emulator, datastore_client, task_backend, fetcher, backend
-):
+def test_every_group_locks_its_builds_in_ascending_key_order(datastore_emulator, datastore_client, task_backend, sync):
     # Pessimistic locking (Firestore) deadlocks two transactions that take the
     # same locks in different orders; one order for every group rules that out.
     build_ids = [30, 4, 27, 1, 12, *range(69, 39, -1)]  # 35 builds, two groups, out of order
     for build_id in build_ids:
         put_build(datastore_client, build_id, updated=LONG_AGO)
         task_backend.backend.set_task(f"task-{build_id}", pb.FAILURE, 2)
-    client = emulator_client(datastore_emulator.host, datastore_client.project, LookupRecordingClient)
-    client.transaction_lookups = []
+    client = recording_client(datastore_emulator)
 
-    report = run(client, fetcher, backend, build_ids)
+    report = sync(build_ids, client=client)
 
     assert report.updated == len(build_ids)
     lookups = client.transaction_lookups
@@ -415,30 +379,27 @@ def test_every_group_locks_its_builds_in_ascending_key_order(
     ],
 )
 def test_a_late_batch_fetches_only_the_builds_still_due(
-    datastore_client, task_backend, fetcher, backend, handled_after, fetched_ids
+    datastore_client, task_backend, handled_after, fetched_ids, sync
 ):
     put_build(datastore_client, 1, updated=PLANNED_AT)  # synced by a newer copy since this batch was planned
     put_build(datastore_client, 2, updated=LONG_AGO)
     for build_id in (1, 2):
         task_backend.backend.set_task(f"task-{build_id}", pb.STARTED, 2)
-    batch = SyncBatch(BACKEND, "proj", (1, 2), PLANNED_AT)
 
-    report = sync_batch(
-        datastore_client, fetcher, backend, batch, SyncOptions(clock=lambda: PLANNED_AT + handled_after)
-    )
+    report = sync([1, 2], clock=lambda: PLANNED_AT + handled_after)
 
     assert task_backend.backend.calls == fetched_ids
     assert (report.updated, report.skipped) == (1, 1)
 
 
 def test_a_task_too_big_to_store_still_ends_its_build_trimmed_and_its_group_commits(
-    datastore_client, task_backend, fetcher, backend
+    datastore_client, task_backend, sync
 ):
     build_ids = list(range(1, 26))  # one transaction
     put_builds_whose_tasks_failed(datastore_client, task_backend, build_ids)
     task_backend.backend.set_task("task-7", pb.FAILURE, 2, summary_markdown="x" * 2_000_000)
 
-    report = run(datastore_client, fetcher, backend, build_ids)
+    report = sync(build_ids)
 
     assert (report.invalid, report.updated, report.completed, report.failed) == (0, 25, 25, 0)
     _, build, infra, _ = get_build(datastore_client, 7)
@@ -448,7 +409,7 @@ def test_a_task_too_big_to_store_still_ends_its_build_trimmed_and_its_group_comm
 
 
 def test_a_group_whose_commit_fails_permanently_is_retried_one_build_at_a_time(
-    datastore_emulator, datastore_client, task_backend, fetcher, backend
+    datastore_emulator, datastore_client, task_backend, sync
 ):
     build_ids = list(range(1, 26))
     put_builds_whose_tasks_failed(datastore_client, task_backend, build_ids)
@@ -456,7 +417,7 @@ def test_a_group_whose_commit_fails_permanently_is_retried_one_build_at_a_time(
     client.doomed, client.error = {7}, api_exceptions.InvalidArgument("entity is too big")  # permanent
 
     with captured_logs() as captured:
-        report = run(client, fetcher, backend, build_ids)
+        report = sync(build_ids, client=client)
 
     assert (report.failed, report.updated, report.completed, report.retry) == (1, 24, 24, False)
     assert get_build(datastore_client, 7)[1].status == pb.STARTED
@@ -466,12 +427,10 @@ def test_a_group_whose_commit_fails_permanently_is_retried_one_build_at_a_time(
 
 
 def test_a_build_whose_merged_task_would_outgrow_its_entity_keeps_syncing_and_ends(
-    datastore_client, task_backend, backend
+    datastore_client, task_backend, fetcher, backend, sync_options
 ):
     """30 valid updates of ~45 KB of new details keys each: merged, 1.35 MB; the entity takes 1 MiB."""
     put_build(datastore_client, 1, updated=LONG_AGO)
-    pool = BackendPool(deadline_seconds=10)
-    fetcher = pool.get(BACKEND, task_backend.hostname)
     outcomes = []
     with captured_logs() as captured:
         for update_id in range(2, 32):
@@ -480,10 +439,9 @@ def test_a_build_whose_merged_task_would_outgrow_its_entity_keeps_syncing_and_en
             task.details.update({f"k{update_id}-{i}": "v" * 1000 for i in range(45)})
             moment = PLANNED_AT + datetime.timedelta(minutes=10 * update_id)
             batch = SyncBatch(BACKEND, "proj", (1,), moment)
-            options = SyncOptions(clock=lambda moment=moment: moment + datetime.timedelta(seconds=10))
+            options = sync_options(clock=lambda moment=moment: moment + datetime.timedelta(seconds=10))
             report = sync_batch(datastore_client, fetcher, backend, batch, options)
             outcomes.append((report.updated, report.failed))
-    pool.close()
     assert outcomes == [(1, 0)] * 30
     trimmed = [e for e in captured.events() if e["message"] == "task trimmed to fit its BuildInfra"]
     assert trimmed and all("the newest task is kept whole" in e["reason"] for e in trimmed)
