@@ -9,7 +9,7 @@
 #
 # Run it after changing functions/requirements.in (it needs the package
 # index). Each lock's header records the SHA-256 of the input it was made
-# from; tests/test_deploy.py fails while a lock is stale.
+# from; tests/deploy/test_packaging.py fails while a lock is stale.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source tools/venv.sh >/dev/null

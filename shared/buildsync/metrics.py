@@ -6,7 +6,7 @@ take their labels and values from the named fields below. Log-based metrics
 suit functions that scale to zero: no exporter thread, nothing to flush before
 an idle instance is frozen, and no extra import on a cold start (README,
 "Metrics"). `METRICS` describes every log-based metric; deploy/metrics.tf must
-declare exactly these, which tests/test_deploy.py checks.
+declare exactly these, which tests/deploy/test_monitoring.py checks.
 
 Each function writes one line. A label is a short string with few values
 (a backend, a project, an outcome, a status code); ids and builder names

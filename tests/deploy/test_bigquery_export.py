@@ -1,6 +1,6 @@
 """deploy/bigquery.tf: the optional BigQuery export of the builds topic, checked statically.
 
-Parsed with the same loader as tests/test_deploy.py. The view is checked
+Parsed with the same loader as the other deploy tests (tests/deploy/terraform.py). The view is checked
 against a notification the code really produces, so a renamed JSON field
 cannot leave the view reading nulls.
 """
@@ -14,7 +14,7 @@ import pytest
 from buildsync.ending import notification_format
 from buildsync.proto import buildbucket_pb2 as pb
 
-from tests.test_deploy import CONFIG, _load_config, block, default, ref, resources
+from tests.deploy.terraform import CONFIG, block, default, load_config, ref, resources
 
 BIGQUERY_RESOURCES = [
     ("google_kms_crypto_key", "bigquery"),
@@ -27,7 +27,7 @@ BIGQUERY_RESOURCES = [
 # The export's subscription and its grant are instances of the resources over
 # local.deliveries (pubsub.tf, iam.tf), there only with a dataset named.
 EXPORT = 'function["builds-bigquery"]'
-CONFIG_WITH_EXPORT = _load_config({"bigquery_dataset": "buildsync"})
+CONFIG_WITH_EXPORT = load_config({"bigquery_dataset": "buildsync"})
 
 
 def subscription() -> dict:
