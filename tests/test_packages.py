@@ -74,8 +74,8 @@ def test_each_zip_alone_handles_a_pubsub_push(packaged, bundle_python, datastore
         watch = {topic: stack.watch(topic) for topic in (topics.shard, topics.sync)}
         watch[topics.builds] = stack.builds_subscription
 
-        def pulled(topic: str) -> list[bytes]:
-            return [m.message.data for m in stack.pull(watch[topic], max_messages=10)]
+        def pulled(topic: str) -> list:
+            return [m.message for m in stack.pull(watch[topic], max_messages=10)]
 
         stack.publish(topics.trigger, SyncTrigger(BACKEND, "proj").to_json())
         shard_jobs, sync_batches, notifications = [], [], []
@@ -89,6 +89,8 @@ def test_each_zip_alone_handles_a_pubsub_push(packaged, bundle_python, datastore
             "the packaged sync's notification",
         )
 
-    assert ShardJob.from_json(shard_jobs[0]).project == "proj"
-    assert SyncBatch.from_json(sync_batches[0]).build_ids == (1,)
+    assert ShardJob.from_json(shard_jobs[0].data).project == "proj"
+    assert SyncBatch.from_json(sync_batches[0].data).build_ids == (1,)
+    # deploy/'s per-backend sync subscriptions filter on this attribute.
+    assert dict(sync_batches[0].attributes) == {"backend": BACKEND, "project": "proj"}
     assert get_build(datastore_client, 1)[1].status == pb.INFRA_FAILURE

@@ -8,7 +8,6 @@ from tests.deploy.terraform import (
     BACKENDS,
     CONFIG,
     CONFIG_WITH_BACKENDS,
-    REPO,
     block,
     computed_local,
     default,
@@ -56,12 +55,6 @@ def test_sync_backends_are_validated_for_distinct_names_and_the_filter_limit():
     conditions = " ".join(rule["condition"] for rule in CONFIG["variable"]["sync_backends"]["validation"])
     assert "distinct" in conditions and "256" in conditions
     assert sync_backend_slug("swarming://Chromium--Swarm.") == "swarming-chromium-swarm"
-
-
-def test_shard_batches_carry_the_backend_attribute_the_filters_read():
-    source = (REPO / "shared" / "buildsync").rglob("*.py")
-    publishing = [path for path in source if re.search(r'"backend":\s*\w+\.backend', path.read_text())]
-    assert publishing, "no stage publishes batches with a backend attribute"
 
 
 def _seconds(duration: str) -> int:
