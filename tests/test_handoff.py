@@ -293,6 +293,7 @@ def test_a_sync_process_killed_while_creating_its_tasks_and_a_redelivered_batch_
         servicer.hold(after=2)  # two CreateTasks answered, the rest wait unanswered
         stack.publish(stack.topics.sync, batch(11, 12).to_json())
         assert servicer.holding.wait(90), "the sync function never reached its CreateTask calls"
+        wait_until(lambda: len(servicer.requests) == 2, 30, "the two calls let through", interval=0.05)
         stack.functions["sync"].kill()  # committed, some tasks created, some in flight, some never sent
         planned = outbox_due(datastore_client, later, datetime.timedelta(0))
         answered_before_kill = len(servicer.requests)
