@@ -44,15 +44,9 @@ def test_a_named_lite_backend_resolves_but_is_not_synced():
     assert lite_mode_targets(SETTINGS, SyncTrigger("swarming://a")) == set()
 
 
-def test_lite_mode_is_what_the_settings_leave_out_of_the_full_mode_backends(monkeypatch):
-    # Settings.full_mode_backends owns the rule: the planner follows it, not BackendSettings.lite_mode.
-    monkeypatch.setattr(type(SETTINGS), "full_mode_backends", lambda self, target=None: ())
-
-    assert lite_mode_targets(SETTINGS, SyncTrigger("swarming://a")) == {"swarming://a"}
-    assert plan(None, SETTINGS, SyncTrigger("swarming://a", "p"), NOW) == []
+def test_a_lite_backend_is_summarized_as_not_synced():
     assert (
-        summarize(SETTINGS, SyncTrigger("swarming://a"), [])[0]
-        == "planned 0 shard jobs: swarming://a: lite mode, not synced"
+        summarize(SETTINGS, SyncTrigger("lite://c"), [])[0] == "planned 0 shard jobs: lite://c: lite mode, not synced"
     )
 
 
