@@ -429,3 +429,16 @@ def test_a_task_that_fits_is_merged_as_upstream_merges_with_no_reason():
     build, infra = make_build(), make_infra(make_task(update_id=1, link="https://old"))
     update = decide_update(build, infra, make_task(update_id=2, summary_markdown="x" * 300_000), None, NOW, False)
     assert update.reason == "" and infra.backend.task.link == "https://old"
+
+
+def test_status_details_bloated_with_unknown_fields_reach_the_build_without_them():
+    build, infra = make_build(), make_infra(make_task(update_id=1))
+    fetched = make_task(update_id=2, status=pb.INFRA_FAILURE)
+    fetched.status_details.timeout.SetInParent()
+    fetched.status_details.MergeFromString(b"\xba\x3e" + bytes([0x80, 0x80, 0x48]) + b"u" * (0x48 << 14))
+
+    update = decide_update(build, infra, fetched, None, NOW, task_success=False)
+
+    assert (update.outcome, build.status) == (Outcome.UPDATED, pb.INFRA_FAILURE)
+    assert build.status_details.HasField("timeout") and build.ByteSize() < 10_000
+    assert "status_details without unknown fields" in update.reason

@@ -269,6 +269,12 @@ def _unknown_fields(scene: Scene, build_id: int) -> None:
     scene.backend.tasks[f"task-{build_id}"].MergeFromString(b"\xba\x3e" + _varint(300_000) + b"u" * 300_000)
 
 
+def _status_details_bloated(scene: Scene, build_id: int) -> None:
+    _plain(scene, build_id)
+    details = scene.backend.tasks[f"task-{build_id}"].status_details
+    details.MergeFromString(b"\xba\x3e" + _varint(1_200_000) + b"u" * 1_200_000)
+
+
 def _varint(value: int) -> bytes:
     out = bytearray()
     while value >= 0x80:
@@ -405,6 +411,7 @@ BUILD_ROWS = [
     ),
     BuildRow("backend answers", "a 200 KB link", SYNCED, make=_task(link="https://l/" + "x" * 200_000)),
     BuildRow("backend answers", "300 KB of unknown fields", SYNCED, make=_unknown_fields),
+    BuildRow("backend answers", "status_details with 1.2 MB of unknown fields", SYNCED, make=_status_details_bloated),
     BuildRow("backend answers", "update_id 0", INVALID, make=_task(update_id=0)),
     BuildRow("backend answers", "an undeclared status (99)", INVALID, make=_task(status=99)),
     BuildRow("backend answers", "status ENDED_MASK", INVALID, make=_task(status=pb.ENDED_MASK)),
@@ -516,7 +523,7 @@ def _one_batch(tally: Tally, scene: Scene, runtime) -> None:
     tally.count_bugs(lines)
     published = {_build_id(m) for m in scene.callback_topic.pull_nothing_more()}
     for row, build_id in build_ids.items():
-        mine = [e for e in lines if e.get("build_id") == build_id or build_id in (e.get("build_ids") or ())]
+        mine = [e for e in lines if e.get("build_id") == build_id or e.get("build_ids") == [build_id]]
         tally.add(row.kind, row.name, row.sync, *_sync_verdict(scene, build_id, mine))
         if row.effects is not None:
             observed = _effects_verdict(scene, build_id, mine, build_id in published)

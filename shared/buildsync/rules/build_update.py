@@ -161,12 +161,17 @@ def decide_update(
         task_success=task_success,
     )
     changed = decision is not None and apply_status(build, decision, fetched, now)
+    if build.ByteSize() > MAX_INFRA_BYTES and build.HasField("status_details"):
+        # The task's status_details, copied into the Build, are two empty
+        # messages upstream; anything else in them is unknown and may go.
+        build.status_details.DiscardUnknownFields()
+        trimmed = "; ".join(filter(None, [trimmed, "the Build keeps the task's status_details without unknown fields"]))
     return Update(Outcome.UPDATED, reason=trimmed or "", status_changed=changed, ended=is_ended(build.status))
 
 
-# What a BuildInfra proto may weigh and still be stored: Datastore's entity
-# limit (1,048,572 bytes) less room for the entity's key, property names and
-# framing (docs/platform.md "Datastore").
+# What a BuildInfra (or Build) proto may weigh and still be stored: Datastore's
+# entity limit (1,048,572 bytes) less room for the entity's key, its other
+# properties, their names and framing (docs/platform.md "Datastore").
 MAX_INFRA_BYTES = 1_000_000
 
 
