@@ -12,8 +12,13 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import datetime
+from collections.abc import Callable
+from concurrent.futures import Future
+
+from google.cloud import datastore
 
 from buildsync import logs
+from buildsync.ending.completion import Completer
 from buildsync.errors import BreakerOpenError, RetriesExhaustedError, SyncError, TransientError
 from buildsync.rules.build_update import Outcome
 from buildsync.stages.fair_share import FairShare
@@ -82,17 +87,10 @@ def run_pipeline(
         several = len({job.backend for job in jobs}) > 1
         fair = FairShare(sync_pool, workers, int(workers * BACKEND_SHARE) if several else workers)
 
-        def query_one(job: ShardJob) -> tuple[list[concurrent.futures.Future[SyncReport]], SyncError | None]:
-            submitted = []
-            try:
-                for batch in due_batches(syncer.client, job, batch_size):
-                    submitted.append(fair.submit(batch.backend, _sync_one, batch_syncer, batch))
-            except SyncError as error:
-                # The batches found before the failure are still synced.
-                return submitted, error
-            return submitted, None
+        def submit(batch: SyncBatch) -> concurrent.futures.Future[SyncReport]:
+            return fair.submit(batch.backend, _sync_one, batch_syncer, batch)
 
-        shard_futures = {shard_pool.submit(query_one, job): job for job in jobs}
+        shard_futures = {shard_pool.submit(_query_shard, syncer.client, job, batch_size, submit): job for job in jobs}
         batch_futures = []
         for shard_future in concurrent.futures.as_completed(shard_futures):
             submitted, error = shard_future.result()
@@ -103,12 +101,30 @@ def run_pipeline(
         for batch_future in batch_futures:
             report.add(batch_future.result())
     if syncer.completer is not None and not syncer.options.dry_run:
-        try:
-            syncer.completer.sweep(planned_at)
-        except SyncError as error:
-            report.errors.append(f"completion sweep: {error}")
-            report.retry = report.retry or isinstance(error, TransientError)
+        _sweep(syncer.completer, planned_at, report)
     return report
+
+
+def _query_shard(
+    client: datastore.Client, job: ShardJob, batch_size: int, submit: Callable[[SyncBatch], Future[SyncReport]]
+) -> tuple[list[Future[SyncReport]], SyncError | None]:
+    """Submits each due batch of `job` as the query yields it; a failed query keeps what it found before."""
+    submitted = []
+    try:
+        for batch in due_batches(client, job, batch_size):
+            submitted.append(submit(batch))
+    except SyncError as error:
+        return submitted, error
+    return submitted, None
+
+
+def _sweep(completer: Completer, planned_at: datetime.datetime, report: SyncReport) -> None:
+    """Redoes the completion effects left in the outbox; a failure is the run's, in its report."""
+    try:
+        completer.sweep(planned_at)
+    except SyncError as error:
+        report.errors.append(f"completion sweep: {error}")
+        report.retry = report.retry or isinstance(error, TransientError)
 
 
 def _sync_one(syncer: Syncer, batch: SyncBatch) -> SyncReport:
