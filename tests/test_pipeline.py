@@ -45,7 +45,9 @@ def test_shards_lowered_then_raised_strand_no_build(datastore_client, task_backe
     assert shards == ["0", "1", "2", "0", "1", "2", "0", "1"]  # each moved to its shard mod 3
     for build_id in range(1, 9):
         task_backend.backend.set_task(f"task-{build_id}", pb.STARTED, 3)
-    later = NOW + datetime.timedelta(minutes=10)
+    later = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(
+        minutes=10
+    )  # after the first run's next sync
     raised = run_pipeline(
         Syncer(datastore_client, make_settings(shards=8), pool), SyncTrigger(BACKEND, "proj"), planned_at=later
     )
