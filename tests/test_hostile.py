@@ -30,11 +30,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import json
 import uuid
 import zlib
 
 import grpc
+import pytest
 from buildsync import env
 from buildsync.edge import events, handlers
 from buildsync.errors import SettingsError, TransientError
@@ -187,29 +189,30 @@ def _settings(tally: Tally, tmp_path) -> None:
     for name, suffix, data, expected in rows:
         path = tmp_path / f"settings-{uuid.uuid4().hex[:6]}{suffix}"
         path.write_bytes(data)
-        try:
-            load_settings(path)
-            observed = SYNCED  # accepted, as Buildbucket accepts it, with a WARNING for what costs something
-        except SettingsError:
-            observed = ERROR
-        except Exception as error:  # a bug
-            observed = f"bug: {type(error).__name__}"
-            tally.unclassified.append(f"settings {name}: {error!r}")
-        tally.add("settings", name, expected, observed)
+        tally.add("settings", name, expected, _read(tally, name, functools.partial(load_settings, path)))
     for name, text in [
         ("options nested 100,000 deep", '{"*": ' * 100_000 + "{}" + "}" * 100_000),
         ("options that are a list", "[]"),
         ("an unknown transport", json.dumps({"*": {"transport": "smoke-signals"}})),
     ]:
-        try:
-            parse_backend_options(text, env.BACKEND_OPTIONS)
-            observed = SYNCED
-        except SettingsError:
-            observed = ERROR
-        except Exception as error:  # a bug
-            observed = f"bug: {type(error).__name__}"
-            tally.unclassified.append(f"backend options {name}: {error!r}")
-        tally.add("settings", name, ERROR, observed)
+        tally.add(
+            "settings",
+            name,
+            ERROR,
+            _read(tally, name, functools.partial(parse_backend_options, text, env.BACKEND_OPTIONS)),
+        )
+
+
+def _read(tally: Tally, name: str, read) -> str:
+    """SYNCED when the settings are taken (as Buildbucket takes them, with a WARNING for what costs), ERROR when not."""
+    try:
+        read()
+        return SYNCED
+    except SettingsError:
+        return ERROR
+    except Exception as error:  # a bug
+        tally.unclassified.append(f"settings {name}: {error!r}")
+        return f"bug: {type(error).__name__}"
 
 
 # --- one batch: hostile tasks, hostile stored builds, hostile callbacks and hosts, beside innocent builds -----
@@ -656,10 +659,15 @@ def _one_task_past_the_stack(tally: Tally, scene: Scene, runtime) -> None:
         tally.add("backend answers", name, expected, *_sync_verdict(scene, build_id, mine))
 
 
+@pytest.mark.both_emulators
 def test_every_hostile_input_gets_its_verdict_and_no_build_is_stuck(
-    datastore_client, task_backend, recorder, builds_topic, callback_topic, runtime, tmp_path, capsys
+    datastore_client, datastore_env, task_backend, recorder, builds_topic, callback_topic, runtime, tmp_path, capsys
 ):
     elsewhere = ResultDBRecorder().start()
+    on_this_emulator = {name: value for name, value in datastore_env.items() if name.startswith("BUILDSYNC_")}
+    runtime = functools.partial(
+        runtime, **on_this_emulator
+    )  # how its transactions begin (README "Two Datastore emulators")
     the_runtime = runtime(BUILDSYNC_SWEEP_MIN_AGE_SECONDS="0")
     scene = Scene(
         datastore_client, task_backend, recorder, callback_topic, builds_topic.topic, the_runtime.shard_topic, elsewhere
