@@ -41,8 +41,10 @@ MAX_NESTING = 10_000
 # function's memory.
 MAX_INFLATED_BYTES = 64 * 1024 * 1024
 
-# Each level of nesting costs at least two bytes (a tag and a length), so
-# shorter bytes cannot nest deeper than MAX_NESTING and need no walk.
+# Each level of nesting costs at least two bytes (a tag and a length, or a
+# group's start and end tags), so shorter bytes cannot nest deeper than
+# MAX_NESTING and need no walk. The walk costs about a microsecond a field:
+# a 50 KB task of a thousand small details fields, a few milliseconds.
 WALK_FROM_BYTES = 2 * MAX_NESTING
 
 if api_implementation.Type() == "upb":
