@@ -16,8 +16,10 @@ from tools.capacity.model import (
     all_limits,
     batches_per_job,
     due_per_trigger,
+    hung_backend_burst,
     job_groups,
     sweep_catch_up_minutes,
+    sync_seconds,
 )
 from tools.capacity.recommend import HEADROOM, first_limit_hit, recommend
 
@@ -77,19 +79,25 @@ def test_a_million_builds_keep_four_sync_instances_busy():
     assert limit(MILLION, "sync instances").demand == pytest.approx(200 * 1.14 / 60)
 
 
-def test_a_hung_backend_holds_an_instance_a_minute_per_batch():
+def test_a_hung_backend_holds_an_instance_a_minute_per_batch_until_its_breaker_opens():
     # The figure: 200 batches a minute, each holding an instance for the 60 s deadline.
-    hung = limit(MILLION, "sync instances, busiest backend hung")
-
-    assert hung.demand == pytest.approx(200)
-    assert hung.utilisation == pytest.approx(10)
+    assert hung_backend_burst(MILLION, DEPLOYED, COSTS) == pytest.approx(200)
 
 
-def test_a_hung_backend_stalls_the_others_at_any_scale():
-    # Ten thousand builds: 80 small jobs a minute on the busiest backend, each with a batch most minutes.
-    small = Load(builds=10_000, projects=20, backends=2, shards=4)
+def test_once_its_breaker_is_open_a_hung_backend_holds_one_instance_for_its_probe():
+    load = Load(builds=1_000_000, projects=30, backends=2, shards=4)
+    healthy_only = sync_seconds(job_groups(load, DEPLOYED), COSTS, DEPLOYED)[1] / 60
 
-    assert limit(small, "sync instances, busiest backend hung").utilisation > 1
+    hung = limit(load, "sync instances, busiest backend hung")
+
+    assert hung.demand == pytest.approx(healthy_only + 1)
+
+
+def test_before_its_breaker_opens_a_hung_backend_asks_for_every_instance_at_any_scale():
+    # Ten thousand builds: 120 small jobs a minute on the busiest backend, each with a batch most minutes.
+    small = Load(builds=10_000, projects=30, backends=2, shards=4)
+
+    assert hung_backend_burst(small, DEPLOYED, COSTS) > DEPLOYED.max_instances["sync"]
 
 
 def test_the_largest_projects_shard_ranges_take_about_four_hundred_writes_a_second_at_a_million():
@@ -136,10 +144,10 @@ def test_the_first_limit_hit_is_found_where_its_utilisation_crosses_one():
 def test_without_failures_the_first_limit_hit_is_one_of_normal_running():
     load = Load(builds=1000, projects=30, backends=2, shards=4)
 
-    hit, _ = first_limit_hit(load, DEPLOYED, COSTS)
+    hit, first = first_limit_hit(load, DEPLOYED, COSTS)
     running, builds = first_limit_hit(load, DEPLOYED, COSTS, failures=False)
 
-    assert hit.name == "sync instances, busiest backend hung"
+    assert hit.name == "outbox sweep, after an effect's outage" and first == pytest.approx(30_000, rel=0.01)
     assert running.name == "next_backend_sync_time writes per shard range"
     assert builds == pytest.approx(1_200_000, rel=0.01)  # 500 writes/s = N/300 x 0.5 / 4
 

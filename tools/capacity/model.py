@@ -49,6 +49,7 @@ class Deployment:
 
     max_instances: dict[str, int]  # max_instance_count per function
     fetch_deadline_seconds: float = 60.0  # how long a hung backend holds a sync instance
+    probe_batches_per_trigger: float = 1.0  # batches of a backend whose breaker is open
     trigger_seconds: float = 60.0  # the Cloud Scheduler job's period
     batch_limit: int = 1000  # build ids per sync batch (FetchTasks' limit)
     sweep_budget_seconds: float = 40.0  # how long one sweep keeps taking chunks while entries are due
@@ -188,21 +189,36 @@ def instance_limits(load: Load, deployment: Deployment, costs: UnitCosts) -> lis
     ]
 
 
-def hung_backend_limit(load: Load, deployment: Deployment, costs: UnitCosts) -> Limit:
-    """Sync instances with the busiest backend hung: each of its batches holds an instance for the deadline.
-
-    Counts first deliveries only; each redelivery within the cut-off asks as much again.
-    """
+def hung_backend_seconds(load: Load, deployment: Deployment, costs: UnitCosts, hung_batches: float) -> float:
+    """Busy sync instance-seconds a trigger while the busiest backend is hung and `hung_batches` of its batches a
+    trigger each hold an instance for the FetchTasks deadline."""
     groups = job_groups(load, deployment)
     healthy = sum(s for backend, s in sync_seconds(groups, costs, deployment).items() if backend != 0)
-    hung = batches_per_trigger(groups, deployment, backend=0) * deployment.fetch_deadline_seconds
+    return healthy + hung_batches * deployment.fetch_deadline_seconds
+
+
+def hung_backend_limit(load: Load, deployment: Deployment, costs: UnitCosts) -> Limit:
+    """Sync instances while the busiest backend is hung and its circuit breaker is open (docs/isolation.md): the
+    healthy backends' batches and the backend's probe batches, each of which holds an instance for the deadline.
+
+    The minute before the breaker opens is `hung_backend_burst`.
+    """
+    seconds = hung_backend_seconds(load, deployment, costs, deployment.probe_batches_per_trigger)
     return Limit(
         "sync instances, busiest backend hung",
-        (healthy + hung) / deployment.trigger_seconds,
+        seconds / deployment.trigger_seconds,
         deployment.max_instances["sync"],
         "instances",
-        "deploy/variables.tf max_instance_count; BUILDSYNC_FETCH_DEADLINE_SECONDS",
+        "deploy/variables.tf max_instance_count; one probe batch a trigger (rules/breaker.py)",
     )
+
+
+def hung_backend_burst(load: Load, deployment: Deployment, costs: UnitCosts) -> float:
+    """Sync instances the first trigger of an outage asks for, before its breaker opens: every batch of the hung
+    backend holds an instance for the deadline (the breaker opens on the first failures, which come only then)."""
+    groups = job_groups(load, deployment)
+    hung = batches_per_trigger(groups, deployment, backend=0)
+    return hung_backend_seconds(load, deployment, costs, hung) / deployment.trigger_seconds
 
 
 def index_limits(load: Load, deployment: Deployment, costs: UnitCosts) -> list[Limit]:

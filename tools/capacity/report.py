@@ -15,6 +15,7 @@ from tools.capacity.model import (
     batches_per_trigger,
     due_per_trigger,
     ended_per_second,
+    hung_backend_burst,
     job_groups,
     query_seconds,
     sweep_catch_up_minutes,
@@ -89,6 +90,11 @@ def full_report(load: Load, deployment: Deployment, costs: UnitCosts, pricing: P
     running = first_limit_hit(load, deployment, costs, failures=False)
     if running:
         lines.append(f"In normal running (no failure): {running[0].name}, at about {running[1]:,} running builds.")
+    burst = hung_backend_burst(load, deployment, costs)
+    lines.append(
+        f"A backend that hangs asks for {_number(burst)} sync instances (of {deployment.max_instances['sync']}) "
+        "for the first deadline of its outage, until its breaker opens."
+    )
     catch_up = sweep_catch_up_minutes(load, deployment, costs, OUTAGE_MINUTES)
     lines.append(f"After a {OUTAGE_MINUTES}-minute outage of a completion effect the sweep needs {catch_up:,.0f} min.")
     lines.append(f"Monthly cost: {monthly_cost(load, deployment, costs, pricing):,.0f} USD (tools/bench/cost.py).")
@@ -120,6 +126,12 @@ def sizing_table(loads: list[Load], deployment: Deployment, costs: UnitCosts, pr
             row = limits[index]
             cells.append(f"{_number(row.demand)} {row.unit}" if row.capacity is None else _utilisation(row))
         lines.append(f"| {limit.name} | " + " | ".join(cells) + " |")
+    bursts = [hung_backend_burst(load, deployment, costs) for load in loads]
+    lines.append(
+        "| sync instances, first deadline of a hang (before the breaker opens) | "
+        + " | ".join(f"{burst / deployment.max_instances['sync']:.2f}" for burst in bursts)
+        + " |"
+    )
     sweeps = [sweep_catch_up_minutes(load, deployment, costs, OUTAGE_MINUTES) for load in loads]
     lines.append(
         f"| sweep catch-up after a {OUTAGE_MINUTES}-min outage | " + " | ".join(f"{m:,.0f} min" for m in sweeps) + " |"
