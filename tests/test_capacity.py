@@ -93,6 +93,12 @@ def test_once_its_breaker_is_open_a_hung_backend_holds_one_instance_for_its_prob
     assert hung.demand == pytest.approx(healthy_only + 1)
 
 
+def test_without_a_breaker_a_hung_backend_holds_an_instance_per_batch_trigger_after_trigger():
+    no_breaker = dataclasses.replace(DEPLOYED, probe_batches_per_trigger=None)
+
+    assert limit(MILLION, "sync instances, busiest backend hung", no_breaker).demand == pytest.approx(200)
+
+
 def test_before_its_breaker_opens_a_hung_backend_asks_for_every_instance_at_any_scale():
     # Ten thousand builds: 120 small jobs a minute on the busiest backend, each with a batch most minutes.
     small = Load(builds=10_000, projects=30, backends=2, shards=4)

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import math
 import pathlib
 import re
 
 from buildsync.ending.completion import SWEEP_BUDGET
 from buildsync.remote.backend import DEFAULT_DEADLINE_SECONDS
+from buildsync.rules.breaker import PROBE_BATCH_SIZE
 from buildsync.stages.messages import MAX_BATCH_SIZE
 from buildsync.store.outbox import SWEEP_SHARDS
 
@@ -59,8 +61,13 @@ def max_instances(variables: pathlib.Path = VARIABLES) -> dict[str, int]:
 
 
 def deployment(variables: pathlib.Path = VARIABLES) -> Deployment:
-    """The deployment as deploy/variables.tf and the code's constants make it."""
+    """The deployment as deploy/variables.tf and the code's constants make it.
+
+    A backend whose breaker is open gets one probe job a trigger (stages/isolation.py `hold_back`), and the
+    probe job one batch of at most PROBE_BATCH_SIZE builds.
+    """
     return Deployment(
+        probe_batches_per_trigger=math.ceil(PROBE_BATCH_SIZE / MAX_BATCH_SIZE),
         max_instances=max_instances(variables),
         fetch_deadline_seconds=DEFAULT_DEADLINE_SECONDS,
         batch_limit=MAX_BATCH_SIZE,

@@ -49,7 +49,8 @@ class Deployment:
 
     max_instances: dict[str, int]  # max_instance_count per function
     fetch_deadline_seconds: float = 60.0  # how long a hung backend holds a sync instance
-    probe_batches_per_trigger: float = 1.0  # batches of a backend whose breaker is open
+    # Batches a trigger of a backend whose circuit breaker is open; None: no breaker, all of them.
+    probe_batches_per_trigger: float | None = 1.0
     trigger_seconds: float = 60.0  # the Cloud Scheduler job's period
     batch_limit: int = 1000  # build ids per sync batch (FetchTasks' limit)
     sweep_budget_seconds: float = 40.0  # how long one sweep keeps taking chunks while entries are due
@@ -200,10 +201,16 @@ def hung_backend_seconds(load: Load, deployment: Deployment, costs: UnitCosts, h
 def hung_backend_limit(load: Load, deployment: Deployment, costs: UnitCosts) -> Limit:
     """Sync instances while the busiest backend is hung and its circuit breaker is open (docs/isolation.md): the
     healthy backends' batches and the backend's probe batches, each of which holds an instance for the deadline.
+    Without a breaker every batch of it does, trigger after trigger (first deliveries only; each redelivery within
+    the cut-off asks as much again).
 
     The minute before the breaker opens is `hung_backend_burst`.
     """
-    seconds = hung_backend_seconds(load, deployment, costs, deployment.probe_batches_per_trigger)
+    if deployment.probe_batches_per_trigger is None:
+        probes = batches_per_trigger(job_groups(load, deployment), deployment, backend=0)
+    else:
+        probes = deployment.probe_batches_per_trigger
+    seconds = hung_backend_seconds(load, deployment, costs, probes)
     return Limit(
         "sync instances, busiest backend hung",
         seconds / deployment.trigger_seconds,
