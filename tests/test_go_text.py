@@ -13,10 +13,12 @@ import json
 import pathlib
 
 import pytest
+from buildsync import wire
 from buildsync.rules import go_text
 from google.protobuf import struct_pb2
 
 from tools.go_text.cases import CASES
+from tools.task_backend import nested_bytes, nested_groups
 
 GOLDEN = json.loads((pathlib.Path(__file__).parent / "data" / "go_text_golden.json").read_text())["cases"]
 
@@ -34,6 +36,26 @@ def test_text_is_go_s_text_single_and_double_spaced(name):
         assert written.text == golden["text"]
     assert hashlib.sha256(written.text.encode()).hexdigest() == golden["text_sha256"]
     assert (written.length, written.double_spaced_length) == (golden["length"], golden["double_spaced_length"])
+
+
+@pytest.mark.parametrize("json_levels", [1, 3333], ids=["one level", "Go's 10,000 message levels"])
+def test_a_struct_nested_as_deep_as_go_decodes_is_written_whole(json_levels):
+    written = go_text.format_message(wire.decode(struct_pb2.Struct, nested_bytes(json_levels)))
+    assert written.text == 'fields:{key:"a" value:{struct_value:{' * json_levels + "}}}" * json_levels
+    assert written.separators == json_levels  # the one before each `value:`
+
+
+def test_unknown_groups_nested_as_deep_as_go_decodes_are_written_whole():
+    written = go_text.format_message(wire.decode(struct_pb2.Struct, nested_groups(9_999)))
+    assert written.text == "2:{" * 9_999 + "}" * 9_999
+    assert written.separators == 0
+
+
+def test_writing_a_deep_message_stops_just_past_the_length_asked_for():
+    written = go_text.format_message(wire.decode(struct_pb2.Struct, nested_bytes(3333)), stop_after=1000)
+    assert not written.complete
+    assert 1000 < written.length <= 1000 + len("struct_value:")
+    assert written.text == ('fields:{key:"a" value:{struct_value:{' * 30)[: written.length]
 
 
 @pytest.mark.parametrize(

@@ -56,7 +56,7 @@ from tests.test_completion import put_buildbucket_build
 from tests.test_events import pubsub_event
 from tools.prpc_server import RawAnswer
 from tools.resultdb_recorder import ResultDBRecorder
-from tools.task_backend import FakeTaskBackend, TaskBackendServer, nested_bytes, nested_details
+from tools.task_backend import FakeTaskBackend, TaskBackendServer, nested_bytes, nested_details, nested_groups
 
 SYNCED, INVALID, FAILED, LEFT = "SYNCED", "INVALID", "FAILED", "LEFT"
 ERROR, TRANSIENT, RETRY = "ERROR", "TRANSIENT", "RETRY"
@@ -267,6 +267,13 @@ def _details(json_levels: int):
     return lambda scene, build_id: _plain(scene, build_id, details=nested_details(json_levels))
 
 
+def _details_groups(levels: int):
+    def make(scene: Scene, build_id: int) -> None:
+        _plain(scene, build_id, details=struct_pb2.Struct.FromString(nested_groups(levels)))
+
+    return make
+
+
 def _unknown_fields(scene: Scene, build_id: int) -> None:
     _plain(scene, build_id)
     scene.backend.tasks[f"task-{build_id}"].MergeFromString(b"\xba\x3e" + _varint(300_000) + b"u" * 300_000)
@@ -404,7 +411,17 @@ BUILD_ROWS = [
     # What a backend answers for one task.
     BuildRow("backend answers", "details nested 45 JSON levels (Go takes them)", SYNCED, make=_details(45)),
     BuildRow("backend answers", "details nested 100 JSON levels", SYNCED, make=_details(100)),
-    BuildRow("backend answers", "details nested 300 JSON levels (too deep to measure)", INVALID, make=_details(300)),
+    BuildRow("backend answers", "details nested 300 JSON levels (901 levels)", SYNCED, make=_details(300)),
+    BuildRow(
+        "backend answers",
+        "details nested 1,305 JSON levels (3,916 levels, just under 50 KiB)",
+        SYNCED,
+        make=_details(1305),
+    ),
+    BuildRow(
+        "backend answers", "details nested 3,000 JSON levels (9,001 levels, over 50 KiB)", INVALID, make=_details(3000)
+    ),
+    BuildRow("backend answers", "details nesting 9,000 groups (36 KB of Go text)", SYNCED, make=_details_groups(8999)),
     BuildRow(
         "backend answers", "details nested 3,400 JSON levels (deeper than Go takes)", INVALID, make=_details(3400)
     ),

@@ -16,7 +16,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "shared" / "buildsync
 # Lowest first. The base modules (and proto) may import only each other; each
 # room may import its own modules, the base, and every room before it.
 ROOMS = ("rules", "store", "remote", "ending", "stages", "edge")
-BASE = ("errors", "logs", "metrics", "env", "wire", "proto")
+BASE = ("errors", "logs", "metrics", "env", "wire", "nesting", "proto")
 
 
 def room_of(module: str) -> str:

@@ -1,6 +1,7 @@
 """docs/rules.md "Validating a fetched task": task_problem, sort_responses, compare_tasks."""
 
 import pytest
+from buildsync import wire
 from buildsync.errors import BackendResponseError
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.rules import go_text, task_rules
@@ -9,6 +10,7 @@ from google.protobuf import struct_pb2
 from google.rpc import status_pb2
 
 from tools.go_text.cases import CASES as GO_TEXT_CASES
+from tools.task_backend import nested_bytes, nested_groups
 
 TARGET = "swarming://chromium-swarm"
 OTHER = "swarming://other-swarm"
@@ -75,6 +77,22 @@ def test_details_size_rule_follows_the_text_not_the_binary_size(case, binary_siz
     details = struct_pb2.Struct.FromString(GO_TEXT_CASES[case])
     assert details.ByteSize() == binary_size
     assert (task_problem(task(details=details)) is None) is usable
+
+
+@pytest.mark.parametrize(
+    "make, levels, usable",
+    [
+        (lambda: nested_groups(8_999), 9_000, True),  # 36 KB of text
+        (lambda: nested_bytes(1_305), 3_916, True),  # the deepest such JSON object Go takes: 52,200 bytes of text
+        (lambda: nested_bytes(3_000), 9_001, False),  # 120,000 bytes of text, as Go measures it too
+    ],
+    ids=["groups 9,000 levels", "JSON 1,305 levels", "JSON 3,000 levels"],
+)
+def test_details_of_any_depth_go_decodes_are_measured_by_their_text(make, levels, usable):
+    details = wire.decode(struct_pb2.Struct, make())
+    assert wire.nesting_depth(struct_pb2.Struct.DESCRIPTOR, details.SerializeToString(), 20_000) == levels
+    problem = task_problem(task(details=details))
+    assert problem is None if usable else problem.startswith("details are over 52,224 bytes in Go's text form")
 
 
 def test_details_size_rule_stops_measuring_past_the_limit():

@@ -50,6 +50,16 @@ def nested_bytes(json_levels: int) -> bytes:
     return b"".join(reversed(prefixes))
 
 
+def nested_groups(levels: int) -> bytes:
+    """A Struct whose unknown field 2 nests `levels` groups ({2:{2:{...}}}): `levels` + 1 message levels.
+
+    Two bytes and four characters of Go's text form a level, so details this
+    deep stay far under Buildbucket's 50 KiB, where a JSON object nested as
+    deep is some 13 characters a level and over it from 1,306 JSON levels (3,919 message levels).
+    """
+    return b"\x13" * levels + b"\x14" * levels
+
+
 def length_prefix(number: int, size: int) -> bytes:
     """The tag and length of a length-delimited field `number` of `size` bytes."""
     length = bytearray()

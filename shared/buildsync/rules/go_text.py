@@ -35,6 +35,8 @@ import struct
 
 from google.protobuf import descriptor, message, unknown_fields
 
+from buildsync import nesting
+
 _Field = descriptor.FieldDescriptor
 
 _INT_TYPES = frozenset(
@@ -90,11 +92,12 @@ def format_message(msg: message.Message, stop_after: int | None = None) -> GoTex
 
     With `stop_after`, writing stops once the text is longer than that many
     characters, so that measuring a huge message against a limit costs no
-    more than writing the limit.
+    more than writing the limit. Any depth the decoder took is written
+    (nesting.py: no recursion).
     """
     writer = _Writer(stop_after)
     try:
-        writer.fields(msg)
+        nesting.run(writer.fields(msg))
     except _LongerThanAsked:
         return GoText("".join(writer.out), writer.separators, complete=False)
     return GoText("".join(writer.out), writer.separators)
@@ -139,36 +142,37 @@ class _Writer:
         self._append("}")
         self._after_value = True
 
-    def fields(self, msg: message.Message) -> None:
+    def fields(self, msg: message.Message) -> nesting.Steps:
+        """Writes `msg`'s fields, yielding the writing of each message field for `_run` to do in place."""
         for field, value in sorted(msg.ListFields(), key=_field_order):
             name = f"[{field.full_name}]" if field.is_extension else field.name
             if field.message_type is not None and field.message_type.GetOptions().map_entry:
-                self._map(name, field.message_type, value)
+                yield from self._map(name, field.message_type, value)
             elif field.is_repeated:
                 for item in value:
                     self.name(name)
-                    self._singular(field, item)
+                    yield from self._singular(field, item)
             else:
                 self.name(name)
-                self._singular(field, value)
-        self._unknown(unknown_fields.UnknownFieldSet(msg))
+                yield from self._singular(field, value)
+        yield from self._unknown(unknown_fields.UnknownFieldSet(msg))
 
-    def _map(self, name: str, entry: descriptor.Descriptor, mapping) -> None:
+    def _map(self, name: str, entry: descriptor.Descriptor, mapping) -> nesting.Steps:
         key_field, value_field = entry.fields_by_name["key"], entry.fields_by_name["value"]
         for key in sorted(mapping):  # Go's order: by key
             self.name(name)
             self.open()
             self.name("key")
-            self._singular(key_field, key)
+            yield from self._singular(key_field, key)
             self.name("value")
-            self._singular(value_field, mapping[key])
+            yield from self._singular(value_field, mapping[key])
             self.close()
 
-    def _singular(self, field: _Field, value) -> None:
+    def _singular(self, field: _Field, value) -> nesting.Steps:
         kind = field.type
         if kind in (_Field.TYPE_MESSAGE, _Field.TYPE_GROUP):
             self.open()
-            self.fields(value)
+            yield self.fields(value)
             self.close()
         elif kind == _Field.TYPE_BOOL:
             self.value("true" if value else "false")
@@ -188,7 +192,7 @@ class _Writer:
         else:  # pragma: no cover - every protobuf field type is listed above
             raise TypeError(f"{field.full_name} has an unknown type {kind}")
 
-    def _unknown(self, found: unknown_fields.UnknownFieldSet) -> None:
+    def _unknown(self, found: unknown_fields.UnknownFieldSet) -> nesting.Steps:
         for item in found:
             self.name(str(item.field_number))
             if item.wire_type == _VARINT:
@@ -199,7 +203,7 @@ class _Writer:
                 self.value(quote(item.data.decode("utf-8", "surrogateescape")))
             elif item.wire_type == _GROUP:
                 self.open()
-                self._unknown(item.data)
+                yield self._unknown(item.data)
                 self.close()
 
 

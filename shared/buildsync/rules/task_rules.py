@@ -47,10 +47,7 @@ def details_problem(task: pb.Task) -> str | None:
     """
     if not task.HasField("details"):
         return None
-    try:
-        text = go_text.format_message(task.details, stop_after=FIRST_REFUSED_DETAILS_LENGTH)
-    except RecursionError:  # Go measures any depth it decodes; go_text recurses once a level
-        return "details nest too deep to measure as Buildbucket does, so its limit cannot be checked"
+    text = go_text.format_message(task.details, stop_after=FIRST_REFUSED_DETAILS_LENGTH)  # any depth decoded
     if text.complete and text.length < FIRST_REFUSED_DETAILS_LENGTH:
         return None
     size = f"{text.length:,} bytes" if text.complete else f"over {FIRST_REFUSED_DETAILS_LENGTH:,} bytes"
