@@ -44,6 +44,7 @@ from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.remote.backend_options import parse_backend_options
 from buildsync.rules.settings import load_settings
 from buildsync.stages.messages import ShardJob, SyncBatch, SyncTrigger
+from buildsync.stages.shard import due_batches
 from buildsync.store import breakers, model, outbox
 from cloudevents.http import CloudEvent
 from google.protobuf import struct_pb2
@@ -588,6 +589,59 @@ def _effects_verdict(scene: Scene, build_id: int, mine: list[dict], called_back:
     return "DONE" if finalized and called_back else f"finalized {finalized}, called back {called_back}"
 
 
+# --- whole runs: builds whose identity no message can carry, planned, queried and synced beside an innocent one ---
+
+_IDENTITIES = [
+    ("a project that is a number", "project", 7, ERROR),
+    ("a project that is null", "project", None, ERROR),
+    ("a project of 1,400 bytes (over Pub/Sub's attribute limit)", "project", "p" * 1400, ERROR),
+    ("a project no header can carry", "project", "pr\u20acj", ERROR),
+    ("a backend_target that is a number (an unknown backend)", model.BACKEND_TARGET, 7, ERROR),
+    ("a backend_target that is null (no backend's)", model.BACKEND_TARGET, None, LEFT),
+    ("a Build keyed by a name, not an id", "", None, ERROR),
+]
+
+
+def _whole_runs(tally: Tally, scene: Scene, runtime) -> None:
+    """Each row: a trigger for everything, the shard jobs it plans, their batches; one ERROR line names the
+    hostile build, and the innocent build beside it is synced."""
+    for index, (name, prop, value, expected) in enumerate(_IDENTITIES):
+        innocent, hostile = 7000 + 2 * index, 7001 + 2 * index
+        _plain(scene, innocent)
+        _plain(scene, hostile)
+        entity = scene.client.get(model.build_key(scene.client, hostile))
+        scene.client.delete(entity.key)
+        if prop:
+            entity[prop] = value
+        else:
+            entity.key = scene.client.key(model.BUILD_KIND, f"build-{hostile}")
+        scene.client.put(entity)
+        with captured_logs() as captured:
+            try:
+                _plan_query_and_sync(runtime)
+                observed = None
+            except Exception as error:  # any: a stored build's identity must fail neither the plan nor a batch
+                observed = f"bug: {type(error).__name__}"
+                tally.unclassified.append(f"a whole run with {name}: {error!r}")
+        lines = captured.events()
+        tally.count_bugs(lines)
+        errors = [e for e in lines if e["severity"] == "ERROR"]
+        neighbour, _ = _sync_verdict(scene, innocent, [])
+        if observed is None:
+            observed = {0: LEFT, 1: ERROR}.get(len(errors), f"{len(errors)} ERROR lines")
+            observed = observed if neighbour == SYNCED else f"its neighbour {neighbour}"
+        tally.add("stored entities", f"a whole run: {name}", expected, observed, errors[0]["message"] if errors else "")
+        scene.client.delete(entity.key)
+
+
+def _plan_query_and_sync(runtime) -> None:
+    """What the three functions do with one trigger, without Pub/Sub between them."""
+    planned_at = datetime.datetime.now(datetime.timezone.utc)
+    for job in handlers.handle_trigger(runtime, SyncTrigger(), planned_at):
+        for batch in due_batches(runtime.datastore, job):
+            handlers.handle_batch(runtime, batch)
+
+
 # --- whole answers: what a backend (or whatever answers at its address) sends for a batch --------------------
 
 
@@ -693,6 +747,7 @@ def test_every_hostile_input_gets_its_verdict_and_no_build_is_stuck(
     try:
         _messages(tally, the_runtime)
         _settings(tally, tmp_path)
+        _whole_runs(tally, scene, the_runtime)
         _one_batch(tally, scene, the_runtime)
         _one_task_past_the_stack(tally, scene, the_runtime)
         _whole_answers(tally, scene, runtime, tmp_path)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 from buildsync.errors import MessageError, PermanentError
-from buildsync.stages.messages import MAX_BATCH_SIZE, SCHEMA_VERSION, ShardJob, SyncBatch, SyncTrigger
+from buildsync.stages.messages import MAX_BATCH_SIZE, SCHEMA_VERSION, ShardJob, SyncBatch, SyncTrigger, name_problem
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -15,6 +15,8 @@ PLANNED_TEXT = PLANNED.isoformat()
 MESSAGES = [SyncTrigger, ShardJob, SyncBatch]
 
 names = st.text(min_size=1, max_size=40)
+# A project is also an X-Luci-Project header: visible ASCII only.
+projects = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=40)
 # Real UTC offsets are whole minutes.
 offsets = st.integers(min_value=-(24 * 60 - 1), max_value=24 * 60 - 1).map(
     lambda minutes: datetime.timezone(datetime.timedelta(minutes=minutes))
@@ -41,7 +43,7 @@ def batch_fields(**overrides):
 # --- round trips ------------------------------------------------------------------------------
 
 
-@given(st.builds(SyncTrigger, st.none() | names, st.none() | names))
+@given(st.builds(SyncTrigger, st.none() | names, st.none() | projects))
 def test_trigger_round_trips(trigger):
     assert SyncTrigger.from_json(trigger.to_json()) == trigger
 
@@ -52,7 +54,7 @@ def test_trigger_round_trips(trigger):
             backend, project, shard % shards, shards, planned_at
         ),
         names,
-        names,
+        projects,
         st.integers(min_value=1, max_value=10**6),
         st.integers(min_value=0, max_value=10**6),
         aware_times,
@@ -69,7 +71,7 @@ def test_shard_job_round_trips(job):
     st.builds(
         SyncBatch,
         names,
-        names,
+        projects,
         st.lists(st.integers(min_value=1, max_value=2**63 - 1), min_size=1, max_size=MAX_BATCH_SIZE).map(tuple),
         aware_times,
         st.booleans(),
@@ -337,6 +339,32 @@ def test_a_name_longer_than_a_pubsub_attribute_takes_is_rejected(data):
     with pytest.raises(MessageError, match="over 1024 bytes"):
         cls.from_json(data)
     cls.from_json(data.replace("p" * 1025, "p" * 1024).replace("b" * 1025, "b" * 1024))
+
+
+@pytest.mark.parametrize("project", ["pr\u20acj", "a b", "a\nb", "tab\t", "\x7f"])
+@pytest.mark.parametrize("cls", MESSAGES)
+def test_a_project_no_header_can_carry_is_rejected_before_any_call(cls, project):
+    """The project goes out as X-Luci-Project, which HTTP and gRPC carry only as visible ASCII."""
+    fields = {SyncTrigger: {"project": project}, ShardJob: shard_fields(project=project)}
+    data = encode(**fields.get(cls, batch_fields(project=project)))
+    with pytest.raises(MessageError, match="no X-Luci-Project header carries"):
+        cls.from_json(data)
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("chromium--beta", None),
+        (7, "not a non-empty string"),
+        (None, "not a non-empty string"),
+        ("", "not a non-empty string"),
+        ("p" * 1025, "over 1024 bytes"),
+        ("pr\u00f6j", "no X-Luci-Project header carries"),
+    ],
+)
+def test_name_problem_says_why_a_stored_project_can_be_no_messages(value, problem):
+    found = name_problem("project", value)
+    assert (found is None) if problem is None else (problem in found)
 
 
 def test_a_message_of_one_kind_is_not_read_as_another():

@@ -18,6 +18,7 @@ import dataclasses
 import datetime
 import difflib
 import json
+import re
 from typing import Any, ClassVar
 
 from buildsync.errors import MessageError
@@ -31,6 +32,30 @@ MAX_BATCH_SIZE = MAX_TASK_IDS
 # The backend and project travel on as Pub/Sub attributes of the next stage's
 # messages, whose values Pub/Sub takes up to 1,024 bytes (docs/platform.md "Pub/Sub").
 MAX_NAME_BYTES = 1024
+
+# The project also travels as the X-Luci-Project header of every FetchTasks
+# call, which HTTP/1.1 and gRPC metadata carry only as visible ASCII (LUCI's
+# own project names are [a-z0-9_-]).
+_HEADER_VALUE = re.compile(r"[\x21-\x7e]+")
+
+
+def name_problem(field: str, value: object) -> str | None:
+    """Why `value` cannot be the `field` ("backend" or "project") of a message, or None.
+
+    The planner asks it of the projects it reads from Datastore, so that a
+    build's project no message can carry is left out there, not in every
+    message of its shard.
+    """
+    if not isinstance(value, str) or not value:
+        return f"{field} {value!r} is not a non-empty string"
+    if len(value.encode(errors="replace")) > MAX_NAME_BYTES:
+        return f"{field} is over {MAX_NAME_BYTES} bytes, more than any {field} name (a Pub/Sub attribute's limit)"
+    if field == "project" and not _HEADER_VALUE.fullmatch(value):
+        return (
+            f"project {value[:100]!r} holds a space, control or non-ASCII character, "
+            "which no X-Luci-Project header carries"
+        )
+    return None
 
 
 def _decode_object(data: bytes | str, kind: str, hint: str = "") -> dict[str, Any]:
@@ -84,12 +109,19 @@ def _field(payload: dict[str, Any], name: str, kind: str, expected: type, option
         return None
     # bool is an int in Python; a JSON true is never a shard index or an id.
     if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-        what = "missing" if name not in payload else f"{type(value).__name__} {value!r}"
+        what = "missing" if name not in payload else f"{type(value).__name__} {repr(value)[:100]}"
         raise MessageError(f"{kind} message field {name!r}: expected {expected.__name__}, got {what}")
     if expected is str and not value:
         raise MessageError(f"{kind} message field {name!r} is empty")
-    if expected is str and len(value.encode(errors="replace")) > MAX_NAME_BYTES:
-        raise MessageError(f"{kind} message field {name!r} is over {MAX_NAME_BYTES} bytes, more than any name")
+    return value
+
+
+def _name_field(payload: dict[str, Any], name: str, kind: str) -> str:
+    """The backend or project of a message, as name_problem admits it."""
+    value = _field(payload, name, kind, str)
+    problem = name_problem(name, value)
+    if problem:
+        raise MessageError(f"{kind} message field {name!r}: {problem}")
     return value
 
 
@@ -98,7 +130,7 @@ def _time_field(payload: dict[str, Any], kind: str, name: str = "planned_at") ->
     try:
         moment = datetime.datetime.fromisoformat(text)
     except ValueError as error:
-        raise MessageError(f"{kind} message field {name!r}: {text!r} is not an ISO 8601 time") from error
+        raise MessageError(f"{kind} message field {name!r}: {text[:100]!r} is not an ISO 8601 time") from error
     if moment.tzinfo is None:
         raise MessageError(f"{kind} message field {name!r}: {text!r} has no timezone")
     return moment
@@ -146,8 +178,8 @@ class SyncTrigger:
                 problems.append(
                     f'field "{name}": expected a string such as "{example}", got {got}; leave it out {if_left_out}'
                 )
-            elif value is not None and len(value.encode()) > MAX_NAME_BYTES:
-                problems.append(f'field "{name}": over {MAX_NAME_BYTES} bytes, longer than any {name} name')
+            elif value is not None and (problem := name_problem(name, value)):
+                problems.append(f'field "{name}": {problem}')
             else:
                 values[name] = value
         if problems:
@@ -200,8 +232,8 @@ class ShardJob:
         _require_version(payload, cls.KIND)
         _reject_unknown(payload, cls, cls.KIND)
         job = cls(
-            backend=_field(payload, "backend", cls.KIND, str),
-            project=_field(payload, "project", cls.KIND, str),
+            backend=_name_field(payload, "backend", cls.KIND),
+            project=_name_field(payload, "project", cls.KIND),
             shard=_field(payload, "shard", cls.KIND, int),
             shards=_field(payload, "shards", cls.KIND, int),
             planned_at=_time_field(payload, cls.KIND),
@@ -254,8 +286,8 @@ class SyncBatch:
         if attempt is not None and attempt < 1:
             raise MessageError(f"sync message field 'attempt': {attempt}; the first attempt is 1")
         return cls(
-            backend=_field(payload, "backend", cls.KIND, str),
-            project=_field(payload, "project", cls.KIND, str),
+            backend=_name_field(payload, "backend", cls.KIND),
+            project=_name_field(payload, "project", cls.KIND),
             build_ids=tuple(ids),
             planned_at=_time_field(payload, cls.KIND),
             probe=_probe(payload, cls.KIND),

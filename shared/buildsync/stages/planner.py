@@ -17,7 +17,7 @@ from buildsync import logs, metrics
 from buildsync.errors import UnknownBackendError, as_sync_error
 from buildsync.rules.settings import BackendSettings, Settings
 from buildsync.stages import isolation, status
-from buildsync.stages.messages import ShardJob, SyncTrigger
+from buildsync.stages.messages import ShardJob, SyncTrigger, name_problem
 from buildsync.store import model
 
 
@@ -27,14 +27,28 @@ def shard_jobs(backend: BackendSettings, project: str, planned_at: datetime.date
 
 
 def projects_with_incomplete_builds(client: datastore.Client, backend: str) -> list[str]:
-    """Every project that has an incomplete build on `backend` (a distinct projection query)."""
+    """Every project that has an incomplete build on `backend` (a distinct projection query).
+
+    A stored project no shard job can name (not a string, over Pub/Sub's
+    attribute limit, not a header value: messages.name_problem) is left out
+    with one ERROR line, so that it fails neither the plan nor the sweep
+    after it; its builds are never synced, as Buildbucket could not load them.
+    """
     query = client.query(kind=model.BUILD_KIND, projection=["project"], distinct_on=["project"])
     query.add_filter(filter=PropertyFilter(model.INCOMPLETE, "=", True))
     query.add_filter(filter=PropertyFilter(model.BACKEND_TARGET, "=", backend))
     try:
-        return [entity["project"] for entity in query.fetch()]
+        projects = [entity["project"] for entity in query.fetch()]
     except Exception as error:  # sorted by the one table in errors.py
         raise as_sync_error(error, f"listing projects with incomplete builds on {backend}") from error
+    named = []
+    for project in projects:
+        problem = name_problem("project", project)
+        if problem:
+            logs.event("ERROR", "incomplete builds whose project no shard job can name", backend=backend, error=problem)
+        else:
+            named.append(project)
+    return named
 
 
 def unknown_backends(client: datastore.Client, settings: Settings) -> dict[str, list[str]]:

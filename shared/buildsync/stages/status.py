@@ -70,9 +70,19 @@ class SyncStatus:
 
 
 def pairs_with_incomplete_builds(client: datastore.Client) -> list[tuple[str, str]]:
-    """Every (backend, project) that has an incomplete build, sorted."""
+    """Every (backend, project) that has an incomplete build, sorted.
+
+    A value stored as something other than a string (a foreign or hostile
+    writer's) is shown as its text, "" for null, so that the pairs still sort.
+    """
     pairs = _project_incomplete(client, (model.BACKEND_TARGET, model.PROJECT), distinct=True)
-    return sorted((entity[model.BACKEND_TARGET], entity[model.PROJECT]) for entity in pairs)
+    return sorted((_text(entity.get(model.BACKEND_TARGET)), _text(entity.get(model.PROJECT))) for entity in pairs)
+
+
+def _text(value: object) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else repr(value)
 
 
 def sync_times(client: datastore.Client, backend: str, project: str) -> list[str]:
