@@ -8,8 +8,9 @@ from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.store import model
 from google.cloud import datastore
 
-from tests.harness import BACKEND
+from tests.harness import BACKEND, HUNG, LONG_AGO
 from tools.new_builds import NewBuild, new_build_entities
+from tools.task_backend import FakeTaskBackend
 
 
 def put_build(
@@ -67,3 +68,17 @@ def entity_keys(client: datastore.Client, build_ids) -> list[datastore.Key]:
 def snapshot(client: datastore.Client, build_ids) -> list:
     """Every property of every entity of the builds, to compare before and after."""
     return sorted((e.key.flat_path, dict(e)) for e in client.get_multi(entity_keys(client, build_ids)))
+
+
+def put_healthy_and_hung_builds(client: datastore.Client, healthy: FakeTaskBackend) -> tuple[list[int], list[int]]:
+    """Due builds of the isolation tests: 8 on BACKEND, whose tasks have failed (so the sync ends them), and 16
+    on HUNG; one build a project and shard of 4, so each is a batch of its own. Returns both lists of ids."""
+    healthy_ids, hung_ids = list(range(1, 9)), list(range(101, 117))
+    for build_id in healthy_ids:
+        project, shard = f"g{build_id % 2}", (build_id // 2) % 4
+        put_build(client, build_id, project=project, updated=LONG_AGO, shard=shard, shards=4)
+        healthy.set_task(f"task-{build_id}", pb.FAILURE, 2)
+    for build_id in hung_ids:
+        project, shard = f"h{build_id % 4}", (build_id // 4) % 4
+        put_build(client, build_id, project=project, backend=HUNG, updated=LONG_AGO, shard=shard, shards=4)
+    return healthy_ids, hung_ids

@@ -11,6 +11,7 @@ clients are made for the emulator's host, and child processes get
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable
 
 import hypothesis
@@ -28,12 +29,14 @@ from google.cloud import datastore
 
 from tests.harness import (
     BACKEND,
+    HUNG,
     LATER,
     PLANNED_AT,
     PROJECT,
     TRANSPORTS,
     Subscribed,
     backend_pool,
+    backend_text,
     settings_text,
     skip_loudly,
     start_emulator,
@@ -149,6 +152,27 @@ def task_backend():
     server = TaskBackendServer().start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def hung_backend():
+    """A second real TaskBackend that takes every FetchTasks call and never answers it, until the test ends."""
+    server = TaskBackendServer()
+    server.backend.hang = threading.Event()
+    server.start()
+    yield server
+    server.stop()  # answers the calls still waiting
+
+
+@pytest.fixture
+def two_backends_settings(tmp_path, task_backend, hung_backend):
+    """Settings of two full-mode backends of 4 shards: the hung one (HUNG), then the test TaskBackend (BACKEND).
+
+    The hung one first, so that its batches are planned, published and pushed first.
+    """
+    path = tmp_path / "two-backends.cfg"
+    path.write_text(backend_text(HUNG, hung_backend.hostname, 4) + settings_text(task_backend.hostname, shards=4))
+    return path
 
 
 @pytest.fixture

@@ -38,6 +38,8 @@ BACKEND = "swarming://test-swarm"
 PLANNED_AT = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
 LATER = PLANNED_AT + datetime.timedelta(seconds=10)
 LONG_AGO = PLANNED_AT - datetime.timedelta(hours=1)
+# The second backend of the isolation tests, whose TaskBackend never answers (conftest.py, hung_backend).
+HUNG = "swarming://hung-swarm"
 
 # How long a test waits for messages it expects on a topic.
 PULL_SECONDS = 30
@@ -78,6 +80,17 @@ backends {{
   }}
 }}
 backends {{ target: "lite://backend" lite_mode {{}} }}
+"""
+
+
+def backend_text(target: str, hostname: str, shards: int) -> str:
+    """One more full-mode backend for a SettingsCfg in text."""
+    return f"""
+backends {{
+  target: "{target}"
+  hostname: "{hostname}"
+  full_mode {{ build_sync_setting {{ shards: {shards} }} }}
+}}
 """
 
 

@@ -5,20 +5,27 @@ from __future__ import annotations
 import datetime
 
 import pytest
-from buildsync.rules.breaker import CLOSED, FAILURES_TO_OPEN, Breaker, probe_index, transition
+from buildsync.rules.breaker import CLOSED, FAILURES_TO_OPEN, SLOW_FAILURE, Breaker, probe_index, transition
 
 NOW = datetime.datetime(2026, 12, 1, tzinfo=datetime.timezone.utc)
+# A call that failed at once: refused, or answered with an error.
+QUICK = datetime.timedelta(seconds=0.2)
 
 
 def failed(times: int, state: Breaker = CLOSED) -> Breaker:
     for attempt in range(times):
-        state = state.after_failure(f"failure {attempt + 1}", NOW + datetime.timedelta(seconds=attempt))
+        state = state.after_failure(f"failure {attempt + 1}", NOW + datetime.timedelta(seconds=attempt), QUICK)
     return state
 
 
 def test_a_breaker_opens_on_the_third_failure_without_a_success_between():
     assert [failed(n).is_open for n in range(1, FAILURES_TO_OPEN + 2)] == [False, False, True, True]
     assert failed(FAILURES_TO_OPEN).opened_at == NOW + datetime.timedelta(seconds=FAILURES_TO_OPEN - 1)
+
+
+def test_one_failed_call_that_kept_its_caller_waiting_opens_the_breaker_at_once():
+    assert CLOSED.after_failure("DEADLINE_EXCEEDED", NOW, SLOW_FAILURE).is_open
+    assert not CLOSED.after_failure("UNAVAILABLE", NOW, SLOW_FAILURE - datetime.timedelta(seconds=1)).is_open
 
 
 def test_an_open_breaker_keeps_the_time_it_opened_and_the_last_error():
@@ -29,7 +36,7 @@ def test_an_open_breaker_keeps_the_time_it_opened_and_the_last_error():
 
 def test_a_success_closes_the_breaker_and_forgets_every_failure():
     assert failed(FAILURES_TO_OPEN).after_success() == CLOSED
-    assert failed(FAILURES_TO_OPEN - 1).after_success().after_failure("x", NOW).is_open is False
+    assert failed(FAILURES_TO_OPEN - 1).after_success().after_failure("x", NOW, QUICK).is_open is False
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ def test_a_backend_without_an_entity_has_a_closed_breaker(datastore_client):
 
 def test_an_update_round_trips_and_returns_the_state_before_and_after(datastore_client):
     def fail(breaker):
-        return breaker.after_failure("UNAVAILABLE: " + "x" * 5000, NOW)
+        return breaker.after_failure("UNAVAILABLE: " + "x" * 5000, NOW, datetime.timedelta(0))
 
     states = [breakers.update(datastore_client, "swarming://a", fail) for _ in range(3)]
 

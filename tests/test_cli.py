@@ -10,10 +10,12 @@ import sys
 
 import pytest
 from buildsync.proto import buildbucket_pb2 as pb
+from buildsync.stages.pipeline import DEFAULT_WORKERS
 from buildsync.store import outbox
 
 from tests import buildbucket_writer as bb
-from tests.builds import BACKEND, get_build, put_build
+from tests.builds import BACKEND, get_build, put_build, put_healthy_and_hung_builds
+from tests.harness import HUNG
 from tools.emulators import free_port
 
 LONG_AGO = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=1)
@@ -262,3 +264,46 @@ def test_log_level_drops_the_lines_below_it(datastore_client, task_backend, run_
 
     assert warning.returncode == error.returncode == 0, warning.stderr
     assert "WARNING" in severities(warning) and severities(error) == set()
+
+
+def log_lines(result: subprocess.CompletedProcess) -> list[dict]:
+    return [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+
+
+def test_a_hung_backend_neither_delays_the_healthy_ones_nor_holds_every_worker(
+    datastore_client, task_backend, hung_backend, two_backends_settings, run_cli, monkeypatch
+):
+    # 16 batches of the hung backend and 8 of the healthy one, on 8 workers;
+    # each call to the hung backend gives up after the deadline.
+    healthy, hung = put_healthy_and_hung_builds(datastore_client, task_backend.backend)
+    monkeypatch.setenv("BUILDSYNC_FETCH_DEADLINE_SECONDS", "20")
+
+    started = datetime.datetime.now(datetime.timezone.utc)
+    result = run_cli(settings=two_backends_settings)
+
+    lines = log_lines(result)
+    ended = [i for i, e in enumerate(lines) if e.get("metric") == "build_completed"]
+    gave_up = [i for i, e in enumerate(lines) if e.get("metric") == "fetch_tasks" and e["backend"] == HUNG]
+    held_back = [e for e in lines if e["message"] == "batch failed" and "is held back since" in e["error"]]
+    last_ended = datetime.datetime.fromisoformat(lines[ended[-1]]["time"].replace("Z", "+00:00"))
+    figure(
+        "isolation-cli",
+        healthy_builds_ended_after_seconds=f"{(last_ended - started).total_seconds():.1f}",
+        hung_fetch_tasks=len(hung_backend.backend.calls),
+        hung_batches_held_back=len(held_back),
+        deadline_seconds=20,
+    )
+    assert result.returncode == 1, result.stderr  # a later run may sync the hung backend's builds
+    assert {i: get_build(datastore_client, i)[1].status for i in healthy} == {i: pb.FAILURE for i in healthy}
+    assert {get_build(datastore_client, i)[1].status for i in hung} == {pb.STARTED}  # they wait
+    assert len(ended) == len(healthy) and ended[-1] < gave_up[0]  # every healthy build ended before a hung call gave up
+    assert len(task_backend.backend.calls) == len(healthy)  # one FetchTasks per batch
+    # One wave of calls to the hung backend, at most one a worker; once they had all given up its breaker was
+    # open, and the rest of its batches never reached it.
+    assert 1 <= len(hung_backend.backend.calls) <= DEFAULT_WORKERS < len(hung)
+    assert len(hung_backend.backend.calls) + len(held_back) == len(hung)
+    assert [(e["backend"], e["state"]) for e in lines if e.get("metric") == "backend_breaker"] == [(HUNG, "opened")]
+
+
+def figure(name: str, **values) -> None:
+    print(f"\nFIGURE {name}: " + " ".join(f"{key}={value}" for key, value in values.items()), flush=True)

@@ -88,3 +88,22 @@ def test_an_exception_reaches_the_future_and_frees_the_worker():
         failed, after = fair.submit("k", fail), fair.submit("k", lambda: 7)
 
         assert isinstance(failed.exception(timeout=10), ValueError) and after.result(timeout=10) == 7
+
+
+def test_a_narrowed_key_starts_nothing_until_its_running_calls_end_then_one_at_a_time():
+    with fair_share(workers=4, per_key=4) as (fair, blocked):
+        first = [fair.submit("k", blocked.call, "k") for _ in range(3)]
+        wait_until(lambda: len(blocked.started) == 3, 10, "three calls to start")
+        fair.narrow("k")
+        later = [fair.submit("k", blocked.call, "k") for _ in range(2)]
+
+        blocked.release(2)
+        wait_until(lambda: sum(future.done() for future in first) == 2, 10, "two of the three calls to end")
+        assert len(blocked.started) == 3  # one still running: nothing new starts
+
+        blocked.release(1)
+        wait_until(lambda: len(blocked.started) == 4, 10, "one more call to start")
+        fair.widen("k")
+        wait_until(lambda: len(blocked.started) == 5, 10, "the widened key to take another worker")
+        blocked.release()
+        assert [future.result(timeout=10) for future in later] == ["k", "k"]

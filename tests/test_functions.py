@@ -10,14 +10,17 @@ from __future__ import annotations
 import base64
 import datetime
 import json
+import time
 import urllib.request
 
 import pytest
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.stages.messages import ShardJob, SyncBatch, SyncTrigger
+from buildsync.store.transactions import DEFAULT_ATTEMPTS
 
-from tests.builds import get_build, put_build
-from tests.harness import BACKEND, LONG_AGO, PROJECT, SETTLE_SECONDS, settings_text
+from tests.builds import get_build, put_build, put_healthy_and_hung_builds
+from tests.harness import BACKEND, HUNG, LONG_AGO, PROJECT, SETTLE_SECONDS, settings_text
+from tools.datastore_faults import CommitFaults
 from tools.emulators import wait_until
 from tools.stack import LocalStack, from_pubsub_data
 
@@ -216,3 +219,76 @@ def test_notifications_left_behind_by_a_dead_sync_are_swept(datastore_client, ta
     notifications = collect_notifications(stack, ended_ids(expected))
     assert sorted(n.id for n in notifications) == sorted(ended_ids(expected))
     wait_until(lambda: outbox() == set(), SETTLE_SECONDS, "the sweep to clear the outbox")
+
+
+# --- one backend hung, a group failing: what is redone, and what waits ------------------------------------
+
+
+# Requests the sync function serves at once in the isolation test.
+SYNC_THREADS = 3
+
+
+def dropped_as_held_back(stack: LocalStack) -> set[str]:
+    """The sync messages acknowledged unhandled because their backend's breaker was open."""
+    return {
+        e["message_id"]
+        for e in stack.functions["sync"].log_events()
+        if e.get("metric") == "message_dropped" and e["reason"] == "backend breaker open"
+    }
+
+
+def test_a_hung_backend_holds_at_most_one_wave_of_sync_instances_and_the_healthy_builds_end(
+    datastore_client, task_backend, hung_backend, two_backends_settings, make_stack
+):
+    # The sync function serves three requests at once: the instances of a deployment, which all backends share.
+    extra_env = {"BUILDSYNC_FETCH_DEADLINE_SECONDS": "20", "THREADS": str(SYNC_THREADS)}
+    healthy, hung = put_healthy_and_hung_builds(datastore_client, task_backend.backend)
+
+    with make_stack(two_backends_settings, extra_env=extra_env) as stack:
+        started = time.monotonic()
+        stack.publish(stack.topics.trigger, SyncTrigger().to_json())  # one trigger, and no other
+        wait_for_statuses(datastore_client, {i: pb.FAILURE for i in healthy})
+        healthy_seconds = time.monotonic() - started
+        wait_until(lambda: len(dropped_as_held_back(stack)) == len(hung), SETTLE_SECONDS, "every hung batch dropped")
+        opened = [e for e in stack.log_events() if e.get("metric") == "backend_breaker"]
+
+    figure(
+        "isolation-functions",
+        healthy_builds_ended_after_seconds=f"{healthy_seconds:.1f}",
+        hung_fetch_tasks=len(hung_backend.backend.calls),
+        deadline_seconds=20,
+        sync_threads=SYNC_THREADS,
+    )
+    assert {get_build(datastore_client, i)[1].status for i in hung} == {pb.STARTED}  # they wait
+    assert len(task_backend.backend.calls) == len(healthy)  # one FetchTasks a healthy batch
+    # One wave of hung calls at most, one a thread: the first of them to give up opened the breaker, and
+    # every other delivery of the hung backend's batches was acknowledged without a call.
+    assert 1 <= len(hung_backend.backend.calls) <= SYNC_THREADS
+    assert [(e["backend"], e["state"]) for e in opened] == [(HUNG, "opened")]
+
+
+def test_a_group_failing_transiently_comes_back_as_a_batch_of_its_builds_only(
+    datastore_emulator, datastore_client, task_backend, make_stack, settings_file
+):
+    ids = tuple(range(1, 51))  # two transactions of 25
+    for build_id in ids:
+        put_build(datastore_client, build_id, updated=LONG_AGO)
+        task_backend.backend.set_task(f"task-{build_id}", pb.FAILURE, 2)
+
+    # Every attempt of the first group's transaction loses to contention; the retry's commits go through.
+    with (
+        CommitFaults(datastore_emulator.host, doomed={3}, failures=DEFAULT_ATTEMPTS) as faults,
+        make_stack(settings_file, datastore_host=faults.host) as stack,
+    ):
+        sync_topic = stack.watch(stack.topics.sync)
+        stack.publish(stack.topics.sync, SyncBatch(BACKEND, "proj", ids, datetime.datetime.now(datetime.UTC)).to_json())
+        wait_for_statuses(datastore_client, {i: pb.FAILURE for i in ids})
+        batches = [SyncBatch.from_json(m.message.data) for m in stack.pull(sync_topic)]
+
+    assert faults.aborted == DEFAULT_ATTEMPTS
+    assert sorted((len(b.build_ids), b.attempt) for b in batches) == [(25, 2), (50, 1)]
+    assert task_backend.backend.calls == [50, 25]  # the failed group's tasks only, asked once more
+
+
+def figure(name: str, **values) -> None:
+    print(f"\nFIGURE {name}: " + " ".join(f"{key}={value}" for key, value in values.items()), flush=True)

@@ -13,8 +13,12 @@ from buildsync.stages.pipeline import run_pipeline
 from buildsync.stages.planner import plan
 from buildsync.stages.sync import Syncer, SyncOptions
 from buildsync.store import model
+from buildsync.store.transactions import DEFAULT_ATTEMPTS
 
 from tests.builds import BACKEND, get_build, put_build
+from tests.harness import PROJECT, captured_logs
+from tools.datastore_faults import CommitFaults
+from tools.emulators import datastore_client as emulator_client
 
 NOW = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
 LONG_AGO = NOW - datetime.timedelta(hours=1)
@@ -104,3 +108,26 @@ def test_concurrent_runs_split_the_work_and_fail_nothing(
     assert sum(r.completed for r in reports) == 100
     final = [get_build(datastore_client, i) for i in range(1, 201)]
     assert all(build.status == status["status"] == entity["status_v2"] for entity, build, _, status in final)
+
+
+@pytest.mark.both_emulators
+def test_a_group_whose_transaction_fails_transiently_is_redone_as_a_smaller_batch(
+    datastore_emulator, datastore_client, task_backend, make_settings, pool, transaction_begin
+):
+    for build_id in range(1, 51):  # one batch, two transactions of 25
+        put_build(datastore_client, build_id, updated=LONG_AGO)
+        task_backend.backend.set_task(f"task-{build_id}", pb.FAILURE, 2)
+    options = SyncOptions(transaction_begin=transaction_begin)
+
+    # Every attempt of the first group's transaction loses to contention; the retry's commits go through.
+    with CommitFaults(datastore_emulator.host, doomed={3}, failures=DEFAULT_ATTEMPTS) as faults:
+        syncer = Syncer(emulator_client(faults.host, PROJECT), make_settings(), pool, options=options)
+        with captured_logs() as captured:
+            report = run_pipeline(syncer, SyncTrigger(BACKEND, "proj"))
+
+    assert faults.aborted == DEFAULT_ATTEMPTS
+    assert task_backend.backend.calls == [50, 25]  # the retry asked for the failed group's tasks only
+    retried = [e for e in captured.events() if e["message"] == "retrying the builds that failed as a smaller batch"]
+    assert [(e["builds"], e["of"], e["attempt"]) for e in retried] == [(25, 50, 2)]
+    assert (report.due, report.updated, report.completed, report.failed, report.retry) == (50, 50, 50, 0, False)
+    assert {get_build(datastore_client, i)[1].status for i in range(1, 51)} == {pb.FAILURE}

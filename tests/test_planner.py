@@ -149,7 +149,7 @@ def test_unknown_backend_rule_is_checked_only_by_a_whole_run(datastore_client):
 
 def open_breaker(client, target: str, error: str = "DEADLINE_EXCEEDED") -> None:
     for _ in range(FAILURES_TO_OPEN):
-        breakers.update(client, target, lambda breaker: breaker.after_failure(error, NOW))
+        breakers.update(client, target, lambda breaker: breaker.after_failure(error, NOW, datetime.timedelta(0)))
 
 
 def test_a_backend_whose_breaker_is_open_gets_one_probe_job_and_a_held_back_line(datastore_client):

@@ -13,8 +13,14 @@ import datetime
 
 # Failed FetchTasks calls, without a success between, that open a breaker:
 # a busy backend fails one call now and then and must not lose a minute for
-# it; a hung or dead one fails every call at once (docs/isolation.md).
+# it; a broken one fails every call (docs/isolation.md).
 FAILURES_TO_OPEN = 3
+
+# A failed call that kept its caller waiting this long opens the breaker at
+# once: a hung backend, or one unreachable and retried up to the deadline.
+# Each such call held a sync instance as long as ten healthy 1000-build
+# batches take, and every call in flight to it is doing the same.
+SLOW_FAILURE = datetime.timedelta(seconds=10)
 
 # The most builds a probe batch holds: enough to prove the backend answers,
 # few enough that a probe that hangs again costs little.
@@ -39,11 +45,11 @@ class Breaker:
     def is_open(self) -> bool:
         return self.opened_at is not None
 
-    def after_failure(self, error: str, now: datetime.datetime) -> Breaker:
-        """The state once one more call failed with `error`."""
+    def after_failure(self, error: str, now: datetime.datetime, waited: datetime.timedelta) -> Breaker:
+        """The state once one more call failed with `error` after `waited`."""
         failures = self.failures + 1
-        opened_at = self.opened_at or (now if failures >= FAILURES_TO_OPEN else None)
-        return Breaker(failures, opened_at, error)
+        opens = failures >= FAILURES_TO_OPEN or waited >= SLOW_FAILURE
+        return Breaker(failures, self.opened_at or (now if opens else None), error)
 
     def after_success(self) -> Breaker:
         """The state once a call succeeded: closed, nothing counted."""

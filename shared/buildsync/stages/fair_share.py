@@ -4,7 +4,10 @@ In `buildsync sync` every batch worker could otherwise be waiting on one hung
 backend while the other backends' batches queue behind it (docs/isolation.md).
 A queued batch of the backend with the fewest batches running goes first; a
 backend at its share waits, the others do not. Once no more batches can
-arrive (`close`), idle workers take whatever is left.
+arrive (`close`), idle workers take whatever is left. A backend `narrow`ed
+(one of its batches failed) runs one batch at a time until `widen`ed: its
+calls in flight all end, and record their failures in its breaker, before
+another starts, so that a hung backend costs one deadline, not two.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ class FairShare:
         self._per_key = max(1, per_key)
         self._queues: dict[str, collections.deque] = collections.defaultdict(collections.deque)
         self._running: collections.Counter[str] = collections.Counter()
+        self._narrowed: set[str] = set()
         self._open = True
         self._lock = threading.Lock()
 
@@ -33,6 +37,17 @@ class FairShare:
             self._queues[key].append((future, call, args))
             self._dispatch()
         return future
+
+    def narrow(self, key: str) -> None:
+        """From now on `key` runs one call at a time, and none while more than one is running."""
+        with self._lock:
+            self._narrowed.add(key)
+
+    def widen(self, key: str) -> None:
+        """`key` gets its share again."""
+        with self._lock:
+            self._narrowed.discard(key)
+            self._dispatch()
 
     def close(self) -> None:
         """No more calls will be submitted: the share no longer holds queued calls back."""
@@ -44,7 +59,11 @@ class FairShare:
         """Starts queued calls while workers are free (the lock held)."""
         share = self._per_key if self._open else self._workers
         while sum(self._running.values()) < self._workers:
-            ready = [key for key, queue in self._queues.items() if queue and self._running[key] < share]
+            ready = [
+                key
+                for key, queue in self._queues.items()
+                if queue and self._running[key] < (1 if key in self._narrowed else share)
+            ]
             if not ready:
                 return
             key = min(ready, key=lambda k: self._running[k])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import time
 from typing import Callable
 
 from google.cloud import datastore
@@ -90,13 +91,15 @@ class _RecordingFetcher:
     begin: TransactionBegin
 
     def fetch_tasks(self, task_ids: list[pb.TaskID], project: str) -> pb.FetchTasksResponse:
+        started = time.monotonic()
         try:
             response = self.fetcher.fetch_tasks(task_ids, project)
         except ResponseTooBigError:
             raise  # the backend answered; fetch_in_halves asks for less
         except SyncError as error:
             failure, now = str(error), self.clock()
-            self._record(lambda breaker: breaker.after_failure(failure, now))
+            waited = datetime.timedelta(seconds=time.monotonic() - started)
+            self._record(lambda breaker: breaker.after_failure(failure, now, waited))
             raise
         if self.seen != CLOSED:
             self._record(lambda breaker: breaker.after_success())

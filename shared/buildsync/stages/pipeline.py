@@ -88,7 +88,7 @@ def run_pipeline(
         fair = FairShare(sync_pool, workers, int(workers * BACKEND_SHARE) if several else workers)
 
         def submit(batch: SyncBatch) -> concurrent.futures.Future[SyncReport]:
-            return fair.submit(batch.backend, _sync_one, batch_syncer, batch)
+            return fair.submit(batch.backend, _sync_paced, batch_syncer, batch, fair)
 
         shard_futures = {shard_pool.submit(_query_shard, syncer.client, job, batch_size, submit): job for job in jobs}
         batch_futures = []
@@ -125,6 +125,13 @@ def _sweep(completer: Completer, planned_at: datetime.datetime, report: SyncRepo
     except SyncError as error:
         report.errors.append(f"completion sweep: {error}")
         report.retry = report.retry or isinstance(error, TransientError)
+
+
+def _sync_paced(syncer: Syncer, batch: SyncBatch, fair: FairShare) -> SyncReport:
+    """_sync_one; a backend whose batch failed then runs one batch at a time until one succeeds (fair_share.py)."""
+    report = _sync_one(syncer, batch)
+    (fair.narrow if report.errors else fair.widen)(batch.backend)
+    return report
 
 
 def _sync_one(syncer: Syncer, batch: SyncBatch) -> SyncReport:
