@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 
 import pytest
+from buildsync.errors import StoredDataError
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.store import go_schema
 from google.cloud import datastore
@@ -74,6 +75,12 @@ def test_a_property_outside_the_struct_is_kept_with_its_flag():
 )
 def test_go_time_rounds_to_the_microsecond_as_gae_s_round_time(seconds, nanos, expected):
     assert go_schema.go_time(timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos)) == expected
+
+
+@pytest.mark.parametrize("seconds", [253402300800, -62135596801, 2**62])
+def test_a_time_datastore_cannot_store_is_stored_data_the_build_fails_on(seconds):
+    with pytest.raises(StoredDataError, match="outside the years 1 to 9999"):
+        go_schema.go_time(timestamp_pb2.Timestamp(seconds=seconds))
 
 
 def test_parent_id_is_derived_only_from_a_build_with_ancestors():

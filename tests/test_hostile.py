@@ -399,6 +399,36 @@ def _steps_bomb(scene: Scene, build_id: int) -> None:
 _ZEROS_ZIPPED = zlib.compress(bytes(100 * 1024 * 1024), 9)
 
 
+def _build_proto(change):
+    """A mutation of the stored Build.proto: `change(build)` on the decoded proto, written back as bytes."""
+
+    def mutate(scene: Scene, build_id: int) -> None:
+        entity = scene.client.get(model.build_key(scene.client, build_id))
+        build = pb.Build.FromString(entity["proto"])
+        change(build)
+        entity["proto"] = build.SerializeToString()
+        scene.client.put(entity)
+
+    return mutate
+
+
+def _plain_then(mutate):
+    return lambda scene, build_id: (_plain(scene, build_id), mutate(scene, build_id))
+
+
+def _created_at(seconds: int):
+    return _build_proto(lambda build: setattr(build.create_time, "seconds", seconds))
+
+
+def _started_at_nanos(nanos: int):
+    return _build_proto(lambda build: setattr(build.start_time, "nanos", nanos))
+
+
+def _details_not_json(scene: Scene, build_id: int) -> None:
+    """NaN and an infinity in the task's details: fine in binary, no proto3 JSON (Go's protojson refuses them too)."""
+    scene.backend.tasks[f"task-{build_id}"].details.update({"nan": float("nan"), "inf": float("inf")})
+
+
 def _wrong_token(scene: Scene, build_id: int) -> None:
     entity = scene.client.get(model.build_key(scene.client, build_id))
     entity["resultdb_update_token"] = "not the token ResultDB gave"
@@ -465,6 +495,18 @@ BUILD_ROWS = [
     ),
     BuildRow("stored entities", "BuildInfra stored near the entity limit", SYNCED, make=_config(size=1_010_000)),
     BuildRow("stored entities", "an ended build", LEFT, make=lambda scene, build_id: _ended(scene, build_id)),
+    BuildRow(
+        "stored entities", "a create_time past the year 9999", FAILED, make=_plain_then(_created_at(253402300800 * 2))
+    ),
+    BuildRow("stored entities", "a create_time before the year 1", FAILED, make=_plain_then(_created_at(-62135683200))),
+    BuildRow(
+        "stored entities",
+        "a start_time with 2,000,000,000 nanos",
+        SYNCED,
+        ERROR,
+        _ended_with(_started_at_nanos(2_000_000_000)),
+    ),
+    BuildRow("backend answers", "details holding NaN and an infinity", SYNCED, ERROR, _ended_with(_details_not_json)),
     # What a build's completion effects are pointed at.
     BuildRow(
         "callback topics",

@@ -96,6 +96,23 @@ def test_callback_wraps_the_notification_with_user_data():
     assert decoded.build_pubsub == notification
 
 
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda build: build.infra.backend.task.details.update({"x": float("nan")}),
+        lambda build: build.infra.backend.config.update({"x": float("-inf")}),
+        lambda build: setattr(build.end_time, "seconds", 253402300800),
+        lambda build: setattr(build.start_time, "nanos", 1_000_000_000),
+    ],
+    ids=["nan details", "infinite config", "year 10000", "nanos of a second"],
+)
+def test_a_value_proto3_json_has_no_form_for_is_a_notification_error(change):
+    build = pb.Build(id=1)
+    change(build)
+    with pytest.raises(notification_format.NotificationError, match="no JSON notification can carry"):
+        notification_format.to_pubsub_data(notification_format.builds_v2_pubsub(build))
+
+
 @pytest.mark.parametrize(("status", "completed"), [(pb.SUCCESS, "true"), (pb.CANCELED, "true"), (pb.STARTED, "false")])
 def test_attributes_are_upstreams(status, completed):
     build = whole_build()

@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Callable
 
 from google.cloud import datastore
+from google.protobuf import timestamp_pb2
 
 from buildsync import logs, metrics
 from buildsync.ending import build_reader, notifications
@@ -428,12 +429,14 @@ class Completer:
 
 
 def record_completed(build: pb.Build) -> None:
-    """The completed-build metrics of `build` (upstream's completed count and durations)."""
-    end = build.end_time.ToDatetime(datetime.timezone.utc)
-    cycle = (end - build.create_time.ToDatetime(datetime.timezone.utc)).total_seconds()
-    run = None
-    if build.HasField("start_time"):
-        run = (end - build.start_time.ToDatetime(datetime.timezone.utc)).total_seconds()
+    """The completed-build metrics of `build` (upstream's completed count and durations).
+
+    The durations are taken from the seconds and nanos as they are, as Go's
+    AsTime takes any: a stored time outside what a datetime holds still
+    gives a figure, not an error.
+    """
+    cycle = _seconds_between(build.create_time, build.end_time)
+    run = _seconds_between(build.start_time, build.end_time) if build.HasField("start_time") else None
     metrics.build_completed(
         build_id=build.id,
         status=status_name(build.status),
@@ -443,3 +446,7 @@ def record_completed(build: pb.Build) -> None:
         cycle_seconds=cycle,
         run_seconds=run,
     )
+
+
+def _seconds_between(start: timestamp_pb2.Timestamp, end: timestamp_pb2.Timestamp) -> float:
+    return (end.seconds - start.seconds) + (end.nanos - start.nanos) / 1e9

@@ -75,7 +75,8 @@ def to_pubsub_data(message: npb.BuildsV2PubSub | npb.PubSubCallBack, limit: int 
     so the message is still published rather than refused. Raises
     NotificationError for a build nested too deep for the JSON writer (Go
     decodes 10,000 levels of messages; Python's JSON writer recurses once a
-    level and stops a few hundred down).
+    level and stops a few hundred down), or holding a value proto3 JSON has
+    no form for.
     """
     data = _json(message)
     if len(data) <= limit:
@@ -95,6 +96,10 @@ def _json(message: npb.BuildsV2PubSub | npb.PubSubCallBack) -> bytes:
         return json_format.MessageToJson(message, indent=None).encode()
     except RecursionError as error:
         raise NotificationError("the build nests too deep to be written as a JSON notification") from error
+    except json_format.SerializeToJsonError as error:
+        # A value proto3 JSON has no form for (NaN or an infinity in a Struct,
+        # a time outside the years 1 to 9999): Go's protojson refuses it too.
+        raise NotificationError(f"the build holds a value no JSON notification can carry: {error}") from error
 
 
 def attributes(build: pb.Build) -> dict[str, str]:

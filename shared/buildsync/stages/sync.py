@@ -19,7 +19,7 @@ from google.cloud import datastore
 from buildsync import logs
 from buildsync.ending import builder_metrics
 from buildsync.ending.completion import Completer, Targets
-from buildsync.errors import BackendResponseError, SyncError, TransientError, as_sync_error
+from buildsync.errors import BackendResponseError, StoredDataError, SyncError, TransientError, as_sync_error
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.remote.backend import BackendPool, TaskFetcher, fetch_in_halves
 from buildsync.rules.build_update import (
@@ -34,7 +34,6 @@ from buildsync.rules.build_update import (
 )
 from buildsync.rules.settings import BackendSettings, Settings
 from buildsync.rules.status_rules import status_name
-from buildsync.rules.sync_time import SyncTimeKeyError
 from buildsync.rules.task_rules import FetchedTasks, sort_responses, task_key
 from buildsync.stages import isolation
 from buildsync.stages.messages import SyncBatch
@@ -59,9 +58,10 @@ DEFAULT_GROUP_WORKERS = 8
 # its transactions check the same thing. One trigger interval.
 LATE_BATCH_AGE = datetime.timedelta(minutes=1)
 
-# A build whose stored entities do not decode fails alone, not its whole group.
+# A build whose stored entities do not decode, or hold what cannot be saved
+# again (a time outside Datastore's years), fails alone, not its whole group.
 # Nothing else is caught per build: any other error is a bug, and the batch retries.
-_BAD_ENTITY_ERRORS = (model.EntityDecodeError, SyncTimeKeyError)
+_BAD_ENTITY_ERRORS = (StoredDataError,)
 
 Clock = Callable[[], datetime.datetime]
 

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from google.cloud import datastore
 from google.protobuf import timestamp_pb2
 
+from buildsync.errors import StoredDataError
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.rules import legacy
 
@@ -163,8 +164,18 @@ def go_time(timestamp: timestamp_pb2.Timestamp) -> datetime.datetime:
     """A proto time as luci/gae stores it: rounded to the microsecond, halves up (gae's RoundTime).
 
     An unset timestamp is the Unix epoch, as Go's AsTime of a nil Timestamp.
+    A time outside the years 1 to 9999, which Datastore refuses to store (so
+    Buildbucket's own save fails), raises StoredDataError: the build that
+    holds it fails alone.
     """
     micros = (timestamp.nanos + 500) // 1000
-    return datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc) + datetime.timedelta(
-        seconds=timestamp.seconds, microseconds=micros
-    )
+    try:
+        return _EPOCH + datetime.timedelta(seconds=timestamp.seconds, microseconds=micros)
+    except OverflowError as error:
+        raise StoredDataError(
+            f"time {timestamp.seconds} s {timestamp.nanos} ns since the epoch is outside the years 1 to 9999 "
+            "that Datastore stores"
+        ) from error
+
+
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
