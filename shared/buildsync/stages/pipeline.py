@@ -39,9 +39,9 @@ DEFAULT_WORKERS = 8
 DEFAULT_TRANSACTIONS = 16
 
 # With more than one backend in a run, one backend runs at most this share of
-# the batch workers at once, so that a hung one leaves the rest to the others
-# (docs/isolation.md); its breaker opens after FAILURES_TO_OPEN (3) failed
-# calls, fewer than the 4 of 8 it may hold.
+# the batch workers at once while the shard queries go on, so that a hung one
+# leaves the rest to the others until the first of its calls gives up and
+# opens its breaker (docs/isolation.md).
 BACKEND_SHARE = 0.5
 
 
