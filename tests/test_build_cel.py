@@ -8,10 +8,13 @@ predicates lean on (presence, Struct keys, && over an error).
 from __future__ import annotations
 
 import pytest
+from buildsync import wire
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.rules import build_cel
 from buildsync.rules.build_cel import PredicateError
 from google.protobuf import struct_pb2
+
+from tools.task_backend import nested_bytes, nested_groups
 
 
 def build(**fields) -> pb.Build:
@@ -160,3 +163,52 @@ def test_experiments_to_string_sorts_and_joins(experiments, text):
 
 def test_tag_value_is_empty_for_a_missing_key():
     assert build_cel.tag_value([pb.StringPair(key="a", value="1")], "b") == ""
+
+
+# --- builds nested deeper than cel-cpp parses ----------------------------------------------------
+
+
+def deep_build() -> pb.Build:
+    """Properties nested 3,000 JSON objects deep (9,000 levels) beside shallow ones, and details of 9,000 groups."""
+    message = build(status=pb.FAILURE, input_properties={"recipe": "chromium"}, tags=[("os", "linux")])
+    message.input.properties.fields["deep"].struct_value.MergeFromString(nested_bytes(3000))
+    message.infra.backend.task.details.MergeFromString(nested_groups(9000))
+    return message
+
+
+@pytest.mark.parametrize(
+    ("predicate", "expected"),
+    [
+        ('build.status.to_string() == "FAILURE"', True),
+        ('build.tags.get_value("os") == "linux"', True),
+        ('build.input.properties.recipe == "chromium"', True),
+        ("has(build.input.properties.deep.a.a.a)", True),
+        ("size(build.input.properties.deep.a) == 1", True),
+        # The deepest select cel-cpp's parser takes (32 levels of expression): 28 keys into a property.
+        ("has(build.input.properties.deep" + ".a" * 27 + ")", True),
+        ("size(build.input.properties.deep" + ".a" * 26 + ") == 1", True),
+    ],
+)
+def test_a_build_nested_as_deep_as_go_decodes_is_evaluated_as_buildbucket_would_above_the_cut(predicate, expected):
+    assert build_cel.matches(deep_build(), [predicate]) is expected
+
+
+def test_what_cel_reads_of_a_deep_build_is_cut_where_cel_cpp_stops_and_nothing_above():
+    deep = deep_build()
+    readable = build_cel.cel_readable(deep)
+    assert wire.nesting_depth(pb.Build.DESCRIPTOR, readable.SerializeToString(), 20_000) <= build_cel.CEL_MAX_NESTING
+    assert readable.input.properties["recipe"] == "chromium" and readable.tags == deep.tags
+    value, levels = readable.input.properties.fields["deep"], 0
+    while value.HasField("struct_value"):
+        value, levels = value.struct_value.fields["a"], levels + 1
+    assert levels == 32 and value.WhichOneof("kind") is None  # Build, input, properties and 3 a level: 99 levels
+    assert (
+        readable.infra.backend.task.details == struct_pb2.Struct()
+    )  # groups are unknown fields, which CEL never reads
+
+
+def test_a_build_cel_cpp_parses_is_evaluated_as_it_is():
+    shallow = build(status=pb.FAILURE, input_properties={"recipe": "chromium"})
+    shallow.input.properties.fields["deep"].struct_value.MergeFromString(nested_bytes(31))  # 99 levels
+    assert build_cel.cel_readable(shallow) == shallow
+    assert build_cel.matches(shallow, ["has(build.input.properties.deep" + ".a" * 27 + ")"])

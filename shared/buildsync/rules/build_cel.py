@@ -11,6 +11,10 @@ member functions, reproduced here with the same overloads:
 - `build.status.to_string()`: the name of a Status value, or "" for a number
   that names none.
 
+cel-cpp parses the build with C++ protobuf's nesting limit, which Go does not
+have; a build nested past it is evaluated on `cel_readable(build)`
+(docs/rules.md "Custom builder metrics", item 5).
+
 The CEL library (cel-expr-python, README "Custom builder metrics: the CEL
 library") is imported on the first evaluation only: most builds have no custom
 metrics, and a Cloud Function's cold start should not pay for it.
@@ -21,7 +25,17 @@ from __future__ import annotations
 import threading
 from typing import Any, Sequence
 
+from google.protobuf import descriptor
+
+from buildsync import wire
 from buildsync.proto import buildbucket_pb2 as pb
+
+# The deepest build cel-cpp parses, the Build itself level 1: C++ protobuf's default recursion limit of 100
+# nested messages below it. Buildbucket's cel-go has none.
+CEL_MAX_NESTING = 101
+
+_MESSAGE = descriptor.FieldDescriptor.CPPTYPE_MESSAGE
+_VALUE = "google.protobuf.Value"
 
 # The name of a Status value by number, as Go's generated Status_name map holds them.
 _STATUS_NAMES = {value.number: value.name for value in pb.Status.DESCRIPTOR.values}
@@ -54,12 +68,64 @@ def matches(build: pb.Build, predicates: Sequence[str]) -> bool:
         raise PredicateError("; ".join(problems))
     expression = "(" + ") && (".join(predicates) + ")"
     try:
-        result = _compile_bool(expression).eval(data={"build": build})
+        result = _evaluate(_compile_bool(expression), build)
     except RuntimeError as error:
         raise PredicateError(f"evaluating {expression!r}: {error}") from error
     if not result.type() == _cel().Type.BOOL:
         raise PredicateError(f"evaluating {expression!r}: {result.value()}")
     return bool(result.value())
+
+
+def _evaluate(compiled, build: pb.Build):
+    """`compiled` evaluated on `build`; on a build nested deeper than cel-cpp parses, on `cel_readable(build)`.
+
+    Only an evaluation that failed pays for measuring the depth.
+    """
+    result = compiled.eval(data={"build": build})
+    if result.type() == _cel().Type.ERROR:
+        depth = wire.nesting_depth(pb.Build.DESCRIPTOR, build.SerializeToString(), CEL_MAX_NESTING)
+        if depth > CEL_MAX_NESTING:
+            return compiled.eval(data={"build": cel_readable(build)})
+    return result
+
+
+def cel_readable(build: pb.Build) -> pb.Build:
+    """A copy of `build` as deep as cel-cpp parses: no unknown fields, and objects and lists nested past its
+    limit replaced by null (a Value with no kind, as CEL reads it).
+
+    Buildbucket's CEL (Go) reads any depth; cel-cpp parses the build it is
+    handed with C++ protobuf's limit. A predicate reads the same values as in
+    Buildbucket down to some 30 JSON levels inside a property; only what lies
+    deeper reads as null. Walked with a stack, not recursion.
+    """
+    copy = pb.Build()
+    copy.CopyFrom(build)
+    copy.DiscardUnknownFields()  # CEL cannot read them, and their groups nest too
+    pending = [(copy, 1)]
+    while pending:
+        message, depth = pending.pop()
+        if message.DESCRIPTOR.full_name == _VALUE and _nests_past_cel(message, depth):
+            message.Clear()
+            continue
+        for field, value in message.ListFields():
+            if field.cpp_type != _MESSAGE:
+                continue
+            if field.message_type.GetOptions().map_entry:  # its values sit under the entry's own level
+                if field.message_type.fields_by_name["value"].cpp_type == _MESSAGE:
+                    pending += [(item, depth + 2) for item in value.values()]
+            else:
+                pending += [(item, depth + 1) for item in (value if field.is_repeated else [value])]
+    return copy
+
+
+def _nests_past_cel(value, depth: int) -> bool:
+    """Whether the Value at `depth` holds an object or list whose messages lie past CEL_MAX_NESTING."""
+    kind = value.WhichOneof("kind")
+    if kind == "struct_value":
+        return depth + (3 if value.struct_value.fields else 1) > CEL_MAX_NESTING  # Struct, its entry, a Value
+    if kind == "list_value":
+        return depth + (2 if value.list_value.values else 1) > CEL_MAX_NESTING  # ListValue, a Value
+    return False
 
 
 def _compile_bool(expression: str):
