@@ -11,11 +11,13 @@ import datetime
 import io
 import json
 import logging
+import sys
+import threading
 import uuid
 import warnings
 import zlib
-from collections.abc import Iterator
-from typing import NoReturn
+from collections.abc import Callable, Iterator
+from typing import NoReturn, TypeVar
 
 import pytest
 import zstandard
@@ -176,6 +178,36 @@ def large_fields(notification, build_class=pb.Build):
     else:
         raw = zlib.decompress(data)
     return build_class.FromString(raw)
+
+
+T = TypeVar("T")
+
+
+def with_deep_stack(work: Callable[[], T]) -> T:
+    """`work()` in a thread with the stack and recursion limit that json_format and json need for Go's
+    10,000 levels: how a test reads (or writes, as an oracle) what buildsync writes without recursion."""
+    result: list = []
+
+    def run() -> None:
+        limit = sys.getrecursionlimit()
+        sys.setrecursionlimit(100_000)
+        try:
+            result.append(work())
+        except BaseException as error:  # handed back to the caller's thread
+            result.append(error)
+        finally:
+            sys.setrecursionlimit(limit)
+
+    threading.stack_size(256 << 20)
+    try:
+        worker = threading.Thread(target=run)
+        worker.start()
+    finally:
+        threading.stack_size(0)
+    worker.join()
+    if isinstance(result[0], BaseException):
+        raise result[0]
+    return result[0]
 
 
 def outbox_due(

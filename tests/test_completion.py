@@ -8,6 +8,7 @@ decoded with the upstream-shaped protos and checked field by field.
 from __future__ import annotations
 
 import datetime
+import time
 
 import grpc
 import pytest
@@ -15,18 +16,22 @@ from buildsync.edge import handlers
 from buildsync.ending import completion, resultdb
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.proto import notification_pb2 as npb
+from buildsync.proto import project_config_pb2 as cpb
+from buildsync.proto import service_config_pb2 as spb
 from buildsync.stages import sync
 from buildsync.stages.messages import SyncBatch, SyncTrigger
 from buildsync.store import model, outbox
-from google.protobuf import json_format
+from google.protobuf import json_format, struct_pb2
 
 from tests import buildbucket_writer as bb
 from tests.builds import BACKEND, put_build
 from tests.conftest import PROJECT
-from tests.harness import Subscribed, captured_logs, large_fields, outbox_due
+from tests.harness import Subscribed, captured_logs, large_fields, outbox_due, with_deep_stack
+from tools.bench.memory_probe import proc_status_mib, reset_high_water_mark
 from tools.emulators import wait_until
 from tools.resultdb_recorder import ResultDBRecorder
 from tools.stack import LocalStack
+from tools.task_backend import nested_bytes, nested_groups
 
 LONG_AGO = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=1)
 
@@ -143,6 +148,60 @@ def test_the_builds_topic_gets_zstd_on_request_and_callbacks_stay_zlib(
     check_notification(notification, 2, recorder)
     wrapped = json_format.Parse(callback_topic.pull()[0].data, npb.PubSubCallBack())
     assert wrapped.build_pubsub.compression == npb.ZLIB
+
+
+def deepen(client, task_backend, build_id: int) -> struct_pb2.Struct:
+    """Nests a build's input, output and requested properties 9,000 levels deep beside a shallow key, and its
+    task's details 9,000 levels of groups (36 KB of Go text): stored as Buildbucket (Go) would store them."""
+    deep = struct_pb2.Struct()
+    deep.fields["recipe"].string_value = "chromium"
+    deep.fields["deep"].struct_value.MergeFromString(nested_bytes(2999))  # 3 + 3 × 2,999 = 9,000 levels
+    for kind in ("BuildInputProperties", "BuildOutputProperties"):
+        entity = client.get(model.child_key(client, build_id, kind))
+        entity["properties"] = deep.SerializeToString()
+        client.put(entity)
+    entity = client.get(model.infra_key(client, build_id))
+    infra = pb.BuildInfra.FromString(entity["infra"])
+    infra.buildbucket.requested_properties.CopyFrom(deep)  # stays in the notification's JSON
+    entity["infra"] = infra.SerializeToString()
+    client.put(entity)
+    task_backend.backend.tasks[f"task-{build_id}"].details.MergeFromString(nested_groups(8999))
+    return deep
+
+
+def test_a_build_nested_as_deep_as_go_decodes_is_ended_and_its_notification_published(
+    datastore_client, task_backend, recorder, builds_topic, callback_topic, runtime, capsys
+):
+    put_buildbucket_build(datastore_client, 7, recorder, callback_topic, task_backend, chunked=False)
+    deep = deepen(datastore_client, task_backend, 7)
+    metric = cpb.CustomMetricDefinition(name="deep", predicates=["has(build.input.properties.deep.a.a)"])
+    bb.set_custom_metrics(datastore_client, 7, [(spb.CUSTOM_METRIC_BASE_CONSECUTIVE_FAILURE_COUNT, metric)])
+    the_runtime = runtime()
+    before = proc_status_mib("VmRSS") if reset_high_water_mark() else float("nan")
+    started = time.perf_counter()
+    report = handlers.handle_batch(the_runtime, batch(7))
+    seconds, grown = time.perf_counter() - started, proc_status_mib("VmHWM") - before
+    assert report.completed == 1
+    entity = datastore_client.get(model.build_key(datastore_client, 7))
+    assert entity["custom_builder_consecutive_failures_metrics"] == ["deep"]  # cel-cpp read the build, cut
+
+    def parse(data: bytes, message):
+        return with_deep_stack(lambda: json_format.Parse(data, message, max_recursion_depth=20_000))
+
+    (message,) = builds_topic.pull()
+    notification = parse(message.data, npb.BuildsV2PubSub())
+    (callback,) = callback_topic.pull()
+    assert parse(callback.data, npb.PubSubCallBack()).build_pubsub == notification
+    assert notification.build.status == pb.FAILURE and notification.build.infra.buildbucket.requested_properties == deep
+    large = large_fields(notification)
+    assert large.input.properties == deep and large.output.properties == deep
+    stored = model.read_infra(datastore_client.get(model.infra_key(datastore_client, 7))).backend.task
+    assert stored.details.SerializeToString() == struct_pb2.Struct.FromString(nested_groups(8999)).SerializeToString()
+    with capsys.disabled():
+        print(
+            f"\nFIGURE deep build: 9,000 levels in 4 places synced, ended and published in {seconds:.2f} s, "
+            f"RSS high-water {grown:+.0f} MiB, {len(message.data):,} bytes of JSON"
+        )
 
 
 def test_effects_left_by_a_crash_after_the_commit_are_done_by_the_sweep_once(

@@ -13,6 +13,8 @@ from buildsync.proto import notification_pb2 as npb
 from google.protobuf import json_format
 
 from tests.buildbucket_writer import struct
+from tests.harness import large_fields, with_deep_stack
+from tools.task_backend import nested_bytes
 
 
 def whole_build() -> pb.Build:
@@ -86,6 +88,18 @@ def test_the_whole_build_survives_pubsub_json():
     assert "buildLargeFields" in parsed
     decoded = json_format.Parse(data, npb.BuildsV2PubSub())
     assert decoded == message
+
+
+def test_a_build_nested_as_deep_as_go_decodes_is_written_and_reads_back():
+    """Requested properties stay in the JSON (BuildInfra), so it nests 3,332 JSON objects deep."""
+    build = whole_build()
+    build.infra.buildbucket.requested_properties.MergeFromString(nested_bytes(3332))
+    build.input.properties.MergeFromString(nested_bytes(3332))
+    message = notification_format.callback_message(notification_format.builds_v2_pubsub(build), b"u")
+    data = notification_format.to_pubsub_data(message)
+    decoded = with_deep_stack(lambda: json_format.Parse(data, npb.PubSubCallBack(), max_recursion_depth=20_000))
+    assert decoded == message
+    assert large_fields(message.build_pubsub).input.properties == build.input.properties
 
 
 def test_callback_wraps_the_notification_with_user_data():

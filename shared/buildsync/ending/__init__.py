@@ -2,7 +2,8 @@
 
 `completion` runs an ended build's effects from its outbox entry;
 `build_reader` reads the ended build back whole, as Buildbucket's API returns
-it; `notification_format` makes Buildbucket's `BuildsV2PubSub` from it (pure);
+it; `notification_format` makes Buildbucket's `BuildsV2PubSub` from it (pure),
+and `proto_json` writes it as json_format would, at any depth Go decodes;
 `notifications` publishes it; `compression` is zlib and zstd as Buildbucket
 stores and sends them; `resultdb` finalizes the build's invocation; `handoff`
 makes the Cloud Tasks Buildbucket's own sync would enqueue (buildbucket mode).

@@ -10,9 +10,7 @@ JSON of either, with attributes a subscription can filter on.
 
 from __future__ import annotations
 
-from google.protobuf import json_format
-
-from buildsync.ending import compression
+from buildsync.ending import compression, proto_json
 from buildsync.errors import PermanentError
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.proto import notification_pb2 as npb
@@ -72,11 +70,9 @@ def to_pubsub_data(message: npb.BuildsV2PubSub | npb.PubSubCallBack, limit: int 
 
     When the JSON would be over `limit` (large fields just under their own
     limit grow a third in base64), the large fields are dropped and flagged,
-    so the message is still published rather than refused. Raises
-    NotificationError for a build nested too deep for the JSON writer (Go
-    decodes 10,000 levels of messages; Python's JSON writer recurses once a
-    level and stops a few hundred down), or holding a value proto3 JSON has
-    no form for.
+    so the message is still published rather than refused. Any depth Go
+    decodes is written (proto_json.py). Raises NotificationError for a value
+    proto3 JSON has no form for, which Go's protojson refuses too.
     """
     data = _json(message)
     if len(data) <= limit:
@@ -93,12 +89,9 @@ class NotificationError(PermanentError):
 
 def _json(message: npb.BuildsV2PubSub | npb.PubSubCallBack) -> bytes:
     try:
-        return json_format.MessageToJson(message, indent=None).encode()
-    except RecursionError as error:
-        raise NotificationError("the build nests too deep to be written as a JSON notification") from error
-    except json_format.SerializeToJsonError as error:
-        # A value proto3 JSON has no form for (NaN or an infinity in a Struct,
-        # a time outside the years 1 to 9999): Go's protojson refuses it too.
+        return proto_json.to_json(message).encode()
+    except proto_json.JsonWriteError as error:
+        # Go's protojson refuses the same values.
         raise NotificationError(f"the build holds a value no JSON notification can carry: {error}") from error
 
 
