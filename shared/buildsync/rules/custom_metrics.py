@@ -4,7 +4,7 @@ Buildbucket reports a custom builder metric by querying the builds that list
 its name, so the predicates are checked when the build changes, and the names
 that match are kept in one property per base (docs/rules.md "Custom builder
 metrics"). `evaluate` reproduces that decision; the caller reads the build's
-metrics and details and writes the names (ending/custom_metrics.py).
+metrics and details and writes the names (ending/builder_metrics.py).
 """
 
 from __future__ import annotations
