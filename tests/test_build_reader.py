@@ -9,6 +9,7 @@ import pytest
 from buildsync.ending import build_reader
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.store import model
+from google.cloud import datastore
 
 from tests import buildbucket_writer as bb
 from tests.builds import put_build
@@ -104,3 +105,29 @@ def test_a_long_summary_is_cut_in_bytes_with_an_ellipsis():
     build = pb.Build(summary_markdown="é" * 3000)
     merged = build_reader.merged_summary(build)
     assert merged.endswith("...") and len(merged.encode()) <= build_reader.SUMMARY_MARKDOWN_MAX_LENGTH
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "read"),
+    [
+        ("pubsub_callback.topic", 7, lambda stored: stored.callback_topic),
+        ("pubsub_callback.user_data", "text", lambda stored: stored.callback_user_data),
+        ("resultdb_update_token", b"bytes", lambda stored: stored.resultdb_update_token),
+        ("project", 7, lambda stored: stored.project),
+        ("tags", 7, build_reader.api_build),
+        ("tags", ["a:b", 7], build_reader.api_build),
+    ],
+)
+def test_a_property_of_another_type_than_luci_gae_loads_is_an_entity_decode_error(name, value, read):
+    entity = datastore.Entity(datastore.Key("Build", 1, project="p"))
+    entity.update({"proto": pb.Build(id=1).SerializeToString(), name: value})
+    with pytest.raises(model.EntityDecodeError, match="not"):
+        read(build_reader.StoredBuild(entity))
+
+
+def test_absent_or_null_properties_read_as_empty_and_a_lone_tag_as_a_list_of_one():
+    entity = datastore.Entity(datastore.Key("Build", 1, project="p"))
+    entity.update({"proto": pb.Build(id=1).SerializeToString(), "resultdb_update_token": None, "tags": "a:b"})
+    stored = build_reader.StoredBuild(entity)
+    assert (stored.callback_topic, stored.callback_user_data, stored.resultdb_update_token) == ("", b"", "")
+    assert [(tag.key, tag.value) for tag in build_reader.api_build(stored).tags] == [("a", "b")]

@@ -360,8 +360,17 @@ class _Tasks:
 
 def _callback(topic):
     def mutate(scene: Scene, build_id: int) -> None:
+        _property(model.CALLBACK_TOPIC, topic(scene) if callable(topic) else topic)(scene, build_id)
+
+    return mutate
+
+
+def _property(name: str, value):
+    """A Build property stored as `value`, whatever type luci/gae would load it as."""
+
+    def mutate(scene: Scene, build_id: int) -> None:
         entity = scene.client.get(model.build_key(scene.client, build_id))
-        entity["pubsub_callback.topic"] = topic(scene) if callable(topic) else topic
+        entity[name] = value
         scene.client.put(entity)
 
     return mutate
@@ -572,6 +581,34 @@ BUILD_ROWS = [
         _ended_with(_resultdb_host(lambda scene: f"{scene.recorder.hostname}/evil")),
     ),
     BuildRow("hosts", "an update token ResultDB refuses", SYNCED, ERROR, _ended_with(_wrong_token)),
+    BuildRow(
+        "hosts",
+        "an update token with a line break",
+        SYNCED,
+        RETRY,
+        _ended_with(_property("resultdb_update_token", "t\n")),
+    ),
+    BuildRow(
+        "hosts", "an update token that is a number", SYNCED, ERROR, _ended_with(_property("resultdb_update_token", 7))
+    ),
+    BuildRow("callback topics", "a callback topic that is a number", SYNCED, ERROR, _ended_with(_callback(7))),
+    BuildRow(
+        "callback topics",
+        "a callback topic stored as bytes",
+        SYNCED,
+        ERROR,
+        _ended_with(_callback(f"projects/{PROJECT}/topics/callback".encode())),
+    ),
+    BuildRow(
+        "callback topics",
+        "callback user data stored as text",
+        SYNCED,
+        ERROR,
+        _ended_with(_property("pubsub_callback.user_data", "text")),
+    ),
+    BuildRow("stored entities", "tags that are one number", SYNCED, ERROR, _ended_with(_property("tags", 7))),
+    BuildRow("stored entities", "tags holding a null", SYNCED, ERROR, _ended_with(_property("tags", ["a:b", None]))),
+    BuildRow("stored entities", "tags that are one string", SYNCED, "DONE", _ended_with(_property("tags", "a:b"))),
 ]
 
 
@@ -716,6 +753,7 @@ def _whole_answers(tally: Tally, scene: Scene, runtime, tmp_path) -> None:
         ),
         ("PERMISSION_DENIED", ERROR, lambda: setattr(backend, "fail_with", grpc.StatusCode.PERMISSION_DENIED)),
         ("UNAVAILABLE", TRANSIENT, lambda: setattr(backend, "fail_with", grpc.StatusCode.UNAVAILABLE)),
+        ("1,000 bytes dripped a byte at a time", TRANSIENT, functools.partial(_drip, server, backend)),
     ]
     quick = runtime(BUILDSYNC_FETCH_DEADLINE_SECONDS="2")
     for index, (name, expected, misbehave) in enumerate(rows):
@@ -732,9 +770,11 @@ def _whole_answers(tally: Tally, scene: Scene, runtime, tmp_path) -> None:
             )
         finally:
             backend.response_hook, backend.fail_with = None, None
-            server.raw_answer, server.redirect_to = None, None
+            server.raw_answer, server.redirect_to, server.drip_seconds = None, None, None
         tally.add("backend answers", f"a whole answer: {name}", expected, observed, detail)
     tally.add("hosts", "a redirect's target got nothing", "0", str(redirect_target.connections))
+    server.drip_ended.wait(60)
+    tally.add("backend answers", "a dripped answer was hung up on at the deadline", "[False]", str(server.drips))
     path = tmp_path / "bad-host.cfg"
     path.write_text(settings_text("swarm.example.com@127.0.0.1:1"))
     odd = runtime(BUILDSYNC_SETTINGS=str(path))
@@ -743,6 +783,18 @@ def _whole_answers(tally: Tally, scene: Scene, runtime, tmp_path) -> None:
         tally, event, "sync", lambda data: handlers.handle_batch(odd, SyncBatch.from_json(data))
     )
     tally.add("hosts", "a settings hostname with user info", ERROR, observed, detail)
+
+
+def _drip(server, backend) -> None:
+    """An answer of about 1,000 bytes sent a byte every 20 ms: each byte well inside any socket timeout."""
+    server.drip_seconds = 0.02
+    backend.response_hook = lambda request, response: _with_summary(response, "s" * 1000)
+
+
+def _with_summary(response, summary: str):
+    for item in response.responses:
+        item.task.summary_markdown = summary
+    return response
 
 
 def _drop_one(request, response):

@@ -306,6 +306,28 @@ def test_a_hung_server_fails_the_call_at_its_deadline(server, client, sleeps):
     assert sleeps == []  # no time left for a retry
 
 
+def test_a_body_dripped_a_byte_at_a_time_ends_the_call_at_its_deadline_not_at_the_bodys_end(server, client):
+    """Each byte comes well inside the socket's timeout, so only a deadline checked per read stops it."""
+    answer = pb.FetchTasksResponse()
+    answer.responses.add().task.summary_markdown = "x" * 1000
+    server.add_method(SERVICE, METHOD, pb.FetchTasksRequest, lambda r, h: answer)
+    server.drip_seconds = 0.02  # 20 s for the whole body
+    with pytest.raises(prpc.TransientPrpcError) as caught:
+        _fetch(client, timeout=1.0)
+    assert caught.value.code is grpc.StatusCode.DEADLINE_EXCEEDED
+    assert server.drip_ended.wait(60)
+    assert server.drips == [False]  # the client hung up before the body's end
+
+
+def test_a_header_no_http_request_carries_is_refused_before_sending_and_not_retried(server, client, sleeps):
+    server.add_method(SERVICE, METHOD, pb.FetchTasksRequest, _echo)
+    for value in ("token\r\nX-Injected: 1", "pr\u20acj"):
+        with pytest.raises(prpc.PermanentPrpcError, match="a header cannot be sent") as caught:
+            _fetch(client, headers={"Update-Token": value})
+        assert caught.value.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert server.requests == [] and sleeps == []
+
+
 def test_an_answer_over_the_limit_is_never_retried(server, client, sleeps):
     big = pb.FetchTasksResponse()
     big.responses.add().task.summary_markdown = "x" * (2 << 20)

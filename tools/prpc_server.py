@@ -7,7 +7,7 @@ and `raw_answer` can replace any answer with bytes of a test's choosing (a
 proxy's HTML, garbage, a missing code header). It can also misbehave as real
 servers do: ignore the client's `X-Prpc-Max-Response-Size`, gzip its answers
 (so the client learns their size only as it reads), or answer every call with
-a redirect to another URL. `connections` counts the TCP connections accepted,
+a redirect to another URL, or drip its answers a byte at a time. `connections` counts the TCP connections accepted,
 requests or not.
 """
 
@@ -19,6 +19,7 @@ import gzip
 import http.server
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping
 
 import grpc
@@ -68,6 +69,11 @@ class PrpcServer:
         self.gzip_answers = False
         # When set, every call is answered 307 Temporary Redirect to this URL.
         self.redirect_to: str | None = None
+        # When set, answer bodies are sent a byte at a time, this many seconds apart; `drips` says for each
+        # whether its body went out whole (False: the client hung up first), and `drip_ended` is set after each.
+        self.drip_seconds: float | None = None
+        self.drips: list[bool] = []
+        self.drip_ended = threading.Event()
         self.connections = 0
         self._lock = threading.Lock()
         self._http = _HttpServer(("127.0.0.1", 0), _handler_class(self), on_connection=self._connected)
@@ -92,6 +98,23 @@ class PrpcServer:
     def _connected(self) -> None:
         with self._lock:
             self.connections += 1
+
+    def send_body(self, out, body: bytes) -> None:
+        """Writes an answer's body: at once, or dripped (`drip_seconds`)."""
+        pause = self.drip_seconds
+        if pause is None:
+            out.write(body)
+            return
+        whole = True
+        try:
+            for index in range(len(body)):
+                out.write(body[index : index + 1])
+                time.sleep(pause)  # the misbehaviour itself: a server that sends slowly
+        except ConnectionError:
+            whole = False
+        with self._lock:
+            self.drips.append(whole)
+        self.drip_ended.set()
 
     def record(self, request: RecordedRequest) -> None:
         with self._lock:
@@ -188,7 +211,7 @@ def _handler_class(server: PrpcServer) -> type[http.server.BaseHTTPRequestHandle
             if "Content-Length" not in answer.headers:  # a test may send its own, readable or not
                 self.send_header("Content-Length", str(len(answer.body)))
             self.end_headers()
-            self.wfile.write(answer.body)
+            server.send_body(self.wfile, answer.body)
 
         def log_message(self, format: str, *args: object) -> None:
             """Silent: the tests read `server.requests` instead."""

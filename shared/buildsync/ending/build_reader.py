@@ -10,6 +10,7 @@ hides some tags. `read_builds` does the reads for a batch in few lookups;
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from google.cloud import datastore
 from google.protobuf import struct_pb2
@@ -49,24 +50,48 @@ class StoredBuild:
 
     @property
     def project(self) -> str:
-        return self.entity.get("project") or ""
+        return self._text(model.PROJECT)
+
+    @property
+    def has_callback(self) -> bool:
+        """Whether the build asked for a callback: decided in its ending transaction, whatever the value's type."""
+        return bool(self.entity.get(model.CALLBACK_TOPIC))
 
     @property
     def callback_topic(self) -> str:
-        return self.entity.get(model.CALLBACK_TOPIC) or ""
+        return self._text(model.CALLBACK_TOPIC)
 
     @property
     def callback_user_data(self) -> bytes:
-        return self.entity.get(model.CALLBACK_USER_DATA) or b""
+        return self._stored(model.CALLBACK_USER_DATA, bytes, b"")
 
     @property
     def stage_attempt_token(self) -> str:
         """Set when TurboCI runs the build as a stage attempt, which must be ended too."""
-        return self.entity.get("stage_attempt_token") or ""
+        return self._text("stage_attempt_token")
+
+    @property
+    def has_stage_attempt(self) -> bool:
+        return bool(self.entity.get("stage_attempt_token"))
 
     @property
     def resultdb_update_token(self) -> str:
-        return self.entity.get("resultdb_update_token") or ""
+        return self._text("resultdb_update_token")
+
+    def _text(self, name: str) -> str:
+        return self._stored(name, str, "")
+
+    def _stored(self, name: str, expected: type, empty: object) -> Any:
+        """Property `name` as luci/gae loads it into its Go field: absent or null is `empty`, another type does not
+        load; raises model.EntityDecodeError, so that only what needs the property is given up."""
+        value = self.entity.get(name)
+        if value is None:
+            return empty
+        if not isinstance(value, expected):
+            raise model.EntityDecodeError(
+                f"build {self.build_id}: Build property {name!r} is a {type(value).__name__}, not {expected.__name__}"
+            )
+        return value
 
     def build_proto(self) -> pb.Build:
         """Build.proto alone, as stored; raises model.EntityDecodeError."""
@@ -137,8 +162,10 @@ def api_build(stored: StoredBuild) -> pb.Build:
     build_id = stored.build_id
     build = stored.build_proto()
     del build.tags[:]
-    for tag in stored.entity.get("tags") or ():
-        key, _, value = str(tag).partition(":")
+    for tag in model.listed(stored.entity, "tags"):
+        if not isinstance(tag, str):
+            raise model.EntityDecodeError(f"build {build_id}: a tag is a {type(tag).__name__}, not a string")
+        key, _, value = tag.partition(":")
         if key not in HIDDEN_TAG_KEYS:
             build.tags.add(key=key, value=value)
     build.ClearField("infra")

@@ -97,7 +97,7 @@ class Targets:
         effects = {Effect.METRICS, Effect.PROJECT_TOPICS}
         if self.builds_topic:
             effects.add(Effect.BUILDS_TOPIC)
-        if stored.callback_topic:
+        if stored.has_callback:
             effects.add(Effect.CALLBACK)
         if invocation_of(infra) is not None:
             effects.add(Effect.RESULTDB)
@@ -295,10 +295,17 @@ class Completer:
                 report.done += 1
         report.retry += len(failed)
 
-    def _project_topics(self, stored: dict, left: dict[int, set], report: CompletionReport) -> dict[str, tuple]:
-        """The builds_notification_topics of each project whose builds still need them (one lookup)."""
-        needing = [build_id for build_id, effects in left.items() if Effect.PROJECT_TOPICS in effects]
-        projects = sorted({stored[build_id].project for build_id in needing})
+    def _project_topics(self, stored: dict, left: dict[int, set], report: CompletionReport) -> dict[int, tuple]:
+        """The builds_notification_topics of the project of each build that still needs them (one lookup)."""
+        needing = {}
+        for build_id, effects in left.items():
+            if Effect.PROJECT_TOPICS not in effects:
+                continue
+            try:
+                needing[build_id] = stored[build_id].project
+            except PermanentError as error:  # a project of another type: no project's topics are its
+                self._give_up(build_id, {Effect.PROJECT_TOPICS}, left, report, str(error))
+        projects = sorted(set(needing.values()))
         if not projects:
             return {}
         keys = [configs.project_key(self.client, project) for project in projects]
@@ -314,10 +321,10 @@ class Completer:
                 broken[project] = str(error)
                 continue
             topics[project] = tuple(topic for topic in listed if self._publishable(project, topic.name))
-        for build_id in needing:
-            if stored[build_id].project in broken:
-                self._give_up(build_id, {Effect.PROJECT_TOPICS}, left, report, broken[stored[build_id].project])
-        return topics
+        for build_id, project in needing.items():
+            if project in broken:
+                self._give_up(build_id, {Effect.PROJECT_TOPICS}, left, report, broken[project])
+        return {build_id: topics[project] for build_id, project in needing.items() if project in topics}
 
     def _publishable(self, project: str, topic: str) -> bool:
         """Whether a project's builds_notification_topics entry may be published to; if not, one ERROR says why."""
@@ -327,7 +334,7 @@ class Completer:
         return problem is None
 
     def _messages(
-        self, stored: dict, left: dict[int, set], report: CompletionReport, project_topics: dict[str, tuple]
+        self, stored: dict, left: dict[int, set], report: CompletionReport, project_topics: dict[int, tuple]
     ) -> Iterator[notifications.Outgoing]:
         """The notifications each build still needs, made one build at a time as they are published."""
         wanted = {Effect.BUILDS_TOPIC, Effect.CALLBACK, Effect.PROJECT_TOPICS}
@@ -348,7 +355,7 @@ class Completer:
                     frozenset(mine),
                     self.targets.builds_topic,
                     self.targets.builds_compression,
-                    project_topics.get(stored[build_id].project, ()),
+                    project_topics.get(build_id, ()),
                 )
             except PermanentError as error:
                 self._give_up(build_id, mine, left, report, str(error))
@@ -365,13 +372,11 @@ class Completer:
         def finalize(build_id: int) -> Finalization:
             build = stored[build_id]
             try:
-                infra = build.build_infra()
+                infra, project, token = build.build_infra(), build.project, build.resultdb_update_token
             except PermanentError as error:
-                logs.event(
-                    "ERROR", "BuildInfra does not decode; invocation left open", build_id=build_id, error=str(error)
-                )
+                logs.event("ERROR", "build cannot be read; invocation left open", build_id=build_id, error=str(error))
                 return Finalization.GAVE_UP
-            return self.finalizer.finalize(build_id, build.project, infra, build.resultdb_update_token)
+            return self.finalizer.finalize(build_id, project, infra, token)
 
         with concurrent.futures.ThreadPoolExecutor(max_workers=RESULTDB_WORKERS) as pool:
             for build_id, outcome in zip(build_ids, pool.map(finalize, build_ids), strict=True):

@@ -102,9 +102,9 @@ QUEUES = sorted({cls.queue for cls in CLASSES.values()})
 def task_classes_for(stored: StoredBuild, infra: pb.BuildInfra, max_concurrent_builds: int) -> list[TaskClass]:
     """The tasks Buildbucket's sync enqueues when it ends this build (tasks/build_status.go)."""
     classes = [NOTIFY_PROXY, EXPORT_BIGQUERY]
-    if stored.callback_topic:
+    if stored.has_callback:
         classes.append(NOTIFY_CALLBACK)
-    if stored.stage_attempt_token:
+    if stored.has_stage_attempt:
         classes.append(END_TURBOCI_STAGE_ATTEMPT)
     if max_concurrent_builds > 0:
         classes.append(POP_PENDING_BUILDS)

@@ -23,6 +23,7 @@ from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.proto import notification_pb2 as npb
 from buildsync.proto import project_config_pb2 as cpb
 from buildsync.remote.publishing import PUBLISH_TIMEOUT_SECONDS
+from buildsync.store.model import EntityDecodeError
 from buildsync.store.outbox import Effect
 
 if TYPE_CHECKING:  # the client is the caller's
@@ -100,8 +101,13 @@ def topic_problem(topic: str, own_topics: frozenset[str]) -> str | None:
 
 
 def callback_topic_problem(stored: StoredBuild, own_topics: frozenset[str]) -> str | None:
-    """Why the build's callback topic is never published to, or None."""
-    problem = topic_problem(stored.callback_topic, own_topics) if stored.callback_topic else None
+    """Why the build's callback is never published, or None: its topic, or its topic or user data stored as
+    another type than luci/gae loads."""
+    try:
+        topic, _ = stored.callback_topic, stored.callback_user_data
+    except EntityDecodeError as error:
+        return str(error)
+    problem = topic_problem(topic, own_topics) if topic else None
     return f"build {stored.build_id}: pubsub_callback.{problem}" if problem else None
 
 

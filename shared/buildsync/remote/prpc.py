@@ -26,6 +26,7 @@ from typing import Protocol, TypeVar
 
 import grpc
 import requests
+import urllib3
 from google.protobuf import any_pb2
 from google.protobuf.message import DecodeError, Message
 
@@ -276,23 +277,32 @@ class PrpcClient:
             ) as answer:
                 payload = self._read_body(answer, deadline)
                 return self._check_status(url, answer, payload), answer.headers.get("Content-Type", "")
-        except requests.Timeout as error:
+        except (requests.exceptions.InvalidHeader, UnicodeEncodeError) as error:
+            # A header value no HTTP request carries (a stored token with a line break, text outside Latin-1):
+            # refused before sending, the same on every attempt.
+            raise rpc_error(grpc.StatusCode.INVALID_ARGUMENT, f"{url}: a header cannot be sent: {error}") from error
+        except (requests.Timeout, urllib3.exceptions.TimeoutError) as error:
             raise rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED, f"{url}: attempt deadline exceeded: {error}") from error
         except requests.ConnectionError as error:
             # No answer at all: what gRPC's own client calls UNAVAILABLE (pRPC's says INTERNAL; both retry it).
             raise rpc_error(grpc.StatusCode.UNAVAILABLE, f"{url}: sending the request: {error}") from error
-        except requests.RequestException as error:
+        except (requests.RequestException, urllib3.exceptions.HTTPError) as error:
             raise rpc_error(grpc.StatusCode.INTERNAL, f"{url}: sending the request: {error}") from error
 
     def _read_body(self, answer: requests.Response, deadline: float) -> bytearray:
-        """The body, read within the deadline and the size limit (Content-Length checked first)."""
+        """The body, read within the deadline and the size limit (Content-Length checked first).
+
+        Each read returns what arrived (read1), up to a chunk: a read that
+        waited for a whole chunk would let a body dripped a byte at a time
+        outlast every deadline, each byte inside the socket's timeout.
+        """
         limit = self.max_response_bytes
         declared = _decimal(answer.headers.get("Content-Length", ""))
         length = declared if "Content-Encoding" not in answer.headers else None
         if length is not None and length > limit:
             raise self._too_big(length)
         buffer = bytearray()  # parsed as it is: a copy into bytes would double the peak
-        for chunk in answer.iter_content(_CHUNK_BYTES):
+        while chunk := answer.raw.read1(_CHUNK_BYTES, decode_content=True):
             buffer += chunk
             if len(buffer) > limit:
                 raise self._too_big(0)

@@ -248,8 +248,8 @@ def read_custom_metrics(entity: datastore.Entity) -> tuple[CustomMetric, ...]:
     The two lists pair up by position, as luci/gae loads them; a definition
     stored as null, or missing from a shorter list, counts as an empty one.
     """
-    bases = _listed(entity, CUSTOM_METRIC_BASES)
-    definitions = _listed(entity, CUSTOM_METRIC_DEFINITIONS)
+    bases = listed(entity, CUSTOM_METRIC_BASES)
+    definitions = listed(entity, CUSTOM_METRIC_DEFINITIONS)
     metrics = []
     for index, base in enumerate(bases):
         if not isinstance(base, int) or isinstance(base, bool):
@@ -264,7 +264,7 @@ def read_custom_metrics(entity: datastore.Entity) -> tuple[CustomMetric, ...]:
 def builder_metric_names(entity: datastore.Entity) -> BuilderMetricNames:
     """The builder metric names stored on a Build (a lone string counts as a list of one)."""
     return BuilderMetricNames(
-        **{field: tuple(str(name) for name in _listed(entity, prop)) for field, prop in BUILDER_METRIC_NAMES.items()}
+        **{field: tuple(str(name) for name in listed(entity, prop)) for field, prop in BUILDER_METRIC_NAMES.items()}
     )
 
 
@@ -281,7 +281,7 @@ def write_builder_metric_names(entity: datastore.Entity, names: BuilderMetricNam
             del entity[prop]
 
 
-def _listed(entity: datastore.Entity, name: str) -> list:
+def listed(entity: datastore.Entity, name: str) -> list:
     """A property Buildbucket stores as a list: absent is empty, a lone value is a list of one."""
     value = entity.get(name)
     if value is None:
