@@ -29,7 +29,7 @@ from google.cloud import datastore
 from tests import buildbucket_writer as bb
 from tests.builds import BACKEND, put_build
 from tests.conftest import PROJECT
-from tests.harness import outbox_due
+from tests.harness import captured_logs, outbox_due
 from tools.cloud_tasks import Decoded, decoded
 from tools.emulators import wait_until
 
@@ -238,6 +238,21 @@ def test_builders_without_a_limit_or_without_an_entity_get_no_pop_task(
     found = by_build(cloud_tasks.servicer.decoded_requests())
     assert sorted(found) == [3, 4]
     assert sorted(found[3]) == sorted(found[4]) == ["export-bigquery-go", "notify-pubsub-go-proxy"]
+
+
+def test_a_task_cloud_tasks_answers_data_loss_for_is_given_up_alone_and_the_batch_acknowledged(
+    datastore_client, task_backend, runtime, cloud_tasks
+):
+    """DATA_LOSS is a permanent code: no client-library error of a code is a bug (errors.py)."""
+    for build_id in (8, 9):
+        put_ending_build(datastore_client, build_id, task_backend)
+    cloud_tasks.servicer.fail_next(grpc.StatusCode.DATA_LOSS)
+    with captured_logs() as captured:
+        handlers.handle_batch(runtime(), batch(8, 9))
+    (dropped,) = [e for e in captured.events() if e["severity"] == "ERROR"]
+    assert dropped["message"] == "completion effects dropped" and "injected failure" in dropped["error"]
+    assert len(cloud_tasks.servicer.created) == 3  # the other three of the two builds' four tasks
+    assert outbox_due(datastore_client, datetime.datetime.now(datetime.timezone.utc), datetime.timedelta(0)) == []
 
 
 def test_tasks_cloud_tasks_refused_for_a_while_are_created_by_the_sweep_under_their_planned_names(

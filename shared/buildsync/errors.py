@@ -165,6 +165,7 @@ PERMANENT_API_ERRORS = (
     api_exceptions.FailedPrecondition,
     api_exceptions.OutOfRange,
     api_exceptions.MethodNotImplemented,
+    api_exceptions.DataLoss,
 )
 
 
@@ -174,6 +175,8 @@ def is_transient(error: BaseException) -> bool:
         return isinstance(error, TransientError)
     if isinstance(error, grpc.RpcError) and hasattr(error, "code"):
         return error.code() in TRANSIENT_GRPC_CODES
+    if isinstance(error, api_exceptions.AlreadyExists):  # a Conflict to api_core, but no contention: permanent
+        return False
     return isinstance(error, TRANSIENT_API_ERRORS) or _is_expired_transaction(error)
 
 
