@@ -222,6 +222,10 @@ class PrpcClient:
         errors.py sorts the code, ResponseTooBigError for an over-size answer.
         """
         url = f"{self._scheme}://{self.host}/prpc/{service}/{method}"
+        for name, value in (headers or {}).items():
+            problem = header_value_problem(value)
+            if problem:  # the same on every attempt: not retried
+                raise rpc_error(grpc.StatusCode.INVALID_ARGUMENT, f"{url}: header {name} cannot be sent: {problem}")
         body = request.SerializeToString()
         deadline = time.monotonic() + timeout
         delay = self.retry.first_delay
@@ -277,10 +281,6 @@ class PrpcClient:
             ) as answer:
                 payload = self._read_body(answer, deadline)
                 return self._check_status(url, answer, payload), answer.headers.get("Content-Type", "")
-        except (requests.exceptions.InvalidHeader, UnicodeEncodeError) as error:
-            # A header value no HTTP request carries (a stored token with a line break, text outside Latin-1):
-            # refused before sending, the same on every attempt.
-            raise rpc_error(grpc.StatusCode.INVALID_ARGUMENT, f"{url}: a header cannot be sent: {error}") from error
         except (requests.Timeout, urllib3.exceptions.TimeoutError) as error:
             raise rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED, f"{url}: attempt deadline exceeded: {error}") from error
         except requests.ConnectionError as error:
@@ -343,6 +343,22 @@ class PrpcClient:
 
     def close(self) -> None:
         self._session.close()
+
+
+def header_value_problem(value: str) -> str | None:
+    """Why `value` cannot be sent as a header value, or None.
+
+    HTTP/1.1 (as `requests` checks it) and gRPC metadata both take printable
+    ASCII that does not start with a space; a value from a stored build (an
+    update token with a line break, a project outside ASCII) is refused
+    before any attempt, instead of failing each one the same way.
+    """
+    if _HEADER_VALUE.fullmatch(value):
+        return None
+    return f"{value[:100]!r} is not printable ASCII starting with a visible character"
+
+
+_HEADER_VALUE = re.compile(r"(?:[\x21-\x7e][\x20-\x7e]*)?")
 
 
 def _decimal(text: str) -> int | None:

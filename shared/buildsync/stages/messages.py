@@ -18,10 +18,10 @@ import dataclasses
 import datetime
 import difflib
 import json
-import re
 from typing import Any, ClassVar
 
 from buildsync.errors import MessageError
+from buildsync.remote.prpc import header_value_problem
 from buildsync.rules.task_rules import MAX_TASK_IDS
 
 SCHEMA_VERSION = 1
@@ -32,11 +32,6 @@ MAX_BATCH_SIZE = MAX_TASK_IDS
 # The backend and project travel on as Pub/Sub attributes of the next stage's
 # messages, whose values Pub/Sub takes up to 1,024 bytes (docs/platform.md "Pub/Sub").
 MAX_NAME_BYTES = 1024
-
-# The project also travels as the X-Luci-Project header of every FetchTasks
-# call, which HTTP/1.1 and gRPC metadata carry only as visible ASCII (LUCI's
-# own project names are [a-z0-9_-]).
-_HEADER_VALUE = re.compile(r"[\x21-\x7e]+")
 
 
 def name_problem(field: str, value: object) -> str | None:
@@ -50,12 +45,9 @@ def name_problem(field: str, value: object) -> str | None:
         return f"{field} {value!r} is not a non-empty string"
     if len(value.encode(errors="replace")) > MAX_NAME_BYTES:
         return f"{field} is over {MAX_NAME_BYTES} bytes, more than any {field} name (a Pub/Sub attribute's limit)"
-    if field == "project" and not _HEADER_VALUE.fullmatch(value):
-        return (
-            f"project {value[:100]!r} holds a space, control or non-ASCII character, "
-            "which no X-Luci-Project header carries"
-        )
-    return None
+    # The project also travels as the X-Luci-Project header of every FetchTasks call.
+    problem = header_value_problem(value) if field == "project" else None
+    return f"project {problem}, so no X-Luci-Project header carries it" if problem else None
 
 
 def _decode_object(data: bytes | str, kind: str, hint: str = "") -> dict[str, Any]:
