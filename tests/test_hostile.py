@@ -52,7 +52,7 @@ from google.protobuf import struct_pb2
 from tests import buildbucket_writer as bb
 from tests.builds import put_build
 from tests.conftest import PROJECT
-from tests.harness import BACKEND, Subscribed, captured_logs, outbox_due, settings_text, with_deep_stack
+from tests.harness import BACKEND, LONG_AGO, Subscribed, captured_logs, outbox_due, settings_text, with_deep_stack
 from tests.test_completion import put_buildbucket_build
 from tests.test_events import pubsub_event
 from tools.prpc_server import RawAnswer
@@ -61,8 +61,6 @@ from tools.task_backend import FakeTaskBackend, TaskBackendServer, nested_bytes,
 
 SYNCED, INVALID, FAILED, LEFT = "SYNCED", "INVALID", "FAILED", "LEFT"
 ERROR, TRANSIENT, RETRY = "ERROR", "TRANSIENT", "RETRY"
-NOW = datetime.datetime.now(datetime.timezone.utc)
-LONG_AGO = NOW - datetime.timedelta(hours=1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,19 +106,19 @@ _TRIGGERS = [
 ]
 
 
-def _shard_jobs() -> list[tuple[str, bytes]]:
-    job = ShardJob(BACKEND, "proj", 0, 3, NOW)
+def _shard_jobs(now: datetime.datetime) -> list[tuple[str, bytes]]:
+    job = ShardJob(BACKEND, "proj", 0, 3, now)
     return [
         ("a shard count the settings do not have", dataclasses.replace(job, shards=2, shard=1).to_json()),
-        ("a plan time an hour ahead", dataclasses.replace(job, planned_at=NOW + datetime.timedelta(hours=1)).to_json()),
+        ("a plan time an hour ahead", dataclasses.replace(job, planned_at=now + datetime.timedelta(hours=1)).to_json()),
         ("a shard outside its count", job.to_json().replace(b'"shard":0', b'"shard":7')),
         ("no version", job.to_json().replace(b'"version":1,', b"")),
         ("a lone surrogate in the project", job.to_json().replace(b'"proj"', b'"\\udfff"')),
     ]
 
 
-def _sync_batches() -> list[tuple[str, bytes]]:
-    batch = SyncBatch(BACKEND, "proj", (1,), NOW)
+def _sync_batches(now: datetime.datetime) -> list[tuple[str, bytes]]:
+    batch = SyncBatch(BACKEND, "proj", (1,), now)
     return [
         ("1001 build ids", dataclasses.replace(batch, build_ids=tuple(range(1, 1002))).to_json()),
         ("build id 0", batch.to_json().replace(b"[1]", b"[0]")),
@@ -129,7 +127,7 @@ def _sync_batches() -> list[tuple[str, bytes]]:
         ("an unknown backend", dataclasses.replace(batch, backend="swarming://nowhere").to_json()),
         (
             "a plan time an hour ahead",
-            dataclasses.replace(batch, planned_at=NOW + datetime.timedelta(hours=1)).to_json(),
+            dataclasses.replace(batch, planned_at=now + datetime.timedelta(hours=1)).to_json(),
         ),
     ]
 
@@ -140,8 +138,10 @@ def _messages(tally: Tally, runtime) -> None:
         "shard": lambda data: handlers.handle_job(runtime, ShardJob.from_json(data)),
         "sync": lambda data: handlers.handle_batch(runtime, SyncBatch.from_json(data)),
     }
-    rows = [("planner", *row) for row in _TRIGGERS] + [("shard", *row) for row in _shard_jobs()]
-    rows += [("sync", *row) for row in _sync_batches()]
+    # Planned now, as the stages' clocks see it: a plan from the suite's start would be dropped as too old.
+    now = datetime.datetime.now(datetime.timezone.utc)
+    rows = [("planner", *row) for row in _TRIGGERS] + [("shard", *row) for row in _shard_jobs(now)]
+    rows += [("sync", *row) for row in _sync_batches(now)]
     rows.append(("sync", "an envelope whose data is not base64", None))
     for stage, name, data in rows:
         event = pubsub_event(data) if data is not None else CloudEvent(_ENVELOPE, {"message": {"data": "%%"}})
