@@ -29,7 +29,7 @@ from buildsync.errors import TransientError
 from buildsync.proto import buildbucket_pb2 as pb
 from buildsync.remote.backend import BackendPool, GrpcTaskBackend
 from buildsync.remote.backend_options import GRPC
-from buildsync.rules.settings import Settings, parse_settings
+from buildsync.rules.settings import Settings
 from buildsync.rules.status_rules import is_ended
 from buildsync.stages.messages import ShardJob, SyncBatch, SyncTrigger
 from buildsync.stages.pipeline import run_pipeline
@@ -49,7 +49,6 @@ from tests.harness import (
     SETTLE_SECONDS,
     backend_pool,
     captured_logs,
-    settings_text,
     start_emulator,
 )
 from tools.delay_proxy import CommitGate, DelayProxy
@@ -58,7 +57,7 @@ from tools.emulators import datastore_client as emulator_client
 from tools.new_builds import NewBuild, new_build_entities
 from tools.prpc_server import PrpcStatus
 from tools.stack import from_pubsub_data
-from tools.task_backend import FakeTaskBackend, TaskBackendServer
+from tools.task_backend import FakeTaskBackend
 
 pytestmark = pytest.mark.both_emulators
 
@@ -173,15 +172,6 @@ def expected_build_status(task_status: int, task_success: bool) -> int:
     return task_status
 
 
-@contextlib.contextmanager
-def serving(backend: FakeTaskBackend):
-    server = TaskBackendServer(backend).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 # --- 1. every Pub/Sub message delivered one, two and three times --------------
 
 DELIVERIES = (1, 2, 3)
@@ -292,23 +282,23 @@ def groups_of(groups: dict[tuple[int, str], list[int]], deliveries: int) -> list
 # --- 2. a backend that fails 30% of calls and 10% of tasks --------------------
 
 
-class FlakyTaskBackend(FakeTaskBackend):
-    """Aborts a seeded-random share of FetchTasks calls with UNAVAILABLE."""
+class Flakiness:
+    """A response hook that fails a seeded-random share of FetchTasks calls whole with UNAVAILABLE."""
 
     def __init__(self, seed: int, failure_rate: float) -> None:
-        super().__init__()
         self.random = random.Random(seed)
         self.failure_rate = failure_rate
         self.aborted: list[int] = []  # ids asked for in each aborted call
+        self._lock = threading.Lock()
 
-    def answer(self, request, headers):
+    def __call__(self, request: pb.FetchTasksRequest, response: pb.FetchTasksResponse) -> pb.FetchTasksResponse:
         with self._lock:
             fail = self.random.random() < self.failure_rate
             if fail:
                 self.aborted.append(len(request.task_ids))
         if fail:
             raise PrpcStatus(grpc.StatusCode.UNAVAILABLE, "injected: backend overloaded")
-        return super().answer(request, headers)
+        return response
 
 
 FLAKY_BUILDS = 120
@@ -317,56 +307,57 @@ FINAL_TASKS = (pb.SUCCESS, pb.FAILURE, pb.INFRA_FAILURE, pb.CANCELED, pb.STARTED
 
 
 @pytest.mark.both_transports
-def test_flaky_backend_converges_without_corruption(datastore_client, transaction_begin, transport, sync_options):
+def test_flaky_backend_converges_without_corruption(
+    datastore_client, task_backend, make_settings, pool, transaction_begin, transport, sync_options
+):
     ids = list(range(1, FLAKY_BUILDS + 1))
     # Task i moves one update per round, STARTED until its last update.
     final_update = {i: 2 + i % 4 for i in ids}
     final_status = {i: FINAL_TASKS[i % len(FINAL_TASKS)] for i in ids}
     expected = {i: expected_build_status(final_status[i], task_success=True) for i in ids}
     put_builds(datastore_client, [new_build(i, shards=2) for i in ids], {i: i % 2 for i in ids})
-    flaky = FlakyTaskBackend(seed=20240611, failure_rate=0.3)
+    backend = task_backend.backend
+    flaky = backend.response_hook = Flakiness(seed=20240611, failure_rate=0.3)
     errors_rng = random.Random(7)
     seen = {i: 1 for i in ids}
     rounds, per_round = 0, []
     corrupted: dict[int, str] = {}  # build id -> the first thing found wrong with it
     misreported: list[tuple] = []
 
-    with serving(flaky) as server, contextlib.closing(backend_pool(transport, deadline_seconds=20)) as backends:
-        hostname = server.hostname_for(transport)
-        settings = parse_settings(settings_text(hostname, shards=2, task_success=True), "text")
-        for round_no in range(1, MAX_ROUNDS + 1):
-            for i in ids:
-                update_id = min(1 + round_no, final_update[i])
-                status = final_status[i] if update_id == final_update[i] else pb.STARTED
-                flaky.set_task(f"task-{i}", status, update_id)
-            flaky.task_errors = {
-                f"task-{i}": (grpc.StatusCode.INTERNAL.value[0], "injected: lookup failed")
-                for i in errors_rng.sample(ids, len(ids) // 10)
-            }
-            aborted_before = len(flaky.aborted)
-            at = T0 + round_no * ROUND_STEP
-            report = sync_round(datastore_client, settings, backends, sync_options, at, batch_size=10)
-            aborted_builds = sum(flaky.aborted[aborted_before:])
-            per_round.append((report.due, aborted_builds, report.invalid, report.failed))
-            rounds = round_no
+    settings = make_settings(shards=2, task_success=True)
+    for round_no in range(1, MAX_ROUNDS + 1):
+        for i in ids:
+            update_id = min(1 + round_no, final_update[i])
+            status = final_status[i] if update_id == final_update[i] else pb.STARTED
+            backend.set_task(f"task-{i}", status, update_id)
+        backend.task_errors = {
+            f"task-{i}": (grpc.StatusCode.INTERNAL.value[0], "injected: lookup failed")
+            for i in errors_rng.sample(ids, len(ids) // 10)
+        }
+        aborted_before = len(flaky.aborted)
+        at = T0 + round_no * ROUND_STEP
+        report = sync_round(datastore_client, settings, pool, sync_options, at, batch_size=10)
+        aborted_builds = sum(flaky.aborted[aborted_before:])
+        per_round.append((report.due, aborted_builds, report.invalid, report.failed))
+        rounds = round_no
 
-            stored = read_stored(datastore_client, ids, consistent=True, begin=transaction_begin)
-            for i, problem in corruption(stored).items():
-                corrupted[i] = f"round {round_no}: {problem}"
-            for i in ids:
-                backend_update = min(1 + round_no, final_update[i])
-                if not seen[i] <= stored[i].update_id <= backend_update:
-                    corrupted[i] = (
-                        f"round {round_no}: update_id {stored[i].update_id}, was {seen[i]}, backend {backend_update}"
-                    )
-                seen[i] = stored[i].update_id
-            # Over gRPC every build of an aborted call is counted failed; pRPC's client retries
-            # UNAVAILABLE within the call, so fewer fail. Either way a failure asks for a retry.
-            lost = report.failed < aborted_builds if transport == GRPC else report.failed > aborted_builds
-            if lost or report.retry != (report.failed > 0):
-                misreported.append((round_no, aborted_builds, report.failed, report.retry))
-            if all(stored[i].status == expected[i] and stored[i].update_id == final_update[i] for i in ids):
-                break
+        stored = read_stored(datastore_client, ids, consistent=True, begin=transaction_begin)
+        for i, problem in corruption(stored).items():
+            corrupted[i] = f"round {round_no}: {problem}"
+        for i in ids:
+            backend_update = min(1 + round_no, final_update[i])
+            if not seen[i] <= stored[i].update_id <= backend_update:
+                corrupted[i] = (
+                    f"round {round_no}: update_id {stored[i].update_id}, was {seen[i]}, backend {backend_update}"
+                )
+            seen[i] = stored[i].update_id
+        # Over gRPC every build of an aborted call is counted failed; pRPC's client retries
+        # UNAVAILABLE within the call, so fewer fail. Either way a failure asks for a retry.
+        lost = report.failed < aborted_builds if transport == GRPC else report.failed > aborted_builds
+        if lost or report.retry != (report.failed > 0):
+            misreported.append((round_no, aborted_builds, report.failed, report.retry))
+        if all(stored[i].status == expected[i] and stored[i].update_id == final_update[i] for i in ids):
+            break
 
     converged = sum(1 for i in ids if stored[i].status == expected[i] and stored[i].update_id == final_update[i])
     figure(
@@ -375,7 +366,7 @@ def test_flaky_backend_converges_without_corruption(datastore_client, transactio
         builds=len(ids),
         converged=converged,
         aborted_calls=len(flaky.aborted),
-        calls=len(flaky.aborted) + len(flaky.calls),
+        calls=len(backend.calls),
         invalid_outcomes=sum(r[2] for r in per_round),
         corrupted=len(corrupted),
     )

@@ -78,7 +78,7 @@ class FakeTaskBackend(pb_grpc.TaskBackendServicer):
         self.fail_with: grpc.StatusCode | None = None
         # When set, FetchTasks blocks until the event is set (a hung backend).
         self.hang: threading.Event | None = None
-        # When set, rewrites each response before it is sent.
+        # When set, rewrites each response before it is sent; a PrpcStatus it raises fails the whole call.
         self.response_hook: ResponseHook | None = None
         self.calls: list[int] = []  # number of ids in each FetchTasks call
         self.call_headers: list[dict[str, str]] = []  # lower-case names, as each call arrived
