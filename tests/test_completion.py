@@ -331,7 +331,8 @@ def test_a_build_topic_that_fails_keeps_only_that_effect_and_the_entry_waits_beh
     assert (left.build_id, left.effects, left.attempts) == (7, {outbox.Effect.BUILDS_TOPIC}, 1)
     the_runtime.completer.complete([left])  # fails again: due only after its delay
     assert outbox_due(datastore_client, now + datetime.timedelta(seconds=50), datetime.timedelta(0)) == []
-    later = now + outbox.retry_delay(2) + datetime.timedelta(minutes=1)
+    # The delay runs from the attempt, on the completer's own clock: a minute past it, read after the attempt.
+    later = datetime.datetime.now(datetime.timezone.utc) + outbox.retry_delay(2) + datetime.timedelta(minutes=1)
     assert [c.attempts for c in outbox_due(datastore_client, later, datetime.timedelta(0))] == [2]
 
 

@@ -84,7 +84,9 @@ def test_an_entry_left_over_goes_behind_newer_entries_of_its_range_so_none_is_he
     *stuck_ids, newer_id = same_range_ids(4)
     stuck = [put(datastore_client, i, {Effect.CALLBACK}, now - 60 * MINUTE) for i in stuck_ids]
     # Each failed twice already (a callback topic the deployment may not publish to): tried again later.
-    outbox.settle(datastore_client, [], [Completion(c.build_id, c.effects, c.created, attempts=3) for c in stuck])
+    outbox.settle(
+        datastore_client, [], [Completion(c.build_id, c.effects, c.created, attempts=3) for c in stuck], now=now
+    )
     newer = put(datastore_client, newer_id, {Effect.METRICS}, now - 5 * MINUTE)
     shard = outbox.sweep_shard(newer_id)
     assert outbox.due(datastore_client, now, datetime.timedelta(0), 1, shard=shard) == [newer]
