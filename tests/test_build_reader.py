@@ -131,3 +131,18 @@ def test_absent_or_null_properties_read_as_empty_and_a_lone_tag_as_a_list_of_one
     stored = build_reader.StoredBuild(entity)
     assert (stored.callback_topic, stored.callback_user_data, stored.resultdb_update_token) == ("", b"", "")
     assert [(tag.key, tag.value) for tag in build_reader.api_build(stored).tags] == [("a", "b")]
+
+
+@pytest.mark.parametrize("count", [10**7, "3", 2.0])
+def test_a_chunk_count_that_is_no_number_of_chunks_up_to_the_cap_fails_the_read_without_reading_chunks(
+    datastore_client, count
+):
+    put_build(datastore_client, 1, updated=datetime.datetime.now(datetime.timezone.utc))
+    bb.put_output_properties(datastore_client, 1, {"a": "b"})
+    entity = datastore_client.get(model.child_key(datastore_client, 1, build_reader.OUTPUT_PROPERTIES_KIND))
+    entity["chunk_count"] = count
+    datastore_client.put(entity)
+    stored = build_reader.read_builds(datastore_client, [1])[1]
+    assert stored.output_chunks == ()
+    with pytest.raises(model.EntityDecodeError, match="is not a number of chunks up to"):
+        build_reader.api_build(stored)

@@ -376,6 +376,17 @@ def _property(name: str, value):
     return mutate
 
 
+def _child(kind: str, name: str, value):
+    """Property `name` of the build's `kind` child entity stored as `value`."""
+
+    def mutate(scene: Scene, build_id: int) -> None:
+        entity = scene.client.get(model.child_key(scene.client, build_id, kind))
+        entity[name] = value
+        scene.client.put(entity)
+
+    return mutate
+
+
 def _resultdb_host(host):
     def mutate(scene: Scene, build_id: int) -> None:
         bb.set_invocation(scene.client, build_id, host(scene), f"invocations/build-{build_id}")
@@ -609,6 +620,41 @@ BUILD_ROWS = [
     BuildRow("stored entities", "tags that are one number", SYNCED, ERROR, _ended_with(_property("tags", 7))),
     BuildRow("stored entities", "tags holding a null", SYNCED, ERROR, _ended_with(_property("tags", ["a:b", None]))),
     BuildRow("stored entities", "tags that are one string", SYNCED, "DONE", _ended_with(_property("tags", "a:b"))),
+    BuildRow(
+        "stored entities",
+        "steps stored as text",
+        SYNCED,
+        ERROR,
+        _ended_with(_child(model.BUILD_STEPS_KIND, "steps", "x")),
+    ),
+    BuildRow(
+        "stored entities",
+        "output properties stored as text",
+        SYNCED,
+        ERROR,
+        _ended_with(_child("BuildOutputProperties", "properties", "text")),
+    ),
+    BuildRow(
+        "stored entities",
+        "input properties that are a number",
+        SYNCED,
+        ERROR,
+        _ended_with(_child("BuildInputProperties", "properties", 7)),
+    ),
+    BuildRow(
+        "stored entities",
+        "a chunk_count that is text",
+        SYNCED,
+        ERROR,
+        _ended_with(_child("BuildOutputProperties", "chunk_count", "x")),
+    ),
+    BuildRow(
+        "stored entities",
+        "a chunk_count of ten million (a lookup per thousand)",
+        SYNCED,
+        ERROR,
+        _ended_with(_child("BuildOutputProperties", "chunk_count", 10**7)),
+    ),
 ]
 
 

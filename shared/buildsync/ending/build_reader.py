@@ -15,6 +15,7 @@ from typing import Any
 from google.cloud import datastore
 from google.protobuf import struct_pb2
 
+from buildsync import wire
 from buildsync.ending import compression
 from buildsync.errors import as_sync_error
 from buildsync.proto import buildbucket_pb2 as pb
@@ -25,6 +26,14 @@ from buildsync.store import model
 INPUT_PROPERTIES_KIND = "BuildInputProperties"
 OUTPUT_PROPERTIES_KIND = "BuildOutputProperties"
 PROPERTY_CHUNK_KIND = "PropertyChunk"
+
+# Buildbucket cuts chunked output properties into chunks of this many zstd bytes
+# (model/details.go maxPropertySize). zstd never inflates data to less than
+# about its own size, so a count past this one would inflate past what is ever
+# inflated (wire.MAX_INFLATED_BYTES): such a count fails the build's read
+# without reading a chunk, where reading it would take a lookup per 1000.
+PROPERTY_CHUNK_BYTES = 1_000_000
+MAX_PROPERTY_CHUNKS = wire.MAX_INFLATED_BYTES // PROPERTY_CHUNK_BYTES + 1
 
 # Tags Buildbucket keeps on the entity for its own queries but leaves out of API answers.
 HIDDEN_TAG_KEYS = frozenset({"build_address", "builder", "gitiles_ref"})
@@ -151,7 +160,16 @@ def read_builds(client: datastore.Client, build_ids: list[int]) -> dict[int, Sto
 
 
 def _chunk_count(output: datastore.Entity | None) -> int:
-    return int(output.get("chunk_count") or 0) if output is not None else 0
+    """The chunks to read: none for a count that is not a number of chunks (_output_properties then says so)."""
+    return (_stored_chunk_count(output) or 0) if output is not None else 0
+
+
+def _stored_chunk_count(output: datastore.Entity) -> int | None:
+    """`chunk_count` as Go reads it (absent or below 1: no chunks), or None when it is no count up to the cap."""
+    count = output.get("chunk_count") or 0
+    if not isinstance(count, int) or isinstance(count, bool) or count > MAX_PROPERTY_CHUNKS:
+        return None
+    return max(count, 0)
 
 
 def api_build(stored: StoredBuild) -> pb.Build:
@@ -191,11 +209,16 @@ def _output_properties(stored: StoredBuild) -> struct_pb2.Struct | None:
     entity = stored.output_properties
     if entity is None:
         return None
+    if _stored_chunk_count(entity) is None:
+        raise model.EntityDecodeError(
+            f"build {stored.build_id}: {OUTPUT_PROPERTIES_KIND} chunk_count {entity.get('chunk_count')!r} is not "
+            f"a number of chunks up to {MAX_PROPERTY_CHUNKS}"
+        )
     if not stored.output_chunks:
         return _decode(struct_pb2.Struct, entity.get("properties") or b"", stored.build_id, OUTPUT_PROPERTIES_KIND)
-    if not all(stored.output_chunks):
+    if not all(isinstance(chunk, bytes) and chunk for chunk in stored.output_chunks):
         raise model.EntityDecodeError(
-            f"build {stored.build_id}: a {PROPERTY_CHUNK_KIND} of its output properties is missing"
+            f"build {stored.build_id}: a {PROPERTY_CHUNK_KIND} of its output properties is missing or not bytes"
         )
     try:
         data = compression.decompress(b"".join(stored.output_chunks), npb.ZSTD)

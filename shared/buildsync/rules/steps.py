@@ -33,6 +33,8 @@ class StepsFormatError(StoredDataError):
 
 def decode_steps(data: bytes, zipped: bool) -> pb.Build:
     """The step container stored as `data`; raises StepsFormatError naming what is wrong."""
+    if not isinstance(data, bytes):
+        raise StepsFormatError(f"steps are stored as a {type(data).__name__}, not bytes")
     if zipped:
         try:
             data = wire.inflate_zlib(data)

@@ -307,8 +307,11 @@ def _gae_proto(data: Any, message: type[Proto]) -> Proto:
 def decode_proto(message: type[Proto], data: bytes, what: str) -> Proto:
     """Stored proto bytes as `message`: the one decode path, for the sync and the build reader alike.
 
-    Raises EntityDecodeError, `what` saying what does not decode.
+    Raises EntityDecodeError, `what` saying what does not decode (bytes
+    stored as another type do not either).
     """
+    if not isinstance(data, (bytes, bytearray)):
+        raise EntityDecodeError(f"{what}: a {type(data).__name__}, not bytes")
     try:
         return wire.decode(message, data)
     except DecodeError as error:
