@@ -59,7 +59,7 @@ def max_concurrent_builds(entity: datastore.Entity | None) -> int:
     if entity is None:
         return 0
     try:
-        return wire.decode(cpb.BuilderConfig, entity.get("config") or b"").max_concurrent_builds
+        return wire.decode(cpb.BuilderConfig, _blob(entity, "config")).max_concurrent_builds
     except DecodeError as error:
         logs.event("ERROR", "builder config does not decode", key=str(entity.key.flat_path), error=str(error))
         return 0
@@ -72,8 +72,8 @@ def notification_topics(entity: datastore.Entity | None) -> list[cpb.Buildbucket
     """
     if entity is None or not entity.get("common_config"):
         return []
-    blob = entity["common_config"]
     try:
+        blob = _blob(entity, "common_config")
         if blob[0] == _PLAIN_PROTO:
             blob = blob[1:]
         elif blob[0] == _ZSTD_PROTO:
@@ -84,3 +84,11 @@ def notification_topics(entity: datastore.Entity | None) -> list[cpb.Buildbucket
     except DecodeError as error:
         raise model.EntityDecodeError(f"project {entity.key.name}: common_config does not decode: {error}") from error
     return [topic for topic in config.builds_notification_topics if topic.name]
+
+
+def _blob(entity: datastore.Entity, name: str) -> bytes:
+    """A stored proto's bytes; held as another type, it does not decode (DecodeError) rather than fail its reader."""
+    value = entity.get(name) or b""
+    if not isinstance(value, bytes):
+        raise DecodeError(f"{name} is stored as a {type(value).__name__}, not bytes")
+    return value
