@@ -15,10 +15,8 @@ from buildsync.store import outbox
 
 from tests import buildbucket_writer as bb
 from tests.builds import BACKEND, get_build, put_build, put_healthy_and_hung_builds
-from tests.harness import HUNG
+from tests.harness import HUNG, LONG_AGO
 from tools.emulators import free_port
-
-LONG_AGO = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=1)
 
 
 def run_buildsync(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

@@ -26,14 +26,12 @@ from google.protobuf import json_format, struct_pb2
 from tests import buildbucket_writer as bb
 from tests.builds import BACKEND, put_build
 from tests.conftest import PROJECT
-from tests.harness import Subscribed, captured_logs, large_fields, outbox_due, with_deep_stack
+from tests.harness import LONG_AGO, Subscribed, captured_logs, large_fields, outbox_due, with_deep_stack
 from tools.bench.memory_probe import proc_status_mib, reset_high_water_mark
 from tools.emulators import wait_until
 from tools.resultdb_recorder import ResultDBRecorder
 from tools.stack import LocalStack
 from tools.task_backend import nested_bytes, nested_groups
-
-LONG_AGO = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=1)
 
 
 @pytest.fixture

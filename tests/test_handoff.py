@@ -29,11 +29,10 @@ from google.cloud import datastore
 from tests import buildbucket_writer as bb
 from tests.builds import BACKEND, put_build
 from tests.conftest import PROJECT
-from tests.harness import captured_logs, outbox_due
+from tests.harness import LONG_AGO, captured_logs, outbox_due
 from tools.cloud_tasks import Decoded, decoded
 from tools.emulators import wait_until
 
-LONG_AGO = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=1)
 BUILDER = pb.BuilderID(project="proj", bucket="ci", builder="builder")
 PUSH_AS = "buildbucket-pusher@bb-project.iam.gserviceaccount.com"
 

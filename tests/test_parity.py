@@ -31,13 +31,11 @@ from google.cloud import datastore
 
 from tests import buildbucket_writer as bb
 from tests.builds import get_build, put_build
-from tests.harness import BACKEND
+from tests.harness import BACKEND, LONG_AGO, PLANNED_AT
 
 pytestmark = pytest.mark.both_emulators
 
 UTC = datetime.timezone.utc
-PLANNED_AT = datetime.datetime.now(UTC).replace(microsecond=0)
-LONG_AGO = PLANNED_AT - datetime.timedelta(hours=1)
 LATER = PLANNED_AT + datetime.timedelta(seconds=10, microseconds=123456)
 
 INT, BOOL, TEXT, BLOB, TIME, NULL = "integer", "boolean", "string", "blob", "timestamp", "null"

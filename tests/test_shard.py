@@ -14,16 +14,15 @@ from buildsync.stages.shard import due_batches, sync_lag_seconds
 from buildsync.store import model
 
 from tests.builds import BACKEND, put_build
+from tests.harness import LONG_AGO, PLANNED_AT
 from tools.capacity.probe import seed_bare
 
-NOW = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
-LONG_AGO = NOW - datetime.timedelta(hours=1)
 # Due builds in one shard, more keys than one 4 MiB answer holds.
 LARGE_SHARD = 25_000
 
 
 def job(project: str = "proj", shard: int = 0, shards: int = 1) -> ShardJob:
-    return ShardJob(BACKEND, project, shard, shards, NOW)
+    return ShardJob(BACKEND, project, shard, shards, PLANNED_AT)
 
 
 def due_ids(client, the_job: ShardJob, batch_size: int = 1000) -> list[list[int]]:
@@ -33,7 +32,7 @@ def due_ids(client, the_job: ShardJob, batch_size: int = 1000) -> list[list[int]
 def test_query_returns_exactly_the_due_builds(datastore_client):
     for build_id in range(1, 6):
         put_build(datastore_client, build_id, updated=LONG_AGO)
-    put_build(datastore_client, 10, updated=NOW)  # just updated: due in five minutes
+    put_build(datastore_client, 10, updated=PLANNED_AT)  # just updated: due in five minutes
     put_build(datastore_client, 11, updated=LONG_AGO, project="other")
     put_build(datastore_client, 12, updated=LONG_AGO, backend="swarming://other-swarm")
     put_build(datastore_client, 13, updated=LONG_AGO, status=pb.SUCCESS)
@@ -92,7 +91,7 @@ def test_builds_in_shards_above_a_lowered_count_are_found_once_each_when_due(dat
     # Eight shards once, four now: builds 4..7 sit in shards no job of four queries.
     for build_id in range(8):
         put_build(datastore_client, build_id + 1, updated=LONG_AGO, shard=build_id, shards=8)
-    put_build(datastore_client, 20, updated=NOW, shard=6, shards=8)  # not due yet
+    put_build(datastore_client, 20, updated=PLANNED_AT, shard=6, shards=8)  # not due yet
     put_build(datastore_client, 21, updated=LONG_AGO, shard=12, shards=13, project="other")
 
     found = [due_ids(datastore_client, job(shard=shard, shards=4)) for shard in range(4)]
@@ -113,19 +112,19 @@ def test_a_probe_job_yields_one_small_probe_batch_of_its_shard(datastore_client)
 
 
 def test_no_due_builds_yields_no_batch(datastore_client):
-    put_build(datastore_client, 1, updated=NOW)
+    put_build(datastore_client, 1, updated=PLANNED_AT)
 
     assert due_ids(datastore_client, job()) == []
 
 
 def test_sync_lag_is_the_wait_of_the_oldest_due_build_and_zero_when_none_is_due(datastore_client):
-    assert sync_lag_seconds(datastore_client, job(), NOW) == 0.0
-    put_build(datastore_client, 3, updated=NOW)  # not due yet
-    assert sync_lag_seconds(datastore_client, job(), NOW) == 0.0
+    assert sync_lag_seconds(datastore_client, job(), PLANNED_AT) == 0.0
+    put_build(datastore_client, 3, updated=PLANNED_AT)  # not due yet
+    assert sync_lag_seconds(datastore_client, job(), PLANNED_AT) == 0.0
 
     put_build(datastore_client, 2, updated=LONG_AGO + datetime.timedelta(minutes=20))
     put_build(datastore_client, 1, updated=LONG_AGO)
     put_build(datastore_client, 4, updated=LONG_AGO - datetime.timedelta(hours=1), project="other")
 
     due_at = sync_time.next_sync_unix(LONG_AGO, model.DEFAULT_SYNC_INTERVAL)
-    assert sync_lag_seconds(datastore_client, job(), NOW) == NOW.timestamp() - due_at
+    assert sync_lag_seconds(datastore_client, job(), PLANNED_AT) == PLANNED_AT.timestamp() - due_at
