@@ -852,27 +852,37 @@ def _ok_answer(body: bytes) -> RawAnswer:
     return RawAnswer(200, {"X-Prpc-Grpc-Code": "0", "Content-Type": "application/prpc; encoding=binary"}, body)
 
 
-def _one_task_past_the_stack(tally: Tally, scene: Scene, runtime) -> None:
-    """A pRPC answer whose second task nests 60,000 levels: the first build syncs, the second alone is invalid."""
-    good, deep = 5200, 5201
-    for build_id in (good, deep):
-        _plain(scene, build_id)
-    first = pb.FetchTasksResponse.Response(task=scene.backend.tasks[f"task-{good}"]).SerializeToString()
-    task = pb.Task(id=pb.TaskID(target=BACKEND, id=f"task-{deep}"), update_id=2, status=pb.FAILURE)
-    second = _field(1, task.SerializeToString() + _field(6, nested_bytes(20_000)))
-    scene.server.prpc_server.raw_answer = lambda request: _ok_answer(_field(1, first) + _field(1, second))
-    with captured_logs() as captured:
-        try:
-            handlers.handle_batch(
-                runtime, SyncBatch(BACKEND, "proj", (good, deep), datetime.datetime.now(datetime.timezone.utc))
-            )
-        finally:
-            scene.server.prpc_server.raw_answer = None
-    lines = captured.events()
-    tally.count_bugs(lines)
-    for build_id, name, expected in ((good, "its neighbour", SYNCED), (deep, "a task nested 60,000 levels", INVALID)):
-        mine = [e for e in lines if e.get("build_id") == build_id]
-        tally.add("backend answers", name, expected, *_sync_verdict(scene, build_id, mine))
+def _tasks_that_do_not_decode(tally: Tally, scene: Scene, runtime) -> None:
+    """pRPC answers whose second task does not decode: the first build syncs, the second alone is invalid."""
+    rows = [
+        ("a task nested 60,000 levels", lambda task: task.SerializeToString() + _field(6, nested_bytes(20_000))),
+        (
+            "a task whose summary is not UTF-8 (proto3 strings must be)",
+            lambda task: task.SerializeToString() + _field(8, b"\xff\xfe not text"),
+        ),
+    ]
+    for index, (name, task_bytes) in enumerate(rows):
+        good, bad = 5200 + 2 * index, 5201 + 2 * index
+        for build_id in (good, bad):
+            _plain(scene, build_id)
+        first = pb.FetchTasksResponse.Response(task=scene.backend.tasks[f"task-{good}"]).SerializeToString()
+        second = _field(
+            1, task_bytes(pb.Task(id=pb.TaskID(target=BACKEND, id=f"task-{bad}"), update_id=2, status=pb.FAILURE))
+        )
+        answer = _ok_answer(_field(1, first) + _field(1, second))
+        scene.server.prpc_server.raw_answer = lambda request, answer=answer: answer
+        with captured_logs() as captured:
+            try:
+                handlers.handle_batch(
+                    runtime, SyncBatch(BACKEND, "proj", (good, bad), datetime.datetime.now(datetime.timezone.utc))
+                )
+            finally:
+                scene.server.prpc_server.raw_answer = None
+        lines = captured.events()
+        tally.count_bugs(lines)
+        for build_id, row, expected in ((good, f"its neighbour ({name})", SYNCED), (bad, name, INVALID)):
+            mine = [e for e in lines if e.get("build_id") == build_id]
+            tally.add("backend answers", row, expected, *_sync_verdict(scene, build_id, mine))
 
 
 @pytest.mark.both_emulators
@@ -894,7 +904,7 @@ def test_every_hostile_input_gets_its_verdict_and_no_build_is_stuck(
         _settings(tally, tmp_path)
         _whole_runs(tally, scene, the_runtime)
         _one_batch(tally, scene, the_runtime)
-        _one_task_past_the_stack(tally, scene, the_runtime)
+        _tasks_that_do_not_decode(tally, scene, the_runtime)
         _whole_answers(tally, scene, runtime, tmp_path)
     finally:
         elsewhere.stop()
